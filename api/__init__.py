@@ -1,0 +1,1 @@
+"""Coalition's edge: HTTP app, settings, database bootstrapping, CLI."""

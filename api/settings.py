@@ -1,0 +1,59 @@
+"""Settings from environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+#: Environment variable -> settings field.
+ENVIRONMENT: dict[str, str] = {
+    "DATABASE_URL": "database_url",
+    "COALITION_DATA_DIR": "data_dir",
+    "COALITION_HOST": "host",
+    "COALITION_PORT": "port",
+    "COALITION_WORKERS": "workers",
+    "COALITION_ADMIN_TOKEN": "admin_token",
+    "COALITION_LOG_LEVEL": "log_level",
+    "COALITION_DB_POOL_SIZE": "db_pool_size",
+}
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    #: PostgreSQL URL; without it an embedded PostgreSQL runs in ``data_dir``.
+    database_url: Annotated[str, msgspec.Meta(pattern=r"^postgres(ql)?://")] | None = None
+    data_dir: Annotated[str, msgspec.Meta(min_length=1)] = ".coalition"
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    port: Port = 8000
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    #: Bearer token of the operator API; without it ``serve`` makes one up.
+    admin_token: Annotated[str, msgspec.Meta(min_length=16)] | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 10
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    raw = {field: environ[name] for name, field in ENVIRONMENT.items() if environ.get(name)}
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise SettingsError(_explain(str(error))) from None
+
+
+def _explain(message: str) -> str:
+    # msgspec says "Expected `int` >= 1 - at `$.port`"; name the variable instead.
+    text, _, path = message.rpartition(" - at `$.")
+    field = path.rstrip("`")
+    names = {v: k for k, v in ENVIRONMENT.items()}
+    if field in names:
+        return f"{names[field]}: {text[0].lower()}{text[1:]}"
+    return message

@@ -1,0 +1,43 @@
+"""The double-entry points ledger: the single source of truth for points."""
+
+from ledger.errors import BatchTooLarge, InvalidCursor, LedgerError, LedgerUnavailable
+from ledger.invariants import Violation, check_invariants
+from ledger.schemas import (
+    Account,
+    AccountFlags,
+    AccountOutcome,
+    AccountState,
+    Balance,
+    CreateAccountResult,
+    CreateTransferResult,
+    HistoryPage,
+    LedgerTotals,
+    Transfer,
+    TransferFlags,
+    TransferOutcome,
+    TransferState,
+)
+from ledger.service import Ledger
+
+__all__ = [
+    "Account",
+    "AccountFlags",
+    "AccountOutcome",
+    "AccountState",
+    "Balance",
+    "BatchTooLarge",
+    "CreateAccountResult",
+    "CreateTransferResult",
+    "HistoryPage",
+    "InvalidCursor",
+    "Ledger",
+    "LedgerError",
+    "LedgerTotals",
+    "LedgerUnavailable",
+    "Transfer",
+    "TransferFlags",
+    "TransferOutcome",
+    "TransferState",
+    "Violation",
+    "check_invariants",
+]

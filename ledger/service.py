@@ -1,0 +1,177 @@
+"""``Ledger``: the one Python API to the points ledger.
+
+Every other package moves points through this class; nothing else writes the
+ledger's tables. Writes go through the micro-batching writer; reads are plain
+queries on the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from ledger import repository
+from ledger.errors import BatchTooLarge, InvalidCursor
+from ledger.schemas import (
+    BATCH_MAX,
+    AccountFlags,
+    AccountOutcome,
+    AccountState,
+    Balance,
+    CreateAccountResult,
+    HistoryPage,
+    LedgerTotals,
+    Transfer,
+    TransferFlags,
+    TransferOutcome,
+    TransferState,
+)
+from ledger.schemas import Account as AccountRequest
+from ledger.schemas import Ledger as LedgerDefinition
+from ledger.writer import TransferWriter
+
+_ACCOUNT_RESULTS = tuple(CreateAccountResult)
+
+
+class Ledger:
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = BATCH_MAX) -> None:
+        self.pool = pool
+        self._writer = TransferWriter(pool, max_batch=max_batch)
+
+    async def close(self) -> None:
+        await self._writer.close()
+
+    # -- writes ---------------------------------------------------------------
+
+    async def create_ledger(self, definition: LedgerDefinition) -> bool:
+        """Create a ledger (a points currency); False if it already exists."""
+        status = await self.pool.execute(
+            "INSERT INTO ledgers (id, name, asset_scale) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO NOTHING",
+            definition.id,
+            definition.name,
+            definition.asset_scale,
+        )
+        return status.endswith(" 1")
+
+    async def create_accounts(self, accounts: Sequence[AccountRequest]) -> list[AccountOutcome]:
+        _check_batch(len(accounts))
+        if not accounts:
+            return []
+        codes = await self.pool.fetchval(
+            "SELECT ledger_create_accounts($1::uuid[], $2::integer[], $3::integer[],"
+            " $4::integer[], $5::jsonb[])",
+            [a.id for a in accounts],
+            [a.ledger for a in accounts],
+            [a.code for a in accounts],
+            [int(a.flags) for a in accounts],
+            [a.metadata for a in accounts],
+        )
+        return [
+            AccountOutcome(id=a.id, result=_ACCOUNT_RESULTS[code])
+            for a, code in zip(accounts, codes, strict=True)
+        ]
+
+    async def create_transfers(self, transfers: Sequence[Transfer]) -> list[TransferOutcome]:
+        """Post a batch with the semantics of posting each transfer in order.
+
+        Raises ``LedgerUnavailable`` if the database did not confirm the batch;
+        retrying the same ids is then safe (a recorded transfer answers
+        ``exists``).
+        """
+        _check_batch(len(transfers))
+        return await self._writer.submit(transfers)
+
+    async def expire_pending(self, *, limit: int = 1000) -> int:
+        """Void pending transfers whose timeout has passed; returns how many.
+
+        Each expiry is a ``VOID_PENDING`` transfer with an id derived from the
+        pending one, so two sweepers racing void each at most once.
+        """
+        due = await repository.due_pending(self.pool, limit)
+        if not due:
+            return 0
+        voids = [
+            Transfer(
+                id=repository.expiry_transfer_id(pending_id),
+                pending_id=pending_id,
+                flags=TransferFlags.VOID_PENDING,
+                metadata={"reason": "expired"},
+            )
+            for pending_id in due
+        ]
+        outcomes = await self.create_transfers(voids)
+        return sum(1 for o in outcomes if o.ok)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def lookup_accounts(self, ids: Sequence[UUID]) -> list[AccountState]:
+        rows = await self.pool.fetch(repository.LOOKUP_ACCOUNTS, list(ids))
+        return [_account(row) for row in rows]
+
+    async def lookup_transfers(self, ids: Sequence[UUID]) -> list[TransferState]:
+        rows = await self.pool.fetch(repository.LOOKUP_TRANSFERS, list(ids))
+        return [_transfer(row) for row in rows]
+
+    async def balances_as_of(
+        self, ids: Sequence[UUID], at: datetime, *, effective: bool = False
+    ) -> list[Balance]:
+        """Balances implied by the transfers recorded up to ``at`` (or, with
+        ``effective``, whose business time is up to ``at``)."""
+        query = repository.BALANCES_AS_OF_EFFECTIVE if effective else repository.BALANCES_AS_OF
+        rows = await self.pool.fetch(query, list(ids), at)
+        return [Balance(**dict(row)) for row in rows]
+
+    async def history(
+        self, account_id: UUID, *, limit: int = 50, cursor: str | None = None
+    ) -> HistoryPage:
+        """Transfers touching the account, newest first, a page at a time."""
+        before = _decode_cursor(cursor)
+        rows = await self.pool.fetch(repository.HISTORY, account_id, before, limit + 1)
+        transfers = [_transfer(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return HistoryPage(
+            transfers=transfers,
+            next_cursor=str(transfers[-1].timestamp) if more and transfers else None,
+        )
+
+    async def totals(self, ledger: int | None = None) -> list[LedgerTotals]:
+        rows = await self.pool.fetch(repository.TOTALS, ledger)
+        return [LedgerTotals(**dict(row)) for row in rows]
+
+    async def ledgers(self) -> list[LedgerDefinition]:
+        rows = await self.pool.fetch("SELECT id, name, asset_scale FROM ledgers ORDER BY id")
+        return [LedgerDefinition(**dict(row)) for row in rows]
+
+
+def _check_batch(size: int) -> None:
+    if size > BATCH_MAX:
+        raise BatchTooLarge(f"a batch holds at most {BATCH_MAX} items, got {size}")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 2**63 - 1
+    try:
+        value = int(cursor)
+    except ValueError:
+        raise InvalidCursor(f"not a history cursor: {cursor!r}") from None
+    if value <= 0:
+        raise InvalidCursor(f"not a history cursor: {cursor!r}")
+    return value
+
+
+def _account(row: asyncpg.Record) -> AccountState:
+    values: dict[str, Any] = dict(row)
+    values["flags"] = AccountFlags(values["flags"])
+    return AccountState(**values)
+
+
+def _transfer(row: asyncpg.Record) -> TransferState:
+    values: dict[str, Any] = dict(row)
+    values["flags"] = TransferFlags(values["flags"])
+    return TransferState(**values)

@@ -1,0 +1,1 @@
+"""Partner organisations and the coalition (arrives with the partners issue)."""

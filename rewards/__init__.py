@@ -1,0 +1,1 @@
+"""Programs, members, earn and redeem rules (arrives with the rewards issue)."""

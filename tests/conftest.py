@@ -1,0 +1,106 @@
+"""One PostgreSQL per test session: ``TEST_DATABASE_URL``'s server when set,
+else an embedded one. Each session migrates a database of its own, made
+fresh, and drops it at the end.
+
+Ledger records are immutable, so tests do not roll back ledger writes: each
+test works in ledgers of its own (``new_ledger``) and checks invariants there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from api.database import embedded_postgres, migrate
+from ledger import Ledger
+from ledger.connection import create_pool
+from ledger.schemas import Ledger as LedgerDefinition
+
+
+@contextlib.contextmanager
+def _server_url() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="coalition-test-") as folder:
+        with embedded_postgres(Path(folder) / "pgdata") as embedded:
+            yield embedded
+
+
+def _with_database(url: str, database: str) -> str:
+    # Works for both host:port URLs and the embedded server's socket URLs.
+    base, _, query = url.partition("?")
+    root, _, _ = base.rpartition("/")
+    return f"{root}/{database}" + (f"?{query}" if query else "")
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards."""
+    import asyncio
+
+    name = f"coalition_test_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    with _server_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    with fresh_database(server_url) as url:
+        migrate(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=2, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def ledger(pool: asyncpg.Pool) -> AsyncIterator[Ledger]:
+    ledger = Ledger(pool)
+    yield ledger
+    await ledger.close()
+
+
+_ledger_ids = itertools.count(1)
+
+
+@pytest.fixture
+def new_ledger(ledger: Ledger) -> Callable[[], Awaitable[int]]:
+    """Makes a ledger no other test touches and returns its id."""
+
+    async def make() -> int:
+        ledger_id = next(_ledger_ids)
+        await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=f"test-{ledger_id}"))
+        return ledger_id
+
+    return make

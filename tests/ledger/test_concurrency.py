@@ -1,0 +1,165 @@
+"""Concurrency and failure: real connections, real locks, real kills."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from ledger import (
+    Account,
+    AccountFlags,
+    Ledger,
+    LedgerUnavailable,
+    Transfer,
+    TransferFlags,
+    check_invariants,
+)
+from ledger.connection import create_pool
+
+NewLedger = Callable[[], Awaitable[int]]
+WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+
+
+def zipf_index(rng: random.Random, n: int, s: float = 1.2) -> int:
+    weights = [1 / (k + 1) ** s for k in range(n)]
+    return rng.choices(range(n), weights=weights)[0]
+
+
+async def test_stress_with_hot_account_and_opposing_flows(
+    ledger: Ledger, new_ledger: NewLedger, database_url: str
+) -> None:
+    ledger_id = await new_ledger()
+    issuance, shop = uuid.uuid4(), uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(40)]
+    await ledger.create_accounts(
+        [Account(id=issuance, ledger=ledger_id, code=1),
+         Account(id=shop, ledger=ledger_id, code=3)]
+        + [Account(id=m, ledger=ledger_id, code=2, flags=WALLET) for m in members]
+    )
+    # Three processes' worth of writers: batches really run side by side.
+    pools = [await create_pool(database_url, min_size=1, max_size=3) for _ in range(3)]
+    writers = [Ledger(p) for p in pools]
+    rng = random.Random(7)
+
+    async def client(n: int) -> list[tuple[Transfer, str]]:
+        writer = writers[n % len(writers)]
+        done = []
+        for _ in range(15):
+            a = members[zipf_index(rng, len(members))]
+            b = members[zipf_index(rng, len(members))]
+            kind = rng.random()
+            if kind < 0.35:
+                t = Transfer(id=uuid.uuid4(), debit_account_id=issuance, credit_account_id=a,
+                             amount=rng.randint(1, 50), ledger=ledger_id, code=1)
+            elif kind < 0.55:
+                t = Transfer(id=uuid.uuid4(), debit_account_id=a, credit_account_id=shop,
+                             amount=rng.randint(1, 60), ledger=ledger_id, code=2)
+            elif kind < 0.9 and a != b:
+                # Gifts both ways between the same hot wallets.
+                t = Transfer(id=uuid.uuid4(), debit_account_id=a, credit_account_id=b,
+                             amount=rng.randint(1, 30), ledger=ledger_id, code=3)
+            else:
+                t = Transfer(id=uuid.uuid4(), debit_account_id=shop, credit_account_id=issuance,
+                             amount=rng.randint(1, 5), ledger=ledger_id, code=4)
+            [outcome] = await writer.create_transfers([t])
+            done.append((t, outcome.result.value))
+        return done
+
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(client(n) for n in range(120))), timeout=120
+        )
+    finally:
+        for w in writers:
+            await w.close()
+        for p in pools:
+            await p.close()
+
+    flat = [pair for r in results for pair in r]
+    codes = {code for _, code in flat}
+    assert codes <= {"ok", "exceeds_credits"}, codes
+    assert sum(code == "ok" for _, code in flat) > len(flat) // 2
+    # Each account's balance is exactly the sum of the transfers it was told succeeded.
+    expected: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0])
+    for t, code in flat:
+        if code == "ok":
+            assert t.debit_account_id and t.credit_account_id
+            expected[t.debit_account_id][0] += t.amount
+            expected[t.credit_account_id][1] += t.amount
+    for state in await ledger.lookup_accounts([issuance, shop, *members]):
+        assert [state.debits_posted, state.credits_posted] == expected[state.id]
+        if state.flags & WALLET:
+            assert state.debits_posted <= state.credits_posted
+    assert await check_invariants(ledger.pool, ledger_id) == []
+
+
+async def test_killed_connection_leaves_no_partial_batch(
+    ledger: Ledger, new_ledger: NewLedger, pool: asyncpg.Pool
+) -> None:
+    ledger_id = await new_ledger()
+    issuance = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(50)]
+    await ledger.create_accounts(
+        [Account(id=issuance, ledger=ledger_id, code=1)]
+        + [Account(id=m, ledger=ledger_id, code=2, flags=WALLET) for m in members]
+    )
+    batch = [
+        Transfer(id=uuid.uuid4(), debit_account_id=issuance, credit_account_id=m, amount=10,
+                 ledger=ledger_id, code=1)
+        for m in members * 10
+    ]
+    async with pool.acquire() as blocker:
+        transaction = blocker.transaction()
+        await transaction.start()
+        # Hold one account so the batch is caught mid-flight, inside its transaction.
+        await blocker.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", members[-1])
+        posting = asyncio.create_task(ledger.create_transfers(batch))
+        pid = None
+        for _ in range(200):
+            pid = await pool.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%ledger_create_transfers(%'"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if pid:
+                break
+            await asyncio.sleep(0.02)
+        assert pid, "the batch never reached the lock"
+        assert await pool.fetchval("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(LedgerUnavailable):
+            await posting
+        await transaction.rollback()
+
+    assert await ledger.lookup_transfers([t.id for t in batch]) == []
+    states = await ledger.lookup_accounts([issuance, *members])
+    assert all(s.debits_posted == 0 and s.credits_posted == 0 for s in states)
+    assert await check_invariants(pool, ledger_id) == []
+    # Nothing of the failed attempt is reserved: the same ids now succeed.
+    outcomes = await ledger.create_transfers(batch)
+    assert {o.result.value for o in outcomes} == {"ok"}
+
+
+async def test_concurrent_callers_share_batches(ledger: Ledger, new_ledger: NewLedger) -> None:
+    """Many single-transfer callers are served in few database calls."""
+    ledger_id = await new_ledger()
+    issuance = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(200)]
+    await ledger.create_accounts(
+        [Account(id=issuance, ledger=ledger_id, code=1)]
+        + [Account(id=m, ledger=ledger_id, code=2, flags=WALLET) for m in members]
+    )
+    transfers = [
+        Transfer(id=uuid.uuid4(), debit_account_id=issuance, credit_account_id=m, amount=3,
+                 ledger=ledger_id, code=1, flags=TransferFlags.NONE)
+        for m in members
+    ]
+    outcomes = await asyncio.gather(*(ledger.create_transfers([t]) for t in transfers))
+    assert all(o[0].result == "ok" for o in outcomes)
+    stamps = sorted(o[0].timestamp or 0 for o in outcomes)
+    assert len(set(stamps)) == len(stamps)
+    assert await check_invariants(ledger.pool, ledger_id) == []
