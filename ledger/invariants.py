@@ -6,9 +6,8 @@ report means every invariant holds.
 
 from __future__ import annotations
 
-import msgspec
-
 import asyncpg
+import msgspec
 
 
 class Violation(msgspec.Struct, kw_only=True, frozen=True):

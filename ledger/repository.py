@@ -11,11 +11,11 @@ LEDGER_NAMESPACE = uuid.UUID("6c1f1b0e-5e0a-4d53-9f3c-2a8f4d7b9e10")
 
 ACCOUNT_COLUMNS = (
     "id, ledger, code, flags, debits_pending, debits_posted, credits_pending,"
-    " credits_posted, metadata, \"timestamp\", created_at"
+    ' credits_posted, metadata, "timestamp", created_at'
 )
 TRANSFER_COLUMNS = (
     "id, debit_account_id, credit_account_id, amount, ledger, code, flags, pending_id,"
-    " timeout, metadata, effective_at, \"timestamp\", created_at"
+    ' timeout, metadata, effective_at, "timestamp", created_at'
 )
 
 LOOKUP_ACCOUNTS = f"""

@@ -62,19 +62,31 @@ def encode_batch(requests: Sequence[Sequence[Transfer]]) -> tuple[list[object], 
         if transfers:
             # A chain never runs on into the next caller's transfers.
             flags[-1] = int(flags[-1]) | END_OF_REQUEST  # type: ignore[call-overload]
-    return (ids, debits, credits, amounts, ledgers, codes, flags, pending_ids, timeouts,
-            metadata, effective)
+    return (
+        ids,
+        debits,
+        credits,
+        amounts,
+        ledgers,
+        codes,
+        flags,
+        pending_ids,
+        timeouts,
+        metadata,
+        effective,
+    )
 
 
 async def post_batch(
-    connection: asyncpg.Connection, requests: Sequence[Sequence[Transfer]]
+    connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    requests: Sequence[Sequence[Transfer]],
 ) -> list[list[TransferOutcome]]:
     """Post the requests' transfers in one call; one list of outcomes per request."""
     columns = encode_batch(requests)
     row = await connection.fetchrow(CREATE_TRANSFERS_SQL, *columns)
     assert row is not None
     codes: list[int] = row["results"]
-    stamps: list[int | None] = row["timestamps"]
+    stamps: list[int] = row["timestamps"]
     outcomes: list[list[TransferOutcome]] = []
     position = 0
     for transfers in requests:
@@ -82,7 +94,9 @@ async def post_batch(
         for t in transfers:
             request_outcomes.append(
                 TransferOutcome(
-                    id=t.id, result=TRANSFER_RESULTS[codes[position]], timestamp=stamps[position]
+                    id=t.id,
+                    result=TRANSFER_RESULTS[codes[position]],
+                    timestamp=stamps[position] or None,
                 )
             )
             position += 1
@@ -90,17 +104,26 @@ async def post_batch(
     return outcomes
 
 
-class TransferWriter:
-    """Queues callers' transfers and posts them in batches from one task."""
+_Request = tuple[Sequence[Transfer], "asyncio.Future[list[TransferOutcome]]"]
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = BATCH_MAX) -> None:
+
+class TransferWriter:
+    """Queues callers' transfers and posts them in batches.
+
+    Up to ``max_in_flight`` batches are in the database at once (each on its
+    own connection): while one commits, the next is already being checked.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, max_batch: int = BATCH_MAX, max_in_flight: int = 2
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
-        self._queue: deque[tuple[Sequence[Transfer], asyncio.Future[list[TransferOutcome]]]] = (
-            deque()
-        )
+        self._queue: deque[_Request] = deque()
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._closed = False
 
     async def submit(self, transfers: Sequence[Transfer]) -> list[TransferOutcome]:
@@ -108,9 +131,7 @@ class TransferWriter:
             return []
         if self._closed:
             raise LedgerUnavailable("the ledger writer is closed")
-        future: asyncio.Future[list[TransferOutcome]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[list[TransferOutcome]] = asyncio.get_running_loop().create_future()
         self._queue.append((transfers, future))
         self._wake.set()
         if self._task is None or self._task.done():
@@ -120,18 +141,19 @@ class TransferWriter:
     async def close(self) -> None:
         self._closed = True
         self._wake.set()
+        # Let the queued callers have their answers before stopping.
+        waiting = [future for _, future in self._queue]
+        if waiting and self._task is not None and not self._task.done():
+            await asyncio.wait(waiting)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._task is not None:
-            # Let the queued callers have their answers before stopping.
-            while self._queue and not self._task.done():
-                await asyncio.sleep(0.001)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _take_batch(
-        self,
-    ) -> list[tuple[Sequence[Transfer], asyncio.Future[list[TransferOutcome]]]]:
-        batch = []
+    def _take_batch(self) -> list[_Request]:
+        batch: list[_Request] = []
         size = 0
         while self._queue:
             transfers, future = self._queue[0]
@@ -150,18 +172,27 @@ class TransferWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                await self._slots.acquire()
                 batch = self._take_batch()
                 if not batch:
+                    self._slots.release()
                     continue
-                try:
-                    async with self._pool.acquire() as connection:
-                        outcomes = await post_batch(connection, [t for t, _ in batch])
-                except Exception as error:  # noqa: BLE001 - every caller must hear of it
-                    failure = LedgerUnavailable(f"batch not confirmed: {error}")
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(failure)
-                    continue
-                for (_, future), result in zip(batch, outcomes, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                task = asyncio.create_task(self._post(batch))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    async def _post(self, batch: list[_Request]) -> None:
+        try:
+            async with self._pool.acquire() as connection:
+                outcomes = await post_batch(connection, [t for t, _ in batch])
+        except Exception as error:
+            failure = LedgerUnavailable(f"batch not confirmed: {error}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            return
+        finally:
+            self._slots.release()
+        for (_, future), result in zip(batch, outcomes, strict=True):
+            if not future.done():
+                future.set_result(result)

@@ -31,9 +31,11 @@ def _server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    with tempfile.TemporaryDirectory(prefix="coalition-test-") as folder:
-        with embedded_postgres(Path(folder) / "pgdata") as embedded:
-            yield embedded
+    with (
+        tempfile.TemporaryDirectory(prefix="coalition-test-") as folder,
+        embedded_postgres(Path(folder) / "pgdata") as embedded,
+    ):
+        yield embedded
 
 
 def _with_database(url: str, database: str) -> str:

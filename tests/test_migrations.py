@@ -13,9 +13,7 @@ from tests.conftest import fresh_database
 async def _tables(url: str) -> set[str]:
     connection = await asyncpg.connect(url)
     try:
-        rows = await connection.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        )
+        rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {r["tablename"] for r in rows}
     finally:
         await connection.close()
@@ -24,8 +22,13 @@ async def _tables(url: str) -> set[str]:
 def test_upgrade_to_head_and_back_to_base(server_url: str) -> None:
     with fresh_database(server_url) as url:
         migrate(url)
-        assert {"ledgers", "accounts", "transfers", "transfer_rejections",
-                "alembic_version"} <= asyncio.run(_tables(url))
+        assert {
+            "ledgers",
+            "accounts",
+            "transfers",
+            "transfer_rejections",
+            "alembic_version",
+        } <= asyncio.run(_tables(url))
         downgrade(url, "base")
         assert asyncio.run(_tables(url)) == {"alembic_version"}
         migrate(url)

@@ -21,7 +21,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 TABLES = """
-CREATE SEQUENCE ledger_timestamp_seq AS bigint;
+-- Transfers take timestamps in blocks of 8192, one block per batch.
+CREATE SEQUENCE transfer_timestamp_seq AS bigint INCREMENT BY 8192;
+CREATE SEQUENCE account_timestamp_seq AS bigint;
 
 CREATE TABLE ledgers (
     id integer PRIMARY KEY CHECK (id > 0),
@@ -40,14 +42,15 @@ CREATE TABLE accounts (
     credits_pending bigint NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
     credits_posted bigint NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
     metadata jsonb,
-    "timestamp" bigint NOT NULL UNIQUE DEFAULT nextval('ledger_timestamp_seq'),
+    "timestamp" bigint NOT NULL UNIQUE DEFAULT nextval('account_timestamp_seq'),
     created_at timestamptz NOT NULL DEFAULT now(),
     -- The last line of defence: the batch function never lets these fail.
     CONSTRAINT debits_must_not_exceed_credits
         CHECK (flags & 1 = 0 OR debits_pending + debits_posted <= credits_posted),
     CONSTRAINT credits_must_not_exceed_debits
         CHECK (flags & 2 = 0 OR credits_pending + credits_posted <= debits_posted)
-);
+-- fillfactor leaves room for HOT updates of the balances.
+) WITH (fillfactor = 80);
 CREATE INDEX accounts_ledger_idx ON accounts (ledger, code);
 
 -- Each row is one balanced movement: the debit entry and the credit entry.
@@ -65,10 +68,13 @@ CREATE TABLE transfers (
     timeout integer NOT NULL DEFAULT 0,
     metadata jsonb,
     effective_at timestamptz,
-    "timestamp" bigint NOT NULL UNIQUE,
+    -- Unique by construction (see transfer_timestamp_seq); no unique index
+    -- needed, and BRIN serves range scans since it grows with the table.
+    "timestamp" bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz
 );
+CREATE INDEX transfers_timestamp_brin ON transfers USING brin ("timestamp");
 CREATE INDEX transfers_debit_idx ON transfers (debit_account_id, "timestamp");
 CREATE INDEX transfers_credit_idx ON transfers (credit_account_id, "timestamp");
 -- A pending transfer is resolved (posted, voided or expired) at most once.
@@ -139,7 +145,7 @@ DECLARE
 BEGIN
     WITH ins AS (
         INSERT INTO accounts (id, ledger, code, flags, metadata, "timestamp")
-        SELECT q.id, q.ledger, q.code, q.flags, q.metadata, nextval('ledger_timestamp_seq')
+        SELECT q.id, q.ledger, q.code, q.flags, q.metadata, nextval('account_timestamp_seq')
         FROM (
             SELECT u.*, min(u.i) OVER (PARTITION BY u.id) AS first_i
             FROM unnest(p_id, p_ledger, p_code, p_flags, p_metadata)
@@ -196,24 +202,27 @@ CREATE FUNCTION ledger_create_transfers(
 ) LANGUAGE plpgsql AS $$
 DECLARE
     c_max constant bigint := 9223372036854775807;
+    c_nil constant uuid := '00000000-0000-0000-0000-000000000000';
     n integer := coalesce(cardinality(p_id), 0);
     v_now timestamptz := now();
-    -- per row
+    ts_base bigint;
+    -- Per row. Sentinels (-1, 0) instead of NULL keep these arrays free of
+    -- nulls, so reading element i in the loop is O(1), not a scan from 1.
     r smallint[];            -- result
-    pre smallint[];          -- result decided by existing records
-    pre_ts bigint[];
-    stat smallint[];         -- result of the stateless checks
+    ts bigint[];             -- ledger timestamp of the recorded transfer
+    pre smallint[];          -- result decided by existing records, or -1
+    stat smallint[];         -- result of the stateless checks, or -1
     first_i integer[];       -- first row of the batch with the same id
-    dup_same boolean[];      -- same fields as that first row
-    dk integer[];            -- debit account, as index into a_*
-    ck integer[];            -- credit account, as index into a_*
-    slot integer[];          -- post/void: referenced pending, index into s_*
-    cslot integer[];         -- pending created here and referenced later
+    dk integer[];            -- debit account, as index into a_*, or 0
+    ck integer[];            -- credit account, as index into a_*, or 0
+    slot integer[];          -- post/void: referenced pending, index into s_*, or 0
+    cslot integer[];         -- id referenced by a post/void of this batch, or 0
     f_debit uuid[]; f_credit uuid[]; f_amount bigint[]; f_ledger integer[]; f_code integer[];
     -- per account, sorted by id
     a_id uuid[]; a_ledger integer[]; a_flags integer[];
     a_dp bigint[]; a_dpo bigint[]; a_cp bigint[]; a_cpo bigint[];
     a_touched boolean[];
+    i_dp bigint[]; i_dpo bigint[]; i_cp bigint[]; i_cpo bigint[];
     -- per referenced pending transfer
     s_id uuid[]; s_found boolean[]; s_flags integer[]; s_status smallint[];
     s_debit uuid[]; s_credit uuid[]; s_dk integer[]; s_ck integer[];
@@ -226,11 +235,15 @@ DECLARE
     k_expires timestamptz[];
     -- loop
     i integer; j integer; s integer; d integer; c integer; fl integer; code smallint;
-    amt bigint; pa bigint; ts bigint; linked boolean; has_two_phase boolean;
+    amt bigint; pa bigint; t_ts bigint; linked boolean; has_two_phase boolean;
     n_s integer := 0;
 BEGIN
     results := '{}'; timestamps := '{}';
     IF n = 0 THEN RETURN; END IF;
+    IF n > 8192 THEN
+        RAISE EXCEPTION 'ledger_create_transfers: at most 8192 transfers per call, got %', n
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
     IF cardinality(p_debit) <> n OR cardinality(p_credit) <> n OR cardinality(p_amount) <> n
        OR cardinality(p_ledger) <> n OR cardinality(p_code) <> n OR cardinality(p_flags) <> n
        OR cardinality(p_pending_id) <> n OR cardinality(p_timeout) <> n
@@ -239,14 +252,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    r := array_fill(NULL::smallint, ARRAY[n]);
-    pre := r; stat := r;
-    pre_ts := array_fill(NULL::bigint, ARRAY[n]);
+    r := array_fill(-1::smallint, ARRAY[n]);
+    pre := r;
+    ts := array_fill(0::bigint, ARRAY[n]);
+    first_i := array(SELECT generate_series(1, n));
     f_debit := p_debit; f_credit := p_credit; f_amount := p_amount;
     f_ledger := p_ledger; f_code := p_code;
 
     -- 1a. Ids already recorded: a replay returns the original outcome.
-    FOR i, code, ts IN
+    FOR i, code, t_ts IN
         SELECT u.i,
             CASE WHEN t.debit_account_id = coalesce(u.debit, t.debit_account_id)
                   AND t.credit_account_id = coalesce(u.credit, t.credit_account_id)
@@ -267,7 +281,7 @@ BEGIN
         JOIN transfers t ON t.id = u.id
     LOOP
         pre[i] := code;
-        pre_ts[i] := CASE WHEN code = 1 THEN ts END;
+        IF code = 1 THEN ts[i] := t_ts; END IF;
     END LOOP;
     FOR i, code IN
         SELECT u.i,
@@ -286,96 +300,126 @@ BEGIN
         pre[i] := code;
     END LOOP;
 
-    -- 1b. Pending transfers referenced by posts and voids, with their state.
+    -- 1b. Repeated ids (rare): a hash aggregate finds them without sorting all.
+    FOR i, j IN
+        SELECT q.i, min(q.i) OVER (PARTITION BY q.id)
+        FROM unnest(p_id) WITH ORDINALITY AS q(id, i)
+        WHERE q.id <> c_nil AND q.id IN (
+            SELECT x FROM unnest(p_id) x GROUP BY x HAVING count(*) > 1)
+    LOOP
+        first_i[i] := j;
+    END LOOP;
+
+    -- 1c. Pending transfers referenced by posts and voids, with their state.
     has_two_phase := EXISTS (SELECT 1 FROM unnest(p_flags) f WHERE f & 12 <> 0);
     IF has_two_phase THEN
         SELECT array_agg(x ORDER BY x) INTO s_id
         FROM (SELECT DISTINCT x FROM unnest(p_pending_id) x WHERE x IS NOT NULL) q;
         n_s := coalesce(cardinality(s_id), 0);
-        SELECT array_agg(t.id IS NOT NULL ORDER BY q.k), array_agg(t.flags ORDER BY q.k),
-               array_agg(CASE WHEN t.id IS NULL THEN NULL
-                              WHEN res.flags & 4 <> 0 THEN 1
-                              WHEN res.flags & 8 <> 0 THEN 2 ELSE 0 END ORDER BY q.k),
-               array_agg(t.debit_account_id ORDER BY q.k), array_agg(t.credit_account_id ORDER BY q.k),
-               array_agg(t.amount ORDER BY q.k), array_agg(t.ledger ORDER BY q.k),
-               array_agg(t.code ORDER BY q.k), array_agg(t.expires_at ORDER BY q.k)
-        INTO s_found, s_flags, s_status, s_debit, s_credit, s_amount, s_ledger, s_code, s_expires
-        FROM unnest(s_id) WITH ORDINALITY AS q(id, k)
-        LEFT JOIN transfers t ON t.id = q.id
-        LEFT JOIN transfers res ON res.pending_id = t.id;
+        SELECT array_agg(o.found), array_agg(o.flags), array_agg(o.status),
+               array_agg(o.debit), array_agg(o.credit), array_agg(o.amount),
+               array_agg(o.ledger), array_agg(o.code), array_agg(o.expires_at)
+        INTO s_found, s_flags, s_status, s_debit, s_credit, s_amount, s_ledger, s_code,
+             s_expires
+        FROM (
+            SELECT t.id IS NOT NULL AS found, coalesce(t.flags, 0) AS flags,
+                   CASE WHEN res.flags & 4 <> 0 THEN 1
+                        WHEN res.flags & 8 <> 0 THEN 2 ELSE 0 END::smallint AS status,
+                   t.debit_account_id AS debit, t.credit_account_id AS credit,
+                   coalesce(t.amount, 0) AS amount, t.ledger, t.code, t.expires_at
+            FROM unnest(s_id) WITH ORDINALITY AS q(id, k)
+            LEFT JOIN transfers t ON t.id = q.id
+            LEFT JOIN transfers res ON res.pending_id = t.id
+            ORDER BY q.k
+        ) o;
     END IF;
 
-    -- 1c. Lock every touched account in one statement, in id order.
-    SELECT array_agg(a.id ORDER BY a.id), array_agg(a.ledger ORDER BY a.id),
-           array_agg(a.flags ORDER BY a.id),
-           array_agg(a.debits_pending ORDER BY a.id), array_agg(a.debits_posted ORDER BY a.id),
-           array_agg(a.credits_pending ORDER BY a.id), array_agg(a.credits_posted ORDER BY a.id)
+    -- 1d. Accounts. Bounded accounts (a flag set) are locked now, in one
+    -- statement in id order, because their limits are checked against their
+    -- balances. Unbounded ones (issuance, redemption: the hot accounts) are
+    -- only read now and locked at the very end, in id order again, just
+    -- before their single update and the commit: a hot account is held for
+    -- the tail of a batch only, so concurrent batches overlap. Flags never
+    -- change, so the two lock phases cannot form a cycle.
+    SELECT array_agg(a.id), array_agg(a.ledger), array_agg(a.flags),
+           array_agg(a.debits_pending), array_agg(a.debits_posted),
+           array_agg(a.credits_pending), array_agg(a.credits_posted)
     INTO a_id, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo
-    FROM (SELECT * FROM accounts
-          WHERE id = ANY (p_debit || p_credit || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'))
+    FROM (SELECT id, ledger, flags, debits_pending, debits_posted, credits_pending,
+                 credits_posted
+          FROM accounts
+          WHERE id = ANY (p_debit || p_credit
+                          || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'))
+            AND flags <> 0
           ORDER BY id FOR UPDATE) a;
+    SELECT a_id || array_agg(a.id), a_ledger || array_agg(a.ledger),
+           a_flags || array_agg(a.flags),
+           a_dp || array_agg(a.debits_pending), a_dpo || array_agg(a.debits_posted),
+           a_cp || array_agg(a.credits_pending), a_cpo || array_agg(a.credits_posted)
+    INTO a_id, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo
+    FROM (SELECT id, ledger, flags, debits_pending, debits_posted, credits_pending,
+                 credits_posted
+          FROM accounts
+          WHERE id = ANY (p_debit || p_credit
+                          || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'))
+            AND flags = 0) a;
     a_id := coalesce(a_id, '{}');
-    a_touched := array_fill(false, ARRAY[coalesce(cardinality(a_id), 0) + 1]);
+    a_touched := array_fill(false, ARRAY[cardinality(a_id) + 1]);
+    -- Balances as read: the update at the end applies the difference.
+    i_dp := a_dp; i_dpo := a_dpo; i_cp := a_cp; i_cpo := a_cpo;
 
     IF n_s > 0 THEN
-        SELECT array_agg(da.k ORDER BY q.k), array_agg(ca.k ORDER BY q.k)
+        SELECT array_agg(coalesce(da.k, 0)::integer), array_agg(coalesce(ca.k, 0)::integer)
         INTO s_dk, s_ck
-        FROM unnest(s_debit, s_credit) WITH ORDINALITY AS q(debit, credit, k)
+        FROM (SELECT * FROM unnest(s_debit, s_credit) WITH ORDINALITY AS q(debit, credit, k)
+              ORDER BY k) q
         LEFT JOIN unnest(a_id) WITH ORDINALITY AS da(id, k) ON da.id = q.debit
         LEFT JOIN unnest(a_id) WITH ORDINALITY AS ca(id, k) ON ca.id = q.credit;
     END IF;
 
-    -- 1d. Stateless checks, duplicates and account resolution, per row.
-    SELECT array_agg(q.first_i ORDER BY q.i),
-           array_agg(q.first_i < q.i AND
-               (q.debit, q.credit, q.amount, q.ledger, q.code, q.flags & 15, q.pending_id,
-                q.timeout, q.metadata, q.effective_at) IS NOT DISTINCT FROM
-               (p_debit[q.first_i], p_credit[q.first_i], p_amount[q.first_i],
-                p_ledger[q.first_i], p_code[q.first_i], p_flags[q.first_i] & 15,
-                p_pending_id[q.first_i], p_timeout[q.first_i], p_metadata[q.first_i],
-                p_effective_at[q.first_i]) ORDER BY q.i),
-           array_agg(q.da ORDER BY q.i), array_agg(q.ca ORDER BY q.i),
-           array_agg(q.sl ORDER BY q.i), array_agg(q.csl ORDER BY q.i),
-           array_agg(CASE
-               WHEN q.id = '00000000-0000-0000-0000-000000000000' THEN 5
-               WHEN q.flags & 14 NOT IN (0, 2, 4, 8) THEN 6
-               WHEN q.flags & 12 <> 0 THEN CASE
-                   WHEN q.pending_id IS NULL THEN 13
-                   WHEN q.pending_id = q.id THEN 14
-                   WHEN q.timeout <> 0 THEN 15
-                   WHEN q.effective_at > v_now THEN 16
-               END
-               WHEN q.pending_id IS NOT NULL THEN 12
-               WHEN q.debit IS NULL OR q.credit IS NULL THEN 8
-               WHEN q.debit = q.credit THEN 7
-               WHEN q.amount <= 0 THEN 9
-               WHEN q.ledger IS NULL THEN 11
-               WHEN q.code IS NULL THEN 10
-               WHEN q.timeout <> 0 AND q.flags & 2 = 0 THEN 15
-               WHEN q.effective_at > v_now THEN 16
-               WHEN q.da IS NULL THEN 17
-               WHEN q.ca IS NULL THEN 18
-               WHEN a_ledger[q.da] <> q.ledger OR a_ledger[q.ca] <> q.ledger THEN 19
-           END ORDER BY q.i)
-    INTO first_i, dup_same, dk, ck, slot, cslot, stat
+    -- 1e. Stateless checks and account resolution, per row.
+    SELECT array_agg(q.da), array_agg(q.ca), array_agg(q.sl), array_agg(q.csl),
+           array_agg(q.stat)
+    INTO dk, ck, slot, cslot, stat
     FROM (
-        SELECT u.*,
-               CASE WHEN u.id = '00000000-0000-0000-0000-000000000000' THEN u.i
-                    ELSE min(u.i) OVER (PARTITION BY u.id) END AS first_i,
-               da.k AS da, ca.k AS ca, ps.k AS sl, cs.k AS csl
+        SELECT coalesce(da.k, 0)::integer AS da, coalesce(ca.k, 0)::integer AS ca,
+               coalesce(ps.k, 0)::integer AS sl, coalesce(cs.k, 0)::integer AS csl,
+               (CASE
+                   WHEN u.id = c_nil THEN 5
+                   WHEN u.flags & 14 NOT IN (0, 2, 4, 8) THEN 6
+                   WHEN u.flags & 12 <> 0 THEN CASE
+                       WHEN u.pending_id IS NULL THEN 13
+                       WHEN u.pending_id = u.id THEN 14
+                       WHEN u.timeout <> 0 THEN 15
+                       WHEN u.effective_at > v_now THEN 16
+                       ELSE -1
+                   END
+                   WHEN u.pending_id IS NOT NULL THEN 12
+                   WHEN u.debit IS NULL OR u.credit IS NULL THEN 8
+                   WHEN u.debit = u.credit THEN 7
+                   WHEN u.amount <= 0 THEN 9
+                   WHEN u.ledger IS NULL THEN 11
+                   WHEN u.code IS NULL THEN 10
+                   WHEN u.timeout <> 0 AND u.flags & 2 = 0 THEN 15
+                   WHEN u.effective_at > v_now THEN 16
+                   WHEN da.k IS NULL THEN 17
+                   WHEN ca.k IS NULL THEN 18
+                   WHEN a_ledger[da.k] <> u.ledger OR a_ledger[ca.k] <> u.ledger THEN 19
+                   ELSE -1
+               END)::smallint AS stat
         FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_flags,
-                    p_pending_id, p_timeout, p_metadata, p_effective_at)
+                    p_pending_id, p_timeout, p_effective_at)
              WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, flags,
-                                  pending_id, timeout, metadata, effective_at, i)
+                                  pending_id, timeout, effective_at, i)
         LEFT JOIN unnest(a_id) WITH ORDINALITY AS da(id, k) ON da.id = u.debit
         LEFT JOIN unnest(a_id) WITH ORDINALITY AS ca(id, k) ON ca.id = u.credit
         LEFT JOIN unnest(s_id) WITH ORDINALITY AS ps(id, k)
             ON ps.id = u.pending_id AND u.flags & 12 <> 0
-        LEFT JOIN unnest(s_id) WITH ORDINALITY AS cs(id, k)
-            ON cs.id = u.id AND u.flags & 2 <> 0
+        LEFT JOIN unnest(s_id) WITH ORDINALITY AS cs(id, k) ON cs.id = u.id
+        ORDER BY u.i
     ) q;
 
-    -- 2. Apply in order.
+    -- 2. Apply in order, on arrays only: no SQL inside the loop.
     FOR i IN 1..n LOOP
         fl := p_flags[i];
         linked := fl & 1 <> 0;
@@ -391,7 +435,7 @@ BEGIN
             code := 4;
         ELSIF chain_failed THEN
             code := 3;
-        ELSIF pre[i] IS NOT NULL THEN
+        ELSIF pre[i] >= 0 THEN
             code := pre[i];
         ELSIF first_i[i] < i THEN
             -- A repeat of an id earlier in the batch: compared as a replay of
@@ -409,10 +453,17 @@ BEGIN
                     AND coalesce(p_metadata[j], '{}') = coalesce(p_metadata[i], '{}')
                     AND p_effective_at[j] IS NOT DISTINCT FROM p_effective_at[i]
                     THEN 1 ELSE 2 END;
+            ELSIF (p_debit[i], p_credit[i], p_amount[i], p_ledger[i], p_code[i], fl & 15,
+                   p_pending_id[i], p_timeout[i], p_metadata[i], p_effective_at[i])
+                  IS NOT DISTINCT FROM
+                  (p_debit[j], p_credit[j], p_amount[j], p_ledger[j], p_code[j],
+                   p_flags[j] & 15, p_pending_id[j], p_timeout[j], p_metadata[j],
+                   p_effective_at[j]) THEN
+                code := r[j];
             ELSE
-                code := CASE WHEN dup_same[i] THEN r[j] ELSE 2 END;
+                code := 2;
             END IF;
-        ELSIF stat[i] IS NOT NULL THEN
+        ELSIF stat[i] >= 0 THEN
             code := stat[i];
         ELSIF fl & 12 = 0 THEN
             d := dk[i]; c := ck[i]; amt := p_amount[i];
@@ -428,19 +479,9 @@ BEGIN
                 code := 0;
                 IF fl & 2 <> 0 THEN
                     a_dp[d] := a_dp[d] + amt; a_cp[c] := a_cp[c] + amt;
-                    s := cslot[i];
-                    IF s IS NOT NULL THEN
-                        s_found[s] := true; s_flags[s] := fl & 15; s_status[s] := 0;
-                        s_debit[s] := p_debit[i]; s_credit[s] := p_credit[i];
-                        s_dk[s] := d; s_ck[s] := c; s_amount[s] := amt;
-                        s_ledger[s] := p_ledger[i]; s_code[s] := p_code[i];
-                        s_expires[s] := CASE WHEN p_timeout[i] > 0
-                            THEN v_now + make_interval(secs => p_timeout[i]) END;
-                    END IF;
                 ELSE
                     a_dpo[d] := a_dpo[d] + amt; a_cpo[c] := a_cpo[c] + amt;
                 END IF;
-                a_touched[d] := true; a_touched[c] := true;
             END IF;
         ELSE
             s := slot[i];
@@ -475,10 +516,23 @@ BEGIN
                 END IF;
                 f_debit[i] := s_debit[s]; f_credit[i] := s_credit[s]; f_amount[i] := amt;
                 f_ledger[i] := s_ledger[s]; f_code[i] := s_code[s];
-                a_touched[d] := true; a_touched[c] := true;
             END IF;
         END IF;
         r[i] := code;
+
+        IF code = 0 THEN
+            a_touched[d] := true; a_touched[c] := true;
+            s := cslot[i];
+            IF s > 0 THEN
+                -- A later post or void of this batch refers to this transfer.
+                s_found[s] := true; s_flags[s] := fl & 15; s_status[s] := 0;
+                s_debit[s] := f_debit[i]; s_credit[s] := f_credit[i];
+                s_dk[s] := d; s_ck[s] := c; s_amount[s] := f_amount[i];
+                s_ledger[s] := f_ledger[i]; s_code[s] := f_code[i];
+                s_expires[s] := CASE WHEN fl & 2 <> 0 AND p_timeout[i] > 0
+                    THEN v_now + make_interval(secs => p_timeout[i]) END;
+            END IF;
+        END IF;
 
         IF chain_start IS NOT NULL THEN
             IF code NOT IN (0, 1) AND NOT chain_failed THEN
@@ -498,39 +552,43 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 3. Record.
-    WITH ins AS (
-        INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, ledger, code,
-                               flags, pending_id, timeout, metadata, effective_at,
-                               "timestamp", created_at, expires_at)
-        SELECT q.id, q.debit, q.credit, q.amount, q.ledger, q.code, q.flags & 15, q.pending_id,
-               q.timeout, q.metadata, q.effective_at, nextval('ledger_timestamp_seq'), v_now,
-               CASE WHEN q.flags & 2 <> 0 AND q.timeout > 0
-                    THEN v_now + make_interval(secs => q.timeout) END
-        FROM (SELECT * FROM unnest(p_id, f_debit, f_credit, f_amount, f_ledger, f_code, p_flags,
-                                   p_pending_id, p_timeout, p_metadata, p_effective_at, r)
-                  WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, flags,
-                                       pending_id, timeout, metadata, effective_at, res, i)
-              WHERE u.res = 0 ORDER BY u.i) q
-        RETURNING id, "timestamp"
-    )
-    SELECT array_agg(coalesce(ins."timestamp", pre_ts[u.i]) ORDER BY u.i)
-    INTO timestamps
-    FROM unnest(p_id) WITH ORDINALITY AS u(id, i)
-    LEFT JOIN ins ON ins.id = u.id AND r[u.i] = 0;
-
+    -- 3. Record. Lock the unbounded accounts (in id order), then take the
+    -- timestamps: within every account they follow commit order.
+    PERFORM 1 FROM accounts
+    WHERE id = ANY (SELECT u.id FROM unnest(a_id, a_flags, a_touched) AS u(id, f, touched)
+                    WHERE u.touched AND u.f = 0)
+    ORDER BY id FOR UPDATE;
+    ts_base := nextval('transfer_timestamp_seq');
     FOR i IN 1..n LOOP
-        IF r[i] = 1 AND pre[i] IS NULL THEN
-            timestamps[i] := timestamps[first_i[i]];
+        IF r[i] = 0 THEN
+            ts[i] := ts_base + i - 1;
+        ELSIF r[i] = 1 AND pre[i] < 0 THEN
+            ts[i] := ts[first_i[i]];
         END IF;
     END LOOP;
 
+    INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, ledger, code,
+                           flags, pending_id, timeout, metadata, effective_at,
+                           "timestamp", created_at, expires_at)
+    SELECT u.id, u.debit, u.credit, u.amount, u.ledger, u.code, u.flags & 15, u.pending_id,
+           u.timeout, u.metadata, u.effective_at, u.ts, v_now,
+           CASE WHEN u.flags & 2 <> 0 AND u.timeout > 0
+                THEN v_now + make_interval(secs => u.timeout) END
+    FROM unnest(p_id, f_debit, f_credit, f_amount, f_ledger, f_code, p_flags,
+                p_pending_id, p_timeout, p_metadata, p_effective_at, r, ts)
+         AS u(id, debit, credit, amount, ledger, code, flags,
+              pending_id, timeout, metadata, effective_at, res, ts)
+    WHERE u.res = 0;
+
     UPDATE accounts a
-    SET debits_pending = u.dp, debits_posted = u.dpo,
-        credits_pending = u.cp, credits_posted = u.cpo
-    FROM unnest(a_id, a_dp, a_dpo, a_cp, a_cpo, a_touched)
-         AS u(id, dp, dpo, cp, cpo, touched)
-    WHERE a.id = u.id AND u.touched;
+    SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
+        credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo
+    FROM (SELECT u.id, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo, u.cp - u.icp AS cp,
+                 u.cpo - u.icpo AS cpo
+          FROM unnest(a_id, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo, a_touched)
+               AS u(id, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched)
+          WHERE u.touched) u
+    WHERE a.id = u.id;
 
     IF has_two_phase OR EXISTS (SELECT 1 FROM unnest(p_flags, p_timeout) u(f, t)
                                 WHERE f & 2 <> 0 AND t > 0) THEN
@@ -543,20 +601,24 @@ BEGIN
         WHERE u.res = 0 AND u.f & 12 <> 0 AND e.transfer_id = u.pid;
     END IF;
 
-    INSERT INTO transfer_rejections (id, result, debit_account_id, credit_account_id, amount,
-                                     ledger, code, flags, pending_id, timeout, metadata,
-                                     effective_at)
-    SELECT u.id, u.res, u.debit, u.credit, u.amount, u.ledger, u.code, u.flags & 15,
-           u.pending_id, u.timeout, u.metadata, u.effective_at
-    FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_flags, p_pending_id,
-                p_timeout, p_metadata, p_effective_at, r, pre, first_i)
-         WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, flags, pending_id,
-                              timeout, metadata, effective_at, res, pre, first_i, i)
-    WHERE u.res NOT IN (0, 1, 2, 5) AND u.pre IS NULL AND u.first_i = u.i
-      AND u.id <> '00000000-0000-0000-0000-000000000000'
-    ON CONFLICT (id) DO NOTHING;
+    -- Failed ids are reserved with their failure (not the nil id, which
+    -- fails the same way every time anyway).
+    IF EXISTS (SELECT 1 FROM unnest(r, pre) u(res, pre) WHERE u.res > 2 AND u.pre < 0) THEN
+        INSERT INTO transfer_rejections (id, result, debit_account_id, credit_account_id,
+                                         amount, ledger, code, flags, pending_id, timeout,
+                                         metadata, effective_at)
+        SELECT u.id, u.res, u.debit, u.credit, u.amount, u.ledger, u.code, u.flags & 15,
+               u.pending_id, u.timeout, u.metadata, u.effective_at
+        FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_flags,
+                    p_pending_id, p_timeout, p_metadata, p_effective_at, r, pre, first_i)
+             WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, flags, pending_id,
+                                  timeout, metadata, effective_at, res, pre, first_i, i)
+        WHERE u.res > 2 AND u.res <> 5 AND u.pre < 0 AND u.first_i = u.i AND u.id <> c_nil
+        ON CONFLICT (id) DO NOTHING;
+    END IF;
 
     results := r;
+    timestamps := ts;
 END $$;
 """
 
@@ -589,4 +651,4 @@ def downgrade() -> None:
         "DROP TABLE IF EXISTS pending_expiries, transfer_rejections, transfers, accounts, ledgers"
     )
     op.execute("DROP FUNCTION IF EXISTS ledger_forbid_change")
-    op.execute("DROP SEQUENCE IF EXISTS ledger_timestamp_seq")
+    op.execute("DROP SEQUENCE IF EXISTS transfer_timestamp_seq, account_timestamp_seq")

@@ -116,8 +116,12 @@ class ModelLedger:
 
     def _static(self, t: Transfer, now: datetime) -> R | None:
         kinds = t.flags & (TransferFlags.PENDING | TWO_PHASE)
-        if kinds not in (0, TransferFlags.PENDING, TransferFlags.POST_PENDING,
-                         TransferFlags.VOID_PENDING):
+        if kinds not in (
+            0,
+            TransferFlags.PENDING,
+            TransferFlags.POST_PENDING,
+            TransferFlags.VOID_PENDING,
+        ):
             return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
         if t.flags & TWO_PHASE:
             if t.pending_id is None:
@@ -177,7 +181,9 @@ class ModelLedger:
         else:
             d.dpo += amount
             c.cpo += amount
-        expires = now + timedelta(seconds=t.timeout) if t.flags & TransferFlags.PENDING and t.timeout else None
+        expires = None
+        if t.flags & TransferFlags.PENDING and t.timeout:
+            expires = now + timedelta(seconds=t.timeout)
         self.transfers[t.id] = Recorded(
             t, t.debit_account_id, t.credit_account_id, amount, t.ledger, t.code, expires
         )
@@ -245,9 +251,25 @@ def _matches(t: Transfer, recorded: Recorded) -> bool:
 
 def _same_request(a: Transfer, b: Transfer) -> bool:
     return (
-        a.debit_account_id, a.credit_account_id, a.amount, a.ledger, a.code,
-        int(a.flags) & 15, a.pending_id, a.timeout, a.metadata, a.effective_at,
+        a.debit_account_id,
+        a.credit_account_id,
+        a.amount,
+        a.ledger,
+        a.code,
+        int(a.flags) & 15,
+        a.pending_id,
+        a.timeout,
+        a.metadata,
+        a.effective_at,
     ) == (
-        b.debit_account_id, b.credit_account_id, b.amount, b.ledger, b.code,
-        int(b.flags) & 15, b.pending_id, b.timeout, b.metadata, b.effective_at,
+        b.debit_account_id,
+        b.credit_account_id,
+        b.amount,
+        b.ledger,
+        b.code,
+        int(b.flags) & 15,
+        b.pending_id,
+        b.timeout,
+        b.metadata,
+        b.effective_at,
     )

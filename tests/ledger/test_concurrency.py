@@ -38,8 +38,7 @@ async def test_stress_with_hot_account_and_opposing_flows(
     issuance, shop = uuid.uuid4(), uuid.uuid4()
     members = [uuid.uuid4() for _ in range(40)]
     await ledger.create_accounts(
-        [Account(id=issuance, ledger=ledger_id, code=1),
-         Account(id=shop, ledger=ledger_id, code=3)]
+        [Account(id=issuance, ledger=ledger_id, code=1), Account(id=shop, ledger=ledger_id, code=3)]
         + [Account(id=m, ledger=ledger_id, code=2, flags=WALLET) for m in members]
     )
     # Three processes' worth of writers: batches really run side by side.
@@ -55,18 +54,42 @@ async def test_stress_with_hot_account_and_opposing_flows(
             b = members[zipf_index(rng, len(members))]
             kind = rng.random()
             if kind < 0.35:
-                t = Transfer(id=uuid.uuid4(), debit_account_id=issuance, credit_account_id=a,
-                             amount=rng.randint(1, 50), ledger=ledger_id, code=1)
+                t = Transfer(
+                    id=uuid.uuid4(),
+                    debit_account_id=issuance,
+                    credit_account_id=a,
+                    amount=rng.randint(1, 50),
+                    ledger=ledger_id,
+                    code=1,
+                )
             elif kind < 0.55:
-                t = Transfer(id=uuid.uuid4(), debit_account_id=a, credit_account_id=shop,
-                             amount=rng.randint(1, 60), ledger=ledger_id, code=2)
+                t = Transfer(
+                    id=uuid.uuid4(),
+                    debit_account_id=a,
+                    credit_account_id=shop,
+                    amount=rng.randint(1, 60),
+                    ledger=ledger_id,
+                    code=2,
+                )
             elif kind < 0.9 and a != b:
                 # Gifts both ways between the same hot wallets.
-                t = Transfer(id=uuid.uuid4(), debit_account_id=a, credit_account_id=b,
-                             amount=rng.randint(1, 30), ledger=ledger_id, code=3)
+                t = Transfer(
+                    id=uuid.uuid4(),
+                    debit_account_id=a,
+                    credit_account_id=b,
+                    amount=rng.randint(1, 30),
+                    ledger=ledger_id,
+                    code=3,
+                )
             else:
-                t = Transfer(id=uuid.uuid4(), debit_account_id=shop, credit_account_id=issuance,
-                             amount=rng.randint(1, 5), ledger=ledger_id, code=4)
+                t = Transfer(
+                    id=uuid.uuid4(),
+                    debit_account_id=shop,
+                    credit_account_id=issuance,
+                    amount=rng.randint(1, 5),
+                    ledger=ledger_id,
+                    code=4,
+                )
             [outcome] = await writer.create_transfers([t])
             done.append((t, outcome.result.value))
         return done
@@ -110,8 +133,14 @@ async def test_killed_connection_leaves_no_partial_batch(
         + [Account(id=m, ledger=ledger_id, code=2, flags=WALLET) for m in members]
     )
     batch = [
-        Transfer(id=uuid.uuid4(), debit_account_id=issuance, credit_account_id=m, amount=10,
-                 ledger=ledger_id, code=1)
+        Transfer(
+            id=uuid.uuid4(),
+            debit_account_id=issuance,
+            credit_account_id=m,
+            amount=10,
+            ledger=ledger_id,
+            code=1,
+        )
         for m in members * 10
     ]
     async with pool.acquire() as blocker:
@@ -154,8 +183,15 @@ async def test_concurrent_callers_share_batches(ledger: Ledger, new_ledger: NewL
         + [Account(id=m, ledger=ledger_id, code=2, flags=WALLET) for m in members]
     )
     transfers = [
-        Transfer(id=uuid.uuid4(), debit_account_id=issuance, credit_account_id=m, amount=3,
-                 ledger=ledger_id, code=1, flags=TransferFlags.NONE)
+        Transfer(
+            id=uuid.uuid4(),
+            debit_account_id=issuance,
+            credit_account_id=m,
+            amount=3,
+            ledger=ledger_id,
+            code=1,
+            flags=TransferFlags.NONE,
+        )
         for m in members
     ]
     outcomes = await asyncio.gather(*(ledger.create_transfers([t]) for t in transfers))

@@ -25,9 +25,7 @@ NewLedger = Callable[[], Awaitable[int]]
 WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
 
 
-async def open_accounts(
-    ledger: Ledger, ledger_id: int, *flags: AccountFlags
-) -> list[uuid.UUID]:
+async def open_accounts(ledger: Ledger, ledger_id: int, *flags: AccountFlags) -> list[uuid.UUID]:
     ids = [uuid.uuid4() for _ in flags]
     outcomes = await ledger.create_accounts(
         [Account(id=i, ledger=ledger_id, code=1, flags=f) for i, f in zip(ids, flags, strict=True)]
@@ -36,11 +34,17 @@ async def open_accounts(
     return ids
 
 
-def earn(ledger_id: int, debit: uuid.UUID, credit: uuid.UUID, amount: int, **kw: object) -> Transfer:
+def earn(
+    ledger_id: int, debit: uuid.UUID, credit: uuid.UUID, amount: int, **kw: object
+) -> Transfer:
     return Transfer(
         id=kw.pop("id", None) or uuid.uuid4(),  # type: ignore[arg-type]
-        debit_account_id=debit, credit_account_id=credit, amount=amount,
-        ledger=ledger_id, code=1, **kw,  # type: ignore[arg-type]
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=amount,
+        ledger=ledger_id,
+        code=1,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -55,18 +59,23 @@ async def test_accounts_are_idempotent(ledger: Ledger, new_ledger: NewLedger) ->
     ledger_id = await new_ledger()
     account_id = uuid.uuid4()
     first = Account(id=account_id, ledger=ledger_id, code=1, flags=WALLET)
-    outcomes = await ledger.create_accounts([first, first, Account(id=account_id,
-                                                                  ledger=ledger_id, code=2)])
+    outcomes = await ledger.create_accounts(
+        [first, first, Account(id=account_id, ledger=ledger_id, code=2)]
+    )
     assert [o.result for o in outcomes] == ["ok", "exists", "exists_with_different_fields"]
     again = await ledger.create_accounts([first])
     assert again[0].result == "exists"
-    bad = await ledger.create_accounts([
-        Account(id=uuid.uuid4(), ledger=999_999, code=1),
-        Account(id=uuid.uuid4(), ledger=ledger_id, code=1, flags=AccountFlags(3)),
-        Account(id=uuid.UUID(int=0), ledger=ledger_id, code=1),
-    ])
+    bad = await ledger.create_accounts(
+        [
+            Account(id=uuid.uuid4(), ledger=999_999, code=1),
+            Account(id=uuid.uuid4(), ledger=ledger_id, code=1, flags=AccountFlags(3)),
+            Account(id=uuid.UUID(int=0), ledger=ledger_id, code=1),
+        ]
+    )
     assert [o.result for o in bad] == [
-        "ledger_not_found", "flags_are_mutually_exclusive", "id_must_not_be_zero"
+        "ledger_not_found",
+        "flags_are_mutually_exclusive",
+        "id_must_not_be_zero",
     ]
 
 
@@ -116,27 +125,45 @@ async def test_bounded_accounts_and_validation(ledger: Ledger, new_ledger: NewLe
     other_ledger = await new_ledger()
     issuance, member = await open_accounts(ledger, ledger_id, AccountFlags.NONE, WALLET)
     [elsewhere] = await open_accounts(ledger, other_ledger, AccountFlags.NONE)
-    capped = (await open_accounts(ledger, ledger_id,
-                                  AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS))[0]
-    outcomes = await ledger.create_transfers([
-        earn(ledger_id, issuance, member, 0),
-        earn(ledger_id, issuance, issuance, 5),
-        earn(ledger_id, uuid.uuid4(), member, 5),
-        earn(ledger_id, issuance, uuid.uuid4(), 5),
-        earn(ledger_id, issuance, elsewhere, 5),
-        earn(ledger_id, member, issuance, 1),
-        earn(ledger_id, issuance, capped, 1),
-        earn(ledger_id, issuance, member, 5, timeout=10),
-        earn(ledger_id, issuance, member, 5, effective_at=datetime.now(UTC) + timedelta(hours=1)),
-        earn(ledger_id, issuance, member, 5, pending_id=uuid.uuid4()),
-        Transfer(id=uuid.UUID(int=0), debit_account_id=issuance, credit_account_id=member,
-                 amount=1, ledger=ledger_id, code=1),
-    ])
+    capped = (await open_accounts(ledger, ledger_id, AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS))[
+        0
+    ]
+    outcomes = await ledger.create_transfers(
+        [
+            earn(ledger_id, issuance, member, 0),
+            earn(ledger_id, issuance, issuance, 5),
+            earn(ledger_id, uuid.uuid4(), member, 5),
+            earn(ledger_id, issuance, uuid.uuid4(), 5),
+            earn(ledger_id, issuance, elsewhere, 5),
+            earn(ledger_id, member, issuance, 1),
+            earn(ledger_id, issuance, capped, 1),
+            earn(ledger_id, issuance, member, 5, timeout=10),
+            earn(
+                ledger_id, issuance, member, 5, effective_at=datetime.now(UTC) + timedelta(hours=1)
+            ),
+            earn(ledger_id, issuance, member, 5, pending_id=uuid.uuid4()),
+            Transfer(
+                id=uuid.UUID(int=0),
+                debit_account_id=issuance,
+                credit_account_id=member,
+                amount=1,
+                ledger=ledger_id,
+                code=1,
+            ),
+        ]
+    )
     assert [o.result for o in outcomes] == [
-        "amount_must_be_positive", "accounts_must_be_different", "debit_account_not_found",
-        "credit_account_not_found", "ledger_mismatch", "exceeds_credits", "exceeds_debits",
-        "timeout_reserved_for_pending_transfer", "effective_at_must_not_be_in_future",
-        "pending_id_must_be_zero", "id_must_not_be_zero",
+        "amount_must_be_positive",
+        "accounts_must_be_different",
+        "debit_account_not_found",
+        "credit_account_not_found",
+        "ledger_mismatch",
+        "exceeds_credits",
+        "exceeds_debits",
+        "timeout_reserved_for_pending_transfer",
+        "effective_at_must_not_be_in_future",
+        "pending_id_must_be_zero",
+        "id_must_not_be_zero",
     ]
     assert await balances(ledger, issuance, member) == [(0, 0, 0, 0), (0, 0, 0, 0)]
     with pytest.raises(BatchTooLarge):
@@ -157,24 +184,30 @@ async def test_two_phase(ledger: Ledger, new_ledger: NewLedger) -> None:
     assert over.result == "exceeds_credits"
     assert await balances(ledger, member) == [(80, 0, 0, 100)]
 
-    post = Transfer(id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.POST_PENDING,
-                    amount=60)
+    post = Transfer(
+        id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.POST_PENDING, amount=60
+    )
     void = Transfer(id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.VOID_PENDING)
-    too_much = Transfer(id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.POST_PENDING,
-                        amount=81)
+    too_much = Transfer(
+        id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.POST_PENDING, amount=81
+    )
     outcomes = await ledger.create_transfers([too_much, post, void])
     assert [o.result for o in outcomes] == [
-        "exceeds_pending_amount", "ok", "pending_already_posted"
+        "exceeds_pending_amount",
+        "ok",
+        "pending_already_posted",
     ]
     # Posting 60 of 80 releases the other 20.
     assert await balances(ledger, member, shop) == [(0, 60, 0, 100), (0, 0, 0, 60)]
     [recorded] = await ledger.lookup_transfers([post.id])
     assert (recorded.debit_account_id, recorded.credit_account_id, recorded.amount) == (
-        member, shop, 60
+        member,
+        shop,
+        60,
     )
-    [unknown] = await ledger.create_transfers([
-        Transfer(id=uuid.uuid4(), pending_id=uuid.uuid4(), flags=TransferFlags.VOID_PENDING)
-    ])
+    [unknown] = await ledger.create_transfers(
+        [Transfer(id=uuid.uuid4(), pending_id=uuid.uuid4(), flags=TransferFlags.VOID_PENDING)]
+    )
     assert unknown.result == "pending_not_found"
     assert await check_invariants(ledger.pool, ledger_id) == []
 
@@ -192,9 +225,9 @@ async def test_pending_times_out(ledger: Ledger, new_ledger: NewLedger) -> None:
     assert await balances(ledger, member) == [(0, 0, 0, 0)]
     # A second sweep finds nothing; a second void is refused.
     assert await ledger.expire_pending() == 0
-    [again] = await ledger.create_transfers([
-        Transfer(id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.VOID_PENDING)
-    ])
+    [again] = await ledger.create_transfers(
+        [Transfer(id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.VOID_PENDING)]
+    )
     assert again.result == "pending_already_voided"
     assert await check_invariants(ledger.pool, ledger_id) == []
 
@@ -242,8 +275,9 @@ async def test_history_pages_newest_first(ledger: Ledger, new_ledger: NewLedger)
         await ledger.history(member, cursor="yesterday")
 
 
-async def test_balances_as_of_a_past_time(ledger: Ledger, new_ledger: NewLedger,
-                                          pool: asyncpg.Pool) -> None:
+async def test_balances_as_of_a_past_time(
+    ledger: Ledger, new_ledger: NewLedger, pool: asyncpg.Pool
+) -> None:
     ledger_id = await new_ledger()
     issuance, member, shop = await open_accounts(
         ledger, ledger_id, AccountFlags.NONE, WALLET, AccountFlags.NONE
@@ -253,17 +287,20 @@ async def test_balances_as_of_a_past_time(ledger: Ledger, new_ledger: NewLedger,
     await ledger.create_transfers([hold])
     between = await pool.fetchval("SELECT clock_timestamp()")
     await asyncio.sleep(0.01)
-    await ledger.create_transfers([
-        Transfer(id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.POST_PENDING),
-        earn(ledger_id, issuance, member, 5),
-    ])
+    await ledger.create_transfers(
+        [
+            Transfer(id=uuid.uuid4(), pending_id=hold.id, flags=TransferFlags.POST_PENDING),
+            earn(ledger_id, issuance, member, 5),
+        ]
+    )
     [then] = await ledger.balances_as_of([member], between)
     assert (then.debits_pending, then.debits_posted, then.credits_posted) == (30, 0, 100)
     [now] = await ledger.balances_as_of([member], datetime.now(UTC) + timedelta(seconds=1))
     assert (now.debits_pending, now.debits_posted, now.credits_posted) == (0, 30, 105)
     assert await balances(ledger, member) == [(0, 30, 0, 105)]
-    backdated = earn(ledger_id, issuance, member, 7,
-                     effective_at=datetime.now(UTC) - timedelta(days=30))
+    backdated = earn(
+        ledger_id, issuance, member, 7, effective_at=datetime.now(UTC) - timedelta(days=30)
+    )
     await ledger.create_transfers([backdated])
     [business] = await ledger.balances_as_of(
         [member], datetime.now(UTC) - timedelta(days=1), effective=True
@@ -279,8 +316,9 @@ async def test_totals_per_ledger(ledger: Ledger, new_ledger: NewLedger) -> None:
     assert (totals.accounts, totals.debits_posted, totals.credits_posted) == (3, 14, 14)
 
 
-async def test_records_are_immutable(ledger: Ledger, new_ledger: NewLedger,
-                                     pool: asyncpg.Pool) -> None:
+async def test_records_are_immutable(
+    ledger: Ledger, new_ledger: NewLedger, pool: asyncpg.Pool
+) -> None:
     ledger_id = await new_ledger()
     issuance, member = await open_accounts(ledger, ledger_id, AccountFlags.NONE, WALLET)
     transfer = earn(ledger_id, issuance, member, 10)
@@ -303,12 +341,14 @@ async def test_records_are_immutable(ledger: Ledger, new_ledger: NewLedger,
     assert await balances(ledger, member) == [(0, 0, 0, 10)]
 
 
-async def test_check_reports_a_tampered_balance(ledger: Ledger, new_ledger: NewLedger,
-                                                pool: asyncpg.Pool) -> None:
+async def test_check_reports_a_tampered_balance(
+    ledger: Ledger, new_ledger: NewLedger, pool: asyncpg.Pool
+) -> None:
     ledger_id = await new_ledger()
     issuance, member = await open_accounts(ledger, ledger_id, AccountFlags.NONE, AccountFlags.NONE)
     await ledger.create_transfers([earn(ledger_id, issuance, member, 10)])
     assert await check_invariants(pool, ledger_id) == []
+
     class Rollback(Exception):
         pass
 

@@ -133,8 +133,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def post_batch(self, data: st.DataObject) -> None:
         batch = data.draw(
-            st.lists(transfer_strategy(self.ids, self.accounts, self.ledgers), min_size=1,
-                     max_size=6)
+            st.lists(
+                transfer_strategy(self.ids, self.accounts, self.ledgers), min_size=1, max_size=6
+            )
         )
         outcomes = self.world.run(self.world.ledger.create_transfers(batch))
         expected = self.model.create_transfers(batch, datetime.now(UTC))
@@ -147,8 +148,12 @@ class LedgerMachine(RuleBasedStateMachine):
         states = self.world.run(self.world.ledger.lookup_accounts(self.accounts))
         for state in states:
             m = self.model.accounts[state.id]
-            assert (state.debits_pending, state.debits_posted,
-                    state.credits_pending, state.credits_posted) == (m.dp, m.dpo, m.cp, m.cpo)
+            assert (
+                state.debits_pending,
+                state.debits_posted,
+                state.credits_pending,
+                state.credits_posted,
+            ) == (m.dp, m.dpo, m.cp, m.cpo)
 
     @invariant()
     def invariants_hold(self) -> None:
@@ -168,8 +173,11 @@ def test_ledger_matches_model(world: World) -> None:
     machine().runTest()
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_batch_equals_one_at_a_time(world: World, data: st.DataObject) -> None:
     """Posting a batch gives the same outcomes and balances as posting its
@@ -179,24 +187,44 @@ def test_batch_equals_one_at_a_time(world: World, data: st.DataObject) -> None:
     for _ in range(2):
         ledger_id = world.new_ledger()
         accounts = [uuid.uuid4() for _ in flags]
-        world.run(world.ledger.create_accounts(
-            [Account(id=a, ledger=ledger_id, code=1, flags=f) for a, f in zip(accounts, flags,
-                                                                              strict=True)]))
+        world.run(
+            world.ledger.create_accounts(
+                [
+                    Account(id=a, ledger=ledger_id, code=1, flags=f)
+                    for a, f in zip(accounts, flags, strict=True)
+                ]
+            )
+        )
         worlds.append((ledger_id, accounts))
     (ledger_a, accounts_a), (ledger_b, accounts_b) = worlds
     ids_a = [uuid.uuid4() for _ in range(8)]
     ids_b = [uuid.uuid4() for _ in range(8)]
     plain = [f for f in TRANSFER_FLAGS if not f & TransferFlags.LINKED]
-    shape = data.draw(st.lists(st.tuples(
-        st.integers(0, 7), st.integers(0, 3), st.integers(0, 3), AMOUNTS,
-        st.sampled_from(plain), st.one_of(st.none(), st.integers(0, 7)),
-    ), min_size=1, max_size=10))
+    shape = data.draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 7),
+                st.integers(0, 3),
+                st.integers(0, 3),
+                AMOUNTS,
+                st.sampled_from(plain),
+                st.one_of(st.none(), st.integers(0, 7)),
+            ),
+            min_size=1,
+            max_size=10,
+        )
+    )
 
     def build(ids: list[uuid.UUID], accounts: list[uuid.UUID], ledger_id: int) -> list[Transfer]:
         return [
             Transfer(
-                id=ids[i], debit_account_id=accounts[d], credit_account_id=accounts[c],
-                amount=amount, ledger=ledger_id, code=1, flags=f,
+                id=ids[i],
+                debit_account_id=accounts[d],
+                credit_account_id=accounts[c],
+                amount=amount,
+                ledger=ledger_id,
+                code=1,
+                flags=f,
                 pending_id=None if p is None else ids[p],
             )
             for i, d, c, amount, f, p in shape
@@ -204,13 +232,14 @@ def test_batch_equals_one_at_a_time(world: World, data: st.DataObject) -> None:
 
     batched = world.run(world.ledger.create_transfers(build(ids_a, accounts_a, ledger_a)))
     one_by_one = [
-        world.run(world.ledger.create_transfers([t]))[0]
-        for t in build(ids_b, accounts_b, ledger_b)
+        world.run(world.ledger.create_transfers([t]))[0] for t in build(ids_b, accounts_b, ledger_b)
     ]
     assert [o.result for o in batched] == [o.result for o in one_by_one]
     balances = [
-        [(a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
-         for a in world.run(world.ledger.lookup_accounts(accounts))]
+        [
+            (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+            for a in world.run(world.ledger.lookup_accounts(accounts))
+        ]
         for accounts in (accounts_a, accounts_b)
     ]
     assert balances[0] == balances[1]

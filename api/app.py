@@ -1,0 +1,89 @@
+"""The application factory: one asyncpg pool and one ``Ledger`` per process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import cast
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
+from litestar.openapi.spec import Components, Tag
+from litestar.plugins.problem_details import ProblemDetailsPlugin
+
+import api
+from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME, require_admin_token
+from api.problems import problem_details_config
+from api.routes.health import health
+from api.routes.ledger import LedgerController
+from api.settings import Settings, SettingsError
+from ledger import Ledger
+from ledger.connection import create_pool
+
+#: Where the interactive API documentation is served.
+DOCS_PATH = "/schema"
+
+
+def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> Litestar:
+    """The HTTP app. ``database_url`` overrides ``settings.database_url`` (the
+    CLI passes the embedded server's)."""
+    settings = settings or Settings()
+    url = database_url or settings.database_url
+    if not url:
+        raise SettingsError("DATABASE_URL: the app needs a PostgreSQL URL")
+
+    @asynccontextmanager
+    async def ledger_lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(url, max_size=settings.db_pool_size)
+        ledger = Ledger(pool)
+        app.state.ledger = ledger
+        try:
+            yield
+        finally:
+            await ledger.close()
+            await pool.close()
+
+    operator_api = Router(
+        path="/",
+        route_handlers=[LedgerController],
+        guards=[require_admin_token(settings.admin_token)],
+        security=[{SECURITY_SCHEME: []}],
+    )
+    return Litestar(
+        route_handlers=[operator_api, health],
+        dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
+        lifespan=[ledger_lifespan],
+        plugins=[ProblemDetailsPlugin(problem_details_config())],
+        openapi_config=openapi_config(),
+    )
+
+
+def provide_ledger(state: State) -> Ledger:
+    return cast(Ledger, state.ledger)
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Coalition",
+        version=_version(),
+        description=api.__doc__,
+        path=DOCS_PATH,
+        render_plugins=[ScalarRenderPlugin(path="/"), JsonRenderPlugin()],
+        components=Components(security_schemes={SECURITY_SCHEME: ADMIN_TOKEN_SCHEME}),
+        tags=[
+            Tag(name="ledger", description="The double-entry points ledger (operator API)"),
+            Tag(name="operations", description="Running the service"),
+        ],
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coalition")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,214 @@
+"""``coalition``: serve the API, migrate the database, check the ledger, load a demo.
+
+Errors end in one line on stderr: exit code 2 for bad settings, 1 for
+failures at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from typing import NoReturn
+
+import click
+import msgspec
+
+from api.database import database_url, downgrade, migrate
+from api.demo import DemoReport, load_demo
+from api.settings import Settings, SettingsError, load_settings
+from ledger import Ledger, Violation, check_invariants
+from ledger.connection import create_pool
+
+#: Where ``serve`` points its workers (see ``api.asgi``).
+ASGI_FACTORY = "api.asgi:app_from_environment"
+
+EXIT_FAILURE = 1
+EXIT_BAD_SETTINGS = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="coalition")
+def main() -> None:
+    """Coalition: loyalty points on a double-entry points ledger.
+
+    Settings come from environment variables (DATABASE_URL, COALITION_*). With
+    no DATABASE_URL, an embedded PostgreSQL runs in COALITION_DATA_DIR.
+    """
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [default: COALITION_HOST or 127.0.0.1].")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on [default: COALITION_PORT or 8000].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Worker processes [default: COALITION_WORKERS or 1].",
+)
+@click.option("--demo", is_flag=True, help="Load the demo ledger before serving.")
+def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
+    """Migrate the database and serve the HTTP API."""
+    with _plain_errors():
+        settings = load_settings()
+        settings = msgspec.structs.replace(
+            settings,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers or settings.workers,
+        )
+        admin_token = settings.admin_token or secrets.token_urlsafe(24)
+        with database_url(settings) as url:
+            migrate(url)
+            if demo:
+                _echo_demo(asyncio.run(_load_demo(url)))
+            # Workers build the app from the environment (api.asgi).
+            os.environ["DATABASE_URL"] = url
+            os.environ["COALITION_ADMIN_TOKEN"] = admin_token
+            click.echo(f"Coalition API docs: http://{settings.host}:{settings.port}/schema")
+            if not settings.admin_token:
+                click.echo(f"Admin token (generated for this run): {admin_token}")
+            _run_server(settings)
+
+
+def _run_server(settings: Settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    server = Granian(
+        ASGI_FACTORY,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        log_level=LogLevels(settings.log_level),
+    )
+    server.serve()
+
+
+@main.command("migrate")
+@click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
+@click.option(
+    "--downgrade", "downgrade_to", metavar="REV", help="Downgrade to REV instead (e.g. base)."
+)
+def migrate_command(revision: str, downgrade_to: str | None) -> None:
+    """Bring the database schema to a revision."""
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            if downgrade_to is not None:
+                downgrade(url, downgrade_to)
+                click.echo(f"migrate: downgraded to {downgrade_to}")
+            else:
+                migrate(url, revision)
+                click.echo(f"migrate: upgraded to {revision}")
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """Inspect the points ledger."""
+
+
+@ledger_group.command("check")
+@click.option(
+    "--ledger", "ledger_id", type=click.IntRange(1, 2**31 - 1), help="Check only this ledger."
+)
+def ledger_check(ledger_id: int | None) -> None:
+    """Check the ledger's invariants; exit 1 if any is broken."""
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            report = asyncio.run(check_ledger(url, ledger_id))
+        if ledger_id is not None and not report.ledgers:
+            _fail(f"ledger {ledger_id} does not exist", EXIT_FAILURE)
+    for violation in report.violations:
+        where = f"ledger {violation.ledger}" if violation.ledger is not None else "ledger ?"
+        click.echo(f"{where}: {violation.invariant}: {violation.detail}")
+    if report.violations:
+        raise SystemExit(EXIT_FAILURE)
+    click.echo(
+        f"ledger check: all invariants hold ({report.ledgers} ledgers,"
+        f" {report.accounts} accounts, {report.transfers} transfers)"
+    )
+
+
+@main.command()
+def demo() -> None:
+    """Load the demo ledger (idempotent): wallets, earnings, spends, a hold."""
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            migrate(url)
+            _echo_demo(asyncio.run(_load_demo(url)))
+
+
+class LedgerReport(msgspec.Struct, kw_only=True, frozen=True):
+    violations: list[Violation]
+    ledgers: int
+    accounts: int
+    transfers: int
+
+
+async def check_ledger(url: str, ledger_id: int | None) -> LedgerReport:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    try:
+        violations = await check_invariants(pool, ledger_id)
+        totals = await Ledger(pool).totals(ledger_id)
+        # The ledger's API has no count of transfers; this is the one query here.
+        transfers = await pool.fetchval(
+            "SELECT count(*) FROM transfers WHERE $1::integer IS NULL OR ledger = $1", ledger_id
+        )
+    finally:
+        await pool.close()
+    return LedgerReport(
+        violations=violations,
+        ledgers=len(totals),
+        accounts=sum(t.accounts for t in totals),
+        transfers=int(transfers),
+    )
+
+
+async def _load_demo(url: str) -> DemoReport:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    ledger = Ledger(pool)
+    try:
+        return await load_demo(ledger)
+    finally:
+        await ledger.close()
+        await pool.close()
+
+
+def _echo_demo(report: DemoReport) -> None:
+    click.echo(
+        f"demo: ledger {report.ledger.id} {report.ledger.name!r};"
+        f" accounts {_counts(report.accounts)}; transfers {_counts(report.transfers)}"
+    )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
+
+
+@contextlib.contextmanager
+def _plain_errors() -> Iterator[None]:
+    """Turn an error into one line on stderr and the matching exit code."""
+    try:
+        yield
+    except SettingsError as error:
+        _fail(str(error), EXIT_BAD_SETTINGS)
+    except (click.exceptions.Exit, click.ClickException, click.Abort):
+        raise
+    except Exception as error:
+        _fail(f"{type(error).__name__}: {error}", EXIT_FAILURE)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"coalition: error: {' '.join(message.split())}", err=True)
+    raise SystemExit(code)

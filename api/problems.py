@@ -1,0 +1,182 @@
+"""RFC 9457 problem details: every error the API answers with.
+
+Domain errors carry a stable ``type_slug``; here each becomes a problem whose
+``type`` is ``https://coalition.dev/problems/<slug>`` with the right status.
+Unexpected exceptions become a bare 500 problem: the details go to the log,
+never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+
+from ledger.errors import BatchTooLarge, InvalidCursor, LedgerError, LedgerUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_BASE = "https://coalition.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+#: Status of each domain error; a subclass not listed takes its nearest base's.
+LEDGER_ERROR_STATUS: dict[type[LedgerError], int] = {
+    LedgerError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    # The batch is larger than the ledger takes in one call: content too large.
+    BatchTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    InvalidCursor: HTTPStatus.BAD_REQUEST,
+    LedgerUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
+class ProblemError(msgspec.Struct, kw_only=True):
+    """Why one field was rejected."""
+
+    message: str
+    key: str | None = None
+    source: str | None = None
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """An RFC 9457 problem; ``errors`` lists the rejected fields of a 400."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = None
+
+
+def problem(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status,
+        type_=PROBLEM_BASE + slug,
+        title=title or _title(slug),
+        detail=detail,
+        headers=headers,
+        extra=extra,
+    )
+
+
+def not_found(what: str) -> ProblemDetailsException:
+    return problem(HTTPStatus.NOT_FOUND, "not-found", f"{what} does not exist")
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the problems a route may answer with."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=MEDIA_TYPE,
+            description=HTTPStatus(status).phrase,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+def _title(slug: str) -> str:
+    return slug.replace("-", " ").capitalize()
+
+
+def _slug(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def from_http_exception(exc: HTTPException) -> ProblemDetailsException:
+    phrase = HTTPStatus(exc.status_code).phrase
+    if exc.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        # Framework 5xx details can describe internals; say only what happened.
+        log.error("HTTP %s: %s", exc.status_code, exc.detail)
+        detail = phrase
+    else:
+        detail = exc.detail
+    slug = _slug(exc.status_code)
+    if isinstance(exc.__cause__, SerializationException):
+        slug, phrase = "malformed-body", "Request body is malformed"
+    return problem(exc.status_code, slug, detail, title=phrase, headers=exc.headers)
+
+
+def from_validation_exception(exc: ValidationException) -> ProblemDetailsException:
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    return problem(
+        HTTPStatus.BAD_REQUEST,
+        "validation-error",
+        _describe(errors) or exc.detail,
+        title="Request is invalid",
+        headers=exc.headers,
+        extra={"errors": errors},
+    )
+
+
+def from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
+    status = next(
+        LEDGER_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in LEDGER_ERROR_STATUS
+    )
+    headers = None
+    detail = str(exc) or _title(exc.type_slug)
+    if isinstance(exc, LedgerUnavailable):
+        # Its message may quote the database; the log keeps it.
+        log.warning("ledger unavailable: %s", exc)
+        detail = "the ledger could not confirm the request; retrying with the same ids is safe"
+        headers = {"Retry-After": "1"}
+    return problem(status, exc.type_slug, detail, headers=headers)
+
+
+def from_connection_error(exc: Exception) -> ProblemDetailsException:
+    log.warning("database unreachable: %s", exc)
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "database-unavailable",
+        "the database does not answer; try again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+def from_unexpected(exc: Exception) -> ProblemDetailsException:
+    log.error("unexpected error", exc_info=exc)
+    return problem(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "internal-server-error",
+        "the server failed to handle the request",
+        title="Internal Server Error",
+    )
+
+
+def _describe(errors: list[Any]) -> str:
+    """'transfers[0].amount: Expected `int` >= 0' for the first rejected field."""
+    for error in errors:
+        if isinstance(error, Mapping) and "message" in error:
+            key = error.get("key")
+            return f"{key}: {error['message']}" if key else str(error["message"])
+    return ""
+
+
+def problem_details_config() -> ProblemDetailsConfig:
+    handlers: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
+        HTTPException: from_http_exception,
+        ValidationException: from_validation_exception,
+        LedgerError: from_ledger_error,
+        # A read that loses the database: its outcome is known (nothing changed).
+        ConnectionError: from_connection_error,
+        asyncpg.PostgresConnectionError: from_connection_error,
+        Exception: from_unexpected,
+    }
+    return ProblemDetailsConfig(
+        enable_for_all_http_exceptions=True, exception_to_problem_detail_map=handlers
+    )

@@ -1,0 +1,320 @@
+"""Ledger throughput: the raw batch SQL, the Python API under 1,000+ callers,
+and the HTTP batch endpoint, against the same PostgreSQL in one run.
+
+    .venv/bin/python bench/ledger_throughput.py            # embedded PostgreSQL
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \
+        .venv/bin/python bench/ledger_throughput.py        # a server of yours
+
+It makes a database of its own (dropped at the end), opens 100,000 member
+wallets, and prints, for two workloads (earn: a hot issuance account credits
+members; mix: 70% earns, 30% bounded member spends, some refused):
+  (a) raw   transfers/s of ``ledger_create_transfers`` called back to back on one
+            connection with prebuilt batches (no Python service logic);
+  (b) api   transfers/s of ``Ledger.create_transfers`` with N concurrent callers,
+            each awaiting one transfer at a time (as HTTP handlers would);
+  (c) http  transfers/s of ``POST /ledger/transfers`` (batches of 1,000, 4 clients)
+            against ``coalition serve`` in a subprocess;
+and (b)/(a), plus the latency of one transfer alone at low load.
+``synchronous_commit`` stays on: every acknowledged batch is durable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.database import embedded_postgres, migrate  # noqa: E402
+from ledger import Account, AccountFlags, Ledger, Transfer, new_id  # noqa: E402
+from ledger.connection import create_pool  # noqa: E402
+from ledger.schemas import Ledger as LedgerDefinition  # noqa: E402
+from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch  # noqa: E402
+
+LEDGER_ID = 1
+WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+
+
+@contextlib.contextmanager
+def server() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="coalition-bench-") as folder,
+        embedded_postgres(Path(folder) / "pgdata") as embedded,
+    ):
+        yield embedded
+
+
+def with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    root, _, _ = base.rpartition("/")
+    return f"{root}/{name}" + (f"?{query}" if query else "")
+
+
+class Workload:
+    def __init__(
+        self, members: list[uuid.UUID], issuance: uuid.UUID, redemption: uuid.UUID, seed: int
+    ) -> None:
+        self.members = members
+        self.issuance = issuance
+        self.redemption = redemption
+        self.rng = random.Random(seed)
+
+    def earn(self) -> Transfer:
+        return Transfer(
+            id=new_id(),
+            debit_account_id=self.issuance,
+            credit_account_id=self.rng.choice(self.members),
+            amount=self.rng.randint(10, 500),
+            ledger=LEDGER_ID,
+            code=1,
+        )
+
+    def mixed(self) -> Transfer:
+        if self.rng.random() < 0.7:
+            return self.earn()
+        return Transfer(
+            id=new_id(),
+            debit_account_id=self.rng.choice(self.members),
+            credit_account_id=self.redemption,
+            amount=self.rng.randint(10, 300),
+            ledger=LEDGER_ID,
+            code=2,
+        )
+
+
+async def setup(url: str, member_count: int) -> tuple[list[uuid.UUID], uuid.UUID, uuid.UUID]:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    ledger = Ledger(pool)
+    await ledger.create_ledger(LedgerDefinition(id=LEDGER_ID, name="bench-points"))
+    issuance, redemption = uuid.uuid4(), uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(member_count)]
+    await ledger.create_accounts(
+        [
+            Account(id=issuance, ledger=LEDGER_ID, code=1),
+            Account(id=redemption, ledger=LEDGER_ID, code=3),
+        ]
+    )
+    for start in range(0, member_count, 8000):
+        chunk = members[start : start + 8000]
+        await ledger.create_accounts(
+            [Account(id=m, ledger=LEDGER_ID, code=2, flags=WALLET) for m in chunk]
+        )
+    await ledger.close()
+    await pool.close()
+    return members, issuance, redemption
+
+
+async def bench_raw(url: str, make: list[Transfer], batch_size: int) -> float:
+    """(a): prebuilt column arrays, one call per batch, back to back."""
+    connection = await asyncpg.connect(url)
+    from ledger.connection import init_connection
+
+    await init_connection(connection)
+    batches = [encode_batch([make[i : i + batch_size]]) for i in range(0, len(make), batch_size)]
+    started = time.perf_counter()
+    for columns in batches:
+        await connection.fetchrow(CREATE_TRANSFERS_SQL, *columns)
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    return len(make) / elapsed
+
+
+async def bench_api(url: str, make: list[Transfer], callers: int) -> tuple[float, float]:
+    """(b): ``callers`` coroutines, each awaiting one transfer at a time."""
+    pool = await create_pool(url, min_size=2, max_size=4)
+    ledger = Ledger(pool)
+    queue = iter(make)
+    batches_before = await pool.fetchval(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    )
+
+    async def caller() -> None:
+        for transfer in queue:
+            await ledger.create_transfers([transfer])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    elapsed = time.perf_counter() - started
+    commits = (
+        await pool.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        - batches_before
+    )
+    await ledger.close()
+    await pool.close()
+    return len(make) / elapsed, len(make) / max(commits, 1)
+
+
+async def single_latency(url: str, workload: Workload, count: int) -> tuple[float, float]:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    ledger = Ledger(pool)
+    samples = []
+    for _ in range(count):
+        transfer = workload.earn()
+        started = time.perf_counter()
+        await ledger.create_transfers([transfer])
+        samples.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0.002)
+    await ledger.close()
+    await pool.close()
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def bench_http(
+    url: str, make: list[Transfer], batch_size: int, clients: int, workers: int
+) -> float | None:
+    """(c): ``coalition serve`` in a subprocess; batches POSTed by ``clients``."""
+    try:
+        import httpx
+    except ImportError:
+        return None
+    port, token = free_port(), secrets.token_urlsafe(24)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "COALITION_ADMIN_TOKEN": token,
+        "COALITION_PORT": str(port),
+        "COALITION_WORKERS": str(workers),
+        "COALITION_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(
+            base_url=base,
+            timeout=60,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        ) as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                return None
+            bodies = [
+                msgspec.json.encode({"transfers": make[i : i + batch_size]})
+                for i in range(0, len(make), batch_size)
+            ]
+            queue = iter(bodies)
+
+            async def poster() -> None:
+                for body in queue:
+                    response = await client.post("/ledger/transfers", content=body)
+                    response.raise_for_status()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(poster() for _ in range(clients)))
+            return len(make) / (time.perf_counter() - started)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def run(args: argparse.Namespace, url: str) -> None:
+    members, issuance, redemption = await setup(url, args.members)
+    workload = Workload(members, issuance, redemption, seed=1)
+    print(
+        f"members: {len(members):,}; transfers per measurement: {args.transfers:,}; "
+        f"callers: {args.callers:,}"
+    )
+    for phase in ("earn", "mix"):
+        make = workload.earn if phase == "earn" else workload.mixed
+        raw = await bench_raw(url, [make() for _ in range(args.transfers)], args.callers)
+        raw_big = await bench_raw(url, [make() for _ in range(args.transfers)], 8000)
+        api, per_commit = await bench_api(
+            url, [make() for _ in range(args.transfers)], args.callers
+        )
+        print(f"[{phase}] (a) raw SQL, batches of {args.callers:,}: {raw:>10,.0f} transfers/s")
+        print(f"[{phase}] (a) raw SQL, batches of 8,000:  {raw_big:>10,.0f} transfers/s")
+        print(
+            f"[{phase}] (b) Ledger API, {args.callers:,} callers: {api:>10,.0f} transfers/s"
+            f"  ({per_commit:,.0f} transfers per commit)"
+        )
+        print(
+            f"[{phase}] (b)/(a) = {api / raw:.2f} (same batch size), "
+            f"{api / max(raw, raw_big):.2f} (best raw)"
+        )
+        if not args.skip_http:
+            http = await bench_http(
+                url,
+                [make() for _ in range(args.transfers)],
+                1000,
+                clients=4,
+                workers=args.http_workers,
+            )
+            shown = "unavailable" if http is None else f"{http:>10,.0f} transfers/s"
+            print(
+                f"[{phase}] (c) HTTP batches of 1,000, 4 clients, "
+                f"{args.http_workers} worker(s): {shown}"
+            )
+    p50, p99 = await single_latency(url, workload, 300)
+    print(f"one transfer alone, low load: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--transfers", type=int, default=200_000)
+    parser.add_argument("--callers", type=int, default=1000)
+    parser.add_argument("--http-workers", type=int, default=1)
+    parser.add_argument("--skip-http", action="store_true")
+    args = parser.parse_args()
+    with server() as server_url:
+        name = f"coalition_bench_{secrets.token_hex(4)}"
+
+        async def admin(sql: str) -> None:
+            connection = await asyncpg.connect(server_url)
+            try:
+                await connection.execute(sql)
+            finally:
+                await connection.close()
+
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        try:
+            url = with_database(server_url, name)
+            migrate(url)
+            asyncio.run(run(args, url))
+        finally:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The HTTP app on the session's test database, and ledgers of its own.
+
+Ledger ids created here come from ``itertools.count(100000)``, so they never
+meet the ids of ``new_ledger`` (which counts from 1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from api.database import migrate
+from api.settings import Settings
+from ledger import AccountFlags
+from tests.conftest import fresh_database
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+PROBLEM_JSON = "application/problem+json"
+PROBLEMS = "https://coalition.dev/problems/"
+
+ISSUANCE_CODE = 1
+WALLET_CODE = 10
+
+_api_ledger_ids = itertools.count(100000)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Litestar:
+    return create_app(Settings(admin_token=ADMIN_TOKEN), database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A client bearing the admin token."""
+    async with AsyncTestClient(app=app) as client:
+        client.headers.update(AUTH)
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def anonymous_client(database_url: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    app = create_app(Settings(admin_token=ADMIN_TOKEN), database_url=database_url)
+    async with AsyncTestClient(app=app) as client:
+        yield client
+
+
+@pytest.fixture
+def new_api_ledger(client: AsyncTestClient[Litestar]) -> Callable[[], Awaitable[int]]:
+    """Creates a ledger through the API that no other test touches; its id."""
+
+    async def make() -> int:
+        ledger_id = next(_api_ledger_ids)
+        response = await client.post(
+            "/ledger/ledgers", json={"id": ledger_id, "name": f"api-test-{ledger_id}"}
+        )
+        assert response.status_code == 201, response.text
+        return ledger_id
+
+    return make
+
+
+class Book:
+    """A ledger with an issuance account and two member wallets."""
+
+    def __init__(self, ledger: int) -> None:
+        self.ledger = ledger
+        self.issuance = uuid.uuid4()
+        self.alice = uuid.uuid4()
+        self.bob = uuid.uuid4()
+
+    def accounts(self) -> list[dict[str, Any]]:
+        wallet = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+        return [
+            {"id": str(self.issuance), "ledger": self.ledger, "code": ISSUANCE_CODE},
+            {"id": str(self.alice), "ledger": self.ledger, "code": WALLET_CODE, "flags": wallet},
+            {"id": str(self.bob), "ledger": self.ledger, "code": WALLET_CODE, "flags": wallet},
+        ]
+
+    def transfer(
+        self, debit: uuid.UUID, credit: uuid.UUID, amount: int, **fields: Any
+    ) -> dict[str, Any]:
+        return {
+            "id": str(uuid.uuid4()),
+            "debit_account_id": str(debit),
+            "credit_account_id": str(credit),
+            "amount": amount,
+            "ledger": self.ledger,
+            "code": 1,
+            **fields,
+        }
+
+
+@pytest.fixture
+async def book(
+    client: AsyncTestClient[Litestar], new_api_ledger: Callable[[], Awaitable[int]]
+) -> Book:
+    book = Book(await new_api_ledger())
+    response = await client.post("/ledger/accounts", json={"accounts": book.accounts()})
+    assert response.status_code == 200, response.text
+    assert [r["result"] for r in response.json()["results"]] == ["ok", "ok", "ok"]
+    return book
+
+
+async def post_transfers(
+    client: AsyncTestClient[Litestar], *transfers: dict[str, Any]
+) -> list[dict[str, Any]]:
+    response = await client.post("/ledger/transfers", json={"transfers": list(transfers)})
+    assert response.status_code == 200, response.text
+    results: list[dict[str, Any]] = response.json()["results"]
+    return results
+
+
+async def count_writes(pool: asyncpg.Pool, ledger: int) -> tuple[int, int]:
+    """Transfers recorded in the ledger, and transfers rejected with its id."""
+    recorded = await pool.fetchval("SELECT count(*) FROM transfers WHERE ledger = $1", ledger)
+    rejected = await pool.fetchval(
+        "SELECT count(*) FROM transfer_rejections WHERE ledger = $1", ledger
+    )
+    return recorded, rejected
+
+
+def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = response.json()
+    assert body["type"] == PROBLEMS + slug
+    assert body["status"] == status
+    assert body["title"]
+    return body
+
+
+@pytest.fixture
+def private_database(server_url: str) -> Iterator[str]:
+    """A migrated database of this test's own, for commands that read or
+    change a whole database (demo, ledger check, serve)."""
+    with fresh_database(server_url) as url:
+        migrate(url)
+        yield url

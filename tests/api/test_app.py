@@ -1,0 +1,147 @@
+"""The app as a whole: documentation, health, authentication, error shape."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import cast
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from api.settings import Settings, SettingsError
+from ledger import Ledger
+from tests.api.conftest import ADMIN_TOKEN, AUTH, assert_problem
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_openapi_document_lists_every_route(anonymous_client: Client) -> None:
+    response = await anonymous_client.get("/schema/openapi.json")
+
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"] == "Coalition"
+    paths = document["paths"]
+    assert set(paths) == {
+        "/health",
+        "/ledger/ledgers",
+        "/ledger/ledgers/{ledger_id}/totals",
+        "/ledger/accounts",
+        "/ledger/accounts/{account_id}",
+        "/ledger/accounts/{account_id}/transfers",
+        "/ledger/transfers",
+        "/ledger/transfers/{transfer_id}",
+    }
+    assert all(op.get("summary") for item in paths.values() for op in item.values())
+    assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]
+    batch = document["components"]["schemas"]["TransferBatch"]["properties"]["transfers"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 8000)
+
+
+async def test_docs_page_is_served(anonymous_client: Client) -> None:
+    response = await anonymous_client.get("/schema")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "openapi.json" in response.text
+
+
+async def test_health_checks_the_database(anonymous_client: Client) -> None:
+    response = await anonymous_client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_health_is_503_problem_when_the_database_fails(
+    client: Client, app: Litestar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(*args: object) -> None:
+        raise ConnectionRefusedError("no database at 10.0.0.7")
+
+    broken = Ledger(cast(asyncpg.Pool, SimpleNamespace(fetchval=refuse)))
+    monkeypatch.setattr(app.state, "ledger", broken)
+    response = await client.get("/health")
+
+    body = assert_problem(response, 503, "database-unavailable")
+    assert "10.0.0.7" not in response.text
+    assert body["detail"] == "the database does not answer"
+
+
+async def test_ledger_api_without_token_is_401(anonymous_client: Client) -> None:
+    response = await anonymous_client.get("/ledger/ledgers")
+
+    body = assert_problem(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "bearer token is required" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Bearer {ADMIN_TOKEN}x", "Bearer wrong-token-wrong-token", f"Basic {ADMIN_TOKEN}", "Bearer"],
+)
+async def test_ledger_api_with_wrong_token_is_401(
+    anonymous_client: Client, authorization: str
+) -> None:
+    response = await anonymous_client.post(
+        "/ledger/ledgers",
+        json={"id": 99, "name": "never-created"},
+        headers={"Authorization": authorization},
+    )
+
+    assert_problem(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_token_is_accepted(anonymous_client: Client) -> None:
+    response = await anonymous_client.get("/ledger/ledgers", headers=AUTH)
+
+    assert response.status_code == 200
+    assert isinstance(response.json(), list)
+
+
+async def test_without_configured_token_every_ledger_call_is_401(database_url: str) -> None:
+    app = create_app(Settings(admin_token=None), database_url=database_url)
+    async with AsyncTestClient(app=app) as client:
+        for token in ("", "None", ADMIN_TOKEN):
+            response = await client.get(
+                "/ledger/ledgers", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert_problem(response, 401, "unauthorized")
+        assert (await client.get("/health")).status_code == 200
+
+
+def test_app_needs_a_database_url() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        create_app(Settings(admin_token=ADMIN_TOKEN))
+
+
+async def test_unknown_route_is_404_problem(anonymous_client: Client) -> None:
+    response = await anonymous_client.get("/no/such/route")
+
+    assert_problem(response, 404, "not-found")
+
+
+async def test_wrong_method_is_405_problem(client: Client) -> None:
+    response = await client.delete("/ledger/ledgers")
+
+    assert_problem(response, 405, "method-not-allowed")
+
+
+async def test_unexpected_error_is_500_problem_without_internals(
+    client: Client, app: Litestar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def explode() -> None:
+        raise RuntimeError("password=hunter2 at /srv/secret.py line 7")
+
+    monkeypatch.setattr(app.state.ledger, "ledgers", explode)
+    response = await client.get("/ledger/ledgers")
+
+    body = assert_problem(response, 500, "internal-server-error")
+    assert "hunter2" not in response.text
+    assert "secret" not in response.text
+    assert body["detail"] == "the server failed to handle the request"

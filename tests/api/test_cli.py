@@ -1,0 +1,245 @@
+"""The ``coalition`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from api.cli import main
+from api.demo import ALICE
+from api.settings import ENVIRONMENT
+from ledger import Ledger, Transfer
+from ledger.connection import create_pool
+from tests.api.conftest import Book
+
+SUBCOMMANDS = [[], ["serve"], ["migrate"], ["ledger"], ["ledger", "check"], ["demo"]]
+
+
+def run(args: list[str], **env: str) -> Result:
+    """Run the CLI with only the given settings in the environment."""
+    environment: dict[str, str | None] = dict.fromkeys(ENVIRONMENT)
+    environment.update(env)
+    return CliRunner().invoke(main, args, env=environment)
+
+
+def sql(url: str, query: str) -> object:
+    async def fetch() -> object:
+        connection = await asyncpg.connect(url)
+        try:
+            return await connection.fetchval(query)
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+@pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a) or "main")
+def test_every_command_has_help(args: list[str]) -> None:
+    result = run([*args, "--help"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ")
+    assert "--help" in result.output
+
+
+def test_serve_help_lists_its_options() -> None:
+    output = run(["serve", "--help"]).output
+
+    for option in ("--host", "--port", "--workers", "--demo"):
+        assert option in output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("COALITION_PORT", "abc"), ("COALITION_WORKERS", "0"), ("DATABASE_URL", "mysql://x")],
+)
+def test_bad_setting_exits_2_with_one_line(variable: str, value: str) -> None:
+    result = run(["ledger", "check"], **{variable: value})
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert variable in lines[0]
+
+
+def test_unreachable_database_exits_1_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once the socket is closed
+
+    result = run(["ledger", "check"], DATABASE_URL=f"postgresql://nobody@127.0.0.1:{port}/x")
+
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("coalition: error: ")
+
+
+def test_ledger_check_on_an_empty_database(private_database: str) -> None:
+    result = run(["ledger", "check"], DATABASE_URL=private_database)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "ledger check: all invariants hold (0 ledgers, 0 accounts, 0 transfers)\n"
+    )
+
+
+def test_ledger_check_of_a_ledger_in_the_test_database(database_url: str, book: Book) -> None:
+    # Other tests share this database: check only this test's ledger.
+    asyncio.run(_post(database_url, book))
+
+    result = run(["ledger", "check", "--ledger", str(book.ledger)], DATABASE_URL=database_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "ledger check: all invariants hold (1 ledgers, 3 accounts, 2 transfers)\n"
+    )
+
+
+async def _post(url: str, book: Book) -> None:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    ledger = Ledger(pool)
+    try:
+        outcomes = await ledger.create_transfers(
+            [
+                Transfer(
+                    id=uuid.uuid4(),
+                    debit_account_id=book.issuance,
+                    credit_account_id=book.alice,
+                    amount=10,
+                    ledger=book.ledger,
+                    code=1,
+                ),
+                Transfer(
+                    id=uuid.uuid4(),
+                    debit_account_id=book.alice,
+                    credit_account_id=book.bob,
+                    amount=4,
+                    ledger=book.ledger,
+                    code=1,
+                ),
+            ]
+        )
+        assert [o.result for o in outcomes] == ["ok", "ok"]
+    finally:
+        await ledger.close()
+        await pool.close()
+
+
+def test_demo_is_idempotent_and_checks_clean(private_database: str) -> None:
+    first = run(["demo"], DATABASE_URL=private_database)
+    second = run(["demo"], DATABASE_URL=private_database)
+    check = run(["ledger", "check"], DATABASE_URL=private_database)
+
+    assert first.exit_code == 0, first.output
+    assert first.stdout == "demo: ledger 1 'demo-points'; accounts 5 ok; transfers 7 ok\n"
+    assert second.exit_code == 0, second.output
+    assert "accounts 5 exists; transfers 7 exists" in second.stdout
+    assert check.exit_code == 0, check.output
+    assert check.stdout == (
+        "ledger check: all invariants hold (1 ledgers, 5 accounts, 7 transfers)\n"
+    )
+    assert sql(private_database, "SELECT count(*) FROM transfers WHERE flags & 2 <> 0") == 1
+
+
+def test_ledger_check_reports_each_violation(private_database: str) -> None:
+    assert run(["demo"], DATABASE_URL=private_database).exit_code == 0
+    # Balances are the one mutable part of an account: forge one.
+    sql(
+        private_database,
+        f"UPDATE accounts SET credits_posted = credits_posted + 5 WHERE id = '{ALICE}'",
+    )
+
+    result = run(["ledger", "check"], DATABASE_URL=private_database)
+    only_ledger = run(["ledger", "check", "--ledger", "1"], DATABASE_URL=private_database)
+
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(": ")[:2] for line in lines] == [
+        ["ledger 1", "debits_equal_credits"],
+        ["ledger 1", "balance_equals_transfers"],
+    ]
+    assert str(ALICE) in lines[1]
+    assert only_ledger.exit_code == 1
+    assert only_ledger.stdout == result.stdout
+
+
+def test_ledger_check_of_unknown_ledger_fails(private_database: str) -> None:
+    result = run(["ledger", "check", "--ledger", "77"], DATABASE_URL=private_database)
+
+    assert result.exit_code == 1
+    assert result.stderr == "coalition: error: ledger 77 does not exist\n"
+
+
+def test_migrate_down_and_up(private_database: str) -> None:
+    down = run(["migrate", "--downgrade", "base"], DATABASE_URL=private_database)
+    assert down.exit_code == 0, down.output
+    assert sql(private_database, "SELECT to_regclass('transfers')") is None
+
+    up = run(["migrate"], DATABASE_URL=private_database)
+    assert up.exit_code == 0, up.output
+    assert sql(private_database, "SELECT to_regclass('transfers')") == "transfers"
+    assert sql(private_database, "SELECT version_num FROM alembic_version") == "0001_ledger"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    env |= {"DATABASE_URL": private_database, "COALITION_DATA_DIR": str(tmp_path)}
+    command = [str(Path(sys.executable).with_name("coalition")), "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, "coalition serve exited early"
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "no healthy answer within 30 s"
+            time.sleep(0.2)
+
+        assert server.stdout is not None
+        lines = [server.stdout.readline().strip() for _ in range(3)]
+        assert lines[0].startswith("demo: ledger 1 'demo-points'")
+        assert lines[1] == f"Coalition API docs: http://127.0.0.1:{port}/schema"
+        assert lines[2].startswith("Admin token (generated for this run): ")
+        token = lines[2].rpartition(" ")[2]
+
+        # The workers got the resolved database and the generated token.
+        totals = httpx.get(
+            f"{base}/ledger/ledgers/1/totals", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert totals.status_code == 200
+        assert totals.json()["accounts"] == 5
+        assert httpx.get(f"{base}/ledger/ledgers/1/totals").status_code == 401
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0
