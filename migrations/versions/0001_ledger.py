@@ -186,9 +186,10 @@ END $$;
 
 # The heart of the ledger. One call validates, applies and records a batch
 # with the semantics of posting its transfers one at a time, in order:
-#   1. set-based: look up existing ids, in-batch duplicates, static checks,
-#      the pending transfers referenced, and lock every touched account in
-#      one statement ordered by id (no deadlocks between batches);
+#   1. take the advisory lock of each ledger touched (in ledger order: one
+#      writer per ledger, no row lock per account, no deadlock), then
+#      set-based: existing ids, in-batch duplicates, the pending transfers
+#      referenced, the touched accounts, and the stateless checks;
 #   2. a loop over plain arrays applies the balance rules in order (limits,
 #      two-phase, linked chains with rollback): no SQL inside the loop;
 #   3. set-based: insert the transfers, update each touched account once,
@@ -259,6 +260,26 @@ BEGIN
     f_debit := p_debit; f_credit := p_credit; f_amount := p_amount;
     f_ledger := p_ledger; f_code := p_code;
 
+    -- 1. One writer per ledger at a time: a transaction-level advisory lock
+    -- per ledger touched, taken in ledger order (no cycles), serializes the
+    -- batches of a ledger without a row lock per account. Every balance a
+    -- batch changes belongs to one of these ledgers: a plain transfer applies
+    -- only between accounts of its own ledger, and a post or void only to its
+    -- pending transfer's accounts, whose ledger is immutable.
+    has_two_phase := EXISTS (SELECT 1 FROM unnest(p_flags) f WHERE f & 12 <> 0);
+    IF has_two_phase THEN
+        SELECT array_agg(x ORDER BY x) INTO s_id
+        FROM (SELECT DISTINCT x FROM unnest(p_pending_id) x WHERE x IS NOT NULL) q;
+        n_s := coalesce(cardinality(s_id), 0);
+        SELECT array_agg(o.ledger) INTO s_ledger
+        FROM (SELECT t.ledger FROM unnest(s_id) WITH ORDINALITY AS q(id, k)
+              LEFT JOIN transfers t ON t.id = q.id ORDER BY q.k) o;
+    END IF;
+    PERFORM pg_advisory_xact_lock(1279607879, l.ledger)
+    FROM (SELECT DISTINCT x AS ledger
+          FROM unnest(p_ledger || coalesce(s_ledger, '{}')) x
+          WHERE x IS NOT NULL ORDER BY 1) l;
+
     -- 1a. Ids already recorded: a replay returns the original outcome.
     FOR i, code, t_ts IN
         SELECT u.i,
@@ -310,12 +331,8 @@ BEGIN
         first_i[i] := j;
     END LOOP;
 
-    -- 1c. Pending transfers referenced by posts and voids, with their state.
-    has_two_phase := EXISTS (SELECT 1 FROM unnest(p_flags) f WHERE f & 12 <> 0);
+    -- 1c. The pending transfers referenced by posts and voids, and their state.
     IF has_two_phase THEN
-        SELECT array_agg(x ORDER BY x) INTO s_id
-        FROM (SELECT DISTINCT x FROM unnest(p_pending_id) x WHERE x IS NOT NULL) q;
-        n_s := coalesce(cardinality(s_id), 0);
         SELECT array_agg(o.found), array_agg(o.flags), array_agg(o.status),
                array_agg(o.debit), array_agg(o.credit), array_agg(o.amount),
                array_agg(o.ledger), array_agg(o.code), array_agg(o.expires_at)
@@ -334,35 +351,14 @@ BEGIN
         ) o;
     END IF;
 
-    -- 1d. Accounts. Bounded accounts (a flag set) are locked now, in one
-    -- statement in id order, because their limits are checked against their
-    -- balances. Unbounded ones (issuance, redemption: the hot accounts) are
-    -- only read now and locked at the very end, in id order again, just
-    -- before their single update and the commit: a hot account is held for
-    -- the tail of a batch only, so concurrent batches overlap. Flags never
-    -- change, so the two lock phases cannot form a cycle.
+    -- 1d. The touched accounts, read once (the ledger lock guards them).
     SELECT array_agg(a.id), array_agg(a.ledger), array_agg(a.flags),
            array_agg(a.debits_pending), array_agg(a.debits_posted),
            array_agg(a.credits_pending), array_agg(a.credits_posted)
     INTO a_id, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo
-    FROM (SELECT id, ledger, flags, debits_pending, debits_posted, credits_pending,
-                 credits_posted
-          FROM accounts
-          WHERE id = ANY (p_debit || p_credit
-                          || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'))
-            AND flags <> 0
-          ORDER BY id FOR UPDATE) a;
-    SELECT a_id || array_agg(a.id), a_ledger || array_agg(a.ledger),
-           a_flags || array_agg(a.flags),
-           a_dp || array_agg(a.debits_pending), a_dpo || array_agg(a.debits_posted),
-           a_cp || array_agg(a.credits_pending), a_cpo || array_agg(a.credits_posted)
-    INTO a_id, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo
-    FROM (SELECT id, ledger, flags, debits_pending, debits_posted, credits_pending,
-                 credits_posted
-          FROM accounts
-          WHERE id = ANY (p_debit || p_credit
-                          || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'))
-            AND flags = 0) a;
+    FROM accounts a
+    WHERE a.id = ANY (p_debit || p_credit
+                      || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
     a_id := coalesce(a_id, '{}');
     a_touched := array_fill(false, ARRAY[cardinality(a_id) + 1]);
     -- Balances as read: the update at the end applies the difference.
@@ -552,12 +548,8 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 3. Record. Lock the unbounded accounts (in id order), then take the
-    -- timestamps: within every account they follow commit order.
-    PERFORM 1 FROM accounts
-    WHERE id = ANY (SELECT u.id FROM unnest(a_id, a_flags, a_touched) AS u(id, f, touched)
-                    WHERE u.touched AND u.f = 0)
-    ORDER BY id FOR UPDATE;
+    -- 3. Record. Timestamps are taken under the ledger locks: they follow
+    -- commit order within every ledger.
     ts_base := nextval('transfer_timestamp_seq');
     FOR i IN 1..n LOOP
         IF r[i] = 0 THEN
