@@ -14,7 +14,8 @@ members; mix: 70% earns, 30% bounded member spends, some refused):
             each awaiting one transfer at a time (as HTTP handlers would);
   (c) http  transfers/s of ``POST /ledger/transfers`` (batches of 1,000, 4 clients)
             against ``coalition serve`` in a subprocess;
-and (b)/(a), plus the latency of one transfer alone at low load.
+and (b)/(a), plus the latency of one transfer alone at low load. The load
+generator (this script) shares the machine with PostgreSQL and the server.
 ``synchronous_commit`` stays on: every acknowledged batch is durable.
 """
 
@@ -35,6 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -289,6 +291,17 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(f"one transfer alone, low load: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
+def run_loop(main: Any) -> None:
+    """uvloop where installed (as ``coalition serve`` uses), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        print("event loop: uvloop")
+        uvloop.run(main)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -313,7 +326,7 @@ def main() -> None:
         try:
             url = with_database(server_url, name)
             migrate(url)
-            asyncio.run(run(args, url))
+            run_loop(run(args, url))
         finally:
             asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerUnavailable
 from ledger.schemas import (
@@ -33,47 +33,28 @@ CREATE_TRANSFERS_SQL = (
 )
 
 
-def encode_batch(requests: Sequence[Sequence[Transfer]]) -> tuple[list[object], ...]:
+def encode_batch(requests: Sequence[Sequence[Transfer]]) -> tuple[list[Any], ...]:
     """Column arrays for ``ledger_create_transfers``, one request after another."""
-    ids: list[object] = []
-    debits: list[object] = []
-    credits: list[object] = []
-    amounts: list[object] = []
-    ledgers: list[object] = []
-    codes: list[object] = []
-    flags: list[object] = []
-    pending_ids: list[object] = []
-    timeouts: list[object] = []
-    metadata: list[object] = []
-    effective: list[object] = []
+    flat = [t for transfers in requests for t in transfers]
+    flags = [int(t.flags) for t in flat]
+    # A chain never runs on into the next caller's transfers.
+    end = -1
     for transfers in requests:
-        for t in transfers:
-            ids.append(t.id)
-            debits.append(t.debit_account_id)
-            credits.append(t.credit_account_id)
-            amounts.append(t.amount)
-            ledgers.append(t.ledger)
-            codes.append(t.code)
-            flags.append(int(t.flags))
-            pending_ids.append(t.pending_id)
-            timeouts.append(t.timeout)
-            metadata.append(t.metadata)
-            effective.append(t.effective_at)
+        end += len(transfers)
         if transfers:
-            # A chain never runs on into the next caller's transfers.
-            flags[-1] = int(flags[-1]) | END_OF_REQUEST  # type: ignore[call-overload]
+            flags[end] |= END_OF_REQUEST
     return (
-        ids,
-        debits,
-        credits,
-        amounts,
-        ledgers,
-        codes,
+        [t.id for t in flat],
+        [t.debit_account_id for t in flat],
+        [t.credit_account_id for t in flat],
+        [t.amount for t in flat],
+        [t.ledger for t in flat],
+        [t.code for t in flat],
         flags,
-        pending_ids,
-        timeouts,
-        metadata,
-        effective,
+        [t.pending_id for t in flat],
+        [t.timeout for t in flat],
+        [t.metadata for t in flat],
+        [t.effective_at for t in flat],
     )
 
 
