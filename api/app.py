@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
@@ -23,6 +26,8 @@ from api.settings import Settings, SettingsError
 from ledger import Ledger
 from ledger.connection import create_pool
 
+log = logging.getLogger(__name__)
+
 #: Where the interactive API documentation is served.
 DOCS_PATH = "/schema"
 
@@ -40,9 +45,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         pool = await create_pool(url, max_size=settings.db_pool_size)
         ledger = Ledger(pool)
         app.state.ledger = ledger
+        sweeper = None
+        if settings.sweep_interval > 0:
+            sweeper = asyncio.create_task(sweep_expired(ledger, settings.sweep_interval))
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await ledger.close()
             await pool.close()
 
@@ -59,6 +71,21 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         plugins=[ProblemDetailsPlugin(problem_details_config())],
         openapi_config=openapi_config(),
     )
+
+
+async def sweep_expired(ledger: Ledger, interval: float) -> None:
+    """Void timed-out pending transfers every ``interval`` seconds.
+
+    Every worker sweeps; that is safe, since an expiry's id derives from the
+    pending transfer's and a pending transfer resolves once.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await ledger.expire_pending():
+                pass
+        except Exception:
+            log.exception("sweeping expired pending transfers failed; retrying later")
 
 
 def provide_ledger(state: State) -> Ledger:

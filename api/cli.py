@@ -139,6 +139,29 @@ def ledger_check(ledger_id: int | None) -> None:
     )
 
 
+@ledger_group.command("expire")
+def ledger_expire() -> None:
+    """Void every pending transfer whose timeout has passed (the sweeper, once)."""
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            voided = asyncio.run(_expire(url))
+    click.echo(f"ledger expire: {voided} pending transfers voided")
+
+
+async def _expire(url: str) -> int:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    ledger = Ledger(pool)
+    try:
+        total = 0
+        while voided := await ledger.expire_pending():
+            total += voided
+        return total
+    finally:
+        await ledger.close()
+        await pool.close()
+
+
 @main.command()
 def demo() -> None:
     """Load the demo ledger (idempotent): wallets, earnings, spends, a hold."""
@@ -160,11 +183,9 @@ async def check_ledger(url: str, ledger_id: int | None) -> LedgerReport:
     pool = await create_pool(url, min_size=1, max_size=2)
     try:
         violations = await check_invariants(pool, ledger_id)
-        totals = await Ledger(pool).totals(ledger_id)
-        # The ledger's API has no count of transfers; this is the one query here.
-        transfers = await pool.fetchval(
-            "SELECT count(*) FROM transfers WHERE $1::integer IS NULL OR ledger = $1", ledger_id
-        )
+        ledger = Ledger(pool)
+        totals = await ledger.totals(ledger_id)
+        transfers = await ledger.count_transfers(ledger_id)
     finally:
         await pool.close()
     return LedgerReport(

@@ -20,6 +20,7 @@ ENVIRONMENT: dict[str, str] = {
     "COALITION_ADMIN_TOKEN": "admin_token",
     "COALITION_LOG_LEVEL": "log_level",
     "COALITION_DB_POOL_SIZE": "db_pool_size",
+    "COALITION_SWEEP_INTERVAL": "sweep_interval",
 }
 
 
@@ -34,6 +35,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     admin_token: Annotated[str, msgspec.Meta(min_length=16)] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 10
+    #: Seconds between sweeps voiding timed-out pending transfers (0: none).
+    sweep_interval: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0
 
 
 class SettingsError(ValueError):

@@ -143,6 +143,13 @@ class Ledger:
         rows = await self.pool.fetch(repository.TOTALS, ledger)
         return [LedgerTotals(**dict(row)) for row in rows]
 
+    async def count_transfers(self, ledger: int | None = None) -> int:
+        """Transfers recorded (in ``ledger``, or in all): a full count, for operators."""
+        count = await self.pool.fetchval(
+            "SELECT count(*) FROM transfers WHERE $1::integer IS NULL OR ledger = $1", ledger
+        )
+        return int(count)
+
     async def ledgers(self) -> list[LedgerDefinition]:
         rows = await self.pool.fetch("SELECT id, name, asset_scale FROM ledgers ORDER BY id")
         return [LedgerDefinition(**dict(row)) for row in rows]

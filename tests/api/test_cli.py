@@ -23,7 +23,15 @@ from ledger import Ledger, Transfer
 from ledger.connection import create_pool
 from tests.api.conftest import Book
 
-SUBCOMMANDS = [[], ["serve"], ["migrate"], ["ledger"], ["ledger", "check"], ["demo"]]
+SUBCOMMANDS = [
+    [],
+    ["serve"],
+    ["migrate"],
+    ["ledger"],
+    ["ledger", "check"],
+    ["ledger", "expire"],
+    ["demo"],
+]
 
 
 def run(args: list[str], **env: str) -> Result:
