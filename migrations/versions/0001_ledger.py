@@ -220,7 +220,7 @@ DECLARE
     cslot integer[];         -- id referenced by a post/void of this batch, or 0
     f_debit uuid[]; f_credit uuid[]; f_amount bigint[]; f_ledger integer[]; f_code integer[];
     -- per account, sorted by id
-    a_id uuid[]; a_ledger integer[]; a_flags integer[];
+    a_id uuid[]; a_ctid tid[]; a_ledger integer[]; a_flags integer[];
     a_dp bigint[]; a_dpo bigint[]; a_cp bigint[]; a_cpo bigint[];
     a_touched boolean[];
     i_dp bigint[]; i_dpo bigint[]; i_cp bigint[]; i_cpo bigint[];
@@ -238,6 +238,7 @@ DECLARE
     i integer; j integer; s integer; d integer; c integer; fl integer; code smallint;
     amt bigint; pa bigint; t_ts bigint; linked boolean; has_two_phase boolean;
     n_s integer := 0;
+    n_updated integer;
 BEGIN
     results := '{}'; timestamps := '{}';
     IF n = 0 THEN RETURN; END IF;
@@ -352,10 +353,10 @@ BEGIN
     END IF;
 
     -- 1d. The touched accounts, read once (the ledger lock guards them).
-    SELECT array_agg(a.id), array_agg(a.ledger), array_agg(a.flags),
+    SELECT array_agg(a.id), array_agg(a.ctid), array_agg(a.ledger), array_agg(a.flags),
            array_agg(a.debits_pending), array_agg(a.debits_posted),
            array_agg(a.credits_pending), array_agg(a.credits_posted)
-    INTO a_id, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo
+    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo
     FROM accounts a
     WHERE a.id = ANY (p_debit || p_credit
                       || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
@@ -572,15 +573,24 @@ BEGIN
               pending_id, timeout, metadata, effective_at, res, ts)
     WHERE u.res = 0;
 
+    -- By physical address: no second index probe per account. Under the
+    -- ledger lock nothing else moves these rows; the id check and the count
+    -- make sure of it.
     UPDATE accounts a
     SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
         credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo
-    FROM (SELECT u.id, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo, u.cp - u.icp AS cp,
-                 u.cpo - u.icpo AS cpo
-          FROM unnest(a_id, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo, a_touched)
-               AS u(id, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched)
+    FROM (SELECT u.id, u.ctid, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo,
+                 u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo
+          FROM unnest(a_id, a_ctid, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo,
+                      a_touched)
+               AS u(id, ctid, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched)
           WHERE u.touched) u
-    WHERE a.id = u.id;
+    WHERE a.ctid = u.ctid AND a.id = u.id;
+    GET DIAGNOSTICS n_updated = ROW_COUNT;
+    IF n_updated <> (SELECT count(*) FROM unnest(a_touched) t WHERE t) THEN
+        RAISE EXCEPTION 'ledger_create_transfers: an account moved during the batch'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
 
     IF has_two_phase OR EXISTS (SELECT 1 FROM unnest(p_flags, p_timeout) u(f, t)
                                 WHERE f & 2 <> 0 AND t > 0) THEN
