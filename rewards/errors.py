@@ -1,0 +1,39 @@
+"""Typed rewards errors, each with a stable ``type`` slug for API problems."""
+
+
+class RewardsError(Exception):
+    type_slug = "rewards-error"
+
+
+class NotFound(RewardsError):
+    type_slug = "not-found"
+
+
+class Conflict(RewardsError):
+    """The same idempotency key was used with other fields."""
+
+    type_slug = "idempotency-conflict"
+
+
+class MemberNotActive(RewardsError):
+    type_slug = "member-not-active"
+
+
+class InvalidRules(RewardsError):
+    type_slug = "invalid-rules"
+
+
+class PublishInPast(RewardsError):
+    """Rules take effect now or later: past earnings are never recomputed."""
+
+    type_slug = "publish-in-past"
+
+
+class ReturnExceedsPurchase(RewardsError):
+    type_slug = "return-exceeds-purchase"
+
+
+class LedgerRefused(RewardsError):
+    """The ledger refused a movement this use case needs (its result code)."""
+
+    type_slug = "ledger-refused"

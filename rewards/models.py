@@ -1,0 +1,118 @@
+"""Tables of programs, members, earn rule versions and purchases.
+
+Balances are not here: every point lives in the ledger. These rows say what
+happened in business terms and which ledger transfers it made.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from advanced_alchemy.base import UUIDv7AuditBase
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class MemberStatus(enum.StrEnum):
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    CLOSED = "closed"
+
+
+class RuleStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+
+
+class Program(UUIDv7AuditBase):
+    __tablename__ = "programs"
+
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    ledger_id: Mapped[int] = mapped_column(Integer, unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    minor_per_major: Mapped[int] = mapped_column(Integer, default=100)
+    #: What one point is worth in the currency's minor units when redeemed.
+    point_value_minor: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    return_window_days: Mapped[int] = mapped_column(Integer, default=30)
+    issuance_account_id: Mapped[uuid.UUID]
+    redemption_account_id: Mapped[uuid.UUID]
+    breakage_account_id: Mapped[uuid.UUID]
+
+
+class Member(UUIDv7AuditBase):
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("program_id", "external_id"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    consents: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=MemberStatus.ACTIVE)
+    wallet_account_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    #: Opened when a return reverses more points than the wallet holds.
+    debt_account_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+
+
+class EarnRuleVersion(UUIDv7AuditBase):
+    __tablename__ = "earn_rule_versions"
+    __table_args__ = (UniqueConstraint("program_id", "version"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=RuleStatus.DRAFT)
+    #: When a published version starts to apply (events are priced by the
+    #: version in force at their own time).
+    effective_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    note: Mapped[str | None] = mapped_column(String(500))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Purchase(UUIDv7AuditBase):
+    __tablename__ = "purchases"
+    __table_args__ = (UniqueConstraint("program_id", "order_id"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    #: The operator's order id: the idempotency key of the purchase.
+    order_id: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    rule_version: Mapped[int | None] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(BigInteger)
+    #: The pending ledger transfer holding the earned points.
+    earn_transfer_id: Mapped[uuid.UUID | None]
+    matures_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    posted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    returned_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PurchaseReturn(UUIDv7AuditBase):
+    __tablename__ = "purchase_returns"
+    __table_args__ = (UniqueConstraint("purchase_id", "return_id"),)
+
+    purchase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purchases.id"))
+    #: The operator's return id: the idempotency key of the return.
+    return_id: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    points_reversed: Mapped[int] = mapped_column(BigInteger)
+    #: Of those, points the wallet could not cover, owed by the member.
+    debt_points: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,190 @@
+"""Programs and members: opening their ledger accounts, and reading balances."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any
+
+import msgspec
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import Account, AccountFlags, Ledger, new_id
+from ledger.schemas import Ledger as LedgerDefinition
+from rewards.codes import AccountCode, derived_id
+from rewards.errors import LedgerRefused, NotFound
+from rewards.models import Member, MemberStatus, Program
+
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+
+
+class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True):
+    slug: Slug
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    currency: Currency
+    #: What one point is worth in minor units (1 -> 100 points = 1.00).
+    point_value_minor: Annotated[Decimal, msgspec.Meta(gt=0)]
+    minor_per_major: int = 100
+    return_window_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 30
+
+
+class Enrolment(msgspec.Struct, kw_only=True, frozen=True):
+    external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    consents: dict[str, bool] = {}
+
+
+class MemberBalance(msgspec.Struct, kw_only=True, frozen=True):
+    #: Points the member can spend now.
+    available: int
+    #: Points earned but not yet posted (inside the return window), or held.
+    pending: int
+    #: Points the member owes after returns the wallet could not cover.
+    debt: int
+    #: ``available`` at the program's redemption value, in minor units.
+    value_minor: int
+    currency: str
+
+
+async def create_program(session: AsyncSession, ledger: Ledger, spec: ProgramSpec) -> Program:
+    """Open a program: its ledger and system accounts, then its row.
+
+    Ledger writes are idempotent (derived ids), so a retry after a failure
+    between them and the commit of the row converges.
+    """
+    existing = await session.scalar(select(Program).where(Program.slug == spec.slug))
+    if existing is not None:
+        return existing
+    ledger_id = int(await session.scalar(text("SELECT nextval('program_ledger_id_seq')")) or 0)
+    program_id = new_id()
+    await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=f"program:{spec.slug}"))
+    accounts = {
+        code: derived_id(program_id, "account", code.name.lower())
+        for code in (AccountCode.ISSUANCE, AccountCode.REDEMPTION, AccountCode.BREAKAGE)
+    }
+    outcomes = await ledger.create_accounts(
+        [Account(id=i, ledger=ledger_id, code=c) for c, i in accounts.items()]
+    )
+    _expect_created(outcomes)
+    program = Program(
+        id=program_id,
+        slug=spec.slug,
+        name=spec.name,
+        ledger_id=ledger_id,
+        currency=spec.currency,
+        minor_per_major=spec.minor_per_major,
+        point_value_minor=spec.point_value_minor,
+        return_window_days=spec.return_window_days,
+        issuance_account_id=accounts[AccountCode.ISSUANCE],
+        redemption_account_id=accounts[AccountCode.REDEMPTION],
+        breakage_account_id=accounts[AccountCode.BREAKAGE],
+    )
+    session.add(program)
+    await session.flush()
+    return program
+
+
+async def get_program(session: AsyncSession, slug: str) -> Program:
+    program = await session.scalar(select(Program).where(Program.slug == slug))
+    if program is None:
+        raise NotFound(f"no program {slug!r}")
+    return program
+
+
+async def enrol_member(
+    session: AsyncSession, ledger: Ledger, program: Program, enrolment: Enrolment
+) -> tuple[Member, bool]:
+    """The member with this external id, enrolled now if new (and whether new)."""
+    member = await find_member(session, program, enrolment.external_id)
+    if member is not None:
+        return member, False
+    wallet = derived_id(program.id, "wallet", enrolment.external_id)
+    outcomes = await ledger.create_accounts(
+        [
+            Account(
+                id=wallet,
+                ledger=program.ledger_id,
+                code=AccountCode.MEMBER_WALLET,
+                flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+            )
+        ]
+    )
+    _expect_created(outcomes)
+    member = Member(
+        program_id=program.id,
+        external_id=enrolment.external_id,
+        email=enrolment.email,
+        phone=enrolment.phone,
+        consents=dict(enrolment.consents),
+        status=MemberStatus.ACTIVE,
+        wallet_account_id=wallet,
+    )
+    session.add(member)
+    await session.flush()
+    return member, True
+
+
+async def find_member(session: AsyncSession, program: Program, external_id: str) -> Member | None:
+    return await session.scalar(
+        select(Member).where(Member.program_id == program.id, Member.external_id == external_id)
+    )
+
+
+async def get_member(session: AsyncSession, program: Program, external_id: str) -> Member:
+    member = await find_member(session, program, external_id)
+    if member is None:
+        raise NotFound(f"no member {external_id!r} in program {program.slug!r}")
+    return member
+
+
+async def open_debt_account(
+    session: AsyncSession, ledger: Ledger, program: Program, member: Member
+) -> uuid.UUID:
+    """The member's debt account, opened on first need. It can never be
+    credited beyond what it was debited: repayments stop at the debt."""
+    if member.debt_account_id is not None:
+        return member.debt_account_id
+    debt = derived_id(program.id, "debt", member.external_id)
+    outcomes = await ledger.create_accounts(
+        [
+            Account(
+                id=debt,
+                ledger=program.ledger_id,
+                code=AccountCode.MEMBER_DEBT,
+                flags=AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
+            )
+        ]
+    )
+    _expect_created(outcomes)
+    member.debt_account_id = debt
+    await session.flush()
+    return debt
+
+
+async def member_balance(ledger: Ledger, program: Program, member: Member) -> MemberBalance:
+    ids = [member.wallet_account_id]
+    if member.debt_account_id is not None:
+        ids.append(member.debt_account_id)
+    states = {s.id: s for s in await ledger.lookup_accounts(ids)}
+    wallet = states[member.wallet_account_id]
+    available = wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
+    debt = 0
+    if member.debt_account_id is not None:
+        account = states[member.debt_account_id]
+        debt = account.debits_posted - account.credits_posted
+    return MemberBalance(
+        available=available,
+        pending=wallet.credits_pending,
+        debt=debt,
+        value_minor=int(available * program.point_value_minor),
+        currency=program.currency,
+    )
+
+
+def _expect_created(outcomes: list[Any]) -> None:
+    refused = [o for o in outcomes if o.result not in ("ok", "exists")]
+    if refused:
+        raise LedgerRefused(f"ledger refused account {refused[0].id}: {refused[0].result}")

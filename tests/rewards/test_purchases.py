@@ -1,0 +1,261 @@
+"""Programs, members, rule versions, purchases and returns against PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from ledger import Ledger, Transfer, check_invariants
+from rewards.codes import TransferCode
+from rewards.errors import Conflict, MemberNotActive, PublishInPast, ReturnExceedsPurchase
+from rewards.models import Member, MemberStatus, Program
+from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
+from rewards.purchases import (
+    InvalidPurchase,
+    PurchaseEvent,
+    ReturnEvent,
+    record_purchase,
+    return_purchase,
+    settle_matured_earnings,
+)
+from rewards.rule_versions import draft_rules, publish_rules, rules_in_force
+from rewards.rules import EarnRules
+from tests.rewards.conftest import NewProgram
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+async def with_rules(
+    session: AsyncSession, program: Program, rate: str, effective_from: datetime
+) -> int:
+    version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(rate)))
+    await publish_rules(session, program, version.version, effective_from, now=effective_from)
+    await session.commit()
+    return version.version
+
+
+async def enrol(session: AsyncSession, ledger: Ledger, program: Program, name: str) -> Member:
+    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id=name))
+    await session.commit()
+    return member
+
+
+def purchase(member: str, order: str, amount: int, at: datetime = NOW) -> PurchaseEvent:
+    return PurchaseEvent(
+        member=member, order_id=order, amount_minor=amount, currency="ZAR", occurred_at=at
+    )
+
+
+async def spend(ledger: Ledger, program: Program, member: Member, points: int) -> str:
+    [outcome] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=uuid.uuid4(),
+                debit_account_id=member.wallet_account_id,
+                credit_account_id=program.redemption_account_id,
+                amount=points,
+                ledger=program.ledger_id,
+                code=TransferCode.REDEMPTION,
+            )
+        ]
+    )
+    return outcome.result.value
+
+
+async def test_enrolment_is_idempotent(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program()
+    first, created = await enrol_member(
+        session, ledger, program, Enrolment(external_id="m-1", email="a@example.com")
+    )
+    again, created_again = await enrol_member(
+        session, ledger, program, Enrolment(external_id="m-1")
+    )
+    assert (created, created_again) == (True, False)
+    assert again.id == first.id
+    balance = await member_balance(ledger, program, first)
+    assert (balance.available, balance.pending, balance.debt) == (0, 0, 0)
+
+
+async def test_purchase_earns_pending_points_then_settles(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program(return_window_days=14)
+    await with_rules(session, program, "2", NOW - timedelta(days=30))
+    member = await enrol(session, ledger, program, "alice")
+    outcome = await record_purchase(session, ledger, program, purchase("alice", "A-1", 12_345), NOW)
+    await session.commit()
+    assert (outcome.points, outcome.replayed) == (246, False)
+    balance = await member_balance(ledger, program, member)
+    assert (balance.available, balance.pending) == (0, 246)
+
+    # Nothing is due inside the window; at its end the points are posted.
+    assert await settle_matured_earnings(session, ledger, NOW + timedelta(days=13)) == 0
+    assert await settle_matured_earnings(session, ledger, NOW + timedelta(days=14)) == 1
+    await session.commit()
+    assert await settle_matured_earnings(session, ledger, NOW + timedelta(days=15)) == 0
+    balance = await member_balance(ledger, program, member)
+    assert (balance.available, balance.pending, balance.value_minor) == (246, 0, 246)
+    assert await check_invariants(ledger.pool, program.ledger_id) == []
+
+
+async def test_replayed_order_is_counted_once(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program()
+    await with_rules(session, program, "1", NOW - timedelta(days=1))
+    member = await enrol(session, ledger, program, "bob")
+    first = await record_purchase(session, ledger, program, purchase("bob", "B-1", 5000), NOW)
+    await session.commit()
+    replay = await record_purchase(session, ledger, program, purchase("bob", "B-1", 5000), NOW)
+    assert (replay.points, replay.replayed) == (first.points, True)
+    with pytest.raises(Conflict):
+        await record_purchase(session, ledger, program, purchase("bob", "B-1", 5001), NOW)
+    assert (await member_balance(ledger, program, member)).pending == 50
+
+
+async def test_twenty_parallel_deliveries_are_counted_once(
+    engine: AsyncEngine, session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program()
+    await with_rules(session, program, "1", NOW - timedelta(days=1))
+    member = await enrol(session, ledger, program, "carol")
+
+    async def deliver() -> bool:
+        async with AsyncSession(engine, expire_on_commit=False) as own:
+            try:
+                await record_purchase(own, ledger, program, purchase("carol", "C-1", 7000), NOW)
+                await own.commit()
+            except Exception:
+                return False
+            return True
+
+    results = await asyncio.gather(*(deliver() for _ in range(20)))
+    assert any(results)
+    assert (await member_balance(ledger, program, member)).pending == 70
+    # A later delivery is a replay, not an error.
+    again = await record_purchase(session, ledger, program, purchase("carol", "C-1", 7000), NOW)
+    assert again.replayed
+
+
+async def test_rate_change_leaves_past_earnings_untouched(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program()
+    await with_rules(session, program, "1", NOW - timedelta(days=10))
+    await enrol(session, ledger, program, "dan")
+    before = await record_purchase(
+        session, ledger, program, purchase("dan", "D-1", 10_000, NOW - timedelta(days=2)), NOW
+    )
+    await session.commit()
+    # Halve the rate from tomorrow: a purchase before then keeps the old rate,
+    # even one reported after the change was published.
+    v2 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal("0.5")))
+    tomorrow = NOW + timedelta(days=1)
+    await publish_rules(session, program, v2.version, tomorrow, now=NOW)
+    await session.commit()
+    late_report = await record_purchase(
+        session, ledger, program, purchase("dan", "D-2", 10_000, NOW), NOW
+    )
+    after = await record_purchase(
+        session, ledger, program, purchase("dan", "D-3", 10_000, tomorrow), tomorrow
+    )
+    await session.commit()
+    assert (before.points, late_report.points, after.points) == (100, 100, 50)
+    assert (before.rule_version, after.rule_version) == (1, 2)
+    replay = await record_purchase(
+        session, ledger, program, purchase("dan", "D-1", 10_000, NOW - timedelta(days=2)), NOW
+    )
+    assert replay.points == 100
+    with pytest.raises(PublishInPast):
+        v3 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(3)))
+        await publish_rules(session, program, v3.version, NOW - timedelta(hours=1), now=NOW)
+    assert (await rules_in_force(session, program, NOW)).version == 1  # type: ignore[union-attr]
+
+
+async def test_return_before_posting_shrinks_what_is_posted(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program(return_window_days=7)
+    await with_rules(session, program, "1", NOW - timedelta(days=1))
+    member = await enrol(session, ledger, program, "erin")
+    await record_purchase(session, ledger, program, purchase("erin", "E-1", 10_000), NOW)
+    await session.commit()
+    first = await return_purchase(
+        session, ledger, program, "E-1", ReturnEvent(return_id="R-1", amount_minor=2_500)
+    )
+    await session.commit()
+    assert (first.points_reversed, first.debt_points) == (25, 0)
+    with pytest.raises(ReturnExceedsPurchase):
+        await return_purchase(
+            session, ledger, program, "E-1", ReturnEvent(return_id="R-2", amount_minor=7_501)
+        )
+    slug = program.slug
+    await session.rollback()  # expires every loaded object
+    program = await get_program(session, slug)
+    member = await get_member(session, program, "erin")
+    await settle_matured_earnings(session, ledger, NOW + timedelta(days=7))
+    await session.commit()
+    balance = await member_balance(ledger, program, member)
+    assert (balance.available, balance.pending) == (75, 0)
+
+
+async def test_return_after_partial_redemption_records_a_debt(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program(return_window_days=0)
+    await with_rules(session, program, "1", NOW - timedelta(days=1))
+    member = await enrol(session, ledger, program, "finn")
+    await record_purchase(session, ledger, program, purchase("finn", "F-1", 10_000), NOW)
+    await settle_matured_earnings(session, ledger, NOW)
+    await session.commit()
+    assert await spend(ledger, program, member, 80) == "ok"
+
+    outcome = await return_purchase(
+        session, ledger, program, "F-1", ReturnEvent(return_id="R-1", amount_minor=10_000)
+    )
+    await session.commit()
+    assert (outcome.points_reversed, outcome.debt_points) == (100, 80)
+    member = await get_member(session, program, "finn")
+    balance = await member_balance(ledger, program, member)
+    assert (balance.available, balance.debt) == (0, 80)
+    # The spent points cannot be spent again, and the replay changes nothing.
+    assert await spend(ledger, program, member, 1) == "exceeds_credits"
+    replay = await return_purchase(
+        session, ledger, program, "F-1", ReturnEvent(return_id="R-1", amount_minor=10_000)
+    )
+    assert (replay.replayed, replay.debt_points) == (True, 80)
+    assert await check_invariants(ledger.pool, program.ledger_id) == []
+
+
+async def test_bad_purchases_are_refused(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program()
+    await with_rules(session, program, "1", NOW - timedelta(days=1))
+    member = await enrol(session, ledger, program, "gail")
+    with pytest.raises(InvalidPurchase, match="currency"):
+        await record_purchase(
+            session,
+            ledger,
+            program,
+            PurchaseEvent(
+                member="gail", order_id="G-1", amount_minor=100, currency="USD", occurred_at=NOW
+            ),
+            NOW,
+        )
+    with pytest.raises(InvalidPurchase, match="future"):
+        await record_purchase(
+            session, ledger, program, purchase("gail", "G-2", 100, NOW + timedelta(hours=1)), NOW
+        )
+    member.status = MemberStatus.FROZEN
+    await session.commit()
+    with pytest.raises(MemberNotActive):
+        await record_purchase(session, ledger, program, purchase("gail", "G-3", 100), NOW)
+    assert (await member_balance(ledger, program, member)).pending == 0
