@@ -102,10 +102,13 @@ class TransferWriter:
         self._max_batch = max_batch
         self._queue: deque[_Request] = deque()
         self._wake = asyncio.Event()
+        self._max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Transfers waiting in the queue.
+        self._queued = 0
 
     async def submit(self, transfers: Sequence[Transfer]) -> list[TransferOutcome]:
         if not transfers:
@@ -114,6 +117,7 @@ class TransferWriter:
             raise LedgerUnavailable("the ledger writer is closed")
         future: asyncio.Future[list[TransferOutcome]] = asyncio.get_running_loop().create_future()
         self._queue.append((transfers, future))
+        self._queued += len(transfers)
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ledger-writer")
@@ -133,15 +137,16 @@ class TransferWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _take_batch(self) -> list[_Request]:
+    def _take_batch(self, limit: int) -> list[_Request]:
         batch: list[_Request] = []
         size = 0
         while self._queue:
             transfers, future = self._queue[0]
             # A request is never split: its chains and order stay whole.
-            if batch and size + len(transfers) > self._max_batch:
+            if batch and size + len(transfers) > limit:
                 break
             self._queue.popleft()
+            self._queued -= len(transfers)
             if future.cancelled():
                 continue
             batch.append((transfers, future))
@@ -154,7 +159,12 @@ class TransferWriter:
             self._wake.clear()
             while self._queue:
                 await self._slots.acquire()
-                batch = self._take_batch()
+                # Share what is queued between the free slots, so that the
+                # database works on one batch while this process answers the
+                # callers of the previous one: the two overlap.
+                free = self._max_in_flight - len(self._in_flight)
+                limit = min(self._max_batch, max(1, -(-self._queued // free)))
+                batch = self._take_batch(limit)
                 if not batch:
                     self._slots.release()
                     continue

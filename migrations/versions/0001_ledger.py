@@ -138,7 +138,7 @@ CREATE_ACCOUNTS = """
 -- 3 id_must_not_be_zero, 4 flags_are_mutually_exclusive, 5 ledger_not_found.
 CREATE FUNCTION ledger_create_accounts(
     p_id uuid[], p_ledger integer[], p_code integer[], p_flags integer[], p_metadata jsonb[]
-) RETURNS smallint[] LANGUAGE plpgsql AS $$
+) RETURNS smallint[] LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_inserted uuid[];
     v_results smallint[];
@@ -200,7 +200,10 @@ CREATE FUNCTION ledger_create_transfers(
     p_ledger integer[], p_code integer[], p_flags integer[], p_pending_id uuid[],
     p_timeout integer[], p_metadata jsonb[], p_effective_at timestamptz[],
     OUT results smallint[], OUT timestamps bigint[]
-) LANGUAGE plpgsql AS $$
+)
+-- Every table access here is by key. Without this, a plan made while the
+-- statistics are stale (a young table) can scan the whole transfers table.
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     c_max constant bigint := 9223372036854775807;
     c_nil constant uuid := '00000000-0000-0000-0000-000000000000';
