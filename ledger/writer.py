@@ -162,7 +162,7 @@ class TransferWriter:
                 # Share what is queued between the free slots, so that the
                 # database works on one batch while this process answers the
                 # callers of the previous one: the two overlap.
-                free = self._max_in_flight - len(self._in_flight)
+                free = max(1, self._max_in_flight - len(self._in_flight))
                 limit = min(self._max_batch, max(1, -(-self._queued // free)))
                 batch = self._take_batch(limit)
                 if not batch:
