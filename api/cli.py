@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -91,6 +92,40 @@ def _run_server(settings: Settings) -> None:
         log_level=LogLevels(settings.log_level),
     )
     server.serve()
+
+
+@main.command()
+@click.option(
+    "--beat/--no-beat",
+    default=True,
+    show_default=True,
+    help="Also run the schedule of periodic jobs in this worker.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes.",
+)
+def worker(beat: bool, concurrency: int) -> None:
+    """Run the background worker (Celery): settling earnings, sweeping holds."""
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            migrate(url)
+            from api.worker import create_celery
+
+            celery_app = create_celery(msgspec.structs.replace(settings, database_url=url))
+            argv = [
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--loglevel={settings.log_level.upper()}",
+            ]
+            if beat:
+                beat_file = Path(settings.data_dir).resolve() / "celerybeat-schedule"
+                argv += ["--beat", f"--schedule={beat_file}"]
+            celery_app.worker_main(argv)
 
 
 @main.command("migrate")

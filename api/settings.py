@@ -9,10 +9,12 @@ from typing import Annotated, Literal
 import msgspec
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+BROKER_SCHEMES = r"^(redis|rediss|amqp|amqps|pyamqp|filesystem)://"
 
 #: Environment variable -> settings field.
 ENVIRONMENT: dict[str, str] = {
     "DATABASE_URL": "database_url",
+    "BROKER_URL": "broker_url",
     "COALITION_DATA_DIR": "data_dir",
     "COALITION_HOST": "host",
     "COALITION_PORT": "port",
@@ -27,6 +29,8 @@ ENVIRONMENT: dict[str, str] = {
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     #: PostgreSQL URL; without it an embedded PostgreSQL runs in ``data_dir``.
     database_url: Annotated[str, msgspec.Meta(pattern=r"^postgres(ql)?://")] | None = None
+    #: Celery broker (redis://, amqp://); without it a folder under ``data_dir``.
+    broker_url: Annotated[str, msgspec.Meta(pattern=BROKER_SCHEMES)] | None = None
     data_dir: Annotated[str, msgspec.Meta(min_length=1)] = ".coalition"
     host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
     port: Port = 8000

@@ -140,7 +140,11 @@ async def record_purchase(
 
 
 async def settle_matured_earnings(
-    session: AsyncSession, ledger: Ledger, now: datetime, limit: int = 1000
+    session: AsyncSession,
+    ledger: Ledger,
+    now: datetime,
+    limit: int = 1000,
+    program: Program | None = None,
 ) -> int:
     """Post the pending earnings whose return window has ended: what returns
     left of them is posted, a fully returned one is voided. Safe to run twice

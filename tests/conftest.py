@@ -14,15 +14,19 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from api.database import embedded_postgres, migrate
+from api.database import embedded_postgres, migrate, sqlalchemy_url
 from ledger import Ledger
 from ledger.connection import create_pool
 from ledger.schemas import Ledger as LedgerDefinition
+from rewards.models import Program
+from rewards.programs import ProgramSpec, create_program
 
 
 @contextlib.contextmanager
@@ -104,5 +108,41 @@ def new_ledger(ledger: Ledger) -> Callable[[], Awaitable[int]]:
         ledger_id = next(_ledger_ids)
         await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=f"test-{ledger_id}"))
         return ledger_id
+
+    return make
+
+
+_slugs = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(sqlalchemy_url(database_url), pool_size=25, max_overflow=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        yield session
+
+
+NewProgram = Callable[..., Awaitable[Program]]
+
+
+@pytest.fixture
+def new_program(session: AsyncSession, ledger: Ledger) -> NewProgram:
+    async def make(**fields: object) -> Program:
+        spec = ProgramSpec(
+            slug=f"program-{next(_slugs)}",
+            name="Test rewards",
+            currency="ZAR",
+            point_value_minor=Decimal(1),
+            **fields,  # type: ignore[arg-type]
+        )
+        program = await create_program(session, ledger, spec)
+        await session.commit()
+        return program
 
     return make

@@ -25,7 +25,7 @@ from rewards.purchases import (
 )
 from rewards.rule_versions import draft_rules, publish_rules, rules_in_force
 from rewards.rules import EarnRules
-from tests.rewards.conftest import NewProgram
+from tests.conftest import NewProgram
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -96,10 +96,19 @@ async def test_purchase_earns_pending_points_then_settles(
     assert (balance.available, balance.pending) == (0, 246)
 
     # Nothing is due inside the window; at its end the points are posted.
-    assert await settle_matured_earnings(session, ledger, NOW + timedelta(days=13)) == 0
-    assert await settle_matured_earnings(session, ledger, NOW + timedelta(days=14)) == 1
+    assert (
+        await settle_matured_earnings(session, ledger, NOW + timedelta(days=13), program=program)
+        == 0
+    )
+    assert (
+        await settle_matured_earnings(session, ledger, NOW + timedelta(days=14), program=program)
+        == 1
+    )
     await session.commit()
-    assert await settle_matured_earnings(session, ledger, NOW + timedelta(days=15)) == 0
+    assert (
+        await settle_matured_earnings(session, ledger, NOW + timedelta(days=15), program=program)
+        == 0
+    )
     balance = await member_balance(ledger, program, member)
     assert (balance.available, balance.pending, balance.value_minor) == (246, 0, 246)
     assert await check_invariants(ledger.pool, program.ledger_id) == []
@@ -200,7 +209,7 @@ async def test_return_before_posting_shrinks_what_is_posted(
     await session.rollback()  # expires every loaded object
     program = await get_program(session, slug)
     member = await get_member(session, program, "erin")
-    await settle_matured_earnings(session, ledger, NOW + timedelta(days=7))
+    await settle_matured_earnings(session, ledger, NOW + timedelta(days=7), program=program)
     await session.commit()
     balance = await member_balance(ledger, program, member)
     assert (balance.available, balance.pending) == (75, 0)
@@ -213,7 +222,7 @@ async def test_return_after_partial_redemption_records_a_debt(
     await with_rules(session, program, "1", NOW - timedelta(days=1))
     member = await enrol(session, ledger, program, "finn")
     await record_purchase(session, ledger, program, purchase("finn", "F-1", 10_000), NOW)
-    await settle_matured_earnings(session, ledger, NOW)
+    await settle_matured_earnings(session, ledger, NOW, program=program)
     await session.commit()
     assert await spend(ledger, program, member, 80) == "ok"
 
