@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -53,7 +55,16 @@ def main() -> None:
     help="Worker processes [default: COALITION_WORKERS or 1].",
 )
 @click.option("--demo", is_flag=True, help="Load the demo ledger before serving.")
-def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
+@click.option(
+    "--worker/--no-worker",
+    "with_worker",
+    default=True,
+    show_default=True,
+    help="Also run the background worker (with its schedule) beside the server.",
+)
+def serve(
+    host: str | None, port: int | None, workers: int | None, demo: bool, with_worker: bool
+) -> None:
     """Migrate the database and serve the HTTP API."""
     with _plain_errors():
         settings = load_settings()
@@ -74,7 +85,25 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
             click.echo(f"Coalition API docs: http://{settings.host}:{settings.port}/schema")
             if not settings.admin_token:
                 click.echo(f"Admin token (generated for this run): {admin_token}")
-            _run_server(settings)
+            with _background_worker(with_worker):
+                _run_server(settings)
+
+
+@contextlib.contextmanager
+def _background_worker(enabled: bool) -> Iterator[None]:
+    """``coalition worker`` as a child process, on the same database and broker."""
+    if not enabled:
+        yield
+        return
+    process = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=os.environ.copy())
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _run_server(settings: Settings) -> None:
@@ -268,3 +297,7 @@ def _plain_errors() -> Iterator[None]:
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"coalition: error: {' '.join(message.split())}", err=True)
     raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
