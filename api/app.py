@@ -9,6 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -18,10 +23,13 @@ from litestar.openapi.spec import Components, Tag
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
 import api
+from api.access import Gatekeeper
 from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME, require_admin_token
+from api.database import sqlalchemy_url
 from api.problems import problem_details_config
 from api.routes.health import health
 from api.routes.ledger import LedgerController
+from api.routes.programs import ProgramController
 from api.settings import Settings, SettingsError
 from ledger import Ledger
 from ledger.connection import create_pool
@@ -45,6 +53,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         pool = await create_pool(url, max_size=settings.db_pool_size)
         ledger = Ledger(pool)
         app.state.ledger = ledger
+        app.state.gatekeeper = Gatekeeper(pool, settings.admin_token)
         sweeper = None
         if settings.sweep_interval > 0:
             sweeper = asyncio.create_task(sweep_expired(ledger, settings.sweep_interval))
@@ -64,11 +73,24 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         guards=[require_admin_token(settings.admin_token)],
         security=[{SECURITY_SCHEME: []}],
     )
+    programs_api = Router(
+        path="/", route_handlers=[ProgramController], security=[{SECURITY_SCHEME: []}]
+    )
+    # One database transaction per request, committed when the answer is a
+    # success and rolled back otherwise.
+    database = SQLAlchemyAsyncConfig(
+        connection_string=sqlalchemy_url(url),
+        before_send_handler="autocommit",
+        session_dependency_key="db_session",
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        create_all=False,
+        set_default_exception_handler=False,
+    )
     return Litestar(
-        route_handlers=[operator_api, health],
+        route_handlers=[operator_api, programs_api, health],
         dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
         lifespan=[ledger_lifespan],
-        plugins=[ProblemDetailsPlugin(problem_details_config())],
+        plugins=[ProblemDetailsPlugin(problem_details_config()), SQLAlchemyPlugin(database)],
         openapi_config=openapi_config(),
     )
 
@@ -102,6 +124,7 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(security_schemes={SECURITY_SCHEME: ADMIN_TOKEN_SCHEME}),
         tags=[
             Tag(name="ledger", description="The double-entry points ledger (operator API)"),
+            Tag(name="programs", description="Loyalty programs, rules, members, purchases"),
             Tag(name="operations", description="Running the service"),
         ],
     )

@@ -12,10 +12,11 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
+import asyncpg
 import click
 import msgspec
 
@@ -24,6 +25,8 @@ from api.demo import DemoReport, load_demo
 from api.settings import Settings, SettingsError, load_settings
 from ledger import Ledger, Violation, check_invariants
 from ledger.connection import create_pool
+
+T = TypeVar("T")
 
 #: Where ``serve`` points its workers (see ``api.asgi``).
 ASGI_FACTORY = "api.asgi:app_from_environment"
@@ -155,6 +158,59 @@ def worker(beat: bool, concurrency: int) -> None:
                 beat_file = Path(settings.data_dir).resolve() / "celerybeat-schedule"
                 argv += ["--beat", f"--schedule={beat_file}"]
             celery_app.worker_main(argv)
+
+
+@main.group("api-key")
+def api_key_group() -> None:
+    """Issue and revoke API keys of the operator API."""
+
+
+@api_key_group.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="A scope to grant (repeat the option), e.g. purchases:write.",
+)
+def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Issue a key; it is printed once and stored only hashed."""
+    from api.access import issue_key
+
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            try:
+                issued = asyncio.run(
+                    _with_pool(url, lambda pool: issue_key(pool, name, list(scopes)))
+                )
+            except ValueError as error:
+                _fail(f"api-key: {error}", EXIT_BAD_SETTINGS)
+    click.echo(issued.key)
+
+
+@api_key_group.command("revoke")
+@click.argument("name")
+def api_key_revoke(name: str) -> None:
+    """Revoke the keys with this name."""
+    from api.access import revoke_key
+
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            revoked = asyncio.run(_with_pool(url, lambda pool: revoke_key(pool, name)))
+    if not revoked:
+        _fail(f"api-key: no active key named {name!r}", EXIT_FAILURE)
+    click.echo(f"api-key: {name} revoked")
+
+
+async def _with_pool(url: str, use: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    try:
+        return await use(pool)
+    finally:
+        await pool.close()
 
 
 @main.command("migrate")

@@ -18,8 +18,11 @@ import msgspec
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+from sqlalchemy.exc import IntegrityError
 
 from ledger.errors import BatchTooLarge, InvalidCursor, LedgerError, LedgerUnavailable
+from rewards import errors as rewards_errors
+from rewards.purchases import InvalidPurchase
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,19 @@ LEDGER_ERROR_STATUS: dict[type[LedgerError], int] = {
     BatchTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     InvalidCursor: HTTPStatus.BAD_REQUEST,
     LedgerUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
+REWARDS_ERROR_STATUS: dict[type[rewards_errors.RewardsError], int] = {
+    rewards_errors.RewardsError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.NotFound: HTTPStatus.NOT_FOUND,
+    rewards_errors.Conflict: HTTPStatus.CONFLICT,
+    rewards_errors.MemberNotActive: HTTPStatus.CONFLICT,
+    rewards_errors.LedgerRefused: HTTPStatus.CONFLICT,
+    rewards_errors.InvalidRules: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.PublishInPast: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.ReturnExceedsPurchase: HTTPStatus.UNPROCESSABLE_ENTITY,
+    InvalidPurchase: HTTPStatus.UNPROCESSABLE_ENTITY,
 }
 
 
@@ -138,6 +154,24 @@ def from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
     return problem(status, exc.type_slug, detail, headers=headers)
 
 
+def from_rewards_error(exc: rewards_errors.RewardsError) -> ProblemDetailsException:
+    status = next(
+        REWARDS_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in REWARDS_ERROR_STATUS
+    )
+    return problem(status, exc.type_slug, str(exc) or _title(exc.type_slug))
+
+
+def from_integrity_error(exc: IntegrityError) -> ProblemDetailsException:
+    # Two requests raced to create the same thing; the loser may simply retry.
+    log.info("integrity error: %s", exc.orig)
+    return problem(
+        HTTPStatus.CONFLICT,
+        "concurrent-change",
+        "another request changed the same record; retrying is safe",
+        headers={"Retry-After": "1"},
+    )
+
+
 def from_connection_error(exc: Exception) -> ProblemDetailsException:
     log.warning("database unreachable: %s", exc)
     return problem(
@@ -172,6 +206,8 @@ def problem_details_config() -> ProblemDetailsConfig:
         HTTPException: from_http_exception,
         ValidationException: from_validation_exception,
         LedgerError: from_ledger_error,
+        rewards_errors.RewardsError: from_rewards_error,
+        IntegrityError: from_integrity_error,
         # A read that loses the database: its outcome is known (nothing changed).
         ConnectionError: from_connection_error,
         asyncpg.PostgresConnectionError: from_connection_error,

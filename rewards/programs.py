@@ -25,9 +25,16 @@ class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     currency: Currency
     #: What one point is worth in minor units (1 -> 100 points = 1.00).
-    point_value_minor: Annotated[Decimal, msgspec.Meta(gt=0)]
-    minor_per_major: int = 100
+    point_value_minor: Decimal
+    minor_per_major: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     return_window_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 30
+
+    def __post_init__(self) -> None:
+        # msgspec bounds numbers but not Decimals.
+        if not self.point_value_minor.is_finite() or self.point_value_minor <= 0:
+            raise ValueError("point_value_minor must be a number > 0")
+        if self.minor_per_major not in (1, 10, 100, 1000):
+            raise ValueError("minor_per_major must be 1, 10, 100 or 1000")
 
 
 class Enrolment(msgspec.Struct, kw_only=True, frozen=True):

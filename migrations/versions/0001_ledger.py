@@ -369,12 +369,14 @@ BEGIN
     i_dp := a_dp; i_dpo := a_dpo; i_cp := a_cp; i_cpo := a_cpo;
 
     IF n_s > 0 THEN
-        SELECT array_agg(coalesce(da.k, 0)::integer), array_agg(coalesce(ca.k, 0)::integer)
+        -- Joins may reorder rows: the order is restored after them.
+        SELECT array_agg(o.dk), array_agg(o.ck)
         INTO s_dk, s_ck
-        FROM (SELECT * FROM unnest(s_debit, s_credit) WITH ORDINALITY AS q(debit, credit, k)
-              ORDER BY k) q
-        LEFT JOIN unnest(a_id) WITH ORDINALITY AS da(id, k) ON da.id = q.debit
-        LEFT JOIN unnest(a_id) WITH ORDINALITY AS ca(id, k) ON ca.id = q.credit;
+        FROM (SELECT coalesce(da.k, 0)::integer AS dk, coalesce(ca.k, 0)::integer AS ck
+              FROM unnest(s_debit, s_credit) WITH ORDINALITY AS q(debit, credit, k)
+              LEFT JOIN unnest(a_id) WITH ORDINALITY AS da(id, k) ON da.id = q.debit
+              LEFT JOIN unnest(a_id) WITH ORDINALITY AS ca(id, k) ON ca.id = q.credit
+              ORDER BY q.k) o;
     END IF;
 
     -- 1e. Stateless checks and account resolution, per row.

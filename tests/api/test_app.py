@@ -35,6 +35,14 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/ledger/accounts/{account_id}/transfers",
         "/ledger/transfers",
         "/ledger/transfers/{transfer_id}",
+        "/programs",
+        "/programs/{slug}",
+        "/programs/{slug}/rules",
+        "/programs/{slug}/rules/{version}/publish",
+        "/programs/{slug}/members",
+        "/programs/{slug}/members/{external_id}",
+        "/programs/{slug}/purchases",
+        "/programs/{slug}/purchases/{order_id}/returns",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]

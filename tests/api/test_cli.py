@@ -254,3 +254,21 @@ def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path)
             server.kill()
             server.wait()
     assert server.returncode == 0
+
+
+def test_api_keys_are_issued_once_and_revoked(private_database: str) -> None:
+    created = run(
+        ["api-key", "create", "pos", "--scope", "purchases:write"], DATABASE_URL=private_database
+    )
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip()
+    assert key.startswith("ck_")
+    stored = sql(private_database, "SELECT encode(secret_sha256, 'hex') FROM api_keys")
+    assert isinstance(stored, str)
+    assert key.split("_", 2)[2] not in stored  # only the hash is kept
+    bad = run(["api-key", "create", "x", "--scope", "root"], DATABASE_URL=private_database)
+    assert bad.exit_code == 2
+    assert "unknown scopes: root" in bad.stderr
+    assert run(["api-key", "revoke", "pos"], DATABASE_URL=private_database).exit_code == 0
+    again = run(["api-key", "revoke", "pos"], DATABASE_URL=private_database)
+    assert again.exit_code == 1

@@ -362,3 +362,75 @@ async def test_check_reports_a_tampered_balance(
             raise Rollback
     assert {v.invariant for v in violations} == {"debits_equal_credits", "balance_equals_transfers"}
     assert await check_invariants(pool, ledger_id) == []
+
+
+async def test_posting_many_pendings_across_ledgers_in_one_batch(
+    ledger: Ledger, new_ledger: NewLedger
+) -> None:
+    """Posts and voids of hundreds of pending transfers of several ledgers in
+    one call land on the right accounts (the resolution path is set-based)."""
+    books = []
+    for _ in range(3):
+        ledger_id = await new_ledger()
+        issuance, *wallets = await open_accounts(
+            ledger, ledger_id, AccountFlags.NONE, *([WALLET] * 40)
+        )
+        books.append((ledger_id, issuance, wallets))
+    holds = [
+        earn(ledger_id, issuance, wallet, 10 + n, flags=TransferFlags.PENDING)
+        for ledger_id, issuance, wallets in books
+        for n, wallet in enumerate(wallets * 3)
+    ]
+    assert {o.result for o in await ledger.create_transfers(holds)} == {"ok"}
+    resolutions = [
+        Transfer(
+            id=uuid.uuid4(),
+            pending_id=hold.id,
+            flags=TransferFlags.POST_PENDING if n % 3 else TransferFlags.VOID_PENDING,
+            amount=5 if n % 3 == 1 else 0,
+        )
+        for n, hold in enumerate(reversed(holds))
+    ]
+    assert {o.result for o in await ledger.create_transfers(resolutions)} == {"ok"}
+    posted = {
+        hold.id: (0 if n % 3 == 0 else 5 if n % 3 == 1 else hold.amount)
+        for n, hold in enumerate(reversed(holds))
+    }
+    for ledger_id, issuance, wallets in books:
+        expected = {w: 0 for w in wallets}
+        for hold in holds:
+            if hold.ledger == ledger_id:
+                assert hold.credit_account_id is not None
+                expected[hold.credit_account_id] += posted[hold.id]
+        states = await ledger.lookup_accounts([issuance, *wallets])
+        assert all(s.debits_pending == 0 and s.credits_pending == 0 for s in states)
+        assert {s.id: s.credits_posted for s in states[1:]} == expected
+        assert states[0].debits_posted == sum(expected.values())
+        assert await check_invariants(ledger.pool, ledger_id) == []
+
+
+async def test_posts_beside_many_other_accounts_in_one_batch(
+    ledger: Ledger, new_ledger: NewLedger
+) -> None:
+    """A few posts in a batch that touches many more accounts: each post lands
+    on its own pending transfer's accounts."""
+    ledger_id = await new_ledger()
+    issuance, *wallets = await open_accounts(
+        ledger, ledger_id, AccountFlags.NONE, *([WALLET] * 240)
+    )
+    holders, others = wallets[:20], wallets[20:]
+    holds = [
+        earn(ledger_id, issuance, w, 100 + n, flags=TransferFlags.PENDING)
+        for n, w in enumerate(holders)
+    ]
+    assert {o.result for o in await ledger.create_transfers(holds)} == {"ok"}
+    batch = [earn(ledger_id, issuance, w, 1) for w in others] + [
+        Transfer(id=uuid.uuid4(), pending_id=h.id, flags=TransferFlags.POST_PENDING)
+        for h in reversed(holds)
+    ]
+    assert {o.result for o in await ledger.create_transfers(batch)} == {"ok"}
+    states = {s.id: s for s in await ledger.lookup_accounts(wallets)}
+    for n, holder in enumerate(holders):
+        assert (states[holder].credits_pending, states[holder].credits_posted) == (0, 100 + n)
+    assert all(states[w].credits_posted == 1 for w in others)
+    assert await check_invariants(ledger.pool, ledger_id) == []

@@ -1,0 +1,40 @@
+"""The audit trail of operator actions, written in the action's own
+transaction: an action that fails leaves no audit line, and one that
+succeeds always has one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sqlalchemy import Column, DateTime, MetaData, String, Table, func, insert
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.access import Caller
+from ledger import new_id
+
+audit_events = Table(
+    "audit_events",
+    MetaData(),
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("occurred_at", DateTime(timezone=True), server_default=func.now()),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("details", JSONB, nullable=False),
+)
+
+
+async def record(
+    session: AsyncSession, caller: Caller, action: str, subject: str, details: Any = None
+) -> None:
+    await session.execute(
+        insert(audit_events).values(
+            id=new_id(),
+            actor=caller.actor,
+            action=action,
+            subject=subject,
+            details=msgspec.to_builtins(details) if details is not None else {},
+        )
+    )

@@ -1,0 +1,301 @@
+"""The operator API of loyalty programs: programs, earn rule versions,
+members, purchases and returns. Every change is audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import audit
+from api.access import Caller, require_scope
+from api.problems import problem_responses
+from ledger import Ledger
+from rewards.models import EarnRuleVersion, Member, Program
+from rewards.programs import (
+    Enrolment,
+    MemberBalance,
+    ProgramSpec,
+    create_program,
+    enrol_member,
+    get_member,
+    get_program,
+    member_balance,
+)
+from rewards.purchases import (
+    PurchaseEvent,
+    PurchaseOutcome,
+    ReturnEvent,
+    ReturnOutcome,
+    record_purchase,
+    return_purchase,
+)
+from rewards.rule_versions import draft_rules, get_version, parse_rules, publish_rules
+
+Slug = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
+class ProgramView(msgspec.Struct, kw_only=True):
+    slug: str
+    name: str
+    currency: str
+    ledger_id: int
+    point_value_minor: Decimal
+    return_window_days: int
+
+
+class RuleDraft(msgspec.Struct, kw_only=True):
+    #: The rules document (see ``rewards.rules.EarnRules``).
+    rules: dict[str, Any]
+    note: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class Publication(msgspec.Struct, kw_only=True):
+    effective_from: datetime
+
+
+class RuleVersionView(msgspec.Struct, kw_only=True):
+    version: int
+    status: str
+    effective_from: datetime | None
+    rules: dict[str, Any]
+    note: str | None
+
+
+class MemberView(msgspec.Struct, kw_only=True):
+    external_id: str
+    status: str
+    email: str | None
+    phone: str | None
+    balance: MemberBalance
+
+
+def _caller(request: Request[Any, Any, Any]) -> Caller:
+    caller: Caller = request.state.caller
+    return caller
+
+
+def _program_view(program: Program) -> ProgramView:
+    return ProgramView(
+        slug=program.slug,
+        name=program.name,
+        currency=program.currency,
+        ledger_id=program.ledger_id,
+        point_value_minor=program.point_value_minor,
+        return_window_days=program.return_window_days,
+    )
+
+
+def _version_view(version: EarnRuleVersion) -> RuleVersionView:
+    return RuleVersionView(
+        version=version.version,
+        status=version.status,
+        effective_from=version.effective_from,
+        rules=version.rules,
+        note=version.note,
+    )
+
+
+async def _member_view(ledger: Ledger, program: Program, member: Member) -> MemberView:
+    return MemberView(
+        external_id=member.external_id,
+        status=member.status,
+        email=member.email,
+        phone=member.phone,
+        balance=await member_balance(ledger, program, member),
+    )
+
+
+class ProgramController(Controller):
+    path = "/programs"
+    tags = ["programs"]
+
+    @post(
+        "/",
+        guards=[require_scope("programs:write")],
+        status_code=HTTP_201_CREATED,
+        summary="Open a program",
+        responses=problem_responses(400, 401, 403),
+    )
+    async def open_program(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        ledger: Ledger,
+        data: ProgramSpec,
+    ) -> ProgramView:
+        program = await create_program(db_session, ledger, data)
+        await audit.record(
+            db_session, _caller(request), "program.open", f"program:{data.slug}", data
+        )
+        return _program_view(program)
+
+    @get(
+        "/{slug:str}",
+        guards=[require_scope("programs:read")],
+        summary="A program",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def show_program(self, db_session: AsyncSession, slug: str) -> ProgramView:
+        return _program_view(await get_program(db_session, slug))
+
+    @post(
+        "/{slug:str}/rules",
+        guards=[require_scope("rules:write")],
+        status_code=HTTP_201_CREATED,
+        summary="Draft an earn rule version",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def draft(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, slug: str, data: RuleDraft
+    ) -> RuleVersionView:
+        program = await get_program(db_session, slug)
+        version = await draft_rules(db_session, program, parse_rules(data.rules), data.note)
+        await audit.record(
+            db_session,
+            _caller(request),
+            "rules.draft",
+            f"program:{slug}:rules:{version.version}",
+            data,
+        )
+        return _version_view(version)
+
+    @get(
+        "/{slug:str}/rules",
+        guards=[require_scope("rules:read")],
+        summary="Earn rule versions",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def list_rules(self, db_session: AsyncSession, slug: str) -> list[RuleVersionView]:
+        program = await get_program(db_session, slug)
+        versions = await db_session.scalars(
+            select(EarnRuleVersion)
+            .where(EarnRuleVersion.program_id == program.id)
+            .order_by(EarnRuleVersion.version)
+        )
+        return [_version_view(v) for v in versions]
+
+    @post(
+        "/{slug:str}/rules/{version:int}/publish",
+        guards=[require_scope("rules:write")],
+        status_code=HTTP_200_OK,
+        summary="Publish a version from a stated time",
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def publish(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        slug: str,
+        version: int,
+        data: Publication,
+    ) -> RuleVersionView:
+        program = await get_program(db_session, slug)
+        await get_version(db_session, program, version)
+        published = await publish_rules(
+            db_session, program, version, data.effective_from, now=datetime.now(UTC)
+        )
+        await audit.record(
+            db_session, _caller(request), "rules.publish", f"program:{slug}:rules:{version}", data
+        )
+        return _version_view(published)
+
+    @post(
+        "/{slug:str}/members",
+        guards=[require_scope("members:write")],
+        summary="Enrol a member (idempotent by external id)",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def enrol(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        ledger: Ledger,
+        slug: str,
+        data: Enrolment,
+    ) -> Response[MemberView]:
+        program = await get_program(db_session, slug)
+        member, created = await enrol_member(db_session, ledger, program, data)
+        if created:
+            await audit.record(
+                db_session,
+                _caller(request),
+                "member.enrol",
+                f"program:{slug}:member:{data.external_id}",
+                {"external_id": data.external_id, "consents": data.consents},
+            )
+        view = await _member_view(ledger, program, member)
+        return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @get(
+        "/{slug:str}/members/{external_id:str}",
+        guards=[require_scope("members:read")],
+        summary="A member and their balance",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def show_member(
+        self, db_session: AsyncSession, ledger: Ledger, slug: str, external_id: str
+    ) -> MemberView:
+        program = await get_program(db_session, slug)
+        member = await get_member(db_session, program, external_id)
+        return await _member_view(ledger, program, member)
+
+    @post(
+        "/{slug:str}/purchases",
+        guards=[require_scope("purchases:write")],
+        summary="Record a purchase (idempotent by order id)",
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def purchase(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        ledger: Ledger,
+        slug: str,
+        data: PurchaseEvent,
+    ) -> Response[PurchaseOutcome]:
+        program = await get_program(db_session, slug)
+        outcome = await record_purchase(db_session, ledger, program, data, datetime.now(UTC))
+        if not outcome.replayed:
+            await audit.record(
+                db_session,
+                _caller(request),
+                "purchase.record",
+                f"program:{slug}:order:{data.order_id}",
+                {"points": outcome.points, "amount_minor": data.amount_minor},
+            )
+        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+    @post(
+        "/{slug:str}/purchases/{order_id:str}/returns",
+        guards=[require_scope("purchases:write")],
+        summary="Return (part of) a purchase (idempotent by return id)",
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def return_(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        ledger: Ledger,
+        slug: str,
+        order_id: str,
+        data: ReturnEvent,
+    ) -> Response[ReturnOutcome]:
+        program = await get_program(db_session, slug)
+        outcome = await return_purchase(db_session, ledger, program, order_id, data)
+        if not outcome.replayed:
+            await audit.record(
+                db_session,
+                _caller(request),
+                "purchase.return",
+                f"program:{slug}:order:{order_id}",
+                outcome,
+            )
+        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)

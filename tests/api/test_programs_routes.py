@@ -1,0 +1,168 @@
+"""The operator API of programs: scopes, audit, and the purchase flow over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.access import issue_key
+from tests.api.conftest import AUTH, PROBLEM_JSON, PROBLEMS
+
+Client = AsyncTestClient[Litestar]
+_slugs = itertools.count(1)
+
+
+@pytest.fixture
+async def program(client: Client) -> str:
+    slug = f"shop-{next(_slugs)}"
+    response = await client.post(
+        "/programs",
+        json={
+            "slug": slug,
+            "name": "Shop rewards",
+            "currency": "ZAR",
+            "point_value_minor": "0.5",
+            "return_window_days": 0,
+        },
+    )
+    assert response.status_code == 201, response.text
+    draft = await client.post(
+        f"/programs/{slug}/rules", json={"rules": {"points_per_unit": "1"}, "note": "launch"}
+    )
+    assert draft.status_code == 201, draft.text
+    start = datetime.now(UTC) + timedelta(milliseconds=300)
+    published = await client.post(
+        f"/programs/{slug}/rules/1/publish", json={"effective_from": start.isoformat()}
+    )
+    assert published.status_code == 200, published.text
+    await asyncio.sleep(0.4)  # purchases from now on are priced by version 1
+    return slug
+
+
+def purchase(order: str, amount: int, member: str = "m-1", **extra: Any) -> dict[str, Any]:
+    return {
+        "member": member,
+        "order_id": order,
+        "amount_minor": amount,
+        "currency": "ZAR",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        **extra,
+    }
+
+
+async def test_purchase_flow_over_http(client: Client, program: str, pool: asyncpg.Pool) -> None:
+    enrol = await client.post(
+        f"/programs/{program}/members", json={"external_id": "m-1", "email": "m1@example.com"}
+    )
+    assert enrol.status_code == 201, enrol.text
+    again = await client.post(f"/programs/{program}/members", json={"external_id": "m-1"})
+    assert again.status_code == 200
+
+    order = purchase("O-1", 1999)
+    first = await client.post(f"/programs/{program}/purchases", json=order)
+    assert first.status_code == 201, first.text
+    assert first.json()["points"] == 19
+    replay = await client.post(f"/programs/{program}/purchases", json=order)
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["replayed"] is True
+    conflict = await client.post(
+        f"/programs/{program}/purchases", json={**order, "amount_minor": 2000}
+    )
+    assert conflict.status_code == 409
+    assert conflict.headers["content-type"].startswith(PROBLEM_JSON)
+    assert conflict.json()["type"] == PROBLEMS + "idempotency-conflict"
+
+    member = (await client.get(f"/programs/{program}/members/m-1")).json()
+    assert member["balance"]["pending"] == 19
+
+    returned = await client.post(
+        f"/programs/{program}/purchases/O-1/returns",
+        json={"return_id": "R-1", "amount_minor": 1000},
+    )
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["points_reversed"] == 9
+    too_much = await client.post(
+        f"/programs/{program}/purchases/O-1/returns",
+        json={"return_id": "R-2", "amount_minor": 1000},
+    )
+    assert too_much.status_code == 422
+    assert too_much.json()["type"] == PROBLEMS + "return-exceeds-purchase"
+
+    actions = await pool.fetch(
+        "SELECT action FROM audit_events WHERE subject LIKE $1 ORDER BY occurred_at",
+        f"program:{program}%",
+    )
+    assert [a["action"] for a in actions] == [
+        "program.open",
+        "rules.draft",
+        "rules.publish",
+        "member.enrol",
+        "purchase.record",
+        "purchase.return",
+    ]
+
+
+async def test_bad_requests_are_problems_and_write_nothing(
+    client: Client, program: str, pool: asyncpg.Pool
+) -> None:
+    await client.post(f"/programs/{program}/members", json={"external_id": "m-1"})
+    cases = [
+        (purchase("B-1", -5), 400, "validation-error"),
+        (purchase("B-2", 100, currency="usd"), 400, "validation-error"),
+        (purchase("B-3", 100, currency="USD"), 422, "invalid-purchase"),
+        (purchase("B-4", 100, member="nobody"), 404, "not-found"),
+    ]
+    for body, status, slug in cases:
+        response = await client.post(f"/programs/{program}/purchases", json=body)
+        assert response.status_code == status, response.text
+        assert response.json()["type"] == PROBLEMS + slug
+    malformed = await client.post(
+        f"/programs/{program}/purchases",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert malformed.status_code == 400
+    written = await pool.fetchval(
+        "SELECT count(*) FROM purchases p JOIN programs g ON g.id = p.program_id WHERE g.slug = $1",
+        program,
+    )
+    assert written == 0
+    bad_rules = await client.post(
+        f"/programs/{program}/rules", json={"rules": {"points_per_unit": "-1"}}
+    )
+    assert bad_rules.status_code == 422
+    assert bad_rules.json()["type"] == PROBLEMS + "invalid-rules"
+    past = await client.post(
+        f"/programs/{program}/rules/1/publish", json={"effective_from": "2020-01-01T00:00:00Z"}
+    )
+    assert past.status_code == 422
+
+
+async def test_api_keys_carry_scopes(
+    anonymous_client: Client, program: str, pool: asyncpg.Pool
+) -> None:
+    reader = await issue_key(pool, f"reader-{program}", ["programs:read"])
+    headers = {"Authorization": f"Bearer {reader.key}"}
+    shown = await anonymous_client.get(f"/programs/{program}", headers=headers)
+    assert shown.status_code == 200, shown.text
+    denied = await anonymous_client.post(
+        f"/programs/{program}/members", json={"external_id": "x"}, headers=headers
+    )
+    assert denied.status_code == 403
+    assert denied.json()["type"] == PROBLEMS + "forbidden"
+    forged = await anonymous_client.get(
+        f"/programs/{program}", headers={"Authorization": reader.key[:-2] + "xx"}
+    )
+    assert forged.status_code == 401
+    anonymous = await anonymous_client.get(f"/programs/{program}")
+    assert anonymous.status_code == 401
+    with pytest.raises(ValueError, match="unknown scopes"):
+        await issue_key(pool, "bad", ["everything"])
+    assert AUTH  # the admin token still reaches everything (used by `client`)
