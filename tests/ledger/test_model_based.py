@@ -244,3 +244,68 @@ def test_batch_equals_one_at_a_time(world: World, data: st.DataObject) -> None:
     ]
     assert balances[0] == balances[1]
     assert world.run(check_invariants(world.pool, ledger_a)) == []
+
+
+@settings(
+    max_examples=max(10, EXAMPLES // 2),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(data=st.data())
+def test_large_batches_match_model(world: World, data: st.DataObject) -> None:
+    """Batches of up to 120 transfers over up to 60 accounts: the set-based
+    parts of the batch (joins, aggregates) meet enough rows to reorder them."""
+    model = ModelLedger()
+    ledger_id = world.new_ledger()
+    flags = data.draw(st.lists(st.sampled_from(ACCOUNT_FLAGS), min_size=40, max_size=80))
+    accounts = [uuid.uuid4() for _ in flags]
+    world.run(
+        world.ledger.create_accounts(
+            [
+                Account(id=a, ledger=ledger_id, code=1, flags=f)
+                for a, f in zip(accounts, flags, strict=True)
+            ]
+        )
+    )
+    for account, account_flags in zip(accounts, flags, strict=True):
+        model.open_account(account, ledger_id, account_flags)
+    ids = [uuid.uuid4() for _ in range(150)]
+
+    def transfer(kinds: list[TransferFlags]) -> st.SearchStrategy[Transfer]:
+        return st.builds(
+            Transfer,
+            id=st.sampled_from(ids),
+            debit_account_id=st.sampled_from(accounts),
+            credit_account_id=st.sampled_from(accounts),
+            amount=st.integers(0, 40),
+            ledger=st.just(ledger_id),
+            code=st.just(1),
+            flags=st.sampled_from(kinds),
+            pending_id=st.one_of(st.none(), st.sampled_from(ids)),
+        )
+
+    # First mostly holds, then a mix in which posts and voids find them.
+    rounds = [
+        [TransferFlags.PENDING, TransferFlags.PENDING, TransferFlags.NONE],
+        TRANSFER_FLAGS,
+        # A few posts among many plain transfers over many accounts.
+        [TransferFlags.POST_PENDING, TransferFlags.VOID_PENDING, *[TransferFlags.NONE] * 6],
+    ]
+    for kinds in rounds:
+        batch = data.draw(st.lists(transfer(kinds), min_size=1, max_size=120))
+        outcomes = world.run(world.ledger.create_transfers(batch))
+        expected = model.create_transfers(batch, datetime.now(UTC))
+        assert [o.result for o in outcomes] == expected
+        for state in world.run(world.ledger.lookup_accounts(accounts)):
+            m = model.accounts[state.id]
+            assert (
+                state.debits_pending,
+                state.debits_posted,
+                state.credits_pending,
+                state.credits_posted,
+            ) == (m.dp, m.dpo, m.cp, m.cpo)
+    assert world.run(check_invariants(world.pool, ledger_id)) == []
