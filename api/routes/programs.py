@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,7 +63,7 @@ class Publication(msgspec.Struct, kw_only=True):
 
 
 class RuleVersionView(msgspec.Struct, kw_only=True):
-    version: int
+    version: FromPath[int]
     status: str
     effective_from: datetime | None
     rules: dict[str, Any]
@@ -103,7 +104,9 @@ def _version_view(version: EarnRuleVersion) -> RuleVersionView:
     )
 
 
-async def _member_view(ledger: Ledger, program: Program, member: Member) -> MemberView:
+async def _member_view(
+    ledger: NamedDependency[Ledger], program: Program, member: Member
+) -> MemberView:
     return MemberView(
         external_id=member.external_id,
         status=member.status,
@@ -127,9 +130,9 @@ class ProgramController(Controller):
     async def open_program(
         self,
         request: Request[Any, Any, Any],
-        db_session: AsyncSession,
-        ledger: Ledger,
-        data: ProgramSpec,
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        data: JSONBody[ProgramSpec],
     ) -> ProgramView:
         program = await create_program(db_session, ledger, data)
         await audit.record(
@@ -143,7 +146,9 @@ class ProgramController(Controller):
         summary="A program",
         responses=problem_responses(401, 403, 404),
     )
-    async def show_program(self, db_session: AsyncSession, slug: str) -> ProgramView:
+    async def show_program(
+        self, db_session: NamedDependency[AsyncSession], slug: FromPath[str]
+    ) -> ProgramView:
         return _program_view(await get_program(db_session, slug))
 
     @post(
@@ -154,7 +159,11 @@ class ProgramController(Controller):
         responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def draft(
-        self, request: Request[Any, Any, Any], db_session: AsyncSession, slug: str, data: RuleDraft
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        slug: FromPath[str],
+        data: JSONBody[RuleDraft],
     ) -> RuleVersionView:
         program = await get_program(db_session, slug)
         version = await draft_rules(db_session, program, parse_rules(data.rules), data.note)
@@ -173,7 +182,9 @@ class ProgramController(Controller):
         summary="Earn rule versions",
         responses=problem_responses(401, 403, 404),
     )
-    async def list_rules(self, db_session: AsyncSession, slug: str) -> list[RuleVersionView]:
+    async def list_rules(
+        self, db_session: NamedDependency[AsyncSession], slug: FromPath[str]
+    ) -> list[RuleVersionView]:
         program = await get_program(db_session, slug)
         versions = await db_session.scalars(
             select(EarnRuleVersion)
@@ -192,10 +203,10 @@ class ProgramController(Controller):
     async def publish(
         self,
         request: Request[Any, Any, Any],
-        db_session: AsyncSession,
-        slug: str,
-        version: int,
-        data: Publication,
+        db_session: NamedDependency[AsyncSession],
+        slug: FromPath[str],
+        version: FromPath[int],
+        data: JSONBody[Publication],
     ) -> RuleVersionView:
         program = await get_program(db_session, slug)
         await get_version(db_session, program, version)
@@ -216,10 +227,10 @@ class ProgramController(Controller):
     async def enrol(
         self,
         request: Request[Any, Any, Any],
-        db_session: AsyncSession,
-        ledger: Ledger,
-        slug: str,
-        data: Enrolment,
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        data: JSONBody[Enrolment],
     ) -> Response[MemberView]:
         program = await get_program(db_session, slug)
         member, created = await enrol_member(db_session, ledger, program, data)
@@ -241,7 +252,11 @@ class ProgramController(Controller):
         responses=problem_responses(401, 403, 404),
     )
     async def show_member(
-        self, db_session: AsyncSession, ledger: Ledger, slug: str, external_id: str
+        self,
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        external_id: str,
     ) -> MemberView:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
@@ -256,10 +271,10 @@ class ProgramController(Controller):
     async def purchase(
         self,
         request: Request[Any, Any, Any],
-        db_session: AsyncSession,
-        ledger: Ledger,
-        slug: str,
-        data: PurchaseEvent,
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        data: JSONBody[PurchaseEvent],
     ) -> Response[PurchaseOutcome]:
         program = await get_program(db_session, slug)
         outcome = await record_purchase(db_session, ledger, program, data, datetime.now(UTC))
@@ -282,11 +297,11 @@ class ProgramController(Controller):
     async def return_(
         self,
         request: Request[Any, Any, Any],
-        db_session: AsyncSession,
-        ledger: Ledger,
-        slug: str,
-        order_id: str,
-        data: ReturnEvent,
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        order_id: FromPath[str],
+        data: JSONBody[ReturnEvent],
     ) -> Response[ReturnOutcome]:
         program = await get_program(db_session, slug)
         outcome = await return_purchase(db_session, ledger, program, order_id, data)
