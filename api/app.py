@@ -17,24 +17,30 @@ from advanced_alchemy.extensions.litestar import (
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
-from litestar.openapi.spec import Components, Tag
+from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
 import api
 from api.access import Gatekeeper
 from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME, require_admin_token
 from api.database import sqlalchemy_url
+from api.member_auth import TokenVerifier, rate_limit_key
 from api.problems import problem_details_config
 from api.routes.health import health
 from api.routes.ledger import LedgerController
+from api.routes.members import MemberController
 from api.routes.programs import ProgramController
 from api.settings import Settings, SettingsError
 from ledger import Ledger
 from ledger.connection import create_pool
 
 log = logging.getLogger(__name__)
+
+#: Name of the member token's security scheme in the OpenAPI document.
+MEMBER_SCHEME = "MemberToken"
 
 #: Where the interactive API documentation is served.
 DOCS_PATH = "/schema"
@@ -73,6 +79,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         guards=[require_admin_token(settings.admin_token)],
         security=[{SECURITY_SCHEME: []}],
     )
+    rate_limit = RateLimitConfig(
+        rate_limit=("minute", settings.member_rate_limit),
+        identifier_for_request=rate_limit_key,
+    )
+    member_api = Router(
+        path="/",
+        route_handlers=[MemberController],
+        middleware=[rate_limit.middleware],
+        security=[{MEMBER_SCHEME: []}],
+    )
     programs_api = Router(
         path="/", route_handlers=[ProgramController], security=[{SECURITY_SCHEME: []}]
     )
@@ -87,7 +103,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         set_default_exception_handler=False,
     )
     return Litestar(
-        route_handlers=[operator_api, programs_api, health],
+        route_handlers=[operator_api, programs_api, member_api, health],
+        state=State({"token_verifier": TokenVerifier(settings)}),
         dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
         lifespan=[ledger_lifespan],
         plugins=[ProblemDetailsPlugin(problem_details_config()), SQLAlchemyPlugin(database)],
@@ -121,10 +138,21 @@ def openapi_config() -> OpenAPIConfig:
         description=api.__doc__,
         path=DOCS_PATH,
         render_plugins=[ScalarRenderPlugin(path="/"), JsonRenderPlugin()],
-        components=Components(security_schemes={SECURITY_SCHEME: ADMIN_TOKEN_SCHEME}),
+        components=Components(
+            security_schemes={
+                SECURITY_SCHEME: ADMIN_TOKEN_SCHEME,
+                MEMBER_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="A member's token from the program's identity provider.",
+                ),
+            }
+        ),
         tags=[
             Tag(name="ledger", description="The double-entry points ledger (operator API)"),
             Tag(name="programs", description="Loyalty programs, rules, members, purchases"),
+            Tag(name="members", description="The member app: a member's own data"),
             Tag(name="operations", description="Running the service"),
         ],
     )

@@ -23,6 +23,11 @@ ENVIRONMENT: dict[str, str] = {
     "COALITION_LOG_LEVEL": "log_level",
     "COALITION_DB_POOL_SIZE": "db_pool_size",
     "COALITION_SWEEP_INTERVAL": "sweep_interval",
+    "MEMBER_JWT_SECRET": "member_jwt_secret",
+    "MEMBER_JWT_JWKS": "member_jwt_jwks",
+    "MEMBER_JWT_AUDIENCE": "member_jwt_audience",
+    "MEMBER_JWT_ISSUER": "member_jwt_issuer",
+    "COALITION_MEMBER_RATE_LIMIT": "member_rate_limit",
 }
 
 
@@ -41,6 +46,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 10
     #: Seconds between sweeps voiding timed-out pending transfers (0: none).
     sweep_interval: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0
+    #: HS256 key of member tokens (development); production uses a JWKS.
+    member_jwt_secret: Annotated[str, msgspec.Meta(min_length=32)] | None = None
+    #: JSON Web Key Set (the JSON text) of the identity provider (RS256, ES256).
+    member_jwt_jwks: Annotated[str, msgspec.Meta(min_length=2)] | None = None
+    member_jwt_audience: Annotated[str, msgspec.Meta(min_length=1)] = "coalition-members"
+    member_jwt_issuer: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    #: Requests per minute a member may make to the member API.
+    member_rate_limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 600
 
 
 class SettingsError(ValueError):

@@ -43,6 +43,9 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/programs/{slug}/members/{external_id}",
         "/programs/{slug}/purchases",
         "/programs/{slug}/purchases/{order_id}/returns",
+        "/me",
+        "/me/balance",
+        "/me/transactions",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]

@@ -1,0 +1,107 @@
+"""Member tokens: JWTs from the program's identity provider.
+
+RS256 and ES256 tokens are checked against a configured JSON Web Key Set;
+HS256 is accepted only with a configured secret (for development). The
+audience and, when configured, the issuer are checked, and so is expiry. The
+token's ``sub`` is the member's external id and its ``program`` claim the
+program's slug: a member can only ever see their own data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import msgspec
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+
+from api.settings import Settings, SettingsError
+
+_ASYMMETRIC = ("RS256", "ES256")
+_CHALLENGE = 'Bearer realm="coalition-members"'
+
+
+class MemberIdentity(msgspec.Struct, frozen=True):
+    program: str
+    member: str
+
+
+class InvalidToken(Exception):
+    pass
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.member_jwt_secret
+        self._keys = None
+        if settings.member_jwt_jwks:
+            try:
+                self._keys = jwt.PyJWKSet.from_json(settings.member_jwt_jwks)
+            except (jwt.PyJWTError, ValueError, TypeError) as error:
+                raise SettingsError(f"MEMBER_JWT_JWKS: not a usable key set ({error})") from None
+        self._audience = settings.member_jwt_audience
+        self._issuer = settings.member_jwt_issuer
+
+    def verify(self, token: str) -> MemberIdentity:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._key_for(header)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[header["alg"]],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "sub", "aud"]},
+            )
+        except (jwt.PyJWTError, KeyError) as error:
+            raise InvalidToken(str(error)) from None
+        program, member = claims.get("program"), claims.get("sub")
+        if not isinstance(program, str) or not isinstance(member, str) or not program:
+            raise InvalidToken("the token names no program or member")
+        return MemberIdentity(program=program, member=member)
+
+    def _key_for(self, header: dict[str, Any]) -> Any:
+        algorithm = header.get("alg")
+        if algorithm == "HS256" and self._secret:
+            return self._secret
+        if algorithm in _ASYMMETRIC and self._keys is not None:
+            kid = header.get("kid")
+            for key in self._keys.keys:
+                if key.key_id == kid or (kid is None and len(self._keys.keys) == 1):
+                    return key.key
+            raise InvalidToken(f"no key {kid!r} in the key set")
+        raise InvalidToken(f"tokens signed with {algorithm!r} are not accepted")
+
+
+async def require_member(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    verifier: TokenVerifier = connection.app.state.token_verifier
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthorizedException(
+            detail="a bearer token is required", headers={"WWW-Authenticate": _CHALLENGE}
+        )
+    try:
+        connection.state.member_identity = verifier.verify(token.strip())
+    except InvalidToken as error:
+        raise NotAuthorizedException(
+            detail=f"the token is not valid: {error}",
+            headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
+        ) from None
+
+
+def rate_limit_key(request: Any) -> str:
+    """Whom a request counts against: the member its (verified) token names,
+    else its address, so that a forged token spends no member's quota."""
+    verifier: TokenVerifier = request.app.state.token_verifier
+    _scheme, _sep, token = request.headers.get("authorization", "").partition(" ")
+    try:
+        identity = verifier.verify(token.strip())
+    except InvalidToken:
+        client = request.client
+        return f"address:{client.host if client else 'unknown'}"
+    return f"member:{identity.program}:{identity.member}"

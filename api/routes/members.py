@@ -1,0 +1,128 @@
+"""The member app API: a member's own balance and history, nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, QueryParameter
+from litestar.status_codes import HTTP_304_NOT_MODIFIED
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.member_auth import MemberIdentity, require_member
+from api.problems import problem_responses
+from ledger import Ledger
+from rewards.codes import TransferCode
+from rewards.models import Member, Program
+from rewards.programs import MemberBalance, get_member, get_program, member_balance
+
+
+class MemberProfile(msgspec.Struct, kw_only=True):
+    program: str
+    external_id: str
+    status: str
+    balance: MemberBalance
+
+
+class Movement(msgspec.Struct, kw_only=True):
+    id: str
+    #: Points in (positive) or out (negative) of the wallet.
+    points: int
+    kind: str
+    #: ``pending`` until the points are posted (e.g. inside a return window).
+    state: str
+    at: datetime
+    order_id: str | None = None
+
+
+class MovementPage(msgspec.Struct, kw_only=True):
+    movements: list[Movement]
+    next_cursor: str | None
+
+
+async def _me(request: Request[Any, Any, Any], session: AsyncSession) -> tuple[Program, Member]:
+    identity: MemberIdentity = request.state.member_identity
+    program = await get_program(session, identity.program)
+    return program, await get_member(session, program, identity.member)
+
+
+class MemberController(Controller):
+    path = "/me"
+    tags = ["members"]
+    guards = [require_member]
+
+    @get(
+        "/", summary="The member's profile and balance", responses=problem_responses(401, 404, 429)
+    )
+    async def profile(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+    ) -> MemberProfile:
+        program, member = await _me(request, db_session)
+        return MemberProfile(
+            program=program.slug,
+            external_id=member.external_id,
+            status=member.status,
+            balance=await member_balance(ledger, program, member),
+        )
+
+    @get(
+        "/balance",
+        summary="Balance, with an ETag: If-None-Match answers 304",
+        responses=problem_responses(401, 404, 429),
+    )
+    async def balance(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+    ) -> Response[MemberBalance | None]:
+        program, member = await _me(request, db_session)
+        balance = await member_balance(ledger, program, member)
+        etag = '"' + hashlib.sha256(msgspec.json.encode(balance)).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(balance, headers=headers)
+
+    @get(
+        "/transactions",
+        summary="Points in and out, newest first",
+        responses=problem_responses(400, 401, 404, 429),
+    )
+    async def transactions(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> MovementPage:
+        _, member = await _me(request, db_session)
+        page = await ledger.history(member.wallet_account_id, limit=limit, cursor=cursor)
+        movements = []
+        for t in page.transfers:
+            sign = 1 if t.credit_account_id == member.wallet_account_id else -1
+            kind = (
+                TransferCode(t.code).name.lower()
+                if t.code in TransferCode._value2member_map_
+                else str(t.code)
+            )
+            state = "pending" if t.flags & 2 else "released" if t.flags & 8 else "posted"
+            movements.append(
+                Movement(
+                    id=str(t.id),
+                    points=sign * t.amount,
+                    kind=kind,
+                    state=state,
+                    at=t.created_at,
+                    order_id=(t.metadata or {}).get("order_id"),
+                )
+            )
+        return MovementPage(movements=movements, next_cursor=page.next_cursor)
