@@ -49,6 +49,9 @@ REWARDS_ERROR_STATUS: dict[type[rewards_errors.RewardsError], int] = {
     rewards_errors.PublishInPast: HTTPStatus.UNPROCESSABLE_ENTITY,
     rewards_errors.ReturnExceedsPurchase: HTTPStatus.UNPROCESSABLE_ENTITY,
     InvalidPurchase: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.InsufficientPoints: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.RewardUnavailable: HTTPStatus.CONFLICT,
+    rewards_errors.GiftLimitExceeded: HTTPStatus.UNPROCESSABLE_ENTITY,
 }
 
 

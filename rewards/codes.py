@@ -29,6 +29,7 @@ class TransferCode(enum.IntEnum):
     REDEMPTION = 5
     EXPIRY = 6
     ADJUSTMENT = 7
+    GIFT = 8
 
 
 def derived_id(program_id: uuid.UUID, *key: str) -> uuid.UUID:

@@ -37,3 +37,17 @@ class LedgerRefused(RewardsError):
     """The ledger refused a movement this use case needs (its result code)."""
 
     type_slug = "ledger-refused"
+
+
+class InsufficientPoints(RewardsError):
+    type_slug = "insufficient-points"
+
+
+class RewardUnavailable(RewardsError):
+    """Not in the catalog, outside its validity, or out of stock."""
+
+    type_slug = "reward-unavailable"
+
+
+class GiftLimitExceeded(RewardsError):
+    type_slug = "gift-limit-exceeded"

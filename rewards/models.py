@@ -48,6 +48,8 @@ class Program(UUIDv7AuditBase):
     #: What one point is worth in the currency's minor units when redeemed.
     point_value_minor: Mapped[Decimal] = mapped_column(Numeric(18, 6))
     return_window_days: Mapped[int] = mapped_column(Integer, default=30)
+    #: Points a member may give away per calendar day (UTC).
+    gift_daily_limit: Mapped[int] = mapped_column(BigInteger, default=10000)
     issuance_account_id: Mapped[uuid.UUID]
     redemption_account_id: Mapped[uuid.UUID]
     breakage_account_id: Mapped[uuid.UUID]
@@ -116,3 +118,43 @@ class PurchaseReturn(UUIDv7AuditBase):
     points_reversed: Mapped[int] = mapped_column(BigInteger)
     #: Of those, points the wallet could not cover, owed by the member.
     debt_points: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CatalogReward(UUIDv7AuditBase):
+    __tablename__ = "catalog_rewards"
+    __table_args__ = (UniqueConstraint("program_id", "sku"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    sku: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    points_price: Mapped[int] = mapped_column(BigInteger)
+    #: None: unlimited.
+    stock: Mapped[int | None] = mapped_column(Integer)
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fulfilling_partner: Mapped[str | None] = mapped_column(String(100))
+
+
+class Redemption(UUIDv7AuditBase):
+    __tablename__ = "redemptions"
+    __table_args__ = (UniqueConstraint("member_id", "idempotency_key"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    reward_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("catalog_rewards.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(BigInteger)
+    transfer_id: Mapped[uuid.UUID]
+
+
+class Gift(UUIDv7AuditBase):
+    __tablename__ = "gifts"
+    __table_args__ = (UniqueConstraint("sender_id", "idempotency_key"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    points: Mapped[int] = mapped_column(BigInteger)
+    transfer_id: Mapped[uuid.UUID]

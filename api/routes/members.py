@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, QueryParameter
-from litestar.status_codes import HTTP_304_NOT_MODIFIED
+from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.member_auth import MemberIdentity, require_member
@@ -19,6 +19,26 @@ from ledger import Ledger
 from rewards.codes import TransferCode
 from rewards.models import Member, Program
 from rewards.programs import MemberBalance, get_member, get_program, member_balance
+from rewards.redeeming import (
+    GiftOutcome,
+    GiftRequest,
+    RedemptionOutcome,
+    RedemptionRequest,
+    RewardView,
+    give_gift,
+    list_rewards,
+    redeem,
+)
+
+IdempotencyKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Repeating a request with the same key repeats its first answer.",
+    ),
+]
 
 
 class MemberProfile(msgspec.Struct, kw_only=True):
@@ -126,3 +146,52 @@ class MemberController(Controller):
                 )
             )
         return MovementPage(movements=movements, next_cursor=page.next_cursor)
+
+    @get(
+        "/rewards",
+        summary="Rewards the member can redeem now",
+        responses=problem_responses(401, 404, 429),
+    )
+    async def rewards(
+        self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+    ) -> list[RewardView]:
+        program, _ = await _me(request, db_session)
+        return await list_rewards(db_session, program, datetime.now(UTC))
+
+    @post(
+        "/redemptions",
+        summary="Redeem a catalog reward (needs an Idempotency-Key)",
+        responses=problem_responses(400, 401, 404, 409, 422, 429),
+    )
+    async def redeem_reward(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        idempotency_key: IdempotencyKey,
+        data: JSONBody[RedemptionRequest],
+    ) -> Response[RedemptionOutcome]:
+        program, member = await _me(request, db_session)
+        outcome = await redeem(
+            db_session, ledger, program, member, idempotency_key, data, datetime.now(UTC)
+        )
+        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+    @post(
+        "/gifts",
+        summary="Give points to another member (needs an Idempotency-Key)",
+        responses=problem_responses(400, 401, 404, 409, 422, 429),
+    )
+    async def gift(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        idempotency_key: IdempotencyKey,
+        data: JSONBody[GiftRequest],
+    ) -> Response[GiftOutcome]:
+        program, member = await _me(request, db_session)
+        outcome = await give_gift(
+            db_session, ledger, program, member, idempotency_key, data, datetime.now(UTC)
+        )
+        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)

@@ -38,6 +38,7 @@ from rewards.purchases import (
     record_purchase,
     return_purchase,
 )
+from rewards.redeeming import RewardSpec, RewardView, add_reward
 from rewards.rule_versions import draft_rules, get_version, parse_rules, publish_rules
 
 Slug = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -314,3 +315,30 @@ class ProgramController(Controller):
                 outcome,
             )
         return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+    @post(
+        "/{slug:str}/rewards",
+        guards=[require_scope("programs:write")],
+        status_code=HTTP_201_CREATED,
+        summary="Add a reward to the catalog",
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
+    async def add_catalog_reward(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        slug: FromPath[str],
+        data: JSONBody[RewardSpec],
+    ) -> RewardView:
+        program = await get_program(db_session, slug)
+        reward = await add_reward(db_session, program, data)
+        await audit.record(
+            db_session, _caller(request), "catalog.add", f"program:{slug}:reward:{data.sku}", data
+        )
+        return RewardView(
+            sku=reward.sku,
+            name=reward.name,
+            points_price=reward.points_price,
+            stock=reward.stock,
+            valid_until=reward.valid_until,
+        )

@@ -46,6 +46,10 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/me",
         "/me/balance",
         "/me/transactions",
+        "/me/rewards",
+        "/me/redemptions",
+        "/me/gifts",
+        "/programs/{slug}/rewards",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]

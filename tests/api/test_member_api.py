@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.app import create_app
 from api.settings import Settings, SettingsError
-from ledger import Ledger
+from ledger import Ledger, Transfer
 from rewards.programs import Enrolment, enrol_member
 from rewards.purchases import PurchaseEvent, record_purchase
 from rewards.rule_versions import draft_rules, publish_rules
@@ -191,3 +192,64 @@ async def test_rate_limit_per_member(database_url: str, shop: str) -> None:
 def test_a_broken_key_set_is_a_settings_error(database_url: str) -> None:
     with pytest.raises(SettingsError, match="MEMBER_JWT_JWKS"):
         create_app(Settings(member_jwt_jwks='{"keys": "nope"}'), database_url=database_url)
+
+
+async def test_redeem_and_gift_over_http(
+    member_client: AsyncTestClient[Litestar],
+    client: AsyncTestClient[Litestar],
+    shop: str,
+    session: AsyncSession,
+    ledger: Ledger,
+) -> None:
+    from rewards.codes import TransferCode
+    from rewards.programs import get_member, get_program
+
+    added = await client.post(
+        f"/programs/{shop}/rewards",
+        json={"sku": "MUG", "name": "Mug", "points_price": 40, "stock": 5},
+    )
+    assert added.status_code == 201, added.text
+    program = await get_program(session, shop)
+    ann = await get_member(session, program, "ann")
+    [funding] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=uuid.uuid4(),
+                debit_account_id=program.issuance_account_id,
+                credit_account_id=ann.wallet_account_id,
+                amount=100,
+                ledger=program.ledger_id,
+                code=TransferCode.ADJUSTMENT,
+            )
+        ]
+    )
+    assert funding.result == "ok"
+    headers = bearer(token(shop, "ann"))
+    catalog = await member_client.get("/me/rewards", headers=headers)
+    assert [r["sku"] for r in catalog.json()] == ["MUG"]
+
+    missing_key = await member_client.post("/me/redemptions", json={"sku": "MUG"}, headers=headers)
+    assert missing_key.status_code == 400
+    keyed = {**headers, "Idempotency-Key": "r-1"}
+    first = await member_client.post("/me/redemptions", json={"sku": "MUG"}, headers=keyed)
+    assert first.status_code == 201, first.text
+    replay = await member_client.post("/me/redemptions", json={"sku": "MUG"}, headers=keyed)
+    assert (replay.status_code, replay.json()["replayed"]) == (200, True)
+    too_much = await member_client.post(
+        "/me/redemptions",
+        json={"sku": "MUG", "quantity": 2},
+        headers={**headers, "Idempotency-Key": "r-2"},
+    )
+    assert too_much.status_code == 422
+    assert too_much.json()["type"] == PROBLEMS + "insufficient-points"
+
+    gift = await member_client.post(
+        "/me/gifts", json={"to": "ben", "points": 25}, headers={**headers, "Idempotency-Key": "g-1"}
+    )
+    assert gift.status_code == 201, gift.text
+    balance = (await member_client.get("/me/balance", headers=headers)).json()
+    assert balance["available"] == 100 - 40 - 25
+    to_self = await member_client.post(
+        "/me/gifts", json={"to": "ann", "points": 1}, headers={**headers, "Idempotency-Key": "g-2"}
+    )
+    assert to_self.status_code == 409

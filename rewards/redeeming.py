@@ -1,0 +1,252 @@
+"""Spending points: catalog rewards and member-to-member gifts.
+
+Each use case is idempotent by the member app's key: the ledger transfer's id
+derives from it, and a repeated key answers the first outcome. Concurrent
+requests never spend the same points twice: the ledger refuses a debit the
+wallet cannot cover, and stock and the daily gift allowance are counted under
+a row lock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import Ledger, Transfer
+from rewards.codes import TransferCode, derived_id
+from rewards.errors import (
+    Conflict,
+    GiftLimitExceeded,
+    InsufficientPoints,
+    LedgerRefused,
+    MemberNotActive,
+    NotFound,
+    RewardUnavailable,
+)
+from rewards.models import CatalogReward, Gift, Member, MemberStatus, Program, Redemption
+from rewards.programs import find_member
+
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class RewardSpec(msgspec.Struct, kw_only=True, frozen=True):
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    points_price: Annotated[int, msgspec.Meta(gt=0)]
+    stock: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    fulfilling_partner: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+
+
+class RewardView(msgspec.Struct, kw_only=True, frozen=True):
+    sku: str
+    name: str
+    points_price: int
+    stock: int | None
+    valid_until: datetime | None
+
+
+class RedemptionRequest(msgspec.Struct, kw_only=True, frozen=True):
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+
+
+class RedemptionOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    sku: str
+    quantity: int
+    points: int
+    replayed: bool
+
+
+class GiftRequest(msgspec.Struct, kw_only=True, frozen=True):
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    points: Annotated[int, msgspec.Meta(gt=0)]
+
+
+class GiftOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    to: str
+    points: int
+    replayed: bool
+
+
+async def add_reward(session: AsyncSession, program: Program, spec: RewardSpec) -> CatalogReward:
+    reward = CatalogReward(program_id=program.id, **msgspec.structs.asdict(spec))
+    session.add(reward)
+    await session.flush()
+    return reward
+
+
+async def list_rewards(session: AsyncSession, program: Program, now: datetime) -> list[RewardView]:
+    rewards = await session.scalars(
+        select(CatalogReward)
+        .where(
+            CatalogReward.program_id == program.id,
+            (CatalogReward.valid_from.is_(None)) | (CatalogReward.valid_from <= now),
+            (CatalogReward.valid_until.is_(None)) | (CatalogReward.valid_until > now),
+        )
+        .order_by(CatalogReward.points_price, CatalogReward.sku)
+    )
+    return [
+        RewardView(
+            sku=r.sku,
+            name=r.name,
+            points_price=r.points_price,
+            stock=r.stock,
+            valid_until=r.valid_until,
+        )
+        for r in rewards
+    ]
+
+
+async def redeem(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    key: str,
+    request: RedemptionRequest,
+    now: datetime,
+) -> RedemptionOutcome:
+    earlier = await session.scalar(
+        select(Redemption).where(
+            Redemption.member_id == member.id, Redemption.idempotency_key == key
+        )
+    )
+    if earlier is not None:
+        redeemed = await session.get_one(CatalogReward, earlier.reward_id)
+        if (redeemed.sku, earlier.quantity) != (request.sku, request.quantity):
+            raise Conflict(f"Idempotency-Key {key!r} was used for another redemption")
+        return RedemptionOutcome(
+            sku=redeemed.sku, quantity=earlier.quantity, points=earlier.points, replayed=True
+        )
+    _require_active(member)
+    reward = await session.scalar(
+        select(CatalogReward)
+        .where(CatalogReward.program_id == program.id, CatalogReward.sku == request.sku)
+        .with_for_update()
+    )
+    if reward is None or not _valid(reward, now):
+        raise RewardUnavailable(f"{request.sku!r} is not available")
+    if reward.stock is not None:
+        if reward.stock < request.quantity:
+            raise RewardUnavailable(f"{request.sku!r} is out of stock")
+        reward.stock -= request.quantity
+    points = reward.points_price * request.quantity
+    transfer_id = derived_id(program.id, "redeem", member.external_id, key)
+    await _debit(
+        ledger,
+        Transfer(
+            id=transfer_id,
+            debit_account_id=member.wallet_account_id,
+            credit_account_id=program.redemption_account_id,
+            amount=points,
+            ledger=program.ledger_id,
+            code=TransferCode.REDEMPTION,
+            metadata={"sku": reward.sku, "quantity": request.quantity},
+        ),
+    )
+    session.add(
+        Redemption(
+            program_id=program.id,
+            member_id=member.id,
+            idempotency_key=key,
+            reward_id=reward.id,
+            quantity=request.quantity,
+            points=points,
+            transfer_id=transfer_id,
+        )
+    )
+    await session.flush()
+    return RedemptionOutcome(
+        sku=reward.sku, quantity=request.quantity, points=points, replayed=False
+    )
+
+
+async def give_gift(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    sender: Member,
+    key: str,
+    request: GiftRequest,
+    now: datetime,
+) -> GiftOutcome:
+    earlier = await session.scalar(
+        select(Gift).where(Gift.sender_id == sender.id, Gift.idempotency_key == key)
+    )
+    recipient = await find_member(session, program, request.to)
+    if earlier is not None:
+        if recipient is None or (earlier.recipient_id, earlier.points) != (
+            recipient.id,
+            request.points,
+        ):
+            raise Conflict(f"Idempotency-Key {key!r} was used for another gift")
+        return GiftOutcome(to=request.to, points=earlier.points, replayed=True)
+    _require_active(sender)
+    if recipient is None:
+        raise NotFound(f"no member {request.to!r} in program {program.slug!r}")
+    _require_active(recipient)
+    if recipient.id == sender.id:
+        raise Conflict("a member cannot give points to themselves")
+    # The sender's row lock makes the day's total exact under concurrency.
+    await session.execute(select(Member.id).where(Member.id == sender.id).with_for_update())
+    day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
+    given = await session.scalar(
+        select(func.coalesce(func.sum(Gift.points), 0)).where(
+            Gift.sender_id == sender.id, Gift.created_at >= day_start
+        )
+    )
+    if int(given or 0) + request.points > program.gift_daily_limit:
+        raise GiftLimitExceeded(
+            f"gifts today would total {int(given or 0) + request.points} points,"
+            f" more than the daily limit of {program.gift_daily_limit}"
+        )
+    transfer_id = derived_id(program.id, "gift", sender.external_id, key)
+    await _debit(
+        ledger,
+        Transfer(
+            id=transfer_id,
+            debit_account_id=sender.wallet_account_id,
+            credit_account_id=recipient.wallet_account_id,
+            amount=request.points,
+            ledger=program.ledger_id,
+            code=TransferCode.GIFT,
+        ),
+    )
+    session.add(
+        Gift(
+            program_id=program.id,
+            sender_id=sender.id,
+            recipient_id=recipient.id,
+            idempotency_key=key,
+            points=request.points,
+            transfer_id=transfer_id,
+        )
+    )
+    await session.flush()
+    return GiftOutcome(to=request.to, points=request.points, replayed=False)
+
+
+def _require_active(member: Member) -> None:
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
+
+
+def _valid(reward: CatalogReward, now: datetime) -> bool:
+    return (reward.valid_from is None or reward.valid_from <= now) and (
+        reward.valid_until is None or reward.valid_until > now
+    )
+
+
+async def _debit(ledger: Ledger, transfer: Transfer) -> None:
+    [outcome] = await ledger.create_transfers([transfer])
+    if outcome.result in ("ok", "exists"):
+        return
+    if outcome.result == "exceeds_credits":
+        raise InsufficientPoints("the wallet does not hold enough points")
+    raise LedgerRefused(f"ledger refused the transfer: {outcome.result}")
