@@ -52,6 +52,7 @@ REWARDS_ERROR_STATUS: dict[type[rewards_errors.RewardsError], int] = {
     rewards_errors.InsufficientPoints: HTTPStatus.UNPROCESSABLE_ENTITY,
     rewards_errors.RewardUnavailable: HTTPStatus.CONFLICT,
     rewards_errors.GiftLimitExceeded: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.HoldClosed: HTTPStatus.CONFLICT,
 }
 
 

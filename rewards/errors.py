@@ -51,3 +51,9 @@ class RewardUnavailable(RewardsError):
 
 class GiftLimitExceeded(RewardsError):
     type_slug = "gift-limit-exceeded"
+
+
+class HoldClosed(RewardsError):
+    """The hold was captured, released, or has timed out."""
+
+    type_slug = "hold-closed"

@@ -158,3 +158,26 @@ class Gift(UUIDv7AuditBase):
     idempotency_key: Mapped[str] = mapped_column(String(200))
     points: Mapped[int] = mapped_column(BigInteger)
     transfer_id: Mapped[uuid.UUID]
+
+
+class HoldStatus(enum.StrEnum):
+    HELD = "held"
+    CAPTURED = "captured"
+    RELEASED = "released"
+
+
+class PointHold(UUIDv7AuditBase):
+    __tablename__ = "point_holds"
+    __table_args__ = (UniqueConstraint("member_id", "idempotency_key"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    #: The merchant's order the points pay for.
+    order_ref: Mapped[str] = mapped_column(String(200))
+    points: Mapped[int] = mapped_column(BigInteger)
+    value_minor: Mapped[int] = mapped_column(BigInteger)
+    transfer_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.HELD)
+    captured_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -134,14 +135,14 @@ NewProgram = Callable[..., Awaitable[Program]]
 @pytest.fixture
 def new_program(session: AsyncSession, ledger: Ledger) -> NewProgram:
     async def make(**fields: object) -> Program:
-        spec = ProgramSpec(
-            slug=f"program-{next(_slugs)}",
-            name="Test rewards",
-            currency="ZAR",
-            point_value_minor=Decimal(1),
-            **fields,  # type: ignore[arg-type]
-        )
-        program = await create_program(session, ledger, spec)
+        values: dict[str, object] = {
+            "slug": f"program-{next(_slugs)}",
+            "name": "Test rewards",
+            "currency": "ZAR",
+            "point_value_minor": Decimal(1),
+            **fields,
+        }
+        program = await create_program(session, ledger, msgspec.convert(values, ProgramSpec))
         await session.commit()
         return program
 

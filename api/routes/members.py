@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,7 @@ from api.member_auth import MemberIdentity, require_member
 from api.problems import problem_responses
 from ledger import Ledger
 from rewards.codes import TransferCode
+from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
 from rewards.models import Member, Program
 from rewards.programs import MemberBalance, get_member, get_program, member_balance
 from rewards.redeeming import (
@@ -195,3 +197,40 @@ class MemberController(Controller):
             db_session, ledger, program, member, idempotency_key, data, datetime.now(UTC)
         )
         return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+    @post(
+        "/holds",
+        summary="Hold points to pay (part of) an order (needs an Idempotency-Key)",
+        responses=problem_responses(400, 401, 404, 409, 422, 429),
+    )
+    async def hold(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        idempotency_key: IdempotencyKey,
+        data: JSONBody[HoldRequest],
+    ) -> Response[HoldView]:
+        program, member = await _me(request, db_session)
+        view = await hold_points(
+            db_session, ledger, program, member, idempotency_key, data, datetime.now(UTC)
+        )
+        return Response(view, status_code=HTTP_200_OK if view.replayed else HTTP_201_CREATED)
+
+    @post(
+        "/holds/{hold_id:uuid}/release",
+        status_code=HTTP_200_OK,
+        summary="Cancel a hold: the points come back",
+        responses=problem_responses(401, 404, 409, 429),
+    )
+    async def release(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        hold_id: FromPath[uuid.UUID],
+    ) -> HoldView:
+        program, member = await _me(request, db_session)
+        return await release_hold(
+            db_session, ledger, program, hold_id, datetime.now(UTC), member=member
+        )

@@ -3,6 +3,7 @@ members, purchases and returns. Every change is audited."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from api import audit
 from api.access import Caller, require_scope
 from api.problems import problem_responses
 from ledger import Ledger
+from rewards.holds import Capture, HoldView, capture_hold, release_hold
 from rewards.models import EarnRuleVersion, Member, Program
 from rewards.programs import (
     Enrolment,
@@ -342,3 +344,52 @@ class ProgramController(Controller):
             stock=reward.stock,
             valid_until=reward.valid_until,
         )
+
+    @post(
+        "/{slug:str}/holds/{hold_id:uuid}/capture",
+        guards=[require_scope("purchases:write")],
+        status_code=HTTP_200_OK,
+        summary="Capture held points (all, or part: the rest is released)",
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
+    async def capture(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        hold_id: FromPath[uuid.UUID],
+        data: JSONBody[Capture],
+    ) -> HoldView:
+        program = await get_program(db_session, slug)
+        view = await capture_hold(db_session, ledger, program, hold_id, data, datetime.now(UTC))
+        await audit.record(
+            db_session,
+            _caller(request),
+            "hold.capture",
+            f"program:{slug}:hold:{hold_id}",
+            {"points": view.captured_points},
+        )
+        return view
+
+    @post(
+        "/{slug:str}/holds/{hold_id:uuid}/release",
+        guards=[require_scope("purchases:write")],
+        status_code=HTTP_200_OK,
+        summary="Release held points",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def release(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        hold_id: FromPath[uuid.UUID],
+    ) -> HoldView:
+        program = await get_program(db_session, slug)
+        view = await release_hold(db_session, ledger, program, hold_id, datetime.now(UTC))
+        await audit.record(
+            db_session, _caller(request), "hold.release", f"program:{slug}:hold:{hold_id}"
+        )
+        return view

@@ -50,6 +50,10 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/me/redemptions",
         "/me/gifts",
         "/programs/{slug}/rewards",
+        "/me/holds",
+        "/me/holds/{hold_id}/release",
+        "/programs/{slug}/holds/{hold_id}/capture",
+        "/programs/{slug}/holds/{hold_id}/release",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]

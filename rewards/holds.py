@@ -1,0 +1,199 @@
+"""Points as payment: a checkout holds points (a pending ledger transfer),
+then the merchant captures all or part of them, or releases them. A hold
+never resolved times out: the ledger's sweeper voids it."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import Ledger, Transfer, TransferFlags
+from rewards.codes import TransferCode, derived_id
+from rewards.errors import (
+    Conflict,
+    HoldClosed,
+    InsufficientPoints,
+    LedgerRefused,
+    MemberNotActive,
+    NotFound,
+)
+from rewards.models import HoldStatus, Member, MemberStatus, PointHold, Program
+
+
+class HoldRequest(msgspec.Struct, kw_only=True, frozen=True):
+    order_ref: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    #: The part of the order, in minor units, the member pays with points.
+    amount_minor: Annotated[int, msgspec.Meta(gt=0)]
+    timeout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
+
+
+class Capture(msgspec.Struct, kw_only=True, frozen=True):
+    #: Points to take, at most those held; the rest is released. All by default.
+    points: Annotated[int, msgspec.Meta(gt=0)] | None = None
+
+
+class HoldView(msgspec.Struct, kw_only=True, frozen=True):
+    id: uuid.UUID
+    order_ref: str
+    points: int
+    value_minor: int
+    status: str
+    captured_points: int
+    expires_at: datetime
+    replayed: bool = False
+
+
+def points_for_amount(program: Program, amount_minor: int) -> int:
+    """Points that pay ``amount_minor`` at the program's redeem rate, rounded
+    up: a member never pays less than the amount's worth."""
+    return math.ceil(Decimal(amount_minor) / program.point_value_minor)
+
+
+async def hold_points(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    key: str,
+    request: HoldRequest,
+    now: datetime,
+) -> HoldView:
+    earlier = await session.scalar(
+        select(PointHold).where(PointHold.member_id == member.id, PointHold.idempotency_key == key)
+    )
+    if earlier is not None:
+        if (earlier.order_ref, earlier.value_minor) != (request.order_ref, request.amount_minor):
+            raise Conflict(f"Idempotency-Key {key!r} was used for another hold")
+        return _view(earlier, now, replayed=True)
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
+    points = points_for_amount(program, request.amount_minor)
+    transfer_id = derived_id(program.id, "hold", member.external_id, key)
+    [outcome] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=transfer_id,
+                debit_account_id=member.wallet_account_id,
+                credit_account_id=program.redemption_account_id,
+                amount=points,
+                ledger=program.ledger_id,
+                code=TransferCode.REDEMPTION,
+                flags=TransferFlags.PENDING,
+                timeout=request.timeout_seconds,
+                metadata={"order_ref": request.order_ref},
+            )
+        ]
+    )
+    if outcome.result == "exceeds_credits":
+        raise InsufficientPoints(f"{points} points are needed")
+    if outcome.result not in ("ok", "exists"):
+        raise LedgerRefused(f"ledger refused the hold: {outcome.result}")
+    hold = PointHold(
+        program_id=program.id,
+        member_id=member.id,
+        idempotency_key=key,
+        order_ref=request.order_ref,
+        points=points,
+        value_minor=request.amount_minor,
+        transfer_id=transfer_id,
+        status=HoldStatus.HELD,
+        captured_points=0,
+        expires_at=now + timedelta(seconds=request.timeout_seconds),
+    )
+    session.add(hold)
+    await session.flush()
+    return _view(hold, now)
+
+
+async def capture_hold(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    hold_id: uuid.UUID,
+    capture: Capture,
+    now: datetime,
+) -> HoldView:
+    hold = await _locked(session, program, hold_id)
+    if hold.status == HoldStatus.CAPTURED:
+        return _view(hold, now, replayed=True)
+    points = capture.points or hold.points
+    if points > hold.points:
+        raise Conflict(f"only {hold.points} points are held")
+    await _resolve(ledger, hold, program, TransferFlags.POST_PENDING, points)
+    hold.status, hold.captured_points = HoldStatus.CAPTURED, points
+    await session.flush()
+    return _view(hold, now)
+
+
+async def release_hold(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    hold_id: uuid.UUID,
+    now: datetime,
+    member: Member | None = None,
+) -> HoldView:
+    hold = await _locked(session, program, hold_id)
+    if member is not None and hold.member_id != member.id:
+        raise NotFound(f"no hold {hold_id}")
+    if hold.status == HoldStatus.RELEASED:
+        return _view(hold, now, replayed=True)
+    await _resolve(ledger, hold, program, TransferFlags.VOID_PENDING, 0)
+    hold.status = HoldStatus.RELEASED
+    await session.flush()
+    return _view(hold, now)
+
+
+async def _locked(session: AsyncSession, program: Program, hold_id: uuid.UUID) -> PointHold:
+    hold = await session.scalar(
+        select(PointHold)
+        .where(PointHold.id == hold_id, PointHold.program_id == program.id)
+        .with_for_update()
+    )
+    if hold is None:
+        raise NotFound(f"no hold {hold_id}")
+    return hold
+
+
+async def _resolve(
+    ledger: Ledger, hold: PointHold, program: Program, flags: TransferFlags, points: int
+) -> None:
+    kind = "capture" if flags == TransferFlags.POST_PENDING else "release"
+    [outcome] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=derived_id(program.id, kind, str(hold.id)),
+                pending_id=hold.transfer_id,
+                flags=flags,
+                amount=points,
+            )
+        ]
+    )
+    if outcome.result in ("ok", "exists"):
+        return
+    if outcome.result in ("pending_expired", "pending_already_voided", "pending_already_posted"):
+        raise HoldClosed(f"the hold is closed ({outcome.result})")
+    raise LedgerRefused(f"ledger refused: {outcome.result}")
+
+
+def _view(hold: PointHold, now: datetime, *, replayed: bool = False) -> HoldView:
+    status = hold.status
+    if status == HoldStatus.HELD and hold.expires_at <= now:
+        status = "expired"
+    return HoldView(
+        id=hold.id,
+        order_ref=hold.order_ref,
+        points=hold.points,
+        value_minor=hold.value_minor,
+        status=status,
+        captured_points=hold.captured_points,
+        expires_at=hold.expires_at,
+        replayed=replayed,
+    )
