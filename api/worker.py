@@ -33,6 +33,7 @@ T = TypeVar("T")
 SCHEDULE = {
     "settle-due-earnings": ("api.worker.settle_due_earnings", 60.0),
     "expire-pending-transfers": ("api.worker.expire_pending_transfers", 5.0),
+    "evaluate-tiers": ("api.worker.evaluate_tiers", 3600.0),
 }
 
 
@@ -140,6 +141,10 @@ def _register_tasks(app: Celery) -> None:
     @app.task(name="api.worker.settle_due_earnings", bind=True, shared=False)
     def settle_due_earnings(task: Any) -> int:
         return run(task.app, lambda r: tasks.settle_due_earnings(r.sessions, r.ledger))
+
+    @app.task(name="api.worker.evaluate_tiers", bind=True, shared=False)
+    def evaluate_tiers(task: Any) -> int:
+        return run(task.app, lambda r: tasks.evaluate_all_tiers(r.sessions))
 
     @app.task(name="api.worker.expire_pending_transfers", bind=True, shared=False)
     def expire_pending_transfers(task: Any) -> int:

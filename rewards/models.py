@@ -50,6 +50,11 @@ class Program(UUIDv7AuditBase):
     return_window_days: Mapped[int] = mapped_column(Integer, default=30)
     #: Points a member may give away per calendar day (UTC).
     gift_daily_limit: Mapped[int] = mapped_column(BigInteger, default=10000)
+    #: What qualifies for tiers: "spend" (minor units) or "points" earned.
+    tier_basis: Mapped[str] = mapped_column(String(8), default="spend")
+    #: "calendar_year", "rolling_12_months" or "anniversary" (of enrolment).
+    tier_window: Mapped[str] = mapped_column(String(20), default="calendar_year")
+    tier_grace_days: Mapped[int] = mapped_column(Integer, default=30)
     issuance_account_id: Mapped[uuid.UUID]
     redemption_account_id: Mapped[uuid.UUID]
     breakage_account_id: Mapped[uuid.UUID]
@@ -68,6 +73,10 @@ class Member(UUIDv7AuditBase):
     wallet_account_id: Mapped[uuid.UUID] = mapped_column(unique=True)
     #: Opened when a return reverses more points than the wallet holds.
     debt_account_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    tier_code: Mapped[str | None] = mapped_column(String(50))
+    tier_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the member's tier was last evaluated for a downgrade.
+    tier_reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class EarnRuleVersion(UUIDv7AuditBase):
@@ -181,3 +190,28 @@ class PointHold(UUIDv7AuditBase):
     status: Mapped[str] = mapped_column(String(16), default=HoldStatus.HELD)
     captured_points: Mapped[int] = mapped_column(BigInteger, default=0)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Tier(UUIDv7AuditBase):
+    __tablename__ = "tiers"
+    __table_args__ = (
+        UniqueConstraint("program_id", "code"),
+        UniqueConstraint("program_id", "rank"),
+    )
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    code: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(100))
+    rank: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[int] = mapped_column(BigInteger)
+    perks: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+
+
+class ThresholdReward(UUIDv7AuditBase):
+    __tablename__ = "threshold_rewards"
+    __table_args__ = (UniqueConstraint("program_id", "code"),)
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    code: Mapped[str] = mapped_column(String(50))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    bonus_points: Mapped[int] = mapped_column(BigInteger)

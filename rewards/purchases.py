@@ -31,6 +31,7 @@ from rewards.models import Member, MemberStatus, Program, Purchase, PurchaseRetu
 from rewards.programs import get_member, open_debt_account
 from rewards.rule_versions import parse_rules, rules_in_force
 from rewards.rules import Basket, Item, points_for_return, quote_purchase
+from rewards.tiers import after_purchase
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -100,7 +101,7 @@ async def record_purchase(
             items=event.items,
             minor_per_major=program.minor_per_major,
         )
-        points = quote_purchase(parse_rules(version.rules), basket).points
+        points = quote_purchase(parse_rules(version.rules), basket, member.tier_code).points
     earn_id = None
     if points > 0:
         earn_id = derived_id(program.id, "earn", event.order_id)
@@ -136,6 +137,7 @@ async def record_purchase(
     )
     session.add(purchase)
     await session.flush()
+    await after_purchase(session, ledger, program, member, event.occurred_at)
     return _outcome(purchase, replayed=False)
 
 

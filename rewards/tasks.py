@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger import Ledger
+from rewards.models import Program
 from rewards.purchases import settle_matured_earnings
+from rewards.tiers import evaluate_tiers
 
 
 async def settle_due_earnings(
@@ -27,3 +30,17 @@ async def settle_due_earnings(
         total += settled
         if settled < batch:
             return total
+
+
+async def evaluate_all_tiers(
+    sessions: async_sessionmaker[AsyncSession], now: datetime | None = None
+) -> int:
+    """Downgrade where a closed window (past its grace) did not keep a tier."""
+    now = now or datetime.now(UTC)
+    async with sessions() as session:
+        programs = list(await session.scalars(select(Program)))
+    moved = 0
+    for program in programs:
+        async with sessions() as session, session.begin():
+            moved += await evaluate_tiers(session, await session.merge(program), now)
+    return moved

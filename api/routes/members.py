@@ -31,6 +31,7 @@ from rewards.redeeming import (
     list_rewards,
     redeem,
 )
+from rewards.tiers import TierProgress, tier_progress
 
 IdempotencyKey = Annotated[
     str,
@@ -234,3 +235,14 @@ class MemberController(Controller):
         return await release_hold(
             db_session, ledger, program, hold_id, datetime.now(UTC), member=member
         )
+
+    @get(
+        "/tier",
+        summary="Tier, perks, and what reaches the next tier by when",
+        responses=problem_responses(401, 404, 429),
+    )
+    async def tier(
+        self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+    ) -> TierProgress:
+        program, member = await _me(request, db_session)
+        return await tier_progress(db_session, program, member, datetime.now(UTC))

@@ -42,6 +42,7 @@ from rewards.purchases import (
 )
 from rewards.redeeming import RewardSpec, RewardView, add_reward
 from rewards.rule_versions import draft_rules, get_version, parse_rules, publish_rules
+from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
 
 Slug = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
@@ -393,3 +394,49 @@ class ProgramController(Controller):
             db_session, _caller(request), "hold.release", f"program:{slug}:hold:{hold_id}"
         )
         return view
+
+    @post(
+        "/{slug:str}/tiers",
+        guards=[require_scope("programs:write")],
+        status_code=HTTP_201_CREATED,
+        summary="Add a tier to the ladder",
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
+    async def add_tier(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        slug: FromPath[str],
+        data: JSONBody[TierSpec],
+    ) -> TierSpec:
+        program = await get_program(db_session, slug)
+        await define_tier(db_session, program, data)
+        await audit.record(
+            db_session, _caller(request), "tier.define", f"program:{slug}:tier:{data.code}", data
+        )
+        return data
+
+    @post(
+        "/{slug:str}/thresholds",
+        guards=[require_scope("programs:write")],
+        status_code=HTTP_201_CREATED,
+        summary="Add a spend threshold that grants bonus points once per window",
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
+    async def add_threshold(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        slug: FromPath[str],
+        data: JSONBody[ThresholdSpec],
+    ) -> ThresholdSpec:
+        program = await get_program(db_session, slug)
+        await define_threshold(db_session, program, data)
+        await audit.record(
+            db_session,
+            _caller(request),
+            "threshold.define",
+            f"program:{slug}:threshold:{data.code}",
+            data,
+        )
+        return data

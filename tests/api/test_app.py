@@ -54,6 +54,9 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/me/holds/{hold_id}/release",
         "/programs/{slug}/holds/{hold_id}/capture",
         "/programs/{slug}/holds/{hold_id}/release",
+        "/me/tier",
+        "/programs/{slug}/tiers",
+        "/programs/{slug}/thresholds",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]

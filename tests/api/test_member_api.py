@@ -76,6 +76,7 @@ async def member_client(database_url: str) -> AsyncIterator[AsyncTestClient[Lite
         member_jwt_secret=SECRET,
         member_jwt_jwks=jwks(),
         member_rate_limit=1000,
+        sweep_interval=0,
     )
     async with AsyncTestClient(app=create_app(settings, database_url=database_url)) as client:
         yield client
@@ -122,6 +123,9 @@ async def test_member_sees_own_balance_and_history(
     assert (movement["points"], movement["kind"], movement["state"]) == (25, "earn", "pending")
     profile = await member_client.get("/me", headers=ann)
     assert profile.json()["external_id"] == "ann"
+    tier = await member_client.get("/me/tier", headers=ann)
+    assert tier.status_code == 200, tier.text
+    assert (tier.json()["basis"], tier.json()["qualifying"]) == ("spend", 2500)
 
 
 async def test_balance_etag(member_client: AsyncTestClient[Litestar], shop: str) -> None:
@@ -178,7 +182,9 @@ async def test_unknown_member_is_404(member_client: AsyncTestClient[Litestar], s
 
 
 async def test_rate_limit_per_member(database_url: str, shop: str) -> None:
-    settings = Settings(admin_token=ADMIN_TOKEN, member_jwt_secret=SECRET, member_rate_limit=3)
+    settings = Settings(
+        admin_token=ADMIN_TOKEN, member_jwt_secret=SECRET, member_rate_limit=3, sweep_interval=0
+    )
     async with AsyncTestClient(app=create_app(settings, database_url=database_url)) as client:
         ann, ben = bearer(token(shop, "ann")), bearer(token(shop, "ben"))
         statuses = [(await client.get("/me/balance", headers=ann)).status_code for _ in range(4)]
