@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -20,8 +21,8 @@ import asyncpg
 import click
 import msgspec
 
-from api.database import database_url, downgrade, migrate
-from api.demo import DemoReport, load_demo
+from api.database import database_url, downgrade, migrate, sqlalchemy_url
+from api.demo import DemoReport, RewardsDemoReport, load_demo, load_rewards_demo
 from api.settings import Settings, SettingsError, load_settings
 from ledger import Ledger, Violation, check_invariants
 from ledger.connection import create_pool
@@ -57,7 +58,7 @@ def main() -> None:
     type=click.IntRange(1, 64),
     help="Worker processes [default: COALITION_WORKERS or 1].",
 )
-@click.option("--demo", is_flag=True, help="Load the demo ledger before serving.")
+@click.option("--demo", is_flag=True, help="Load the demo ledger and program before serving.")
 @click.option(
     "--worker/--no-worker",
     "with_worker",
@@ -78,6 +79,12 @@ def serve(
             workers=workers or settings.workers,
         )
         admin_token = settings.admin_token or secrets.token_urlsafe(24)
+        # Without an identity provider, member tokens are signed with a
+        # secret made up for this run (development only).
+        member_secret = settings.member_jwt_secret
+        if not member_secret and not settings.member_jwt_jwks:
+            member_secret = secrets.token_urlsafe(32)
+            os.environ["MEMBER_JWT_SECRET"] = member_secret
         with database_url(settings) as url:
             migrate(url)
             if demo:
@@ -88,8 +95,27 @@ def serve(
             click.echo(f"Coalition API docs: http://{settings.host}:{settings.port}/schema")
             if not settings.admin_token:
                 click.echo(f"Admin token (generated for this run): {admin_token}")
+            if demo and member_secret:
+                token = _member_token(member_secret, settings.member_jwt_audience, "alice")
+                click.echo(f"Member token of demo member alice (24 h): {token}")
             with _background_worker(with_worker):
                 _run_server(settings)
+
+
+def _member_token(secret: str, audience: str, member: str) -> str:
+    import time
+
+    import jwt
+
+    from api.demo import DEMO_PROGRAM
+
+    claims = {
+        "sub": member,
+        "program": DEMO_PROGRAM,
+        "aud": audience,
+        "exp": int(time.time()) + 24 * 3600,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 @contextlib.contextmanager
@@ -284,7 +310,8 @@ async def _expire(url: str) -> int:
 
 @main.command()
 def demo() -> None:
-    """Load the demo ledger (idempotent): wallets, earnings, spends, a hold."""
+    """Load the demo (idempotent): a ledger, and a program with tiers, rules,
+    rewards and members."""
     with _plain_errors():
         settings = load_settings()
         with database_url(settings) as url:
@@ -316,21 +343,31 @@ async def check_ledger(url: str, ledger_id: int | None) -> LedgerReport:
     )
 
 
-async def _load_demo(url: str) -> DemoReport:
+async def _load_demo(url: str) -> tuple[DemoReport, RewardsDemoReport]:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
     pool = await create_pool(url, min_size=1, max_size=2)
     ledger = Ledger(pool)
+    engine = create_async_engine(sqlalchemy_url(url))
     try:
-        return await load_demo(ledger)
+        report = await load_demo(ledger)
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            rewards = await load_rewards_demo(session, ledger, datetime.now(UTC))
+        return report, rewards
     finally:
         await ledger.close()
         await pool.close()
+        await engine.dispose()
 
 
-def _echo_demo(report: DemoReport) -> None:
+def _echo_demo(reports: tuple[DemoReport, RewardsDemoReport]) -> None:
+    report, rewards = reports
     click.echo(
         f"demo: ledger {report.ledger.id} {report.ledger.name!r};"
         f" accounts {_counts(report.accounts)}; transfers {_counts(report.transfers)}"
     )
+    state = "loaded" if rewards.created else "already there"
+    click.echo(f"demo: program {rewards.program!r} {state}; members {', '.join(rewards.members)}")
 
 
 def _counts(counts: dict[str, int]) -> str:

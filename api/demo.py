@@ -7,9 +7,13 @@ answers ``exists`` for every account and transfer.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
+from decimal import Decimal
 from uuid import UUID
 
 import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import (
     Account,
@@ -21,6 +25,13 @@ from ledger import (
     TransferFlags,
 )
 from ledger.schemas import Ledger as LedgerDefinition
+from rewards.models import Program
+from rewards.programs import Enrolment, ProgramSpec, create_program, enrol_member
+from rewards.purchases import PurchaseEvent, record_purchase, settle_matured_earnings
+from rewards.redeeming import RewardSpec, add_reward
+from rewards.rule_versions import draft_rules, publish_rules
+from rewards.rules import EarnRules, Item
+from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
 
 DEMO_LEDGER = LedgerDefinition(id=1, name="demo-points", asset_scale=0)
 
@@ -145,3 +156,97 @@ async def load_demo(ledger: Ledger) -> DemoReport:
         accounts=dict(Counter(str(a.result) for a in accounts)),
         transfers=dict(Counter(str(t.result) for t in transfers)),
     )
+
+
+# -- the rewards demo ---------------------------------------------------------
+
+DEMO_PROGRAM = "demo-shop"
+DEMO_MEMBERS = ("alice", "bob", "carol")
+
+
+class RewardsDemoReport(msgspec.Struct, kw_only=True, frozen=True):
+    program: str
+    created: bool
+    members: list[str]
+
+
+async def load_rewards_demo(
+    session: AsyncSession, ledger: Ledger, now: datetime
+) -> RewardsDemoReport:
+    """A program with a tier ladder, earn rules, a catalog, a spend threshold,
+    three members and their first purchases. Loaded once: a program already
+    there is left as it is."""
+    existing = await session.scalar(select(Program).where(Program.slug == DEMO_PROGRAM))
+    if existing is not None:
+        return RewardsDemoReport(program=DEMO_PROGRAM, created=False, members=list(DEMO_MEMBERS))
+    program = await create_program(
+        session,
+        ledger,
+        ProgramSpec(
+            slug=DEMO_PROGRAM,
+            name="Demo Shop Rewards",
+            currency="ZAR",
+            point_value_minor=Decimal(1),
+            return_window_days=0,
+        ),
+    )
+    for rank, (code, threshold, perks) in enumerate(
+        (
+            ("blue", 0, ["member prices"]),
+            ("silver", 200_000, ["free delivery"]),
+            ("gold", 1_000_000, ["free delivery", "priority support"]),
+        ),
+        start=1,
+    ):
+        await define_tier(
+            session,
+            program,
+            TierSpec(code=code, name=code.title(), rank=rank, threshold=threshold, perks=perks),
+        )
+    rules = EarnRules(
+        points_per_unit=Decimal(1),
+        category_multipliers={"fresh": Decimal(2)},
+        excluded_categories=frozenset({"tobacco"}),
+        tier_multipliers={"silver": Decimal("1.25"), "gold": Decimal("1.5")},
+    )
+    version = await draft_rules(session, program, rules, note="launch rules")
+    await publish_rules(session, program, version.version, now, now=now)
+    await define_threshold(
+        session, program, ThresholdSpec(code="spend-1000", amount_minor=100_000, bonus_points=250)
+    )
+    for sku, name, price, stock in (
+        ("COFFEE", "Coffee voucher", 300, None),
+        ("CINEMA", "Cinema ticket", 1_200, 100),
+        ("HAMPER", "Gift hamper", 5_000, 10),
+    ):
+        await add_reward(
+            session, program, RewardSpec(sku=sku, name=name, points_price=price, stock=stock)
+        )
+    for name, amount in zip(DEMO_MEMBERS, (250_000, 48_000, 120_000), strict=True):
+        await enrol_member(
+            session,
+            ledger,
+            program,
+            Enrolment(
+                external_id=name, email=f"{name}@example.com", consents={"marketing": name != "bob"}
+            ),
+        )
+        await record_purchase(
+            session,
+            ledger,
+            program,
+            PurchaseEvent(
+                member=name,
+                order_id=f"DEMO-{name}",
+                amount_minor=amount,
+                currency="ZAR",
+                occurred_at=now,
+                items=(
+                    Item(sku="BREAD", category="bakery", amount_minor=amount // 2),
+                    Item(sku="APPLES", category="fresh", amount_minor=amount - amount // 2),
+                ),
+            ),
+            now,
+        )
+    await settle_matured_earnings(session, ledger, now, program=program)
+    return RewardsDemoReport(program=DEMO_PROGRAM, created=True, members=list(DEMO_MEMBERS))

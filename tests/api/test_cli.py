@@ -153,12 +153,16 @@ def test_demo_is_idempotent_and_checks_clean(private_database: str) -> None:
     check = run(["ledger", "check"], DATABASE_URL=private_database)
 
     assert first.exit_code == 0, first.output
-    assert first.stdout == "demo: ledger 1 'demo-points'; accounts 5 ok; transfers 7 ok\n"
+    assert first.stdout == (
+        "demo: ledger 1 'demo-points'; accounts 5 ok; transfers 7 ok\n"
+        "demo: program 'demo-shop' loaded; members alice, bob, carol\n"
+    )
     assert second.exit_code == 0, second.output
     assert "accounts 5 exists; transfers 7 exists" in second.stdout
+    assert "program 'demo-shop' already there" in second.stdout
     assert check.exit_code == 0, check.output
     assert check.stdout == (
-        "ledger check: all invariants hold (1 ledgers, 5 accounts, 7 transfers)\n"
+        "ledger check: all invariants hold (2 ledgers, 11 accounts, 15 transfers)\n"
     )
     assert sql(private_database, "SELECT count(*) FROM transfers WHERE flags & 2 <> 0") == 1
 
@@ -233,11 +237,14 @@ def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path)
             time.sleep(0.2)
 
         assert server.stdout is not None
-        lines = [server.stdout.readline().strip() for _ in range(3)]
+        lines = [server.stdout.readline().strip() for _ in range(5)]
         assert lines[0].startswith("demo: ledger 1 'demo-points'")
-        assert lines[1] == f"Coalition API docs: http://127.0.0.1:{port}/schema"
-        assert lines[2].startswith("Admin token (generated for this run): ")
-        token = lines[2].rpartition(" ")[2]
+        assert lines[1].startswith("demo: program 'demo-shop' loaded")
+        assert lines[2] == f"Coalition API docs: http://127.0.0.1:{port}/schema"
+        assert lines[3].startswith("Admin token (generated for this run): ")
+        token = lines[3].rpartition(" ")[2]
+        assert lines[4].startswith("Member token of demo member alice (24 h): ")
+        member_token = lines[4].rpartition(" ")[2]
 
         # The workers got the resolved database and the generated token.
         totals = httpx.get(
@@ -246,6 +253,12 @@ def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path)
         assert totals.status_code == 200
         assert totals.json()["accounts"] == 5
         assert httpx.get(f"{base}/ledger/ledgers/1/totals").status_code == 401
+        # The demo member can use the member API with the printed token.
+        balance = httpx.get(
+            f"{base}/me/balance", headers={"Authorization": f"Bearer {member_token}"}
+        )
+        assert balance.status_code == 200, balance.text
+        assert balance.json()["available"] > 0
     finally:
         server.terminate()
         try:
