@@ -164,7 +164,10 @@ def test_demo_is_idempotent_and_checks_clean(private_database: str) -> None:
     assert check.stdout == (
         "ledger check: all invariants hold (2 ledgers, 11 accounts, 15 transfers)\n"
     )
-    assert sql(private_database, "SELECT count(*) FROM transfers WHERE flags & 2 <> 0") == 1
+    assert (
+        sql(private_database, "SELECT count(*) FROM transfers WHERE flags & 2 <> 0 AND ledger = 1")
+        == 1
+    )
 
 
 def test_ledger_check_reports_each_violation(private_database: str) -> None:
