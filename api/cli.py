@@ -124,7 +124,9 @@ def _background_worker(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    process = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=os.environ.copy())
+    # The worker logs every task at INFO; beside the server only problems show.
+    environment = {**os.environ, "COALITION_LOG_LEVEL": "warning"}
+    process = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=environment)
     try:
         yield
     finally:
