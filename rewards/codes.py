@@ -30,6 +30,7 @@ class TransferCode(enum.IntEnum):
     EXPIRY = 6
     ADJUSTMENT = 7
     GIFT = 8
+    EVENT = 9
 
 
 def derived_id(program_id: uuid.UUID, *key: str) -> uuid.UUID:

@@ -20,6 +20,7 @@ from api import audit
 from api.access import Caller, require_scope
 from api.problems import problem_responses
 from ledger import Ledger
+from rewards.events import BehaviourEvent, EventOutcome, record_event
 from rewards.holds import Capture, HoldView, capture_hold, release_hold
 from rewards.models import EarnRuleVersion, Member, Program
 from rewards.programs import (
@@ -440,3 +441,29 @@ class ProgramController(Controller):
             data,
         )
         return data
+
+    @post(
+        "/{slug:str}/events",
+        guards=[require_scope("events:write")],
+        summary="Record a behaviour event (idempotent by event id): points within caps and budget",
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def behaviour_event(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        data: JSONBody[BehaviourEvent],
+    ) -> Response[EventOutcome]:
+        program = await get_program(db_session, slug)
+        outcome = await record_event(db_session, ledger, program, data, datetime.now(UTC))
+        if not outcome.replayed:
+            await audit.record(
+                db_session,
+                _caller(request),
+                "event.record",
+                f"program:{slug}:event:{data.event_id}",
+                outcome,
+            )
+        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)

@@ -1,0 +1,184 @@
+"""Points for behaviour: events the program values (a gym visit, a survey, an
+e-statement sign-up), priced by the rule version in force at the event's
+time, within the rule's caps per member per day and month, and within the
+rule's budget, which is never overspent.
+
+Caps are counted under the member's row lock and budgets under their
+counter's row lock, so concurrent events cannot both take the last points.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Annotated
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import Ledger, Transfer
+from rewards.codes import TransferCode, derived_id
+from rewards.errors import Conflict, LedgerRefused, MemberNotActive
+from rewards.models import Member, MemberStatus, Program
+from rewards.programs import get_member
+from rewards.purchases import InvalidPurchase
+from rewards.rule_versions import parse_rules, rules_in_force
+
+
+class BehaviourEvent(msgspec.Struct, kw_only=True, frozen=True):
+    member: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    event: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    occurred_at: datetime
+
+
+class EventOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    event_id: str
+    points: int
+    #: "no_rule", "day_cap", "month_cap" or "budget" when fewer points than
+    #: the rule's were granted.
+    limited_by: str | None
+    replayed: bool
+
+
+async def record_event(
+    session: AsyncSession, ledger: Ledger, program: Program, event: BehaviourEvent, now: datetime
+) -> EventOutcome:
+    member = await get_member(session, program, event.member)
+    earlier = (
+        await session.execute(
+            text(
+                "SELECT member_id, event, occurred_at, points, limited_by FROM behaviour_events"
+                " WHERE program_id = :program AND event_id = :id"
+            ),
+            {"program": program.id, "id": event.event_id},
+        )
+    ).first()
+    if earlier is not None:
+        if (earlier.member_id, earlier.event, earlier.occurred_at) != (
+            member.id,
+            event.event,
+            event.occurred_at,
+        ):
+            raise Conflict(f"event {event.event_id!r} was recorded with other fields")
+        return EventOutcome(
+            event_id=event.event_id,
+            points=earlier.points,
+            limited_by=earlier.limited_by,
+            replayed=True,
+        )
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
+    if event.occurred_at > now + timedelta(minutes=5):
+        raise InvalidPurchase("occurred_at is in the future")
+
+    version = await rules_in_force(session, program, event.occurred_at)
+    rule = parse_rules(version.rules).events.get(event.event) if version else None
+    points, limited_by = (rule.points, None) if rule else (0, "no_rule")
+    if rule is not None and points:
+        await session.execute(
+            text("SELECT 1 FROM members WHERE id = :id FOR UPDATE"), {"id": member.id}
+        )
+        at = event.occurred_at.astimezone(UTC)
+        day = datetime.combine(at.date(), time.min, tzinfo=UTC)
+        month = day.replace(day=1)
+        for cap, start, name in (
+            (rule.per_member_per_day, day, "day_cap"),
+            (rule.per_member_per_month, month, "month_cap"),
+        ):
+            if cap is None:
+                continue
+            used = await _granted_since(session, member, event.event, start)
+            if points > cap - used:
+                points, limited_by = max(0, cap - used), name
+        if rule.budget_points is not None and points:
+            assert version is not None
+            left = await _budget_left(
+                session, program, version.version, event.event, rule.budget_points
+            )
+            if points > left:
+                points, limited_by = left, "budget"
+            await session.execute(
+                text(
+                    "UPDATE rule_budgets SET granted = granted + :points WHERE program_id ="
+                    " :program AND rule_version = :version AND rule = :rule"
+                ),
+                {
+                    "points": points,
+                    "program": program.id,
+                    "version": version.version,
+                    "rule": event.event,
+                },
+            )
+    transfer_id = None
+    if points:
+        transfer_id = derived_id(program.id, "event", event.event_id)
+        [outcome] = await ledger.create_transfers(
+            [
+                Transfer(
+                    id=transfer_id,
+                    debit_account_id=program.issuance_account_id,
+                    credit_account_id=member.wallet_account_id,
+                    amount=points,
+                    ledger=program.ledger_id,
+                    code=TransferCode.EVENT,
+                    metadata={"event": event.event, "event_id": event.event_id},
+                )
+            ]
+        )
+        if outcome.result not in ("ok", "exists"):
+            raise LedgerRefused(f"event points refused: {outcome.result}")
+    await session.execute(
+        text(
+            "INSERT INTO behaviour_events (id, program_id, member_id, event_id, event,"
+            " occurred_at, rule_version, points, limited_by, transfer_id) VALUES (:id,"
+            " :program, :member, :event_id, :event, :at, :version, :points, :limited,"
+            " :transfer)"
+        ),
+        {
+            "id": derived_id(program.id, "event-row", event.event_id),
+            "program": program.id,
+            "member": member.id,
+            "event_id": event.event_id,
+            "event": event.event,
+            "at": event.occurred_at,
+            "version": version.version if version else None,
+            "points": points,
+            "limited": limited_by,
+            "transfer": transfer_id,
+        },
+    )
+    return EventOutcome(
+        event_id=event.event_id, points=points, limited_by=limited_by, replayed=False
+    )
+
+
+async def _granted_since(session: AsyncSession, member: Member, event: str, start: datetime) -> int:
+    used = await session.scalar(
+        text(
+            "SELECT coalesce(sum(points), 0) FROM behaviour_events"
+            " WHERE member_id = :member AND event = :event AND occurred_at >= :start"
+        ),
+        {"member": member.id, "event": event, "start": start},
+    )
+    return int(used or 0)
+
+
+async def _budget_left(
+    session: AsyncSession, program: Program, version: int, rule: str, budget: int
+) -> int:
+    await session.execute(
+        text(
+            "INSERT INTO rule_budgets (program_id, rule_version, rule) VALUES"
+            " (:program, :version, :rule) ON CONFLICT DO NOTHING"
+        ),
+        {"program": program.id, "version": version, "rule": rule},
+    )
+    granted = await session.scalar(
+        text(
+            "SELECT granted FROM rule_budgets WHERE program_id = :program AND"
+            " rule_version = :version AND rule = :rule FOR UPDATE"
+        ),
+        {"program": program.id, "version": version, "rule": rule},
+    )
+    return max(0, budget - int(granted or 0))
