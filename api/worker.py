@@ -34,6 +34,7 @@ SCHEDULE = {
     "settle-due-earnings": ("api.worker.settle_due_earnings", 60.0),
     "expire-pending-transfers": ("api.worker.expire_pending_transfers", 5.0),
     "evaluate-tiers": ("api.worker.evaluate_tiers", 3600.0),
+    "expire-points": ("api.worker.expire_points", 3600.0),
 }
 
 
@@ -141,6 +142,10 @@ def _register_tasks(app: Celery) -> None:
     @app.task(name="api.worker.settle_due_earnings", bind=True, shared=False)
     def settle_due_earnings(task: Any) -> int:
         return run(task.app, lambda r: tasks.settle_due_earnings(r.sessions, r.ledger))
+
+    @app.task(name="api.worker.expire_points", bind=True, shared=False)
+    def expire_points(task: Any) -> int:
+        return run(task.app, lambda r: tasks.expire_all_points(r.sessions, r.ledger))
 
     @app.task(name="api.worker.evaluate_tiers", bind=True, shared=False)
     def evaluate_tiers(task: Any) -> int:

@@ -103,3 +103,23 @@ async def due_pending(pool: asyncpg.Pool, limit: int) -> list[uuid.UUID]:
         limit,
     )
     return [row["transfer_id"] for row in rows]
+
+
+# Posted credits (single-phase or post) recorded up to a time, per account.
+POSTED_CREDITS_UP_TO = """
+SELECT ids.id AS account_id, coalesce(sum(t.amount), 0)::bigint AS credits
+FROM unnest($1::uuid[]) AS ids(id)
+LEFT JOIN transfers t ON t.credit_account_id = ids.id AND t.flags & 10 = 0
+                      AND t.created_at <= $2
+GROUP BY ids.id
+"""
+
+# When each account last moved (any transfer, either side).
+LAST_ACTIVITY = """
+SELECT ids.id AS account_id,
+    greatest(
+        (SELECT max(created_at) FROM transfers WHERE debit_account_id = ids.id),
+        (SELECT max(created_at) FROM transfers WHERE credit_account_id = ids.id)
+    ) AS at
+FROM unnest($1::uuid[]) AS ids(id)
+"""

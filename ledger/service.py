@@ -143,6 +143,16 @@ class Ledger:
         rows = await self.pool.fetch(repository.TOTALS, ledger)
         return [LedgerTotals(**dict(row)) for row in rows]
 
+    async def posted_credits_up_to(self, ids: Sequence[UUID], at: datetime) -> dict[UUID, int]:
+        """Per account, the posted credits recorded up to ``at``."""
+        rows = await self.pool.fetch(repository.POSTED_CREDITS_UP_TO, list(ids), at)
+        return {row["account_id"]: row["credits"] for row in rows}
+
+    async def last_activity(self, ids: Sequence[UUID]) -> dict[UUID, datetime | None]:
+        """Per account, when a transfer last touched it."""
+        rows = await self.pool.fetch(repository.LAST_ACTIVITY, list(ids))
+        return {row["account_id"]: row["at"] for row in rows}
+
     async def count_transfers(self, ledger: int | None = None) -> int:
         """Transfers recorded (in ``ledger``, or in all): a full count, for operators."""
         count = await self.pool.fetchval(

@@ -55,6 +55,10 @@ class Program(UUIDv7AuditBase):
     #: "calendar_year", "rolling_12_months" or "anniversary" (of enrolment).
     tier_window: Mapped[str] = mapped_column(String(20), default="calendar_year")
     tier_grace_days: Mapped[int] = mapped_column(Integer, default=30)
+    #: "none", "fixed" (points expire ``expiry_months`` after they are
+    #: credited) or "inactivity" (all expire after that long without activity).
+    expiry_policy: Mapped[str] = mapped_column(String(12), default="none")
+    expiry_months: Mapped[int] = mapped_column(Integer, default=24)
     issuance_account_id: Mapped[uuid.UUID]
     redemption_account_id: Mapped[uuid.UUID]
     breakage_account_id: Mapped[uuid.UUID]

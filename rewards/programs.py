@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from sqlalchemy import select, text
@@ -28,6 +28,8 @@ class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True):
     point_value_minor: Decimal
     minor_per_major: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     return_window_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 30
+    expiry_policy: Literal["none", "fixed", "inactivity"] = "none"
+    expiry_months: Annotated[int, msgspec.Meta(ge=1, le=120)] = 24
 
     def __post_init__(self) -> None:
         # msgspec bounds numbers but not Decimals.
@@ -85,6 +87,8 @@ async def create_program(session: AsyncSession, ledger: Ledger, spec: ProgramSpe
         minor_per_major=spec.minor_per_major,
         point_value_minor=spec.point_value_minor,
         return_window_days=spec.return_window_days,
+        expiry_policy=spec.expiry_policy,
+        expiry_months=spec.expiry_months,
         issuance_account_id=accounts[AccountCode.ISSUANCE],
         redemption_account_id=accounts[AccountCode.REDEMPTION],
         breakage_account_id=accounts[AccountCode.BREAKAGE],

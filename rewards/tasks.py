@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger import Ledger
+from rewards.expiry import expire_points
 from rewards.models import Program
 from rewards.purchases import settle_matured_earnings
 from rewards.tiers import evaluate_tiers
@@ -44,3 +45,19 @@ async def evaluate_all_tiers(
         async with sessions() as session, session.begin():
             moved += await evaluate_tiers(session, await session.merge(program), now)
     return moved
+
+
+async def expire_all_points(
+    sessions: async_sessionmaker[AsyncSession], ledger: Ledger, now: datetime | None = None
+) -> int:
+    """Expire what is due in every program with an expiry policy."""
+    now = now or datetime.now(UTC)
+    async with sessions() as session:
+        programs = list(
+            await session.scalars(select(Program).where(Program.expiry_policy != "none"))
+        )
+    expired = 0
+    for program in programs:
+        async with sessions() as session, session.begin():
+            expired += await expire_points(session, ledger, await session.merge(program), now)
+    return expired

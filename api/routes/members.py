@@ -18,6 +18,7 @@ from api.member_auth import MemberIdentity, require_member
 from api.problems import problem_responses
 from ledger import Ledger
 from rewards.codes import TransferCode
+from rewards.expiry import Expiring, expiring_soon
 from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
 from rewards.models import Member, Program
 from rewards.programs import MemberBalance, get_member, get_program, member_balance
@@ -246,3 +247,17 @@ class MemberController(Controller):
     ) -> TierProgress:
         program, member = await _me(request, db_session)
         return await tier_progress(db_session, program, member, datetime.now(UTC))
+
+    @get(
+        "/expiring",
+        summary="Points that expire within 30 days unless spent",
+        responses=problem_responses(401, 404, 429),
+    )
+    async def expiring(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+    ) -> Expiring:
+        program, member = await _me(request, db_session)
+        return await expiring_soon(ledger, program, member, datetime.now(UTC))

@@ -123,6 +123,8 @@ async def test_member_sees_own_balance_and_history(
     assert (movement["points"], movement["kind"], movement["state"]) == (25, "earn", "pending")
     profile = await member_client.get("/me", headers=ann)
     assert profile.json()["external_id"] == "ann"
+    expiring = await member_client.get("/me/expiring", headers=ann)
+    assert (expiring.status_code, expiring.json()["points"]) == (200, 0)
     tier = await member_client.get("/me/tier", headers=ann)
     assert tier.status_code == 200, tier.text
     assert (tier.json()["basis"], tier.json()["qualifying"]) == ("spend", 2500)

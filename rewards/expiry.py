@@ -1,0 +1,134 @@
+"""Points expiry, and what is about to expire.
+
+Policies: "fixed" (points expire a number of months after they were
+credited) and "inactivity" (every point expires once the wallet has not
+moved for that long). Spends consume the soonest-expiring points first.
+
+Under the fixed policy the soonest-expiring points are the oldest, and a
+debit can only consume points credited before it (a wallet never goes
+negative), so the points still unspent among those credited before the
+cut-off are exactly ``credits up to the cut-off - all posted debits``: no
+per-lot bookkeeping is needed. Each expiry is a ledger transfer from the
+wallet to the program's breakage account, which is itself a debit: a second
+run finds nothing more to expire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import AccountState, Ledger, Transfer
+from rewards.codes import TransferCode, derived_id
+from rewards.errors import LedgerRefused
+from rewards.models import Member, Program
+
+PAGE = 1000
+
+
+class Expiring(msgspec.Struct, kw_only=True, frozen=True):
+    #: Points that will expire by ``by`` unless they are spent first.
+    points: int
+    by: datetime
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    for day in (moment.day, 30, 29, 28):
+        try:
+            return moment.replace(year=year, month=month + 1, day=day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable: every month has a 28th")
+
+
+def _available(state: AccountState) -> int:
+    return state.credits_posted - state.debits_posted - state.debits_pending
+
+
+async def due_at(
+    ledger: Ledger, program: Program, members: list[Member], at: datetime
+) -> dict[Member, int]:
+    """Points of each member that have expired by ``at`` and not been spent."""
+    if program.expiry_policy == "none" or not members:
+        return {}
+    wallets = [m.wallet_account_id for m in members]
+    states = {s.id: s for s in await ledger.lookup_accounts(wallets)}
+    cutoff = add_months(at, -program.expiry_months)
+    due: dict[Member, int] = {}
+    if program.expiry_policy == "fixed":
+        credits = await ledger.posted_credits_up_to(wallets, cutoff)
+        for member in members:
+            state = states[member.wallet_account_id]
+            amount = min(credits[member.wallet_account_id] - state.debits_posted, _available(state))
+            if amount > 0:
+                due[member] = amount
+    else:
+        last = await ledger.last_activity(wallets)
+        for member in members:
+            moved = last[member.wallet_account_id]
+            state = states[member.wallet_account_id]
+            if moved is not None and moved <= cutoff and _available(state) > 0:
+                due[member] = _available(state)
+    return due
+
+
+async def expire_points(
+    session: AsyncSession, ledger: Ledger, program: Program, now: datetime
+) -> int:
+    """Move every expired, unspent point to breakage; returns how many."""
+    if program.expiry_policy == "none":
+        return 0
+    expired = 0
+    after = None
+    while True:
+        query = select(Member).where(Member.program_id == program.id).order_by(Member.id)
+        if after is not None:
+            query = query.where(Member.id > after)
+        members = list(await session.scalars(query.limit(PAGE)))
+        if not members:
+            return expired
+        after = members[-1].id
+        due = await due_at(ledger, program, members, now)
+        if not due:
+            continue
+        states = {s.id: s for s in await ledger.lookup_accounts([m.wallet_account_id for m in due])}
+        transfers = [
+            Transfer(
+                # Derived from the wallet's state: a rerun of the same
+                # expiry is the same transfer, a later one a new transfer.
+                id=derived_id(
+                    program.id,
+                    "expire",
+                    member.external_id,
+                    str(states[member.wallet_account_id].debits_posted),
+                ),
+                debit_account_id=member.wallet_account_id,
+                credit_account_id=program.breakage_account_id,
+                amount=points,
+                ledger=program.ledger_id,
+                code=TransferCode.EXPIRY,
+                metadata={"policy": program.expiry_policy},
+            )
+            for member, points in due.items()
+        ]
+        for transfer, outcome in zip(
+            transfers, await ledger.create_transfers(transfers), strict=True
+        ):
+            if outcome.result == "ok":
+                expired += transfer.amount
+            elif outcome.result not in ("exists", "exceeds_credits"):
+                # exceeds_credits: spent meanwhile, the next run looks again.
+                raise LedgerRefused(f"expiry refused: {outcome.result}")
+
+
+async def expiring_soon(
+    ledger: Ledger, program: Program, member: Member, now: datetime, days: int = 30
+) -> Expiring:
+    by = now + timedelta(days=days)
+    due = await due_at(ledger, program, [member], by)
+    return Expiring(points=due.get(member, 0), by=by)

@@ -1,0 +1,85 @@
+"""Expiry: earliest-expiring points first, never the unexpired ones."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import Ledger, Transfer, check_invariants
+from rewards.codes import TransferCode
+from rewards.expiry import add_months, expire_points, expiring_soon
+from rewards.models import Member, Program
+from rewards.programs import Enrolment, enrol_member, member_balance
+from tests.conftest import NewProgram
+
+
+async def move(ledger: Ledger, program: Program, member: Member, points: int) -> None:
+    """Credit (positive) or spend (negative) points."""
+    wallet, other = (
+        member.wallet_account_id,
+        (program.issuance_account_id if points > 0 else program.redemption_account_id),
+    )
+    [outcome] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=uuid.uuid4(),
+                debit_account_id=other if points > 0 else wallet,
+                credit_account_id=wallet if points > 0 else other,
+                amount=abs(points),
+                ledger=program.ledger_id,
+                code=TransferCode.ADJUSTMENT if points > 0 else TransferCode.REDEMPTION,
+            )
+        ]
+    )
+    assert outcome.result == "ok"
+
+
+def test_month_arithmetic() -> None:
+    assert add_months(datetime(2026, 1, 31, tzinfo=UTC), 1) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert add_months(datetime(2026, 3, 15, tzinfo=UTC), -15) == datetime(2024, 12, 15, tzinfo=UTC)
+
+
+async def test_fixed_expiry_takes_only_expired_unspent_points(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program(expiry_policy="fixed", expiry_months=12)
+    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="old"))
+    await session.commit()
+    await move(ledger, program, member, 100)  # the older lot
+    await move(ledger, program, member, -30)  # spends the older lot first
+    await asyncio.sleep(0.3)
+    boundary = datetime.now(UTC)
+    await asyncio.sleep(0.3)
+    await move(ledger, program, member, 50)  # the newer lot
+    # A year after the boundary, only the older lot has expired: 70 left of it.
+    at = add_months(boundary, 12)
+    soon = await expiring_soon(ledger, program, member, at - timedelta(days=30))
+    assert soon.points == 70
+    assert await expire_points(session, ledger, program, at) == 70
+    assert await expire_points(session, ledger, program, at) == 0  # once
+    balance = await member_balance(ledger, program, member)
+    assert balance.available == 50
+    # Later the newer lot goes too.
+    assert await expire_points(session, ledger, program, at + timedelta(days=1)) == 50
+    [breakage] = await ledger.lookup_accounts([program.breakage_account_id])
+    assert breakage.credits_posted == 120
+    assert await check_invariants(ledger.pool, program.ledger_id) == []
+
+
+async def test_inactivity_expires_all_after_quiet_months(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await new_program(expiry_policy="inactivity", expiry_months=6)
+    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="quiet"))
+    await session.commit()
+    await move(ledger, program, member, 80)
+    now = datetime.now(UTC)
+    assert await expire_points(session, ledger, program, add_months(now, 5)) == 0
+    assert (
+        await expire_points(session, ledger, program, add_months(now, 6) + timedelta(seconds=5))
+        == 80
+    )
+    assert (await member_balance(ledger, program, member)).available == 0
