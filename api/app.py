@@ -33,6 +33,7 @@ from api.routes.health import health
 from api.routes.ledger import LedgerController
 from api.routes.members import MemberController
 from api.routes.programs import ProgramController
+from api.routes.stripe import stripe_webhook
 from api.settings import Settings, SettingsError
 from ledger import Ledger
 from ledger.connection import create_pool
@@ -103,8 +104,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         set_default_exception_handler=False,
     )
     return Litestar(
-        route_handlers=[operator_api, programs_api, member_api, health],
-        state=State({"token_verifier": TokenVerifier(settings)}),
+        route_handlers=[operator_api, programs_api, member_api, health, stripe_webhook],
+        state=State({"token_verifier": TokenVerifier(settings), "settings": settings}),
         dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
         lifespan=[ledger_lifespan],
         plugins=[ProblemDetailsPlugin(problem_details_config()), SQLAlchemyPlugin(database)],

@@ -15,11 +15,13 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import stripe
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from sqlalchemy.exc import IntegrityError
 
+from api.payments import PaymentsNotConfigured
 from ledger.errors import BatchTooLarge, InvalidCursor, LedgerError, LedgerUnavailable
 from rewards import errors as rewards_errors
 from rewards.purchases import InvalidPurchase
@@ -176,6 +178,19 @@ def from_integrity_error(exc: IntegrityError) -> ProblemDetailsException:
     )
 
 
+def from_payments_not_configured(exc: Exception) -> ProblemDetailsException:
+    return problem(HTTPStatus.SERVICE_UNAVAILABLE, "payments-not-configured", str(exc))
+
+
+def from_stripe_error(exc: Exception) -> ProblemDetailsException:
+    log.warning("stripe: %s", exc)
+    return problem(
+        HTTPStatus.BAD_GATEWAY,
+        "payment-provider-error",
+        "the payment provider refused or failed; try again",
+    )
+
+
 def from_connection_error(exc: Exception) -> ProblemDetailsException:
     log.warning("database unreachable: %s", exc)
     return problem(
@@ -212,6 +227,8 @@ def problem_details_config() -> ProblemDetailsConfig:
         LedgerError: from_ledger_error,
         rewards_errors.RewardsError: from_rewards_error,
         IntegrityError: from_integrity_error,
+        PaymentsNotConfigured: from_payments_not_configured,
+        stripe.StripeError: from_stripe_error,
         # A read that loses the database: its outcome is known (nothing changed).
         ConnectionError: from_connection_error,
         asyncpg.PostgresConnectionError: from_connection_error,

@@ -28,6 +28,9 @@ ENVIRONMENT: dict[str, str] = {
     "MEMBER_JWT_AUDIENCE": "member_jwt_audience",
     "MEMBER_JWT_ISSUER": "member_jwt_issuer",
     "COALITION_MEMBER_RATE_LIMIT": "member_rate_limit",
+    "STRIPE_API_KEY": "stripe_api_key",
+    "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
+    "STRIPE_API_BASE": "stripe_api_base",
 }
 
 
@@ -54,6 +57,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     member_jwt_issuer: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     #: Requests per minute a member may make to the member API.
     member_rate_limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 600
+    #: Stripe secret key (sk_test_... or sk_live_...); without it, no payments.
+    stripe_api_key: Annotated[str, msgspec.Meta(pattern=r"^(sk|rk)_")] | None = None
+    #: Signing secret of the webhook endpoint (whsec_...).
+    stripe_webhook_secret: Annotated[str, msgspec.Meta(min_length=8)] | None = None
+    #: Another Stripe API address (localstripe in tests).
+    stripe_api_base: Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None = None
 
 
 class SettingsError(ValueError):

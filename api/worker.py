@@ -25,7 +25,7 @@ from api.database import sqlalchemy_url
 from api.settings import Settings, SettingsError
 from ledger import Ledger
 from ledger.connection import create_pool
-from rewards import tasks
+from rewards import payments, tasks
 
 T = TypeVar("T")
 
@@ -35,6 +35,7 @@ SCHEDULE = {
     "expire-pending-transfers": ("api.worker.expire_pending_transfers", 5.0),
     "evaluate-tiers": ("api.worker.evaluate_tiers", 3600.0),
     "expire-points": ("api.worker.expire_points", 3600.0),
+    "process-stripe-inbox": ("api.worker.process_stripe_inbox", 10.0),
 }
 
 
@@ -142,6 +143,10 @@ def _register_tasks(app: Celery) -> None:
     @app.task(name="api.worker.settle_due_earnings", bind=True, shared=False)
     def settle_due_earnings(task: Any) -> int:
         return run(task.app, lambda r: tasks.settle_due_earnings(r.sessions, r.ledger))
+
+    @app.task(name="api.worker.process_stripe_inbox", bind=True, shared=False)
+    def process_stripe_inbox(task: Any) -> int:
+        return run(task.app, lambda r: payments.process_inbox(r.sessions, r.ledger))
 
     @app.task(name="api.worker.expire_points", bind=True, shared=False)
     def expire_points(task: Any) -> int:

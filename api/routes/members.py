@@ -15,7 +15,9 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MO
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.member_auth import MemberIdentity, require_member
+from api.payments import PointsPayment, start_points_payment
 from api.problems import problem_responses
+from api.settings import Settings
 from ledger import Ledger
 from rewards.codes import TransferCode
 from rewards.expiry import Expiring, expiring_soon
@@ -43,6 +45,10 @@ IdempotencyKey = Annotated[
         description="Repeating a request with the same key repeats its first answer.",
     ),
 ]
+
+
+class PointsOrder(msgspec.Struct, kw_only=True):
+    points: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)]
 
 
 class MemberProfile(msgspec.Struct, kw_only=True):
@@ -261,3 +267,22 @@ class MemberController(Controller):
     ) -> Expiring:
         program, member = await _me(request, db_session)
         return await expiring_soon(ledger, program, member, datetime.now(UTC))
+
+    @post(
+        "/points-purchases",
+        summary="Buy points: a Stripe PaymentIntent to confirm",
+        responses=problem_responses(400, 401, 404, 429, 503),
+    )
+    async def buy_points(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey,
+        data: JSONBody[PointsOrder],
+    ) -> Response[PointsPayment]:
+        program, member = await _me(request, db_session)
+        settings: Settings = request.app.state.settings
+        payment = await start_points_payment(
+            settings, program, member, data.points, idempotency_key
+        )
+        return Response(payment, status_code=HTTP_201_CREATED)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
@@ -96,3 +98,53 @@ async def test_worker_settles_due_earnings_once(
     assert again == 0
     balance = await member_balance(ledger, program, member)
     assert (balance.available, balance.pending) == (42, 0)
+
+
+@pytest.mark.parametrize("celery_app", BROKERS[:1], indirect=True)
+async def test_worker_processes_the_stripe_inbox(
+    celery_app: Celery,
+    session: AsyncSession,
+    ledger: Ledger,
+    new_program: NewProgram,
+    pool: asyncpg.Pool,
+) -> None:
+    program = await new_program()
+    await enrol_member(session, ledger, program, Enrolment(external_id="w-2"))
+    await session.commit()
+    event_id = f"evt_{uuid.uuid4().hex[:12]}"
+    payload = {
+        "id": event_id,
+        "type": "payment_intent.succeeded",
+        "data": {
+            "object": {
+                "id": f"pi_{uuid.uuid4().hex[:12]}",
+                "amount": 100,
+                "currency": "zar",
+                "created": int(time.time()),
+                "metadata": {
+                    "kind": "points_purchase",
+                    "program": program.slug,
+                    "member": "w-2",
+                    "points": "77",
+                },
+            }
+        },
+    }
+    await pool.execute(
+        "INSERT INTO stripe_events (id, type, payload) VALUES ($1, $2, $3)",
+        event_id,
+        payload["type"],
+        payload,
+    )
+    celery_app.tasks["api.worker.process_stripe_inbox"].delay()
+    deadline = time.monotonic() + 30
+    while (
+        await pool.fetchval("SELECT processed_at FROM stripe_events WHERE id = $1", event_id)
+        is None
+    ):
+        assert time.monotonic() < deadline, "the worker never processed the inbox"
+        await asyncio.sleep(0.1)
+    outcome = await pool.fetchval("SELECT outcome FROM stripe_events WHERE id = $1", event_id)
+    assert outcome == "points bought: 77"
+    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="w-2"))
+    assert (await member_balance(ledger, program, member)).available == 77

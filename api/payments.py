@@ -1,0 +1,84 @@
+"""Stripe: taking payments for points, and reading its webhooks.
+
+The ``stripe`` package does the talking (and the signature checks); the
+rewards domain sees only the events' plain content (``rewards.payments``).
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import stripe
+
+from api.settings import Settings
+from rewards.models import Member, Program
+from rewards.payments import POINTS_PURCHASE
+
+
+class PaymentsNotConfigured(Exception):
+    pass
+
+
+class PointsPayment(msgspec.Struct, kw_only=True, frozen=True):
+    payment_intent: str
+    client_secret: str
+    points: int
+    amount_minor: int
+    currency: str
+
+
+def client(settings: Settings) -> stripe.StripeClient:
+    if not settings.stripe_api_key:
+        raise PaymentsNotConfigured("STRIPE_API_KEY is not set")
+    addresses: Any = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+    return stripe.StripeClient(
+        settings.stripe_api_key, base_addresses=addresses, max_network_retries=2
+    )
+
+
+def price_of_points(program: Program, points: int) -> int:
+    """What ``points`` cost, in minor units: their redemption value, rounded up."""
+    return math.ceil(Decimal(points) * program.point_value_minor)
+
+
+async def start_points_payment(
+    settings: Settings, program: Program, member: Member, points: int, idempotency_key: str
+) -> PointsPayment:
+    amount = price_of_points(program, points)
+    intent = await client(settings).v1.payment_intents.create_async(
+        params={
+            "amount": amount,
+            "currency": program.currency.lower(),
+            "metadata": {
+                "kind": POINTS_PURCHASE,
+                "program": program.slug,
+                "member": member.external_id,
+                "points": str(points),
+            },
+        },
+        options={
+            "idempotency_key": f"points:{program.slug}:{member.external_id}:{idempotency_key}"
+        },
+    )
+    return PointsPayment(
+        payment_intent=intent.id,
+        client_secret=intent.client_secret or "",
+        points=points,
+        amount_minor=amount,
+        currency=program.currency,
+    )
+
+
+def verify_webhook(settings: Settings, payload: bytes, signature: str | None) -> dict[str, Any]:
+    """The event, if the signature is Stripe's; raises ``ValueError`` otherwise."""
+    if not settings.stripe_webhook_secret:
+        raise PaymentsNotConfigured("STRIPE_WEBHOOK_SECRET is not set")
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, settings.stripe_webhook_secret)
+    except stripe.SignatureVerificationError as error:
+        raise ValueError(f"the signature does not match: {error.user_message or error}") from None
+    event_dict: dict[str, Any] = event.to_dict()
+    return event_dict

@@ -1,0 +1,142 @@
+"""Payments reported by Stripe, as rewards events.
+
+The webhook endpoint (``api``) verifies signatures and stores each event once
+in the ``stripe_events`` inbox; the worker hands each stored event to
+``process_inbox``, which turns it into domain use cases:
+
+- ``payment_intent.succeeded`` paying for points (metadata ``kind`` =
+  ``points_purchase``) credits the points bought;
+- ``payment_intent.succeeded`` for an order, or ``charge.succeeded`` of a
+  charge without a payment intent, is a purchase (the order id is the payment
+  intent's or the charge's id);
+- ``charge.refunded`` returns the refunded part of that purchase.
+
+Payments name their member with metadata ``program`` and ``member``. Every
+step is idempotent (order, return and transfer ids derive from Stripe's ids),
+so an event processed twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ledger import Ledger, Transfer
+from rewards.codes import TransferCode, derived_id
+from rewards.errors import LedgerRefused, RewardsError
+from rewards.programs import get_member, get_program
+from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
+
+log = logging.getLogger(__name__)
+
+POINTS_PURCHASE = "points_purchase"
+
+
+async def process_inbox(
+    sessions: async_sessionmaker[AsyncSession], ledger: Ledger, limit: int = 100
+) -> int:
+    """Process stored, unprocessed events one at a time, each in its own
+    transaction (claimed with SKIP LOCKED, so workers share the inbox)."""
+    processed = 0
+    for _ in range(limit):
+        async with sessions() as session, session.begin():
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT id, payload FROM stripe_events WHERE processed_at IS NULL"
+                        " ORDER BY received_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                    )
+                )
+            ).first()
+            if row is None:
+                return processed
+            try:
+                async with session.begin_nested():
+                    outcome = await handle_event(session, ledger, row.payload)
+            except RewardsError as error:
+                # A business refusal is final: keep it visible, do not retry.
+                outcome = f"refused: {error.type_slug}: {error}"[:200]
+                log.warning("stripe event %s refused: %s", row.id, error)
+            await session.execute(
+                text(
+                    "UPDATE stripe_events SET processed_at = now(), outcome = :outcome"
+                    " WHERE id = :id"
+                ),
+                {"outcome": outcome, "id": row.id},
+            )
+            processed += 1
+    return processed
+
+
+async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, Any]) -> str:
+    kind = event.get("type")
+    data = event.get("data", {}).get("object", {})
+    metadata = data.get("metadata") or {}
+    if not metadata.get("program") or not metadata.get("member"):
+        return "ignored: no member in metadata"
+    program = await get_program(session, metadata["program"])
+    member = await get_member(session, program, metadata["member"])
+    now = datetime.now(UTC)
+    at = datetime.fromtimestamp(int(data.get("created") or now.timestamp()), UTC)
+
+    if kind == "payment_intent.succeeded" and metadata.get("kind") == POINTS_PURCHASE:
+        points = int(metadata["points"])
+        [outcome] = await ledger.create_transfers(
+            [
+                Transfer(
+                    id=derived_id(program.id, "bought", data["id"]),
+                    debit_account_id=program.issuance_account_id,
+                    credit_account_id=member.wallet_account_id,
+                    amount=points,
+                    ledger=program.ledger_id,
+                    code=TransferCode.ADJUSTMENT,
+                    metadata={"payment_intent": data["id"]},
+                )
+            ]
+        )
+        if outcome.result not in ("ok", "exists"):
+            raise LedgerRefused(f"points purchase refused: {outcome.result}")
+        return f"points bought: {points}"
+    if kind == "payment_intent.succeeded" or (
+        kind == "charge.succeeded" and not data.get("payment_intent")
+    ):
+        result = await record_purchase(
+            session,
+            ledger,
+            program,
+            PurchaseEvent(
+                member=member.external_id,
+                order_id=data["id"],
+                amount_minor=int(data.get("amount_received") or data["amount"]),
+                currency=str(data["currency"]).upper(),
+                occurred_at=min(at, now),
+            ),
+            now,
+        )
+        return f"purchase: {result.points} points"
+    if kind == "charge.refunded":
+        order = data.get("payment_intent") or data["id"]
+        refunded = int(data.get("amount_refunded") or 0)
+        # Cumulative refunds: the return id is the refunded total so far, so
+        # each new refund returns only what is new.
+        already = await session.scalar(
+            text("SELECT returned_minor FROM purchases WHERE program_id = :p AND order_id = :o"),
+            {"p": program.id, "o": order},
+        )
+        if already is None:
+            return "ignored: no such purchase"
+        if refunded <= already:
+            return "ignored: nothing new refunded"
+        returned = await return_purchase(
+            session,
+            ledger,
+            program,
+            order,
+            ReturnEvent(return_id=f"refunded-to-{refunded}", amount_minor=refunded - int(already)),
+        )
+        return f"return: {returned.points_reversed} points"
+    return f"ignored: {kind}"

@@ -1,0 +1,226 @@
+"""Stripe: signed webhooks into the inbox once, processed into purchases,
+returns and bought points; PaymentIntents made with the real `stripe`
+package against localstripe on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jwt
+import pytest
+import stripe
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.app import create_app
+from api.settings import Settings
+from ledger import Ledger
+from rewards.payments import process_inbox
+from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
+from rewards.rule_versions import draft_rules, publish_rules
+from rewards.rules import EarnRules
+from tests.api.conftest import ADMIN_TOKEN, PROBLEMS
+from tests.conftest import NewProgram
+
+WEBHOOK_SECRET = "whsec_coalition_test_secret"
+MEMBER_SECRET = "a-development-secret-of-32-chars!"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def localstripe() -> Iterator[str]:
+    port = _free_port()
+    binary = Path(sys.executable).with_name("localstripe")
+    process = subprocess.Popen(
+        [str(binary), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert process.poll() is None and time.monotonic() < deadline, "localstripe did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="module")
+async def stripe_client(
+    database_url: str, localstripe: str
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    settings = Settings(
+        admin_token=ADMIN_TOKEN,
+        sweep_interval=0,
+        member_jwt_secret=MEMBER_SECRET,
+        stripe_api_key="sk_test_coalition",
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=localstripe,
+    )
+    async with AsyncTestClient(app=create_app(settings, database_url=database_url)) as client:
+        yield client
+
+
+def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+    """The body and header Stripe sends: HMAC-SHA256 of "<timestamp>.<body>"."""
+    payload = json.dumps(event).encode()
+    timestamp = int(time.time())
+    signature = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256
+    ).hexdigest()
+    return payload, {
+        "Stripe-Signature": f"t={timestamp},v1={signature}",
+        "Content-Type": "application/json",
+    }
+
+
+def event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": kind,
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
+
+
+@pytest.fixture
+async def shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -> str:
+    program = await new_program()
+    past = datetime.now(UTC) - timedelta(days=1)
+    version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
+    await publish_rules(session, program, version.version, past, now=past)
+    await enrol_member(session, ledger, program, Enrolment(external_id="payer"))
+    await session.commit()
+    return program.slug
+
+
+async def test_bad_signature_is_refused_and_nothing_stored(
+    stripe_client: AsyncTestClient[Litestar], pool: asyncpg.Pool
+) -> None:
+    body, headers = signed(event("payment_intent.succeeded", {"id": "pi_x"}), "whsec_other")
+    response = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["type"] == PROBLEMS + "invalid-signature"
+    unsigned = await stripe_client.post("/webhooks/stripe", content=body)
+    assert unsigned.status_code == 400
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM stripe_events WHERE payload->'data'->'object'->>'id' = 'pi_x'"
+    )
+    assert stored == 0
+
+
+async def test_payment_becomes_a_purchase_once_and_a_refund_a_return(
+    stripe_client: AsyncTestClient[Litestar],
+    engine: AsyncEngine,
+    session: AsyncSession,
+    ledger: Ledger,
+    shop: str,
+) -> None:
+    intent = {
+        "id": f"pi_{uuid.uuid4().hex[:12]}",
+        "object": "payment_intent",
+        "amount": 25_000,
+        "amount_received": 25_000,
+        "currency": "zar",
+        "created": int(time.time()) - 5,
+        "metadata": {"program": shop, "member": "payer"},
+    }
+    body, headers = signed(event("payment_intent.succeeded", intent))
+    first = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+    again = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+    assert (first.status_code, first.json()["stored"]) == (201, True)
+    assert (again.status_code, again.json()["stored"]) == (201, False)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    await process_inbox(sessions, ledger)
+    await process_inbox(sessions, ledger)  # nothing left: processed once
+    program = await get_program(session, shop)
+    member = await get_member(session, program, "payer")
+    assert (await member_balance(ledger, program, member)).pending == 250
+
+    charge = {
+        "id": f"ch_{uuid.uuid4().hex[:12]}",
+        "object": "charge",
+        "amount": 25_000,
+        "amount_refunded": 10_000,
+        "currency": "zar",
+        "payment_intent": intent["id"],
+        "created": int(time.time()),
+        "metadata": {"program": shop, "member": "payer"},
+    }
+    body, headers = signed(event("charge.refunded", charge))
+    assert (
+        await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+    ).status_code == 201
+    await process_inbox(sessions, ledger)
+    # Points of the refunded part (100 of 250) will not be posted.
+    async with sessions() as fresh:
+        returned = await fresh.scalar(
+            __import__("sqlalchemy").text(
+                "SELECT points_reversed FROM purchases WHERE order_id = :o"
+            ),
+            {"o": intent["id"]},
+        )
+    assert returned == 100
+
+
+async def test_buying_points_through_stripe(
+    stripe_client: AsyncTestClient[Litestar],
+    engine: AsyncEngine,
+    session: AsyncSession,
+    ledger: Ledger,
+    shop: str,
+    localstripe: str,
+) -> None:
+    token = jwt.encode(
+        {
+            "sub": "payer",
+            "program": shop,
+            "aud": "coalition-members",
+            "exp": int(time.time()) + 300,
+        },
+        MEMBER_SECRET,
+        algorithm="HS256",
+    )
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "buy-1"}
+    response = await stripe_client.post(
+        "/me/points-purchases", json={"points": 500}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    payment = response.json()
+    assert payment["payment_intent"].startswith("pi_")
+    assert payment["amount_minor"] == 500  # 1 minor unit per point
+    # The PaymentIntent exists at "Stripe" with the metadata the webhook needs.
+    client = stripe.StripeClient("sk_test_coalition", base_addresses={"api": localstripe})
+    intent = client.v1.payment_intents.retrieve(payment["payment_intent"])
+    assert intent.metadata["points"] == "500"
+    succeeded = intent.to_dict()
+    body, signed_headers = signed(event("payment_intent.succeeded", succeeded))
+    assert (
+        await stripe_client.post("/webhooks/stripe", content=body, headers=signed_headers)
+    ).status_code == 201
+    await process_inbox(async_sessionmaker(engine, expire_on_commit=False), ledger)
+    program = await get_program(session, shop)
+    member = await get_member(session, program, "payer")
+    assert (await member_balance(ledger, program, member)).available == 500
