@@ -20,6 +20,7 @@ from api import audit
 from api.access import Caller, require_scope
 from api.problems import problem_responses
 from ledger import Ledger
+from rewards.adjustments import Adjustment, AdjustmentOutcome, adjust_points
 from rewards.events import BehaviourEvent, EventOutcome, record_event
 from rewards.holds import Capture, HoldView, capture_hold, release_hold
 from rewards.models import EarnRuleVersion, Member, Program
@@ -465,5 +466,33 @@ class ProgramController(Controller):
                 "event.record",
                 f"program:{slug}:event:{data.event_id}",
                 outcome,
+            )
+        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+    @post(
+        "/{slug:str}/members/{external_id:str}/adjustments",
+        guards=[require_scope("members:write")],
+        summary="Add or take points by hand, with a reason (idempotent by adjustment id)",
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def adjust(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        external_id: FromPath[str],
+        data: JSONBody[Adjustment],
+    ) -> Response[AdjustmentOutcome]:
+        program = await get_program(db_session, slug)
+        member = await get_member(db_session, program, external_id)
+        outcome = await adjust_points(ledger, program, member, data)
+        if not outcome.replayed:
+            await audit.record(
+                db_session,
+                _caller(request),
+                "member.adjust",
+                f"program:{slug}:member:{external_id}",
+                data,
             )
         return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)

@@ -166,3 +166,40 @@ async def test_api_keys_carry_scopes(
     with pytest.raises(ValueError, match="unknown scopes"):
         await issue_key(pool, "bad", ["everything"])
     assert AUTH  # the admin token still reaches everything (used by `client`)
+
+
+async def test_manual_adjustments_need_a_reason_and_are_audited(
+    client: Client, program: str, pool: asyncpg.Pool
+) -> None:
+    await client.post(f"/programs/{program}/members", json={"external_id": "adj"})
+    url = f"/programs/{program}/members/adj/adjustments"
+    no_reason = await client.post(url, json={"adjustment_id": "A-0", "points": 10})
+    assert no_reason.status_code == 400
+    zero = await client.post(url, json={"adjustment_id": "A-0", "points": 0, "reason": "oops"})
+    assert zero.status_code == 400
+    added = await client.post(
+        url,
+        json={"adjustment_id": "A-1", "points": 300, "reason": "goodwill after a late delivery"},
+    )
+    assert added.status_code == 201, added.text
+    again = await client.post(
+        url,
+        json={"adjustment_id": "A-1", "points": 300, "reason": "goodwill after a late delivery"},
+    )
+    assert again.status_code == 200
+    too_much = await client.post(
+        url, json={"adjustment_id": "A-2", "points": -301, "reason": "correction"}
+    )
+    assert too_much.status_code == 422
+    taken = await client.post(
+        url, json={"adjustment_id": "A-3", "points": -100, "reason": "double credit"}
+    )
+    assert taken.status_code == 201
+    member = (await client.get(f"/programs/{program}/members/adj")).json()
+    assert member["balance"]["available"] == 200
+    reasons = await pool.fetch(
+        "SELECT details->>'reason' AS reason FROM audit_events WHERE action = 'member.adjust'"
+        " AND subject = $1 ORDER BY occurred_at",
+        f"program:{program}:member:adj",
+    )
+    assert [r["reason"] for r in reasons] == ["goodwill after a late delivery", "double credit"]

@@ -1,0 +1,63 @@
+"""Manual adjustments of a member's points, always with a reason."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from ledger import Ledger, Transfer
+from rewards.codes import TransferCode, derived_id
+from rewards.errors import Conflict, InsufficientPoints, LedgerRefused
+from rewards.models import Member, Program
+
+
+class Adjustment(msgspec.Struct, kw_only=True, frozen=True):
+    #: The operator's id of the adjustment: its idempotency key.
+    adjustment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    #: Points to add (positive) or take (negative).
+    points: Annotated[int, msgspec.Meta(ge=-(10**12), le=10**12)]
+    reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
+
+    def __post_init__(self) -> None:
+        if self.points == 0:
+            raise ValueError("points must not be zero")
+
+
+class AdjustmentOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    adjustment_id: str
+    points: int
+    replayed: bool
+
+
+async def adjust_points(
+    ledger: Ledger, program: Program, member: Member, adjustment: Adjustment
+) -> AdjustmentOutcome:
+    """Credit or debit the wallet against the issuance account. A debit can
+    never take more than the wallet holds."""
+    wallet, issuance = member.wallet_account_id, program.issuance_account_id
+    credit = adjustment.points > 0
+    [outcome] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=derived_id(program.id, "adjust", adjustment.adjustment_id),
+                debit_account_id=issuance if credit else wallet,
+                credit_account_id=wallet if credit else issuance,
+                amount=abs(adjustment.points),
+                ledger=program.ledger_id,
+                code=TransferCode.ADJUSTMENT,
+                metadata={"reason": adjustment.reason, "member": member.external_id},
+            )
+        ]
+    )
+    if outcome.result == "exceeds_credits":
+        raise InsufficientPoints("the wallet does not hold that many points")
+    if outcome.result == "exists_with_different_fields":
+        raise Conflict(f"adjustment {adjustment.adjustment_id!r} was made with other fields")
+    if outcome.result not in ("ok", "exists"):
+        raise LedgerRefused(f"adjustment refused: {outcome.result}")
+    return AdjustmentOutcome(
+        adjustment_id=adjustment.adjustment_id,
+        points=adjustment.points,
+        replayed=outcome.result == "exists",
+    )
