@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +44,7 @@ from rewards.purchases import (
 )
 from rewards.redeeming import RewardSpec, RewardView, add_reward
 from rewards.rule_versions import draft_rules, get_version, parse_rules, publish_rules
+from rewards.simulator import SimulationReport, simulate
 from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
 
 Slug = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -496,3 +497,20 @@ class ProgramController(Controller):
                 data,
             )
         return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+    @post(
+        "/{slug:str}/rules/{version:int}/simulate",
+        guards=[require_scope("rules:read")],
+        status_code=HTTP_200_OK,
+        summary="Reprice the last days' purchases under a version, beside what they earned",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def simulate_rules(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        slug: FromPath[str],
+        version: FromPath[int],
+        days: Annotated[int, QueryParameter(ge=1, le=730)] = 30,
+    ) -> SimulationReport:
+        program = await get_program(db_session, slug)
+        return await simulate(db_session, program, version, days, datetime.now(UTC))

@@ -62,6 +62,7 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/me/points-purchases",
         "/webhooks/stripe",
         "/programs/{slug}/members/{external_id}/adjustments",
+        "/programs/{slug}/rules/{version}/simulate",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]
