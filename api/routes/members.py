@@ -23,6 +23,7 @@ from rewards.codes import TransferCode
 from rewards.expiry import Expiring, expiring_soon
 from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
 from rewards.models import Member, Program
+from rewards.privacy import MemberExport, export_member
 from rewards.programs import MemberBalance, get_member, get_program, member_balance
 from rewards.redeeming import (
     GiftOutcome,
@@ -286,3 +287,17 @@ class MemberController(Controller):
             settings, program, member, data.points, idempotency_key
         )
         return Response(payment, status_code=HTTP_201_CREATED)
+
+    @get(
+        "/export",
+        summary="All of the member's data, ledger history included",
+        responses=problem_responses(401, 404, 429),
+    )
+    async def export(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+    ) -> MemberExport:
+        program, member = await _me(request, db_session)
+        return await export_member(db_session, ledger, program, member, datetime.now(UTC))

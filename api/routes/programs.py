@@ -24,6 +24,7 @@ from rewards.adjustments import Adjustment, AdjustmentOutcome, adjust_points
 from rewards.events import BehaviourEvent, EventOutcome, record_event
 from rewards.holds import Capture, HoldView, capture_hold, release_hold
 from rewards.models import EarnRuleVersion, Member, Program
+from rewards.privacy import MemberExport, erase_member, export_member
 from rewards.programs import (
     Enrolment,
     MemberBalance,
@@ -514,3 +515,46 @@ class ProgramController(Controller):
     ) -> SimulationReport:
         program = await get_program(db_session, slug)
         return await simulate(db_session, program, version, days, datetime.now(UTC))
+
+    @get(
+        "/{slug:str}/members/{external_id:str}/export",
+        guards=[require_scope("members:read")],
+        summary="All of a member's data, ledger history included",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def export(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        ledger: NamedDependency[Ledger],
+        slug: FromPath[str],
+        external_id: FromPath[str],
+    ) -> MemberExport:
+        program = await get_program(db_session, slug)
+        member = await get_member(db_session, program, external_id)
+        await audit.record(
+            db_session, _caller(request), "member.export", f"program:{slug}:member:{external_id}"
+        )
+        return await export_member(db_session, ledger, program, member, datetime.now(UTC))
+
+    @post(
+        "/{slug:str}/members/{external_id:str}/erase",
+        guards=[require_scope("members:write")],
+        status_code=HTTP_200_OK,
+        summary="Erase a member's personal data (the ledger keeps a pseudonymous record)",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def erase(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        slug: FromPath[str],
+        external_id: FromPath[str],
+    ) -> dict[str, str]:
+        program = await get_program(db_session, slug)
+        member = await get_member(db_session, program, external_id)
+        alias = await erase_member(db_session, program, member)
+        await audit.record(
+            db_session, _caller(request), "member.erase", f"program:{slug}:member:{alias}"
+        )
+        return {"pseudonym": alias}

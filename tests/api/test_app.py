@@ -63,6 +63,9 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/webhooks/stripe",
         "/programs/{slug}/members/{external_id}/adjustments",
         "/programs/{slug}/rules/{version}/simulate",
+        "/programs/{slug}/members/{external_id}/export",
+        "/programs/{slug}/members/{external_id}/erase",
+        "/me/export",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]

@@ -203,3 +203,30 @@ async def test_manual_adjustments_need_a_reason_and_are_audited(
         f"program:{program}:member:adj",
     )
     assert [r["reason"] for r in reasons] == ["goodwill after a late delivery", "double credit"]
+
+
+async def test_export_and_erasure(client: Client, program: str, pool: asyncpg.Pool) -> None:
+    await client.post(
+        f"/programs/{program}/members",
+        json={"external_id": "priv", "email": "p@example.com", "consents": {"marketing": True}},
+    )
+    order = purchase("P-1", 4200, member="priv")
+    assert (await client.post(f"/programs/{program}/purchases", json=order)).status_code == 201
+    export = await client.get(f"/programs/{program}/members/priv/export")
+    assert export.status_code == 200, export.text
+    data = export.json()
+    assert data["member"]["email"] == "p@example.com"
+    assert [p["order_id"] for p in data["purchases"]] == ["P-1"]
+    assert [t["amount"] for t in data["ledger"]] == [42]
+    erased = await client.post(f"/programs/{program}/members/priv/erase")
+    assert erased.status_code == 200, erased.text
+    alias = erased.json()["pseudonym"]
+    assert alias.startswith("erased-")
+    assert (await client.get(f"/programs/{program}/members/priv")).status_code == 404
+    row = await pool.fetchrow(
+        "SELECT email, phone, consents, status FROM members WHERE external_id = $1", alias
+    )
+    assert dict(row) == {"email": None, "phone": None, "consents": {}, "status": "closed"}
+    # The ledger keeps the history: the pending points are still accounted for.
+    after = await client.get(f"/programs/{program}/members/{alias}/export")
+    assert [t["amount"] for t in after.json()["ledger"]] == [42]

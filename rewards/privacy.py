@@ -1,0 +1,156 @@
+"""A member's data: all of it on request, and erasure of what is personal.
+
+Erasure removes the personal data (email, phone, consents) and replaces the
+operator's external id by a pseudonym; the ledger keeps every transfer, on
+accounts whose ids never contained personal data, so the books still balance
+and reconcile. The operator's external ids should be opaque ids, not e-mail
+addresses: the append-only audit trail names members by them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import Ledger, TransferState
+from rewards.models import (
+    Gift,
+    Member,
+    MemberStatus,
+    PointHold,
+    Program,
+    Purchase,
+    PurchaseReturn,
+    Redemption,
+)
+from rewards.programs import MemberBalance, member_balance
+
+
+class MemberExport(msgspec.Struct, kw_only=True):
+    program: str
+    member: dict[str, Any]
+    balance: MemberBalance
+    purchases: list[dict[str, Any]]
+    returns: list[dict[str, Any]]
+    redemptions: list[dict[str, Any]]
+    gifts_sent: list[dict[str, Any]]
+    gifts_received: list[dict[str, Any]]
+    holds: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    ledger: list[TransferState]
+    exported_at: datetime
+
+
+def _row(obj: Any, *fields: str) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in fields}
+
+
+async def export_member(
+    session: AsyncSession, ledger: Ledger, program: Program, member: Member, now: datetime
+) -> MemberExport:
+    purchases = list(
+        await session.scalars(
+            select(Purchase).where(Purchase.member_id == member.id).order_by(Purchase.occurred_at)
+        )
+    )
+    returns = list(
+        await session.scalars(
+            select(PurchaseReturn).where(PurchaseReturn.purchase_id.in_([p.id for p in purchases]))
+        )
+    )
+    redemptions = list(
+        await session.scalars(select(Redemption).where(Redemption.member_id == member.id))
+    )
+    sent = list(await session.scalars(select(Gift).where(Gift.sender_id == member.id)))
+    received = list(await session.scalars(select(Gift).where(Gift.recipient_id == member.id)))
+    holds = list(await session.scalars(select(PointHold).where(PointHold.member_id == member.id)))
+    events = (
+        (
+            await session.execute(
+                text(
+                    "SELECT event_id, event, occurred_at, points, limited_by FROM behaviour_events"
+                    " WHERE member_id = :m ORDER BY occurred_at"
+                ),
+                {"m": member.id},
+            )
+        )
+        .mappings()
+        .all()
+    )
+    history: list[TransferState] = []
+    for account in filter(None, (member.wallet_account_id, member.debt_account_id)):
+        cursor = None
+        while True:
+            page = await ledger.history(account, limit=500, cursor=cursor)
+            history.extend(page.transfers)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    return MemberExport(
+        program=program.slug,
+        member=_row(
+            member,
+            "external_id",
+            "email",
+            "phone",
+            "consents",
+            "status",
+            "tier_code",
+            "tier_since",
+            "created_at",
+        ),
+        balance=await member_balance(ledger, program, member),
+        purchases=[
+            _row(
+                p,
+                "order_id",
+                "occurred_at",
+                "amount_minor",
+                "currency",
+                "items",
+                "points",
+                "points_reversed",
+                "returned_minor",
+            )
+            for p in purchases
+        ],
+        returns=[
+            _row(r, "return_id", "amount_minor", "points_reversed", "debt_points", "created_at")
+            for r in returns
+        ],
+        redemptions=[
+            _row(r, "idempotency_key", "quantity", "points", "created_at") for r in redemptions
+        ],
+        gifts_sent=[_row(g, "points", "created_at") for g in sent],
+        gifts_received=[_row(g, "points", "created_at") for g in received],
+        holds=[
+            _row(h, "order_ref", "points", "status", "captured_points", "created_at") for h in holds
+        ],
+        events=[dict(e) for e in events],
+        ledger=sorted(history, key=lambda t: t.timestamp),
+        exported_at=now,
+    )
+
+
+def pseudonym(program: Program, external_id: str) -> str:
+    digest = hashlib.sha256(f"{program.id}:{external_id}".encode()).hexdigest()[:24]
+    return f"erased-{digest}"
+
+
+async def erase_member(session: AsyncSession, program: Program, member: Member) -> str:
+    """Remove the member's personal data; returns the pseudonym now in its place."""
+    if member.external_id.startswith("erased-"):
+        return member.external_id
+    alias = pseudonym(program, member.external_id)
+    member.external_id = alias
+    member.email = None
+    member.phone = None
+    member.consents = {}
+    member.status = MemberStatus.CLOSED
+    await session.flush()
+    return alias
