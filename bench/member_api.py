@@ -1,0 +1,394 @@
+"""Member reads and purchase ingestion against bare baselines, with up to
+1,000,000 members, on the same server settings for all.
+
+    .venv/bin/python bench/member_api.py [--members 1000000] [--duration 15]
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``) as the load generator; it
+shares the machine with the servers and PostgreSQL. Prints requests/s and
+latency percentiles of:
+  (a) a bare endpoint reading one row by primary key (asyncpg, no auth);
+  (b) the member balance read (JWT and all), at 1,000 members and at the full
+      count;
+  (c) a bare endpoint inserting one row and updating one row in a transaction;
+  (d) purchase-event ingestion (API key, rules, ledger and all);
+and the ratios (b)/(a) and (d)/(c). Servers: Granian with ``--workers`` (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import jwt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.access import issue_key  # noqa: E402
+from api.database import embedded_postgres, migrate, sqlalchemy_url  # noqa: E402
+from ledger import Account, AccountFlags, Ledger  # noqa: E402
+from ledger.connection import create_pool  # noqa: E402
+from rewards.codes import AccountCode, derived_id  # noqa: E402
+from rewards.programs import ProgramSpec, create_program  # noqa: E402
+from rewards.rule_versions import draft_rules, publish_rules  # noqa: E402
+from rewards.rules import EarnRules  # noqa: E402
+
+SECRET = secrets.token_urlsafe(32)
+SLUG = "bench-shop"
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="coalition-bench-") as folder,
+        embedded_postgres(Path(folder) / "pgdata") as embedded,
+    ):
+        yield embedded
+
+
+def with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    root, _, _ = base.rpartition("/")
+    return f"{root}/{name}" + (f"?{query}" if query else "")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def load_program(url: str) -> tuple[str, object, int]:
+    """The program and its rules; returns its slug, id and ledger id."""
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    pool = await create_pool(url)
+    ledger = Ledger(pool)
+    engine = create_async_engine(sqlalchemy_url(url))
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        program = await create_program(
+            session,
+            ledger,
+            ProgramSpec(slug=SLUG, name="Bench", currency="ZAR", point_value_minor=Decimal(1)),
+        )
+        past = datetime.now(UTC) - timedelta(days=1)
+        version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
+        await publish_rules(session, program, version.version, past, now=past)
+        await session.commit()
+    await ledger.close()
+    await pool.close()
+    await engine.dispose()
+    return SLUG, program.id, program.ledger_id
+
+
+async def load_members(url: str, program_id: object, ledger_id: int, first: int, last: int) -> None:
+    """Members ``first``..``last - 1``: wallets in the ledger, rows by COPY."""
+    pool = await create_pool(url)
+    ledger = Ledger(pool)
+    for start in range(first, last, 8000):
+        names = [f"m{n}" for n in range(start, min(last, start + 8000))]
+        wallets = [derived_id(program_id, "wallet", name) for name in names]  # type: ignore[arg-type]
+        await ledger.create_accounts(
+            [
+                Account(
+                    id=w,
+                    ledger=ledger_id,
+                    code=AccountCode.MEMBER_WALLET,
+                    flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+                )
+                for w in wallets
+            ]
+        )
+        now = datetime.now(UTC)
+        async with pool.acquire() as connection:
+            await connection.copy_records_to_table(
+                "members",
+                columns=[
+                    "id",
+                    "program_id",
+                    "external_id",
+                    "consents",
+                    "status",
+                    "wallet_account_id",
+                    "created_at",
+                    "updated_at",
+                ],
+                records=[
+                    (
+                        derived_id(program_id, "member", n),
+                        program_id,
+                        n,
+                        {},
+                        "active",  # type: ignore[arg-type]
+                        w,
+                        now,
+                        now,
+                    )
+                    for n, w in zip(names, wallets, strict=True)
+                ],
+            )
+    await ledger.close()
+    await pool.close()
+
+
+async def prepare_baseline(url: str, rows: int) -> None:
+    connection = await asyncpg.connect(url)
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS bench_rows (id integer PRIMARY KEY, v bigint NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS bench_log (id bigserial PRIMARY KEY, row_id integer,"
+        " at timestamptz DEFAULT now());"
+        f"INSERT INTO bench_rows SELECT g, 0 FROM generate_series(1, {rows}) g"
+        " ON CONFLICT DO NOTHING;"
+    )
+    await connection.close()
+
+
+@contextlib.contextmanager
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not start")
+            time.sleep(0.2)
+        time.sleep(1.0)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def wrk(url: str, script: str, duration: int, connections: int, threads: int = 1) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    result = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            handle.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    os.unlink(handle.name)
+    return result.stdout
+
+
+def summary(output: str) -> tuple[float, str, str, int]:
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return rate, p50, p99, int(errors.group(1)) if errors else 0
+
+
+READ = """
+math.randomseed(os.time())
+request = function() return wrk.format("GET", "/read/" .. math.random(1, {rows})) end
+"""
+WRITE = """
+math.randomseed(os.time())
+request = function() return wrk.format("POST", "/write/" .. math.random(1, {rows})) end
+"""
+BALANCE = """
+local tokens = {{}}
+for line in io.lines("{tokens}") do tokens[#tokens + 1] = line end
+math.randomseed(os.time())
+request = function()
+  local token = tokens[math.random(1, #tokens)]
+  return wrk.format("GET", "/me/balance", {{["Authorization"] = "Bearer " .. token}})
+end
+"""
+PURCHASE = """
+local counter = 0
+local run = "{run}"
+math.randomseed(os.time())
+request = function()
+  counter = counter + 1
+  local body = string.format('{{"member":"m%d","order_id":"%s-%d-%d","amount_minor":%d,' ..
+    '"currency":"ZAR","occurred_at":"{at}"}}', math.random(0, {members} - 1), run,
+    math.random(1, 1000000000), counter, math.random(100, 100000))
+  return wrk.format("POST", "/programs/{slug}/purchases",
+    {{["Authorization"] = "Bearer {key}", ["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
+def tokens_file(count: int, members: int) -> str:
+    """Tokens of ``count`` members spread over all ``members``, one a line."""
+    exp = int(time.time()) + 3600
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        for n in range(count):
+            member = f"m{(n * 7919) % members}"
+            claims = {"sub": member, "program": SLUG, "aud": "coalition-members", "exp": exp}
+            handle.write(jwt.encode(claims, SECRET, algorithm="HS256") + "\n")
+    return handle.name
+
+
+def report(label: str, output: str) -> float:
+    rate, p50, p99, errors = summary(output)
+    flag = f", {errors} non-2xx" if errors else ""
+    print(f"{label:<58} {rate:>9,.0f} req/s   p50 {p50:>8}   p99 {p99:>8}{flag}", flush=True)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is needed as the load generator (apt-get install wrk)")
+    with database() as server_url:
+        name = f"coalition_bench_{secrets.token_hex(4)}"
+
+        async def admin(sql: str) -> None:
+            connection = await asyncpg.connect(server_url)
+            try:
+                await connection.execute(sql)
+            finally:
+                await connection.close()
+
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        try:
+            run(args, with_database(server_url, name))
+        finally:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run(args: argparse.Namespace, url: str) -> None:
+    migrate(url)
+    slug, program_id, ledger_id = asyncio.run(load_program(url))
+    asyncio.run(prepare_baseline(url, args.members))
+
+    async def key() -> str:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            return (await issue_key(pool, "bench", ["purchases:write"])).key
+        finally:
+            await pool.close()
+
+    api_key = asyncio.run(key())
+    granian = str(Path(sys.executable).with_name("granian"))
+    coalition = str(Path(sys.executable).with_name("coalition"))
+    base_env = {**os.environ, "DATABASE_URL": url, "COALITION_LOG_LEVEL": "warning"}
+    app_env = {
+        **base_env,
+        "MEMBER_JWT_SECRET": SECRET,
+        "COALITION_ADMIN_TOKEN": SECRET,
+        "COALITION_MEMBER_RATE_LIMIT": "100000",
+        "COALITION_SWEEP_INTERVAL": "0",
+        "COALITION_WORKERS": str(args.workers),
+    }
+    print(
+        f"servers: Granian, {args.workers} workers each; load: wrk, 1 thread,"
+        f" {args.connections} connections, {args.duration} s per run",
+        flush=True,
+    )
+    d, c = args.duration, args.connections
+
+    def balance_run(members: int, label: str) -> float:
+        port = free_port()
+        with server(
+            [coalition, "serve", "--no-worker", "--port", str(port)],
+            {**app_env, "COALITION_PORT": str(port)},
+            port,
+        ) as base:
+            tokens = tokens_file(min(members, 20_000), members)
+            rate = report(label, wrk(base, BALANCE.format(tokens=tokens), d, c))
+            os.unlink(tokens)
+            return rate
+
+    asyncio.run(load_members(url, program_id, ledger_id, 0, min(1000, args.members)))
+    small = balance_run(1000, "(b) member balance, 1,000 members")
+    started = time.monotonic()
+    asyncio.run(load_members(url, program_id, ledger_id, 1000, args.members))
+    print(f"loaded {args.members:,} members in {time.monotonic() - started:.0f} s", flush=True)
+
+    port = free_port()
+    with server(
+        [
+            granian,
+            "--interface",
+            "asgi",
+            "--factory",
+            "--workers",
+            str(args.workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "bench.baseline_app:create_app",
+        ],
+        base_env,
+        port,
+    ) as base:
+        bare_read = report(
+            "(a) bare read by primary key", wrk(base, READ.format(rows=args.members), d, c)
+        )
+        bare_write = report(
+            "(c) bare insert + update in a transaction",
+            wrk(base, WRITE.format(rows=args.members), d, c),
+        )
+    full = balance_run(args.members, f"(b) member balance, {args.members:,} members")
+    port = free_port()
+    with server(
+        [coalition, "serve", "--no-worker", "--port", str(port)],
+        {**app_env, "COALITION_PORT": str(port)},
+        port,
+    ) as base:
+        at = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+        ingest = report(
+            "(d) purchase events, rules and ledger and all",
+            wrk(
+                base,
+                PURCHASE.format(
+                    run=secrets.token_hex(3), members=args.members, slug=slug, key=api_key, at=at
+                ),
+                d,
+                c,
+            ),
+        )
+    print(
+        f"(b)/(a) = {full / bare_read:.2f}; (d)/(c) = {ingest / bare_write:.2f};"
+        f" balance at {args.members:,} vs 1,000 members: {full / small:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
