@@ -31,7 +31,7 @@ from api.member_auth import TokenVerifier, rate_limit_key
 from api.problems import problem_details_config
 from api.routes.health import health
 from api.routes.ledger import LedgerController
-from api.routes.members import MemberController
+from api.routes.members import MemberController, ProgramCache
 from api.routes.programs import ProgramController
 from api.routes.stripe import stripe_webhook
 from api.settings import Settings, SettingsError
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         ledger = Ledger(pool)
         app.state.ledger = ledger
         app.state.gatekeeper = Gatekeeper(pool, settings.admin_token)
+        app.state.programs = ProgramCache(pool)
         sweeper = None
         if settings.sweep_interval > 0:
             sweeper = asyncio.create_task(sweep_expired(ledger, settings.sweep_interval))

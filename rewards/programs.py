@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import asyncpg
 import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -199,3 +200,43 @@ def _expect_created(outcomes: list[Any]) -> None:
     refused = [o for o in outcomes if o.result not in ("ok", "exists")]
     if refused:
         raise LedgerRefused(f"ledger refused account {refused[0].id}: {refused[0].result}")
+
+
+# -- the read path of the member app: asyncpg, no ORM session ----------------
+
+_PROGRAM_COLUMNS = (
+    "id, slug, name, ledger_id, currency, minor_per_major, point_value_minor,"
+    " return_window_days, gift_daily_limit, tier_basis, tier_window, tier_grace_days,"
+    " expiry_policy, expiry_months, issuance_account_id, redemption_account_id,"
+    " breakage_account_id, created_at, updated_at"
+)
+
+
+async def read_program(pool: asyncpg.Pool, slug: str) -> Program:
+    """The program as a detached object (for reads that need no session)."""
+    row = await pool.fetchrow(f"SELECT {_PROGRAM_COLUMNS} FROM programs WHERE slug = $1", slug)
+    if row is None:
+        raise NotFound(f"no program {slug!r}")
+    return Program(**dict(row))
+
+
+async def read_balance(
+    pool: asyncpg.Pool, ledger: Ledger, program: Program, external_id: str
+) -> MemberBalance:
+    """A member's balance in two key look-ups: the member's accounts, then
+    their balances."""
+    row = await pool.fetchrow(
+        "SELECT id, wallet_account_id, debt_account_id FROM members"
+        " WHERE program_id = $1 AND external_id = $2",
+        program.id,
+        external_id,
+    )
+    if row is None:
+        raise NotFound(f"no member {external_id!r} in program {program.slug!r}")
+    member = Member(
+        id=row["id"],
+        external_id=external_id,
+        wallet_account_id=row["wallet_account_id"],
+        debt_account_id=row["debt_account_id"],
+    )
+    return await member_balance(ledger, program, member)

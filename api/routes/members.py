@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,7 +25,14 @@ from rewards.expiry import Expiring, expiring_soon
 from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
 from rewards.models import Member, Program
 from rewards.privacy import MemberExport, export_member
-from rewards.programs import MemberBalance, get_member, get_program, member_balance
+from rewards.programs import (
+    MemberBalance,
+    get_member,
+    get_program,
+    member_balance,
+    read_balance,
+    read_program,
+)
 from rewards.redeeming import (
     GiftOutcome,
     GiftRequest,
@@ -46,6 +54,25 @@ IdempotencyKey = Annotated[
         description="Repeating a request with the same key repeats its first answer.",
     ),
 ]
+
+
+class ProgramCache:
+    """Programs by slug, kept ``ttl`` seconds: they change rarely, and a
+    member read should not pay a query for them."""
+
+    def __init__(self, pool: Any, ttl: float = 30.0) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._programs: dict[str, tuple[float, Program]] = {}
+
+    async def get(self, slug: str) -> Program:
+        now = time.monotonic()
+        cached = self._programs.get(slug)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        program = await read_program(self._pool, slug)
+        self._programs[slug] = (now + self._ttl, program)
+        return program
 
 
 class PointsOrder(msgspec.Struct, kw_only=True):
@@ -111,11 +138,14 @@ class MemberController(Controller):
     async def balance(
         self,
         request: Request[Any, Any, Any],
-        db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
     ) -> Response[MemberBalance | None]:
-        program, member = await _me(request, db_session)
-        balance = await member_balance(ledger, program, member)
+        # The hot read: programs from a short-lived cache, then two key
+        # look-ups on the ledger's pool; no ORM session, no transaction.
+        identity: MemberIdentity = request.state.member_identity
+        programs: ProgramCache = request.app.state.programs
+        program = await programs.get(identity.program)
+        balance = await read_balance(ledger.pool, ledger, program, identity.member)
         etag = '"' + hashlib.sha256(msgspec.json.encode(balance)).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:
