@@ -11,6 +11,7 @@ from typing import cast
 
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
+    EngineConfig,
     SQLAlchemyAsyncConfig,
     SQLAlchemyPlugin,
 )
@@ -101,6 +102,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         before_send_handler="autocommit",
         session_dependency_key="db_session",
         session_config=AsyncSessionConfig(expire_on_commit=False),
+        # Enough kept connections for the requests in flight: an overflow
+        # connection is opened and closed per use, which costs more than the
+        # request itself.
+        engine_config=EngineConfig(
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            pool_use_lifo=True,
+        ),
         create_all=False,
         set_default_exception_handler=False,
     )
