@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
+from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import Conflict, LedgerRefused, MemberNotActive
 from rewards.models import Member, MemberStatus, Program
@@ -82,34 +83,23 @@ async def record_event(
         at = event.occurred_at.astimezone(UTC)
         day = datetime.combine(at.date(), time.min, tzinfo=UTC)
         month = day.replace(day=1)
-        for cap, start, name in (
-            (rule.per_member_per_day, day, "day_cap"),
-            (rule.per_member_per_month, month, "month_cap"),
+        next_month = (month + timedelta(days=32)).replace(day=1)
+        for cap, start, end, name in (
+            (rule.per_member_per_day, day, day + timedelta(days=1), "day_cap"),
+            (rule.per_member_per_month, month, next_month, "month_cap"),
         ):
             if cap is None:
                 continue
-            used = await _granted_since(session, member, event.event, start)
+            used = await _granted_between(session, member, event.event, start, end)
             if points > cap - used:
                 points, limited_by = max(0, cap - used), name
         if rule.budget_points is not None and points:
             assert version is not None
-            left = await _budget_left(
-                session, program, version.version, event.event, rule.budget_points
+            granted = await take_from_budget(
+                session, program, version.version, event.event, rule.budget_points, points
             )
-            if points > left:
-                points, limited_by = left, "budget"
-            await session.execute(
-                text(
-                    "UPDATE rule_budgets SET granted = granted + :points WHERE program_id ="
-                    " :program AND rule_version = :version AND rule = :rule"
-                ),
-                {
-                    "points": points,
-                    "program": program.id,
-                    "version": version.version,
-                    "rule": event.event,
-                },
-            )
+            if granted < points:
+                points, limited_by = granted, "budget"
     transfer_id = None
     if points:
         transfer_id = derived_id(program.id, "event", event.event_id)
@@ -153,32 +143,14 @@ async def record_event(
     )
 
 
-async def _granted_since(session: AsyncSession, member: Member, event: str, start: datetime) -> int:
+async def _granted_between(
+    session: AsyncSession, member: Member, event: str, start: datetime, end: datetime
+) -> int:
     used = await session.scalar(
         text(
-            "SELECT coalesce(sum(points), 0) FROM behaviour_events"
-            " WHERE member_id = :member AND event = :event AND occurred_at >= :start"
+            "SELECT coalesce(sum(points), 0) FROM behaviour_events WHERE member_id = :member"
+            " AND event = :event AND occurred_at >= :start AND occurred_at < :end"
         ),
-        {"member": member.id, "event": event, "start": start},
+        {"member": member.id, "event": event, "start": start, "end": end},
     )
     return int(used or 0)
-
-
-async def _budget_left(
-    session: AsyncSession, program: Program, version: int, rule: str, budget: int
-) -> int:
-    await session.execute(
-        text(
-            "INSERT INTO rule_budgets (program_id, rule_version, rule) VALUES"
-            " (:program, :version, :rule) ON CONFLICT DO NOTHING"
-        ),
-        {"program": program.id, "version": version, "rule": rule},
-    )
-    granted = await session.scalar(
-        text(
-            "SELECT granted FROM rule_budgets WHERE program_id = :program AND"
-            " rule_version = :version AND rule = :rule FOR UPDATE"
-        ),
-        {"program": program.id, "version": version, "rule": rule},
-    )
-    return max(0, budget - int(granted or 0))

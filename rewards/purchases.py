@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer, TransferFlags, TransferOutcome
+from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
     Conflict,
@@ -101,7 +102,19 @@ async def record_purchase(
             items=event.items,
             minor_per_major=program.minor_per_major,
         )
-        points = quote_purchase(parse_rules(version.rules), basket, member.tier_code).points
+        rules = parse_rules(version.rules)
+        quote = quote_purchase(rules, basket, member.tier_code)
+        points = quote.base_points
+        budgets = {b.name: b.budget_points for b in rules.bonuses}
+        for grant in quote.bonuses:
+            budget = budgets.get(grant.name)
+            if budget is None:
+                points += grant.points
+            else:
+                # A bonus never grants more than its budget, whatever the race.
+                points += await take_from_budget(
+                    session, program, version.version, f"bonus:{grant.name}", budget, grant.points
+                )
     earn_id = None
     if points > 0:
         earn_id = derived_id(program.id, "earn", event.order_id)

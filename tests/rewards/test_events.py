@@ -113,3 +113,31 @@ async def test_budget_is_never_overspent(
         member = await get_member(session, program, f"s{n}")
         total += (await member_balance(ledger, program, member)).available
     assert total == 50
+
+
+async def test_caps_count_the_event_s_own_day_even_when_late(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await event_program(session, new_program)
+    await enrol_member(session, ledger, program, Enrolment(external_id="late"))
+    await session.commit()
+    now = START + timedelta(days=10)
+    later = await record_event(
+        session,
+        ledger,
+        program,
+        BehaviourEvent(
+            member="late", event_id="L-2", event="gym-visit", occurred_at=START + timedelta(days=1)
+        ),
+        now,
+    )
+    # Reported afterwards, a visit of the day before still has its own day's cap.
+    earlier = await record_event(
+        session,
+        ledger,
+        program,
+        BehaviourEvent(member="late", event_id="L-1", event="gym-visit", occurred_at=START),
+        now,
+    )
+    await session.commit()
+    assert (later.points, earlier.points) == (50, 50)

@@ -268,3 +268,35 @@ async def test_bad_purchases_are_refused(
     with pytest.raises(MemberNotActive):
         await record_purchase(session, ledger, program, purchase("gail", "G-3", 100), NOW)
     assert (await member_balance(ledger, program, member)).pending == 0
+
+
+async def test_bonus_budget_is_never_overspent(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    from rewards.rules import Bonus
+
+    program = await new_program()
+    bonus = Bonus(
+        name="launch",
+        multiplier=Decimal(2),
+        starts_at=NOW - timedelta(days=1),
+        ends_at=NOW + timedelta(days=1),
+        budget_points=15,
+    )
+    version = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1), bonuses=(bonus,))
+    )
+    await publish_rules(
+        session, program, version.version, NOW - timedelta(days=1), now=NOW - timedelta(days=1)
+    )
+    await session.commit()
+    await enrol(session, ledger, program, "bea")
+    earned = []
+    for n in range(3):
+        outcome = await record_purchase(
+            session, ledger, program, purchase("bea", f"BB-{n}", 1000), NOW
+        )
+        await session.commit()
+        earned.append(outcome.points)
+    # 10 base points each; the bonus doubles until its 15 points are spent.
+    assert earned == [20, 15, 10]
