@@ -194,8 +194,51 @@ async def settle_matured_earnings(
     await _post(ledger, transfers)
     for purchase in due:
         purchase.posted_at = now
+    await _repay_debts(session, ledger, due)
     await session.flush()
     return len(due)
+
+
+async def _repay_debts(session: AsyncSession, ledger: Ledger, settled: list[Purchase]) -> None:
+    """Newly posted earnings first repay what their member owes (from returns
+    the wallet could not cover): wallet to debt account, up to the debt.
+    The debt account refuses any credit beyond its debt."""
+    member_ids = {p.member_id for p in settled if p.points > p.points_reversed}
+    if not member_ids:
+        return
+    indebted = list(
+        await session.scalars(
+            select(Member).where(Member.id.in_(member_ids), Member.debt_account_id.is_not(None))
+        )
+    )
+    for member in indebted:
+        assert member.debt_account_id is not None
+        program = await session.get_one(Program, member.program_id)
+        [debt, wallet] = await ledger.lookup_accounts(
+            [member.debt_account_id, member.wallet_account_id]
+        )
+        owed = debt.debits_posted - debt.credits_posted
+        available = wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
+        earned = sum(p.points - p.points_reversed for p in settled if p.member_id == member.id)
+        repay = min(owed, available, earned)
+        if repay <= 0:
+            continue
+        last = max((p for p in settled if p.member_id == member.id), key=lambda p: p.order_id)
+        [outcome] = await ledger.create_transfers(
+            [
+                Transfer(
+                    id=derived_id(program.id, "repay", last.order_id),
+                    debit_account_id=member.wallet_account_id,
+                    credit_account_id=member.debt_account_id,
+                    amount=repay,
+                    ledger=program.ledger_id,
+                    code=TransferCode.DEBT_REPAYMENT,
+                    metadata={"order_id": last.order_id},
+                )
+            ]
+        )
+        if outcome.result not in ("ok", "exists", "exceeds_credits", "exceeds_debits"):
+            raise LedgerRefused(f"debt repayment refused: {outcome.result}")
 
 
 async def return_purchase(

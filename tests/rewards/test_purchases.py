@@ -240,6 +240,12 @@ async def test_return_after_partial_redemption_records_a_debt(
         session, ledger, program, "F-1", ReturnEvent(return_id="R-1", amount_minor=10_000)
     )
     assert (replay.replayed, replay.debt_points) == (True, 80)
+    # The next earning repays the debt first.
+    await record_purchase(session, ledger, program, purchase("finn", "F-2", 10_000), NOW)
+    await settle_matured_earnings(session, ledger, NOW, program=program)
+    await session.commit()
+    balance = await member_balance(ledger, program, member)
+    assert (balance.available, balance.debt) == (20, 0)
     assert await check_invariants(ledger.pool, program.ledger_id) == []
 
 
