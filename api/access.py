@@ -34,6 +34,7 @@ SCOPES = frozenset(
         "members:read",
         "members:write",
         "purchases:write",
+        "events:write",
     }
 )
 CACHE_SECONDS = 30.0

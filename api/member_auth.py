@@ -56,7 +56,9 @@ class TokenVerifier:
                 issuer=self._issuer,
                 options={"require": ["exp", "sub", "aud"]},
             )
-        except (jwt.PyJWTError, KeyError) as error:
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
+            # TypeError/ValueError: a key of another kind than the header's
+            # algorithm (an RSA key for an ES256 header, say).
             raise InvalidToken(str(error)) from None
         program, member = claims.get("program"), claims.get("sub")
         if not isinstance(program, str) or not isinstance(member, str) or not program:

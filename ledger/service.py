@@ -153,6 +153,16 @@ class Ledger:
         rows = await self.pool.fetch(repository.LAST_ACTIVITY, list(ids))
         return {row["account_id"]: row["at"] for row in rows}
 
+    async def resolved(self, pending_ids: Sequence[UUID]) -> set[UUID]:
+        """Those of the pending transfers already posted, voided or expired."""
+        if not pending_ids:
+            return set()
+        rows = await self.pool.fetch(
+            "SELECT pending_id FROM transfers WHERE pending_id = ANY($1::uuid[])",
+            list(pending_ids),
+        )
+        return {row["pending_id"] for row in rows}
+
     async def count_transfers(self, ledger: int | None = None) -> int:
         """Transfers recorded (in ``ledger``, or in all): a full count, for operators."""
         count = await self.pool.fetchval(

@@ -24,13 +24,14 @@ from rewards.models import Member, MemberStatus, Program
 from rewards.programs import get_member
 from rewards.purchases import InvalidPurchase
 from rewards.rule_versions import parse_rules, rules_in_force
+from rewards.rules import Moment
 
 
 class BehaviourEvent(msgspec.Struct, kw_only=True, frozen=True):
     member: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     event: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    occurred_at: datetime
+    occurred_at: Moment
 
 
 class EventOutcome(msgspec.Struct, kw_only=True, frozen=True):

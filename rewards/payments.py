@@ -19,7 +19,9 @@ so an event processed twice changes nothing.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -85,6 +87,12 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
 
     if kind == "payment_intent.succeeded" and metadata.get("kind") == POINTS_PURCHASE:
         points = int(metadata["points"])
+        paid = int(data.get("amount_received") or data.get("amount") or 0)
+        price = math.ceil(Decimal(points) * program.point_value_minor)
+        if str(data.get("currency", "")).upper() != program.currency or paid < price:
+            # The metadata is ours, but the amount is what was paid: never
+            # credit more points than the payment covers.
+            return f"refused: paid {paid} {data.get('currency')} for {points} points"
         [outcome] = await ledger.create_transfers(
             [
                 Transfer(

@@ -31,7 +31,7 @@ from rewards.errors import (
 from rewards.models import Member, MemberStatus, Program, Purchase, PurchaseReturn
 from rewards.programs import get_member, open_debt_account
 from rewards.rule_versions import parse_rules, rules_in_force
-from rewards.rules import Basket, Item, points_for_return, quote_purchase
+from rewards.rules import Basket, Item, Moment, points_for_return, quote_purchase
 from rewards.tiers import after_purchase
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -46,7 +46,7 @@ class PurchaseEvent(msgspec.Struct, kw_only=True, frozen=True):
     order_id: OrderId
     amount_minor: Annotated[int, msgspec.Meta(ge=0)]
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-    occurred_at: datetime
+    occurred_at: Moment
     items: tuple[Item, ...] = ()
 
 
@@ -191,7 +191,11 @@ async def settle_matured_earnings(
                 flags=TransferFlags.POST_PENDING if remaining else TransferFlags.VOID_PENDING,
             )
         )
-    await _post(ledger, transfers)
+    # A settlement already in the ledger (its batch committed there, but not
+    # here) is taken as done, whatever returns changed since: re-posting it
+    # with another amount would be refused forever and block the batch.
+    recorded = {t.id for t in await ledger.lookup_transfers([t.id for t in transfers])}
+    await _post(ledger, [t for t in transfers if t.id not in recorded])
     for purchase in due:
         purchase.posted_at = now
     await _repay_debts(session, ledger, due)

@@ -29,6 +29,7 @@ from rewards.errors import (
 )
 from rewards.models import CatalogReward, Gift, Member, MemberStatus, Program, Redemption
 from rewards.programs import find_member
+from rewards.rules import Moment
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -38,8 +39,8 @@ class RewardSpec(msgspec.Struct, kw_only=True, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     points_price: Annotated[int, msgspec.Meta(gt=0)]
     stock: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: Moment | None = None
+    valid_until: Moment | None = None
     fulfilling_partner: Annotated[str, msgspec.Meta(max_length=100)] | None = None
 
 

@@ -20,6 +20,8 @@ Multiplier = Decimal
 MULTIPLIER_MAX = Decimal(100)
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 MinorUnits = Annotated[int, msgspec.Meta(ge=0)]
+#: A moment with its offset: a time without one is refused (it would be ambiguous).
+Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 Points = Annotated[int, msgspec.Meta(ge=0)]
 
 
@@ -42,8 +44,8 @@ class Bonus(msgspec.Struct, kw_only=True, frozen=True):
 
     name: Name
     multiplier: Multiplier
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Moment
+    ends_at: Moment
     categories: frozenset[str] = frozenset()
     budget_points: Points | None = None
 
@@ -100,7 +102,7 @@ class Basket(msgspec.Struct, kw_only=True, frozen=True):
     """What a purchase is priced from."""
 
     amount_minor: MinorUnits
-    occurred_at: datetime
+    occurred_at: Moment
     items: tuple[Item, ...] = ()
     #: The currency's minor units per major unit (100 for ZAR, 1 for JPY).
     minor_per_major: int = 100

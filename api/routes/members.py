@@ -167,21 +167,25 @@ class MemberController(Controller):
     ) -> MovementPage:
         _, member = await _me(request, db_session)
         page = await ledger.history(member.wallet_account_id, limit=limit, cursor=cursor)
+        # A pending transfer, once resolved, is shown by its post; a void
+        # undoes its pending: neither of those two is a movement.
+        resolved = await ledger.resolved([t.id for t in page.transfers if t.flags & 2])
         movements = []
         for t in page.transfers:
+            if t.flags & 8 or (t.flags & 2 and t.id in resolved):
+                continue
             sign = 1 if t.credit_account_id == member.wallet_account_id else -1
             kind = (
                 TransferCode(t.code).name.lower()
                 if t.code in TransferCode._value2member_map_
                 else str(t.code)
             )
-            state = "pending" if t.flags & 2 else "released" if t.flags & 8 else "posted"
             movements.append(
                 Movement(
                     id=str(t.id),
                     points=sign * t.amount,
                     kind=kind,
-                    state=state,
+                    state="pending" if t.flags & 2 else "posted",
                     at=t.created_at,
                     order_id=(t.metadata or {}).get("order_id"),
                 )

@@ -45,6 +45,7 @@ from rewards.purchases import (
 )
 from rewards.redeeming import RewardSpec, RewardView, add_reward
 from rewards.rule_versions import draft_rules, get_version, parse_rules, publish_rules
+from rewards.rules import Moment
 from rewards.simulator import SimulationReport, simulate
 from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
 
@@ -67,7 +68,7 @@ class RuleDraft(msgspec.Struct, kw_only=True):
 
 
 class Publication(msgspec.Struct, kw_only=True):
-    effective_from: datetime
+    effective_from: Moment
 
 
 class RuleVersionView(msgspec.Struct, kw_only=True):

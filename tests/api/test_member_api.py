@@ -110,7 +110,7 @@ async def shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -
 
 
 async def test_member_sees_own_balance_and_history(
-    member_client: AsyncTestClient[Litestar], shop: str
+    member_client: AsyncTestClient[Litestar], shop: str, session: AsyncSession, ledger: Ledger
 ) -> None:
     ann = bearer(token(shop, "ann"))
     balance = await member_client.get("/me/balance", headers=ann)
@@ -121,6 +121,17 @@ async def test_member_sees_own_balance_and_history(
     history = await member_client.get("/me/transactions", headers=ann)
     [movement] = history.json()["movements"]
     assert (movement["points"], movement["kind"], movement["state"]) == (25, "earn", "pending")
+    # Once settled, the earning shows once, as posted.
+    from rewards.programs import get_program as load_program
+    from rewards.purchases import settle_matured_earnings
+
+    program = await load_program(session, shop)
+    await settle_matured_earnings(
+        session, ledger, datetime.now(UTC) + timedelta(days=60), program=program
+    )
+    await session.commit()
+    settled = (await member_client.get("/me/transactions", headers=ann)).json()["movements"]
+    assert [(m["points"], m["state"]) for m in settled] == [(25, "posted")]
     profile = await member_client.get("/me", headers=ann)
     assert profile.json()["external_id"] == "ann"
     expiring = await member_client.get("/me/expiring", headers=ann)
@@ -174,6 +185,9 @@ async def test_asymmetric_tokens_from_the_key_set(
         signed = token(shop, "ann", key=key, algorithm=algorithm, kid=kid)
         response = await member_client.get("/me/balance", headers=bearer(signed))
         assert response.status_code == 200, (algorithm, response.text)
+    # An ES256 header pointing at the RSA key: refused, not a crash.
+    crossed = token(shop, "ann", key=EC_KEY, algorithm="ES256", kid="rsa-1")
+    assert (await member_client.get("/me/balance", headers=bearer(crossed))).status_code == 401
     unknown_kid = token(shop, "ann", key=RSA_KEY, algorithm="RS256", kid="rsa-2")
     assert (await member_client.get("/me/balance", headers=bearer(unknown_kid))).status_code == 401
 

@@ -118,6 +118,7 @@ async def test_bad_requests_are_problems_and_write_nothing(
         (purchase("B-2", 100, currency="usd"), 400, "validation-error"),
         (purchase("B-3", 100, currency="USD"), 422, "invalid-purchase"),
         (purchase("B-4", 100, member="nobody"), 404, "not-found"),
+        ({**purchase("B-5", 100), "occurred_at": "2026-01-01T00:00:00"}, 400, "validation-error"),
     ]
     for body, status, slug in cases:
         response = await client.post(f"/programs/{program}/purchases", json=body)
@@ -165,6 +166,8 @@ async def test_api_keys_carry_scopes(
     assert anonymous.status_code == 401
     with pytest.raises(ValueError, match="unknown scopes"):
         await issue_key(pool, "bad", ["everything"])
+    events_key = await issue_key(pool, f"events-{program}", ["events:write"])
+    assert events_key.scopes == ["events:write"]
     assert AUTH  # the admin token still reaches everything (used by `client`)
 
 

@@ -224,3 +224,38 @@ async def test_buying_points_through_stripe(
     program = await get_program(session, shop)
     member = await get_member(session, program, "payer")
     assert (await member_balance(ledger, program, member)).available == 500
+
+
+async def test_points_are_not_credited_beyond_the_payment(
+    stripe_client: AsyncTestClient[Litestar],
+    engine: AsyncEngine,
+    session: AsyncSession,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+) -> None:
+    underpaid = {
+        "id": f"pi_{uuid.uuid4().hex[:12]}",
+        "object": "payment_intent",
+        "amount": 10,
+        "amount_received": 10,
+        "currency": "zar",
+        "created": int(time.time()),
+        "metadata": {
+            "kind": "points_purchase",
+            "program": shop,
+            "member": "payer",
+            "points": "5000",
+        },
+    }
+    body, headers = signed(event("payment_intent.succeeded", underpaid))
+    sent = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+    assert sent.status_code == 201
+    await process_inbox(async_sessionmaker(engine, expire_on_commit=False), ledger)
+    outcome = await pool.fetchval(
+        "SELECT outcome FROM stripe_events WHERE id = $1", sent.json()["id"]
+    )
+    assert outcome.startswith("refused: paid 10")
+    program = await get_program(session, shop)
+    member = await get_member(session, program, "payer")
+    assert (await member_balance(ledger, program, member)).available == 0
