@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-import asyncpg
 import click
 import msgspec
 
@@ -211,7 +210,7 @@ def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
         with database_url(settings) as url:
             try:
                 issued = asyncio.run(
-                    _with_pool(url, lambda pool: issue_key(pool, name, list(scopes)))
+                    _with_ledger(url, lambda ledger: issue_key(ledger.pool, name, list(scopes)))
                 )
             except ValueError as error:
                 _fail(f"api-key: {error}", EXIT_BAD_SETTINGS)
@@ -227,17 +226,20 @@ def api_key_revoke(name: str) -> None:
     with _plain_errors():
         settings = load_settings()
         with database_url(settings) as url:
-            revoked = asyncio.run(_with_pool(url, lambda pool: revoke_key(pool, name)))
+            revoked = asyncio.run(_with_ledger(url, lambda ledger: revoke_key(ledger.pool, name)))
     if not revoked:
         _fail(f"api-key: no active key named {name!r}", EXIT_FAILURE)
     click.echo(f"api-key: {name} revoked")
 
 
-async def _with_pool(url: str, use: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+async def _with_ledger(url: str, use: Callable[[Ledger], Awaitable[T]]) -> T:
+    """Run ``use`` with a ledger on a small pool of its own, closed after."""
     pool = await create_pool(url, min_size=1, max_size=2)
+    ledger = Ledger(pool)
     try:
-        return await use(pool)
+        return await use(ledger)
     finally:
+        await ledger.close()
         await pool.close()
 
 
@@ -293,21 +295,15 @@ def ledger_expire() -> None:
     with _plain_errors():
         settings = load_settings()
         with database_url(settings) as url:
-            voided = asyncio.run(_expire(url))
+            voided = asyncio.run(_with_ledger(url, _expire))
     click.echo(f"ledger expire: {voided} pending transfers voided")
 
 
-async def _expire(url: str) -> int:
-    pool = await create_pool(url, min_size=1, max_size=2)
-    ledger = Ledger(pool)
-    try:
-        total = 0
-        while voided := await ledger.expire_pending():
-            total += voided
-        return total
-    finally:
-        await ledger.close()
-        await pool.close()
+async def _expire(ledger: Ledger) -> int:
+    total = 0
+    while voided := await ledger.expire_pending():
+        total += voided
+    return total
 
 
 @main.command()
@@ -329,14 +325,13 @@ class LedgerReport(msgspec.Struct, kw_only=True, frozen=True):
 
 
 async def check_ledger(url: str, ledger_id: int | None) -> LedgerReport:
-    pool = await create_pool(url, min_size=1, max_size=2)
-    try:
-        violations = await check_invariants(pool, ledger_id)
-        ledger = Ledger(pool)
-        totals = await ledger.totals(ledger_id)
-        transfers = await ledger.count_transfers(ledger_id)
-    finally:
-        await pool.close()
+    return await _with_ledger(url, lambda ledger: _report(ledger, ledger_id))
+
+
+async def _report(ledger: Ledger, ledger_id: int | None) -> LedgerReport:
+    violations = await check_invariants(ledger.pool, ledger_id)
+    totals = await ledger.totals(ledger_id)
+    transfers = await ledger.count_transfers(ledger_id)
     return LedgerReport(
         violations=violations,
         ledgers=len(totals),
@@ -348,18 +343,17 @@ async def check_ledger(url: str, ledger_id: int | None) -> LedgerReport:
 async def _load_demo(url: str) -> tuple[DemoReport, RewardsDemoReport]:
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-    pool = await create_pool(url, min_size=1, max_size=2)
-    ledger = Ledger(pool)
-    engine = create_async_engine(sqlalchemy_url(url))
-    try:
-        report = await load_demo(ledger)
-        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-            rewards = await load_rewards_demo(session, ledger, datetime.now(UTC))
-        return report, rewards
-    finally:
-        await ledger.close()
-        await pool.close()
-        await engine.dispose()
+    async def load(ledger: Ledger) -> tuple[DemoReport, RewardsDemoReport]:
+        engine = create_async_engine(sqlalchemy_url(url))
+        try:
+            report = await load_demo(ledger)
+            async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+                rewards = await load_rewards_demo(session, ledger, datetime.now(UTC))
+            return report, rewards
+        finally:
+            await engine.dispose()
+
+    return await _with_ledger(url, load)
 
 
 def _echo_demo(reports: tuple[DemoReport, RewardsDemoReport]) -> None:

@@ -6,14 +6,19 @@ runs in the data folder, so a new user needs no server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import tempfile
 import warnings
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 
@@ -58,6 +63,48 @@ def embedded_postgres(pgdata: Path) -> Iterator[str]:
         yield str(server.get_uri())
     finally:
         server.cleanup()
+
+
+@contextlib.contextmanager
+def postgres_server(variable: str, prefix: str = "coalition-") -> Iterator[str]:
+    """The server named by the environment ``variable``, else an embedded one
+    in a temporary folder (for tests and benchmarks)."""
+    url = os.environ.get(variable)
+    if url:
+        yield url
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as folder,
+        embedded_postgres(Path(folder) / "pgdata") as embedded,
+    ):
+        yield embedded
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at another database of the same server; works for
+    host:port URLs and the embedded server's socket URLs alike."""
+    base, _, query = url.partition("?")
+    root, _, _ = base.rpartition("/")
+    return f"{root}/{database}" + (f"?{query}" if query else "")
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "coalition_test") -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards (with FORCE)."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield with_database(server_url, name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def sqlalchemy_url(url: str) -> str:

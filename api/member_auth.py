@@ -87,6 +87,8 @@ async def require_member(
         raise NotAuthorizedException(
             detail="a bearer token is required", headers={"WWW-Authenticate": _CHALLENGE}
         )
+    if connection.state.get("member_identity") is not None:
+        return  # verified already, by the rate limiter's key
     try:
         connection.state.member_identity = verifier.verify(token.strip())
     except InvalidToken as error:
@@ -106,4 +108,6 @@ def rate_limit_key(request: Any) -> str:
     except InvalidToken:
         client = request.client
         return f"address:{client.host if client else 'unknown'}"
+    # The guard that follows reuses it: one verification per request.
+    request.state.member_identity = identity
     return f"member:{identity.program}:{identity.member}"

@@ -31,17 +31,14 @@ log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://coalition.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
-#: Status of each domain error; a subclass not listed takes its nearest base's.
-LEDGER_ERROR_STATUS: dict[type[LedgerError], int] = {
+#: Status of each domain error (ledger and rewards); a subclass not listed
+#: takes its nearest base's.
+DOMAIN_ERROR_STATUS: dict[type[Exception], int] = {
     LedgerError: HTTPStatus.UNPROCESSABLE_ENTITY,
     # The batch is larger than the ledger takes in one call: content too large.
     BatchTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     InvalidCursor: HTTPStatus.BAD_REQUEST,
     LedgerUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
-}
-
-
-REWARDS_ERROR_STATUS: dict[type[rewards_errors.RewardsError], int] = {
     rewards_errors.RewardsError: HTTPStatus.UNPROCESSABLE_ENTITY,
     rewards_errors.NotFound: HTTPStatus.NOT_FOUND,
     rewards_errors.Conflict: HTTPStatus.CONFLICT,
@@ -146,10 +143,12 @@ def from_validation_exception(exc: ValidationException) -> ProblemDetailsExcepti
     )
 
 
+def _domain_status(exc: Exception) -> int:
+    return next(DOMAIN_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERROR_STATUS)
+
+
 def from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
-    status = next(
-        LEDGER_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in LEDGER_ERROR_STATUS
-    )
+    status = _domain_status(exc)
     headers = None
     detail = str(exc) or _title(exc.type_slug)
     if isinstance(exc, LedgerUnavailable):
@@ -161,10 +160,7 @@ def from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
 
 
 def from_rewards_error(exc: rewards_errors.RewardsError) -> ProblemDetailsException:
-    status = next(
-        REWARDS_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in REWARDS_ERROR_STATUS
-    )
-    return problem(status, exc.type_slug, str(exc) or _title(exc.type_slug))
+    return problem(_domain_status(exc), exc.type_slug, str(exc) or _title(exc.type_slug))
 
 
 def from_integrity_error(exc: IntegrityError) -> ProblemDetailsException:

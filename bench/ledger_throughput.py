@@ -31,10 +31,8 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.database import embedded_postgres, migrate  # noqa: E402
+from api.database import fresh_database, migrate, postgres_server  # noqa: E402
 from ledger import Account, AccountFlags, Ledger, Transfer, new_id  # noqa: E402
 from ledger.connection import create_pool  # noqa: E402
 from ledger.schemas import Ledger as LedgerDefinition  # noqa: E402
@@ -52,25 +50,6 @@ from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch  # noqa: E402
 
 LEDGER_ID = 1
 WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
-
-
-@contextlib.contextmanager
-def server() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="coalition-bench-") as folder,
-        embedded_postgres(Path(folder) / "pgdata") as embedded,
-    ):
-        yield embedded
-
-
-def with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    root, _, _ = base.rpartition("/")
-    return f"{root}/{name}" + (f"?{query}" if query else "")
 
 
 class Workload:
@@ -312,23 +291,12 @@ def main() -> None:
     parser.add_argument("--http-workers", type=int, default=1)
     parser.add_argument("--skip-http", action="store_true")
     args = parser.parse_args()
-    with server() as server_url:
-        name = f"coalition_bench_{secrets.token_hex(4)}"
-
-        async def admin(sql: str) -> None:
-            connection = await asyncpg.connect(server_url)
-            try:
-                await connection.execute(sql)
-            finally:
-                await connection.close()
-
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        try:
-            url = with_database(server_url, name)
-            migrate(url)
-            run_loop(run(args, url))
-        finally:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with (
+        postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url,
+        fresh_database(server_url, prefix="coalition_bench") as url,
+    ):
+        migrate(url)
+        run_loop(run(args, url))
 
 
 if __name__ == "__main__":

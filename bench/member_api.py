@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.access import issue_key  # noqa: E402
-from api.database import embedded_postgres, migrate, sqlalchemy_url  # noqa: E402
+from api.database import fresh_database, migrate, postgres_server, sqlalchemy_url  # noqa: E402
 from ledger import Account, AccountFlags, Ledger  # noqa: E402
 from ledger.connection import create_pool  # noqa: E402
 from rewards.codes import AccountCode, derived_id  # noqa: E402
@@ -50,25 +50,6 @@ from rewards.rules import EarnRules  # noqa: E402
 
 SECRET = secrets.token_urlsafe(32)
 SLUG = "bench-shop"
-
-
-@contextlib.contextmanager
-def database() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="coalition-bench-") as folder,
-        embedded_postgres(Path(folder) / "pgdata") as embedded,
-    ):
-        yield embedded
-
-
-def with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    root, _, _ = base.rpartition("/")
-    return f"{root}/{name}" + (f"?{query}" if query else "")
 
 
 def free_port() -> int:
@@ -274,21 +255,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed as the load generator (apt-get install wrk)")
-    with database() as server_url:
-        name = f"coalition_bench_{secrets.token_hex(4)}"
-
-        async def admin(sql: str) -> None:
-            connection = await asyncpg.connect(server_url)
-            try:
-                await connection.execute(sql)
-            finally:
-                await connection.close()
-
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        try:
-            run(args, with_database(server_url, name))
-        finally:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with (
+        postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url,
+        fresh_database(server_url, prefix="coalition_bench") as url,
+    ):
+        run(args, url)
 
 
 def run(args: argparse.Namespace, url: str) -> None:

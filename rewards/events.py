@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledger import Ledger, Transfer
 from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
-from rewards.errors import Conflict, LedgerRefused, MemberNotActive
-from rewards.models import Member, MemberStatus, Program
-from rewards.programs import get_member
+from rewards.errors import Conflict, LedgerRefused
+from rewards.models import Member, Program
+from rewards.programs import get_member, require_active
 from rewards.purchases import InvalidPurchase
 from rewards.rule_versions import parse_rules, rules_in_force
 from rewards.rules import Moment
@@ -69,8 +69,7 @@ async def record_event(
             limited_by=earlier.limited_by,
             replayed=True,
         )
-    if member.status != MemberStatus.ACTIVE:
-        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
+    require_active(member)
     if event.occurred_at > now + timedelta(minutes=5):
         raise InvalidPurchase("occurred_at is in the future")
 

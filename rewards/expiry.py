@@ -25,6 +25,7 @@ from ledger import AccountState, Ledger, Transfer
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import LedgerRefused
 from rewards.models import Member, Program
+from rewards.programs import spendable
 
 PAGE = 1000
 
@@ -44,10 +45,6 @@ def add_months(moment: datetime, months: int) -> datetime:
         except ValueError:
             continue
     raise AssertionError("unreachable: every month has a 28th")
-
-
-def _available(state: AccountState) -> int:
-    return state.credits_posted - state.debits_posted - state.debits_pending
 
 
 async def due_at(
@@ -72,7 +69,7 @@ async def _due(
         credits = await ledger.posted_credits_up_to(wallets, cutoff)
         for member in members:
             state = states[member.wallet_account_id]
-            amount = min(credits[member.wallet_account_id] - state.debits_posted, _available(state))
+            amount = min(credits[member.wallet_account_id] - state.debits_posted, spendable(state))
             if amount > 0:
                 due.append((member, amount, state))
     else:
@@ -80,8 +77,8 @@ async def _due(
         for member in members:
             moved = last[member.wallet_account_id]
             state = states[member.wallet_account_id]
-            if moved is not None and moved <= cutoff and _available(state) > 0:
-                due.append((member, _available(state), state))
+            if moved is not None and moved <= cutoff and spendable(state) > 0:
+                due.append((member, spendable(state), state))
     return due
 
 

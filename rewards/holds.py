@@ -21,10 +21,10 @@ from rewards.errors import (
     HoldClosed,
     InsufficientPoints,
     LedgerRefused,
-    MemberNotActive,
     NotFound,
 )
-from rewards.models import HoldStatus, Member, MemberStatus, PointHold, Program
+from rewards.models import HoldStatus, Member, PointHold, Program
+from rewards.programs import require_active
 
 
 class HoldRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -72,8 +72,7 @@ async def hold_points(
         if (earlier.order_ref, earlier.value_minor) != (request.order_ref, request.amount_minor):
             raise Conflict(f"Idempotency-Key {key!r} was used for another hold")
         return _view(earlier, now, replayed=True)
-    if member.status != MemberStatus.ACTIVE:
-        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
+    require_active(member)
     points = points_for_amount(program, request.amount_minor)
     transfer_id = derived_id(program.id, "hold", member.external_id, key)
     [outcome] = await ledger.create_transfers(

@@ -11,10 +11,10 @@ import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import Account, AccountFlags, Ledger, new_id
+from ledger import Account, AccountFlags, AccountState, Ledger, new_id
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.codes import AccountCode, derived_id
-from rewards.errors import LedgerRefused, NotFound
+from rewards.errors import LedgerRefused, MemberNotActive, NotFound
 from rewards.models import Member, MemberStatus, Program
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -176,13 +176,24 @@ async def open_debt_account(
     return debt
 
 
+def spendable(wallet: AccountState) -> int:
+    """Points a wallet can pay with now: posted credits less posted and held debits."""
+    return wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
+
+
+def require_active(member: Member) -> None:
+    """Frozen and closed members neither earn nor spend."""
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
+
+
 async def member_balance(ledger: Ledger, program: Program, member: Member) -> MemberBalance:
     ids = [member.wallet_account_id]
     if member.debt_account_id is not None:
         ids.append(member.debt_account_id)
     states = {s.id: s for s in await ledger.lookup_accounts(ids)}
     wallet = states[member.wallet_account_id]
-    available = wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
+    available = spendable(wallet)
     debt = 0
     if member.debt_account_id is not None:
         account = states[member.debt_account_id]

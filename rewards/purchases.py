@@ -23,13 +23,12 @@ from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
     Conflict,
     LedgerRefused,
-    MemberNotActive,
     NotFound,
     ReturnExceedsPurchase,
     RewardsError,
 )
-from rewards.models import Member, MemberStatus, Program, Purchase, PurchaseReturn
-from rewards.programs import get_member, open_debt_account
+from rewards.models import Member, Program, Purchase, PurchaseReturn
+from rewards.programs import get_member, open_debt_account, require_active, spendable
 from rewards.rule_versions import parse_rules, rules_in_force
 from rewards.rules import Basket, Item, Moment, points_for_return, quote_purchase
 from rewards.tiers import after_purchase
@@ -84,8 +83,7 @@ async def record_purchase(
     member = await get_member(session, program, event.member)
     if existing is not None:
         return _replay_purchase(existing, member, event)
-    if member.status != MemberStatus.ACTIVE:
-        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
+    require_active(member)
     if event.currency != program.currency:
         raise InvalidPurchase(f"currency {event.currency} is not the program's {program.currency}")
     if event.occurred_at > now + timedelta(minutes=5):
@@ -222,7 +220,7 @@ async def _repay_debts(session: AsyncSession, ledger: Ledger, settled: list[Purc
             [member.debt_account_id, member.wallet_account_id]
         )
         owed = debt.debits_posted - debt.credits_posted
-        available = wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
+        available = spendable(wallet)
         earned = sum(p.points - p.points_reversed for p in settled if p.member_id == member.id)
         repay = min(owed, available, earned)
         if repay <= 0:
@@ -322,7 +320,7 @@ async def _take_back(
         if recorded:
             return sum(t.amount for t in recorded if t.id == debt_leg)
         [wallet] = await ledger.lookup_accounts([member.wallet_account_id])
-        available = wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
+        available = spendable(wallet)
         take = max(0, min(points, available))
         legs = []
         if take:

@@ -23,12 +23,11 @@ from rewards.errors import (
     GiftLimitExceeded,
     InsufficientPoints,
     LedgerRefused,
-    MemberNotActive,
     NotFound,
     RewardUnavailable,
 )
-from rewards.models import CatalogReward, Gift, Member, MemberStatus, Program, Redemption
-from rewards.programs import find_member
+from rewards.models import CatalogReward, Gift, Member, Program, Redemption
+from rewards.programs import find_member, require_active
 from rewards.rules import Moment
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -125,7 +124,7 @@ async def redeem(
         return RedemptionOutcome(
             sku=redeemed.sku, quantity=earlier.quantity, points=earlier.points, replayed=True
         )
-    _require_active(member)
+    require_active(member)
     reward = await session.scalar(
         select(CatalogReward)
         .where(CatalogReward.program_id == program.id, CatalogReward.sku == request.sku)
@@ -188,10 +187,10 @@ async def give_gift(
         ):
             raise Conflict(f"Idempotency-Key {key!r} was used for another gift")
         return GiftOutcome(to=request.to, points=earlier.points, replayed=True)
-    _require_active(sender)
+    require_active(sender)
     if recipient is None:
         raise NotFound(f"no member {request.to!r} in program {program.slug!r}")
-    _require_active(recipient)
+    require_active(recipient)
     if recipient.id == sender.id:
         raise Conflict("a member cannot give points to themselves")
     # The sender's row lock makes the day's total exact under concurrency.
@@ -231,11 +230,6 @@ async def give_gift(
     )
     await session.flush()
     return GiftOutcome(to=request.to, points=request.points, replayed=False)
-
-
-def _require_active(member: Member) -> None:
-    if member.status != MemberStatus.ACTIVE:
-        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
 
 
 def _valid(reward: CatalogReward, now: datetime) -> bool:

@@ -8,21 +8,16 @@ test works in ledgers of its own (``new_ledger``) and checks invariants there.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import secrets
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from api.database import embedded_postgres, migrate, sqlalchemy_url
+from api.database import fresh_database, migrate, postgres_server, sqlalchemy_url
 from ledger import Ledger
 from ledger.connection import create_pool
 from ledger.schemas import Ledger as LedgerDefinition
@@ -30,50 +25,9 @@ from rewards.models import Program
 from rewards.programs import ProgramSpec, create_program
 
 
-@contextlib.contextmanager
-def _server_url() -> Iterator[str]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="coalition-test-") as folder,
-        embedded_postgres(Path(folder) / "pgdata") as embedded,
-    ):
-        yield embedded
-
-
-def _with_database(url: str, database: str) -> str:
-    # Works for both host:port URLs and the embedded server's socket URLs.
-    base, _, query = url.partition("?")
-    root, _, _ = base.rpartition("/")
-    return f"{root}/{database}" + (f"?{query}" if query else "")
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the server, dropped afterwards."""
-    import asyncio
-
-    name = f"coalition_test_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(server_url)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(server_url, name)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    with _server_url() as url:
+    with postgres_server("TEST_DATABASE_URL", prefix="coalition-test-") as url:
         yield url
 
 

@@ -6,8 +6,7 @@ import asyncio
 
 import asyncpg
 
-from api.database import downgrade, migrate
-from tests.conftest import fresh_database
+from api.database import downgrade, fresh_database, migrate
 
 
 async def _tables(url: str) -> set[str]:

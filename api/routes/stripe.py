@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import msgspec
+from celery import Celery
 from litestar import Request, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
@@ -26,15 +28,21 @@ class Received(msgspec.Struct, kw_only=True):
     stored: bool
 
 
+@functools.cache
+def _producer(settings: Settings) -> Celery:
+    """One Celery app per process to send with (settings never change)."""
+    from api.worker import create_celery
+
+    return create_celery(settings)
+
+
 def _enqueue_processing(settings: Settings) -> None:
     """Ask the worker to process the inbox now. Best effort: the worker's
     schedule also sweeps the inbox, so a lost message only delays."""
     if not settings.broker_url:
         return
     try:
-        from api.worker import create_celery
-
-        create_celery(settings).send_task("api.worker.process_stripe_inbox")
+        _producer(settings).send_task("api.worker.process_stripe_inbox")
     except Exception:
         log.warning(
             "could not enqueue the Stripe inbox; the schedule will pick it up", exc_info=True

@@ -17,10 +17,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.database import migrate
+from api.database import fresh_database, migrate
 from api.settings import Settings
 from ledger import AccountFlags
-from tests.conftest import fresh_database
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
