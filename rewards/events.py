@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledger import Ledger, Transfer
 from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
-from rewards.errors import Conflict, LedgerRefused
+from rewards.errors import Conflict
 from rewards.models import Member, Program
-from rewards.programs import get_member, require_active
+from rewards.programs import get_member, record_transfers, require_active
 from rewards.purchases import InvalidPurchase
 from rewards.rule_versions import parse_rules, rules_in_force
 from rewards.rules import Moment
@@ -103,7 +103,8 @@ async def record_event(
     transfer_id = None
     if points:
         transfer_id = derived_id(program.id, "event", event.event_id)
-        [outcome] = await ledger.create_transfers(
+        await record_transfers(
+            ledger,
             [
                 Transfer(
                     id=transfer_id,
@@ -114,10 +115,8 @@ async def record_event(
                     code=TransferCode.EVENT,
                     metadata={"event": event.event, "event_id": event.event_id},
                 )
-            ]
+            ],
         )
-        if outcome.result not in ("ok", "exists"):
-            raise LedgerRefused(f"event points refused: {outcome.result}")
     await session.execute(
         text(
             "INSERT INTO behaviour_events (id, program_id, member_id, event_id, event,"

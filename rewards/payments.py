@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger import Ledger, Transfer
 from rewards.codes import TransferCode, derived_id
-from rewards.errors import LedgerRefused, RewardsError
-from rewards.programs import get_member, get_program
+from rewards.errors import RewardsError
+from rewards.programs import get_member, get_program, record_transfers
 from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
             # The metadata is ours, but the amount is what was paid: never
             # credit more points than the payment covers.
             return f"refused: paid {paid} {data.get('currency')} for {points} points"
-        [outcome] = await ledger.create_transfers(
+        await record_transfers(
+            ledger,
             [
                 Transfer(
                     id=derived_id(program.id, "bought", data["id"]),
@@ -104,10 +105,8 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
                     code=TransferCode.ADJUSTMENT,
                     metadata={"payment_intent": data["id"]},
                 )
-            ]
+            ],
         )
-        if outcome.result not in ("ok", "exists"):
-            raise LedgerRefused(f"points purchase refused: {outcome.result}")
         return f"points bought: {points}"
     if kind == "payment_intent.succeeded" or (
         kind == "charge.succeeded" and not data.get("payment_intent")

@@ -11,7 +11,15 @@ import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import Account, AccountFlags, AccountState, Ledger, new_id
+from ledger import (
+    Account,
+    AccountFlags,
+    AccountState,
+    Ledger,
+    Transfer,
+    TransferOutcome,
+    new_id,
+)
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.codes import AccountCode, derived_id
 from rewards.errors import LedgerRefused, MemberNotActive, NotFound
@@ -205,6 +213,16 @@ async def member_balance(ledger: Ledger, program: Program, member: Member) -> Me
         value_minor=int(available * program.point_value_minor),
         currency=program.currency,
     )
+
+
+async def record_transfers(ledger: Ledger, transfers: list[Transfer]) -> list[TransferOutcome]:
+    """Post transfers that must be recorded (or were already): any other
+    answer of the ledger is a refusal."""
+    outcomes = await ledger.create_transfers(transfers)
+    refused = [o for o in outcomes if o.result not in ("ok", "exists")]
+    if refused:
+        raise LedgerRefused(f"ledger refused transfer {refused[0].id}: {refused[0].result}")
+    return outcomes
 
 
 def _expect_created(outcomes: list[Any]) -> None:

@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import Ledger, Transfer, TransferFlags, TransferOutcome
+from ledger import Ledger, Transfer, TransferFlags
 from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
@@ -28,7 +28,13 @@ from rewards.errors import (
     RewardsError,
 )
 from rewards.models import Member, Program, Purchase, PurchaseReturn
-from rewards.programs import get_member, open_debt_account, require_active, spendable
+from rewards.programs import (
+    get_member,
+    open_debt_account,
+    record_transfers,
+    require_active,
+    spendable,
+)
 from rewards.rule_versions import parse_rules, rules_in_force
 from rewards.rules import Basket, Item, Moment, points_for_return, quote_purchase
 from rewards.tiers import after_purchase
@@ -116,7 +122,7 @@ async def record_purchase(
     earn_id = None
     if points > 0:
         earn_id = derived_id(program.id, "earn", event.order_id)
-        await _post(
+        await record_transfers(
             ledger,
             [
                 Transfer(
@@ -193,7 +199,7 @@ async def settle_matured_earnings(
     # here) is taken as done, whatever returns changed since: re-posting it
     # with another amount would be refused forever and block the batch.
     recorded = {t.id for t in await ledger.lookup_transfers([t.id for t in transfers])}
-    await _post(ledger, [t for t in transfers if t.id not in recorded])
+    await record_transfers(ledger, [t for t in transfers if t.id not in recorded])
     for purchase in due:
         purchase.posted_at = now
     await _repay_debts(session, ledger, due)
@@ -379,11 +385,3 @@ def _outcome(purchase: Purchase, *, replayed: bool) -> PurchaseOutcome:
         matures_at=purchase.matures_at,
         replayed=replayed,
     )
-
-
-async def _post(ledger: Ledger, transfers: list[Transfer]) -> list[TransferOutcome]:
-    outcomes = await ledger.create_transfers(transfers)
-    refused = [o for o in outcomes if o.result not in ("ok", "exists")]
-    if refused:
-        raise LedgerRefused(f"ledger refused transfer {refused[0].id}: {refused[0].result}")
-    return outcomes

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
 from rewards.codes import TransferCode, derived_id
-from rewards.errors import LedgerRefused
 from rewards.models import Member, Program, Purchase, ThresholdReward, Tier
+from rewards.programs import record_transfers
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")]
 
@@ -198,7 +198,8 @@ async def _grant_thresholds(
         )
         if granted is None:
             continue
-        [outcome] = await ledger.create_transfers(
+        await record_transfers(
+            ledger,
             [
                 Transfer(
                     id=transfer_id,
@@ -209,10 +210,8 @@ async def _grant_thresholds(
                     code=TransferCode.ADJUSTMENT,
                     metadata={"threshold": threshold.code},
                 )
-            ]
+            ],
         )
-        if outcome.result not in ("ok", "exists"):
-            raise LedgerRefused(f"threshold bonus refused: {outcome.result}")
 
 
 async def evaluate_tiers(session: AsyncSession, program: Program, now: datetime) -> int:
