@@ -117,10 +117,12 @@ class Gatekeeper:
         return caller
 
 
-def require_scope(scope: str) -> Guard:
-    """A guard admitting callers whose credential carries ``scope``."""
+def require_scope(scope: str, *, reading: str | None = None) -> Guard:
+    """A guard admitting callers whose credential carries ``scope`` (or, for
+    GET and HEAD requests, ``reading`` when given)."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        needed = reading if reading and connection.scope.get("method") in ("GET", "HEAD") else scope
         gatekeeper: Gatekeeper = connection.app.state.gatekeeper
         scheme, _sep, presented = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
@@ -133,8 +135,8 @@ def require_scope(scope: str) -> Guard:
                 detail="the bearer token is not valid",
                 headers={"WWW-Authenticate": 'Bearer realm="coalition", error="invalid_token"'},
             )
-        if not caller.allows(scope):
-            raise PermissionDeniedException(detail=f"this credential lacks the scope {scope!r}")
+        if not caller.allows(needed):
+            raise PermissionDeniedException(detail=f"this credential lacks the scope {needed!r}")
         connection.state.caller = caller
 
     return guard

@@ -25,8 +25,8 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
 import api
-from api.access import Gatekeeper
-from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME, require_admin_token
+from api.access import Gatekeeper, require_scope
+from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME
 from api.database import sqlalchemy_url
 from api.member_auth import TokenVerifier, rate_limit_key
 from api.problems import problem_details_config
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     operator_api = Router(
         path="/",
         route_handlers=[LedgerController],
-        guards=[require_admin_token(settings.admin_token)],
+        guards=[require_scope("ledger:write", reading="ledger:read")],
         security=[{SECURITY_SCHEME: []}],
     )
     rate_limit = RateLimitConfig(

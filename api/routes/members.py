@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.member_auth import MemberIdentity, require_member
 from api.payments import PointsPayment, start_points_payment
 from api.problems import problem_responses
+from api.routes import created_or_replayed
 from api.settings import Settings
 from ledger import Ledger
 from rewards.codes import TransferCode
@@ -220,7 +221,7 @@ class MemberController(Controller):
         outcome = await redeem(
             db_session, ledger, program, member, idempotency_key, data, datetime.now(UTC)
         )
-        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+        return created_or_replayed(outcome)
 
     @post(
         "/gifts",
@@ -239,7 +240,7 @@ class MemberController(Controller):
         outcome = await give_gift(
             db_session, ledger, program, member, idempotency_key, data, datetime.now(UTC)
         )
-        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+        return created_or_replayed(outcome)
 
     @post(
         "/holds",
@@ -258,7 +259,7 @@ class MemberController(Controller):
         view = await hold_points(
             db_session, ledger, program, member, idempotency_key, data, datetime.now(UTC)
         )
-        return Response(view, status_code=HTTP_200_OK if view.replayed else HTTP_201_CREATED)
+        return created_or_replayed(view)
 
     @post(
         "/holds/{hold_id:uuid}/release",

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import audit
 from api.access import Caller, require_scope
 from api.problems import problem_responses
+from api.routes import created_or_replayed
 from ledger import Ledger
 from rewards.adjustments import Adjustment, AdjustmentOutcome, adjust_points
 from rewards.events import BehaviourEvent, EventOutcome, record_event
@@ -295,7 +296,7 @@ class ProgramController(Controller):
                 f"program:{slug}:order:{data.order_id}",
                 {"points": outcome.points, "amount_minor": data.amount_minor},
             )
-        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+        return created_or_replayed(outcome)
 
     @post(
         "/{slug:str}/purchases/{order_id:str}/returns",
@@ -322,7 +323,7 @@ class ProgramController(Controller):
                 f"program:{slug}:order:{order_id}",
                 outcome,
             )
-        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+        return created_or_replayed(outcome)
 
     @post(
         "/{slug:str}/rewards",
@@ -470,7 +471,7 @@ class ProgramController(Controller):
                 f"program:{slug}:event:{data.event_id}",
                 outcome,
             )
-        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+        return created_or_replayed(outcome)
 
     @post(
         "/{slug:str}/members/{external_id:str}/adjustments",
@@ -498,7 +499,7 @@ class ProgramController(Controller):
                 f"program:{slug}:member:{external_id}",
                 data,
             )
-        return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+        return created_or_replayed(outcome)
 
     @post(
         "/{slug:str}/rules/{version:int}/simulate",
