@@ -6,8 +6,6 @@ rewards domain sees only the events' plain content (``rewards.payments``).
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -15,7 +13,7 @@ import stripe
 
 from api.settings import Settings
 from rewards.models import Member, Program
-from rewards.payments import POINTS_PURCHASE
+from rewards.payments import POINTS_PURCHASE, price_of_points
 
 
 class PaymentsNotConfigured(Exception):
@@ -37,11 +35,6 @@ def client(settings: Settings) -> stripe.StripeClient:
     return stripe.StripeClient(
         settings.stripe_api_key, base_addresses=addresses, max_network_retries=2
     )
-
-
-def price_of_points(program: Program, points: int) -> int:
-    """What ``points`` cost, in minor units: their redemption value, rounded up."""
-    return math.ceil(Decimal(points) * program.point_value_minor)
 
 
 async def start_points_payment(

@@ -17,8 +17,6 @@ import msgspec
 AMOUNT_MAX = 2**63 - 1
 #: Largest number of accounts or transfers in one call.
 BATCH_MAX = 8000
-#: Serialized metadata is kept small: it is context, not a document store.
-METADATA_MAX_BYTES = 2048
 
 Amount = Annotated[int, msgspec.Meta(ge=0, le=AMOUNT_MAX)]
 LedgerId = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]

@@ -30,12 +30,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ledger import Ledger, Transfer
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import RewardsError
+from rewards.models import Program
 from rewards.programs import get_member, get_program, record_transfers
 from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
 
 log = logging.getLogger(__name__)
 
 POINTS_PURCHASE = "points_purchase"
+
+
+def price_of_points(program: Program, points: int) -> int:
+    """What ``points`` cost, in minor units: their redemption value, rounded up."""
+    return math.ceil(Decimal(points) * program.point_value_minor)
 
 
 async def process_inbox(
@@ -88,7 +94,7 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
     if kind == "payment_intent.succeeded" and metadata.get("kind") == POINTS_PURCHASE:
         points = int(metadata["points"])
         paid = int(data.get("amount_received") or data.get("amount") or 0)
-        price = math.ceil(Decimal(points) * program.point_value_minor)
+        price = price_of_points(program, points)
         if str(data.get("currency", "")).upper() != program.currency or paid < price:
             # The metadata is ours, but the amount is what was paid: never
             # credit more points than the payment covers.

@@ -168,17 +168,16 @@ async def settle_matured_earnings(
     """Post the pending earnings whose return window has ended: what returns
     left of them is posted, a fully returned one is voided. Safe to run twice
     and from several workers at once (rows are claimed with SKIP LOCKED)."""
+    query = select(Purchase).where(
+        Purchase.posted_at.is_(None),
+        Purchase.earn_transfer_id.is_not(None),
+        Purchase.matures_at <= now,
+    )
+    if program is not None:
+        query = query.where(Purchase.program_id == program.id)
     due = list(
         await session.scalars(
-            select(Purchase)
-            .where(
-                Purchase.posted_at.is_(None),
-                Purchase.earn_transfer_id.is_not(None),
-                Purchase.matures_at <= now,
-            )
-            .order_by(Purchase.matures_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            query.order_by(Purchase.matures_at).limit(limit).with_for_update(skip_locked=True)
         )
     )
     if not due:

@@ -81,9 +81,16 @@ def window_at(program: Program, member: Member, at: datetime) -> tuple[datetime,
 async def qualifying(
     session: AsyncSession, program: Program, member: Member, start: datetime, end: datetime
 ) -> int:
+    return await _window_total(session, member, start, end, program.tier_basis)
+
+
+async def _window_total(
+    session: AsyncSession, member: Member, start: datetime, end: datetime, basis: str
+) -> int:
+    """Spend (net of returns) or points (net of reversals) in [start, end)."""
     measure = (
         Purchase.amount_minor - Purchase.returned_minor
-        if program.tier_basis == "spend"
+        if basis == "spend"
         else Purchase.points - Purchase.points_reversed
     )
     total = await session.scalar(
@@ -141,6 +148,10 @@ async def after_purchase(
 ) -> None:
     """Upgrade at once if the purchase crossed a tier's threshold, and grant
     the threshold rewards it crossed (each once per member and window)."""
+    # One purchase of a member at a time from here: each then counts the
+    # ones committed before it, so a threshold crossed by concurrent
+    # purchases is seen by the last of them, never missed by all.
+    await session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
     start, end = window_at(program, member, at)
     amount = await qualifying(session, program, member, start, end)
     tiers = await ladder(session, program)
@@ -148,7 +159,8 @@ async def after_purchase(
     current = next((t for t in tiers if t.code == member.tier_code), None)
     if reached is not None and (current is None or reached.rank > current.rank):
         member.tier_code, member.tier_since = reached.code, at
-    await _grant_thresholds(session, ledger, program, member, start, end)
+    spend = amount if program.tier_basis == "spend" else None
+    await _grant_thresholds(session, ledger, program, member, start, end, spend)
     await session.flush()
 
 
@@ -159,6 +171,7 @@ async def _grant_thresholds(
     member: Member,
     start: datetime,
     end: datetime,
+    spend: int | None,
 ) -> None:
     thresholds = list(
         await session.scalars(
@@ -167,15 +180,10 @@ async def _grant_thresholds(
     )
     if not thresholds:
         return
-    spend = await session.scalar(
-        select(func.coalesce(func.sum(Purchase.amount_minor - Purchase.returned_minor), 0)).where(
-            Purchase.member_id == member.id,
-            Purchase.occurred_at >= start,
-            Purchase.occurred_at < end,
-        )
-    )
+    if spend is None:  # the ladder qualifies on points: sum the spend here
+        spend = await _window_total(session, member, start, end, "spend")
     for threshold in thresholds:
-        if int(spend or 0) < threshold.amount_minor:
+        if spend < threshold.amount_minor:
             continue
         transfer_id = derived_id(
             program.id, "threshold", threshold.code, member.external_id, start.isoformat()

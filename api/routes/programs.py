@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,8 +49,6 @@ from rewards.rule_versions import draft_rules, get_version, parse_rules, publish
 from rewards.rules import Moment
 from rewards.simulator import SimulationReport, simulate
 from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
-
-Slug = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
 
 class ProgramView(msgspec.Struct, kw_only=True):
