@@ -177,6 +177,8 @@ async def _resolve(
     )
     if outcome.result in ("ok", "exists"):
         return
+    if kind == "release" and outcome.result == "pending_already_voided":
+        return  # the sweeper released it first: the same end
     if outcome.result in ("pending_expired", "pending_already_voided", "pending_already_posted"):
         raise HoldClosed(f"the hold is closed ({outcome.result})")
     raise LedgerRefused(f"ledger refused: {outcome.result}")
