@@ -6,37 +6,42 @@ concurrent grants cannot both take its last points.
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+import uuid
 
-from rewards.models import Program
+from rewards.connections import Connection
 
 
 async def take_from_budget(
-    session: AsyncSession, program: Program, version: int, rule: str, budget: int, wanted: int
+    connection: Connection,
+    program_id: uuid.UUID,
+    version: int,
+    rule: str,
+    budget: int,
+    wanted: int,
 ) -> int:
     """Take up to ``wanted`` points from the rule's budget; returns how many."""
-    await session.execute(
-        text(
-            "INSERT INTO rule_budgets (program_id, rule_version, rule) VALUES"
-            " (:program, :version, :rule) ON CONFLICT DO NOTHING"
-        ),
-        {"program": program.id, "version": version, "rule": rule},
+    await connection.execute(
+        "INSERT INTO rule_budgets (program_id, rule_version, rule) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING",
+        program_id,
+        version,
+        rule,
     )
-    granted = await session.scalar(
-        text(
-            "SELECT granted FROM rule_budgets WHERE program_id = :program AND"
-            " rule_version = :version AND rule = :rule FOR UPDATE"
-        ),
-        {"program": program.id, "version": version, "rule": rule},
+    granted = await connection.fetchval(
+        "SELECT granted FROM rule_budgets WHERE program_id = $1 AND rule_version = $2"
+        " AND rule = $3 FOR UPDATE",
+        program_id,
+        version,
+        rule,
     )
     taken = max(0, min(wanted, budget - int(granted or 0)))
     if taken:
-        await session.execute(
-            text(
-                "UPDATE rule_budgets SET granted = granted + :taken WHERE program_id ="
-                " :program AND rule_version = :version AND rule = :rule"
-            ),
-            {"taken": taken, "program": program.id, "version": version, "rule": rule},
+        await connection.execute(
+            "UPDATE rule_budgets SET granted = granted + $4 WHERE program_id = $1"
+            " AND rule_version = $2 AND rule = $3",
+            program_id,
+            version,
+            rule,
+            taken,
         )
     return taken

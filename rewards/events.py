@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledger import Ledger, Transfer
 from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
+from rewards.connections import session_connection
 from rewards.errors import Conflict
 from rewards.models import Member, Program
 from rewards.programs import get_member, record_transfers, require_active
@@ -96,7 +97,12 @@ async def record_event(
         if rule.budget_points is not None and points:
             assert version is not None
             granted = await take_from_budget(
-                session, program, version.version, event.event, rule.budget_points, points
+                await session_connection(session),
+                program.id,
+                version.version,
+                event.event,
+                rule.budget_points,
+                points,
             )
             if granted < points:
                 points, limited_by = granted, "budget"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import asyncpg
 import msgspec
@@ -189,7 +189,12 @@ def spendable(wallet: AccountState) -> int:
     return wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
 
 
-def require_active(member: Member) -> None:
+class HasStatus(Protocol):
+    external_id: str
+    status: str
+
+
+def require_active(member: HasStatus) -> None:
     """Frozen and closed members neither earn nor spend."""
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotActive(f"member {member.external_id!r} is {member.status}")

@@ -10,16 +10,20 @@ repay the debt (``repay_debt``).
 
 from __future__ import annotations
 
+import functools
+import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import Ledger, Transfer, TransferFlags
+from ledger import Ledger, Transfer, TransferFlags, new_id
 from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
+from rewards.connections import Connection, session_connection
 from rewards.errors import (
     Conflict,
     LedgerRefused,
@@ -35,9 +39,11 @@ from rewards.programs import (
     require_active,
     spendable,
 )
-from rewards.rule_versions import parse_rules, rules_in_force
-from rewards.rules import Basket, Item, Moment, points_for_return, quote_purchase
-from rewards.tiers import after_purchase
+from rewards.rule_versions import parse_rules
+from rewards.rules import Basket, EarnRules, Item, Moment, points_for_return, quote_purchase
+from rewards.tiers import qualified_tier, window_at
+
+_ITEMS = msgspec.json.Encoder()
 
 OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -79,16 +85,263 @@ class ReturnOutcome(msgspec.Struct, kw_only=True, frozen=True):
 async def record_purchase(
     session: AsyncSession, ledger: Ledger, program: Program, event: PurchaseEvent, now: datetime
 ) -> PurchaseOutcome:
-    """Price a purchase with the rules in force at its time and hold the
-    points as a pending ledger transfer. The order id makes it idempotent."""
-    existing = await session.scalar(
-        select(Purchase).where(
-            Purchase.program_id == program.id, Purchase.order_id == event.order_id
-        )
-    )
+    """``record_purchases`` for one event, inside the session's transaction."""
     member = await get_member(session, program, event.member)
-    if existing is not None:
-        return _replay_purchase(existing, member, event)
+    [outcome] = await record_purchases(
+        await session_connection(session), ledger, program, [event], now
+    )
+    if isinstance(outcome, Exception):
+        raise outcome
+    if not outcome.replayed:
+        # The batch moved the tier with SQL: the session's copy must follow.
+        await session.refresh(member, ["tier_code", "tier_since"])
+    return outcome
+
+
+async def record_purchases(
+    connection: Connection,
+    ledger: Ledger,
+    program: Program,
+    events: Sequence[PurchaseEvent],
+    now: datetime,
+) -> list[PurchaseOutcome | RewardsError]:
+    """Price purchases with the rules in force at their time and hold their
+    points as pending ledger transfers; count them towards tiers and
+    threshold rewards. One answer per event, in order: an outcome, or the
+    error of that event alone. The order id makes each idempotent.
+
+    A fixed number of statements serves the whole batch, inside the caller's
+    transaction; the caller commits. The members' rows are locked first, in
+    id order: purchases of one member are counted one transaction after
+    another (a threshold crossed by concurrent purchases is seen by the last
+    of them) and two batches cannot deadlock. The ledger is called last;
+    a crash between its commit and the caller's leaves a pending earning
+    whose purchase is missing until the event is sent again, and the derived
+    transfer id makes that retry converge.
+    """
+    members = {
+        row["external_id"]: _Member(**dict(row))
+        for row in await connection.fetch(
+            _LOCK_MEMBERS, program.id, sorted({e.member for e in events})
+        )
+    }
+    recorded = {
+        row["order_id"]: _Recorded(**dict(row))
+        for row in await connection.fetch(
+            _RECORDED, program.id, sorted({e.order_id for e in events})
+        )
+    }
+    answers: list[PurchaseOutcome | RewardsError | None] = []
+    fresh: list[tuple[int, PurchaseEvent, _Member]] = []
+    claimed: dict[str, int] = {}
+    for event in events:
+        member = members.get(event.member)
+        try:
+            if member is None:
+                raise NotFound(f"no member {event.member!r} in program {program.slug!r}")
+            if event.order_id in recorded:
+                answers.append(_replay(recorded[event.order_id], member, event))
+                continue
+            if event.order_id in claimed:
+                answers.append(None)  # answered as a replay of the first, below
+                continue
+            _check(program, member, event, now)
+        except RewardsError as error:
+            answers.append(error)
+            continue
+        claimed[event.order_id] = len(answers)
+        fresh.append((len(answers), event, member))
+        answers.append(None)
+    if fresh:
+        terms = await _program_terms(connection, program)
+        rows = await _price_and_count(connection, program, terms, fresh)
+        await _write(connection, ledger, program, terms, rows)
+        for row in rows:
+            answers[row.position] = row.outcome()
+            recorded[row.event.order_id] = row.as_recorded()
+    for position, event in enumerate(events):
+        if answers[position] is None:  # the same order twice in one batch
+            try:
+                answers[position] = _replay(recorded[event.order_id], members[event.member], event)
+            except RewardsError as error:
+                answers[position] = error
+    return [a for a in answers if a is not None]
+
+
+class _Member(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    external_id: str
+    status: str
+    wallet_account_id: uuid.UUID
+    tier_code: str | None
+    tier_since: datetime | None
+    created_at: datetime
+    #: Set when a purchase of this batch moved the member's tier.
+    moved: bool = False
+
+
+class _Recorded(msgspec.Struct, kw_only=True, frozen=True):
+    order_id: str
+    member_id: uuid.UUID
+    amount_minor: int
+    occurred_at: datetime
+    #: The items as JSON text, as stored.
+    items: str
+    points: int
+    rule_version: int | None
+    matures_at: datetime
+
+
+class _Version(msgspec.Struct, kw_only=True, frozen=True):
+    version: int
+    effective_from: datetime
+    rules: dict[str, Any]
+
+
+class _Rung(msgspec.Struct, kw_only=True, frozen=True):
+    code: str
+    rank: int
+    threshold: int
+
+
+class _Threshold(msgspec.Struct, kw_only=True, frozen=True):
+    id: uuid.UUID
+    code: str
+    amount_minor: int
+    bonus_points: int
+
+
+class _TermsDocument(msgspec.Struct, kw_only=True, frozen=True):
+    versions: list[_Version]
+    tiers: list[_Rung]
+    thresholds: list[_Threshold]
+
+
+class _Terms(msgspec.Struct, kw_only=True, frozen=True):
+    """What pricing and qualifying need of a program, read once per batch."""
+
+    #: Published versions, latest effective first, with their parsed rules.
+    versions: list[tuple[_Version, EarnRules]]
+    tiers: list[_Rung]
+    thresholds: list[_Threshold]
+
+    def rules_at(self, at: datetime) -> tuple[_Version, EarnRules] | None:
+        return next((v for v in self.versions if v[0].effective_from <= at), None)
+
+
+class _Row(msgspec.Struct, kw_only=True):
+    """A purchase of the batch, priced and counted, before it is written."""
+
+    position: int
+    event: PurchaseEvent
+    member: _Member
+    id: uuid.UUID
+    items: str
+    rule_version: int | None
+    points: int
+    earn_id: uuid.UUID | None
+    matures_at: datetime
+    #: Threshold rewards whose amount the member's window spend reached.
+    reached: list[_Threshold] = []
+    window_start: datetime | None = None
+
+    def outcome(self) -> PurchaseOutcome:
+        return PurchaseOutcome(
+            order_id=self.event.order_id,
+            points=self.points,
+            rule_version=self.rule_version,
+            matures_at=self.matures_at,
+            replayed=False,
+        )
+
+    def as_recorded(self) -> _Recorded:
+        return _Recorded(
+            order_id=self.event.order_id,
+            member_id=self.member.id,
+            amount_minor=self.event.amount_minor,
+            occurred_at=self.event.occurred_at,
+            items=self.items,
+            points=self.points,
+            rule_version=self.rule_version,
+            matures_at=self.matures_at,
+        )
+
+
+_LOCK_MEMBERS = (
+    "SELECT id, external_id, status, wallet_account_id, tier_code, tier_since, created_at"
+    " FROM members WHERE program_id = $1 AND external_id = ANY($2::text[])"
+    " ORDER BY id FOR UPDATE"
+)
+_RECORDED = (
+    "SELECT order_id, member_id, amount_minor, occurred_at, items::text AS items, points,"
+    " rule_version, matures_at FROM purchases"
+    " WHERE program_id = $1 AND order_id = ANY($2::text[])"
+)
+_TERMS = """SELECT json_build_object(
+    'versions', coalesce((
+        SELECT json_agg(json_build_object('version', v.version,
+            'effective_from', v.effective_from, 'rules', v.rules)
+            ORDER BY v.effective_from DESC, v.version DESC)
+        FROM earn_rule_versions v WHERE v.program_id = $1 AND v.status = 'published'), '[]'),
+    'tiers', coalesce((
+        SELECT json_agg(json_build_object('code', t.code, 'rank', t.rank,
+            'threshold', t.threshold) ORDER BY t.rank)
+        FROM tiers t WHERE t.program_id = $1), '[]'),
+    'thresholds', coalesce((
+        SELECT json_agg(json_build_object('id', r.id, 'code', r.code,
+            'amount_minor', r.amount_minor, 'bonus_points', r.bonus_points) ORDER BY r.code)
+        FROM threshold_rewards r WHERE r.program_id = $1), '[]')
+)::text"""
+# Spend net of returns and points net of reversals in each window, one row
+# per window in the order given.
+_WINDOW_TOTALS = """SELECT coalesce(sum(p.amount_minor - p.returned_minor), 0)::bigint AS spend,
+    coalesce(sum(p.points - p.points_reversed), 0)::bigint AS points
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[])
+    WITH ORDINALITY AS w(member_id, starts, ends, n)
+LEFT JOIN purchases p
+    ON p.member_id = w.member_id AND p.occurred_at >= w.starts AND p.occurred_at < w.ends
+GROUP BY w.n ORDER BY w.n"""
+_INSERT_PURCHASES = """INSERT INTO purchases (id, program_id, member_id, order_id, occurred_at,
+    amount_minor, currency, items, rule_version, points, earn_transfer_id, matures_at)
+SELECT p.id, $1, p.member_id, p.order_id, p.occurred_at, p.amount_minor, $2, p.items::jsonb,
+    p.rule_version, p.points, p.earn_id, p.matures_at
+FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::bigint[], $8::text[],
+    $9::integer[], $10::bigint[], $11::uuid[], $12::timestamptz[])
+    AS p(id, member_id, order_id, occurred_at, amount_minor, items, rule_version, points,
+        earn_id, matures_at)
+ON CONFLICT (program_id, order_id) DO NOTHING
+RETURNING order_id"""
+_MOVE_TIERS = """UPDATE members m SET tier_code = u.code, tier_since = u.since, updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, code, since)
+WHERE m.id = u.id"""
+# The unique key makes concurrent purchases agree on one grant: the loser
+# waits for the winner's commit and then inserts nothing.
+_GRANT_THRESHOLDS = """INSERT INTO threshold_grants (id, threshold_id, member_id, window_start,
+    transfer_id)
+SELECT g.id, g.threshold_id, g.member_id, g.window_start, g.id
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])
+    AS g(id, threshold_id, member_id, window_start)
+ON CONFLICT DO NOTHING
+RETURNING id"""
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_terms(document: str) -> _Terms:
+    # Published versions never change, so the same text parses to the same
+    # terms: a busy program pays for the parsing once.
+    parsed = msgspec.json.decode(document, type=_TermsDocument)
+    return _Terms(
+        versions=[(v, parse_rules(v.rules)) for v in parsed.versions],
+        tiers=parsed.tiers,
+        thresholds=parsed.thresholds,
+    )
+
+
+async def _program_terms(connection: Connection, program: Program) -> _Terms:
+    return _parse_terms(await connection.fetchval(_TERMS, program.id))
+
+
+def _check(program: Program, member: _Member, event: PurchaseEvent, now: datetime) -> None:
     require_active(member)
     if event.currency != program.currency:
         raise InvalidPurchase(f"currency {event.currency} is not the program's {program.currency}")
@@ -97,65 +350,186 @@ async def record_purchase(
     if event.items and sum(i.amount_minor for i in event.items) != event.amount_minor:
         raise InvalidPurchase("the items do not add up to amount_minor")
 
-    version = await rules_in_force(session, program, event.occurred_at)
-    points = 0
-    if version is not None:
-        basket = Basket(
-            amount_minor=event.amount_minor,
-            occurred_at=event.occurred_at,
-            items=event.items,
-            minor_per_major=program.minor_per_major,
+
+async def _price_and_count(
+    connection: Connection,
+    program: Program,
+    terms: _Terms,
+    fresh: list[tuple[int, PurchaseEvent, _Member]],
+) -> list[_Row]:
+    """Price each new purchase, in order, and move tiers as a sequence of
+    single purchases would: a purchase that upgrades its member prices the
+    member's next purchases at the new tier."""
+    qualifying = bool(terms.tiers or terms.thresholds)
+    windows = [window_at(program, m.created_at, e.occurred_at) for _, e, m in fresh]
+    totals: list[tuple[int, int]] = []
+    if qualifying:
+        totals = [
+            (row["spend"], row["points"])
+            for row in await connection.fetch(
+                _WINDOW_TOTALS,
+                [m.id for _, _, m in fresh],
+                [w[0] for w in windows],
+                [w[1] for w in windows],
+            )
+        ]
+    rows: list[_Row] = []
+    for (position, event, member), (start, end), index in zip(
+        fresh, windows, range(len(fresh)), strict=True
+    ):
+        in_force = terms.rules_at(event.occurred_at)
+        points = 0
+        if in_force is not None:
+            points = await _price(connection, program, in_force, event, member.tier_code)
+        row = _Row(
+            position=position,
+            event=event,
+            member=member,
+            id=new_id(),
+            items=_ITEMS.encode(event.items).decode(),
+            rule_version=in_force[0].version if in_force else None,
+            points=points,
+            earn_id=derived_id(program.id, "earn", event.order_id) if points > 0 else None,
+            matures_at=event.occurred_at + timedelta(days=program.return_window_days),
         )
-        rules = parse_rules(version.rules)
-        quote = quote_purchase(rules, basket, member.tier_code)
-        points = quote.base_points
-        budgets = {b.name: b.budget_points for b in rules.bonuses}
-        for grant in quote.bonuses:
-            budget = budgets.get(grant.name)
-            if budget is None:
-                points += grant.points
-            else:
-                # A bonus never grants more than its budget, whatever the race.
-                points += await take_from_budget(
-                    session, program, version.version, f"bonus:{grant.name}", budget, grant.points
-                )
-    earn_id = None
-    if points > 0:
-        earn_id = derived_id(program.id, "earn", event.order_id)
-        await record_transfers(
-            ledger,
-            [
-                Transfer(
-                    id=earn_id,
-                    debit_account_id=program.issuance_account_id,
-                    credit_account_id=member.wallet_account_id,
-                    amount=points,
-                    ledger=program.ledger_id,
-                    code=TransferCode.EARN,
-                    flags=TransferFlags.PENDING,
-                    metadata={"order_id": event.order_id},
-                )
-            ],
-        )
-    purchase = Purchase(
-        program_id=program.id,
-        member_id=member.id,
-        order_id=event.order_id,
-        occurred_at=event.occurred_at,
+        rows.append(row)
+        if not qualifying:
+            continue
+        # This batch's earlier purchases of the member in the same window
+        # count too: the database has not seen them yet.
+        spend, earned = totals[index]
+        for other in rows:
+            if other.member is member and start <= other.event.occurred_at < end:
+                spend += other.event.amount_minor
+                earned += other.points
+        amount = spend if program.tier_basis == "spend" else earned
+        reached = qualified_tier(terms.tiers, amount)
+        current = next((t for t in terms.tiers if t.code == member.tier_code), None)
+        if reached is not None and (current is None or reached.rank > current.rank):
+            member.tier_code, member.tier_since, member.moved = (
+                reached.code,
+                event.occurred_at,
+                True,
+            )
+        row.reached = [t for t in terms.thresholds if spend >= t.amount_minor]
+        row.window_start = start
+    return rows
+
+
+async def _price(
+    connection: Connection,
+    program: Program,
+    in_force: tuple[_Version, EarnRules],
+    event: PurchaseEvent,
+    tier: str | None,
+) -> int:
+    version, rules = in_force
+    basket = Basket(
         amount_minor=event.amount_minor,
-        currency=event.currency,
-        items=msgspec.to_builtins(list(event.items)),
-        rule_version=version.version if version else None,
-        points=points,
-        earn_transfer_id=earn_id,
-        matures_at=event.occurred_at + timedelta(days=program.return_window_days),
-        returned_minor=0,
-        points_reversed=0,
+        occurred_at=event.occurred_at,
+        items=event.items,
+        minor_per_major=program.minor_per_major,
     )
-    session.add(purchase)
-    await session.flush()
-    await after_purchase(session, ledger, program, member, event.occurred_at)
-    return _outcome(purchase, replayed=False)
+    quote = quote_purchase(rules, basket, tier)
+    points = quote.base_points
+    budgets = {b.name: b.budget_points for b in rules.bonuses}
+    for grant in quote.bonuses:
+        budget = budgets.get(grant.name)
+        if budget is None:
+            points += grant.points
+        else:
+            # A bonus never grants more than its budget, whatever the race.
+            points += await take_from_budget(
+                connection, program.id, version.version, f"bonus:{grant.name}", budget, grant.points
+            )
+    return points
+
+
+async def _write(
+    connection: Connection, ledger: Ledger, program: Program, terms: _Terms, rows: list[_Row]
+) -> None:
+    inserted = await connection.fetch(
+        _INSERT_PURCHASES,
+        program.id,
+        program.currency,
+        [r.id for r in rows],
+        [r.member.id for r in rows],
+        [r.event.order_id for r in rows],
+        [r.event.occurred_at for r in rows],
+        [r.event.amount_minor for r in rows],
+        [r.items for r in rows],
+        [r.rule_version for r in rows],
+        [r.points for r in rows],
+        [r.earn_id for r in rows],
+        [r.matures_at for r in rows],
+    )
+    if len(inserted) != len(rows):
+        # Another member's purchase took the order id since this batch
+        # looked: the answer must come from what was recorded.
+        done = {row["order_id"] for row in inserted}
+        late = next(r.event.order_id for r in rows if r.event.order_id not in done)
+        raise Conflict(f"order {late!r} was being recorded by another request; send it again")
+    moved = {r.member.id: r.member for r in rows if r.member.moved}
+    if moved:
+        await connection.execute(
+            _MOVE_TIERS,
+            list(moved),
+            [m.tier_code for m in moved.values()],
+            [m.tier_since for m in moved.values()],
+        )
+    grants: dict[uuid.UUID, tuple[_Threshold, _Member, datetime]] = {}
+    for row in rows:
+        for threshold in row.reached:
+            assert row.window_start is not None
+            grant_id = derived_id(
+                program.id,
+                "threshold",
+                threshold.code,
+                row.member.external_id,
+                row.window_start.isoformat(),
+            )
+            grants.setdefault(grant_id, (threshold, row.member, row.window_start))
+    granted: set[uuid.UUID] = set()
+    if grants:
+        granted = {
+            record["id"]
+            for record in await connection.fetch(
+                _GRANT_THRESHOLDS,
+                list(grants),
+                [t.id for t, _, _ in grants.values()],
+                [m.id for _, m, _ in grants.values()],
+                [start for _, _, start in grants.values()],
+            )
+        }
+    transfers = [
+        Transfer(
+            id=row.earn_id,
+            debit_account_id=program.issuance_account_id,
+            credit_account_id=row.member.wallet_account_id,
+            amount=row.points,
+            ledger=program.ledger_id,
+            code=TransferCode.EARN,
+            flags=TransferFlags.PENDING,
+            metadata={"order_id": row.event.order_id},
+        )
+        for row in rows
+        if row.earn_id is not None
+    ]
+    transfers += [
+        Transfer(
+            id=grant_id,
+            debit_account_id=program.issuance_account_id,
+            credit_account_id=member.wallet_account_id,
+            amount=threshold.bonus_points,
+            ledger=program.ledger_id,
+            code=TransferCode.ADJUSTMENT,
+            metadata={"threshold": threshold.code},
+        )
+        for grant_id, (threshold, member, _) in grants.items()
+        if grant_id in granted
+    ]
+    if transfers:
+        await record_transfers(ledger, transfers)
 
 
 async def settle_matured_earnings(
@@ -364,23 +738,19 @@ async def _take_back(
     raise LedgerRefused("the wallet kept changing; retry the return")
 
 
-def _replay_purchase(existing: Purchase, member: Member, event: PurchaseEvent) -> PurchaseOutcome:
+def _replay(recorded: _Recorded, member: _Member, event: PurchaseEvent) -> PurchaseOutcome:
     same = (
-        existing.member_id == member.id
-        and existing.amount_minor == event.amount_minor
-        and existing.occurred_at == event.occurred_at
-        and existing.items == msgspec.to_builtins(list(event.items))
+        recorded.member_id == member.id
+        and recorded.amount_minor == event.amount_minor
+        and recorded.occurred_at == event.occurred_at
+        and msgspec.json.decode(recorded.items) == msgspec.to_builtins(list(event.items))
     )
     if not same:
         raise Conflict(f"order {event.order_id!r} was recorded with other fields")
-    return _outcome(existing, replayed=True)
-
-
-def _outcome(purchase: Purchase, *, replayed: bool) -> PurchaseOutcome:
     return PurchaseOutcome(
-        order_id=purchase.order_id,
-        points=purchase.points,
-        rule_version=purchase.rule_version,
-        matures_at=purchase.matures_at,
-        replayed=replayed,
+        order_id=recorded.order_id,
+        points=recorded.points,
+        rule_version=recorded.rule_version,
+        matures_at=recorded.matures_at,
+        replayed=True,
     )

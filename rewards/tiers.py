@@ -11,17 +11,15 @@ their end.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import msgspec
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import Ledger, Transfer
-from rewards.codes import TransferCode, derived_id
 from rewards.models import Member, Program, Purchase, ThresholdReward, Tier
-from rewards.programs import record_transfers
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")]
 
@@ -61,14 +59,15 @@ def add_years(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years, day=28)
 
 
-def window_at(program: Program, member: Member, at: datetime) -> tuple[datetime, datetime]:
-    """The qualifying window containing ``at``: [start, end)."""
+def window_at(program: Program, enrolled_at: datetime, at: datetime) -> tuple[datetime, datetime]:
+    """The qualifying window containing ``at`` for a member enrolled at
+    ``enrolled_at``: [start, end)."""
     at = at.astimezone(UTC)
     if program.tier_window == "calendar_year":
         start = datetime(at.year, 1, 1, tzinfo=UTC)
         return start, add_years(start, 1)
     if program.tier_window == "anniversary":
-        enrolled = member.created_at.astimezone(UTC)
+        enrolled = enrolled_at.astimezone(UTC)
         years = max(0, at.year - enrolled.year)
         start = add_years(enrolled, years)
         if start > at:
@@ -138,88 +137,24 @@ async def define_threshold(
     return reward
 
 
-def _qualified_tier(tiers: list[Tier], amount: int) -> Tier | None:
+class Rung(Protocol):
+    """A tier as qualifying sees it (a ``Tier`` row, or a cached copy)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def rank(self) -> int: ...
+    @property
+    def threshold(self) -> int: ...
+
+
+RungT = TypeVar("RungT", bound=Rung)
+
+
+def qualified_tier(tiers: Sequence[RungT], amount: int) -> RungT | None:
+    """The highest tier whose threshold ``amount`` reaches (tiers by rank)."""
     reached = [t for t in tiers if amount >= t.threshold]
     return reached[-1] if reached else None
-
-
-async def after_purchase(
-    session: AsyncSession, ledger: Ledger, program: Program, member: Member, at: datetime
-) -> None:
-    """Upgrade at once if the purchase crossed a tier's threshold, and grant
-    the threshold rewards it crossed (each once per member and window)."""
-    # One purchase of a member at a time from here: each then counts the
-    # ones committed before it, so a threshold crossed by concurrent
-    # purchases is seen by the last of them, never missed by all.
-    await session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
-    start, end = window_at(program, member, at)
-    amount = await qualifying(session, program, member, start, end)
-    tiers = await ladder(session, program)
-    reached = _qualified_tier(tiers, amount)
-    current = next((t for t in tiers if t.code == member.tier_code), None)
-    if reached is not None and (current is None or reached.rank > current.rank):
-        member.tier_code, member.tier_since = reached.code, at
-    spend = amount if program.tier_basis == "spend" else None
-    await _grant_thresholds(session, ledger, program, member, start, end, spend)
-    await session.flush()
-
-
-async def _grant_thresholds(
-    session: AsyncSession,
-    ledger: Ledger,
-    program: Program,
-    member: Member,
-    start: datetime,
-    end: datetime,
-    spend: int | None,
-) -> None:
-    thresholds = list(
-        await session.scalars(
-            select(ThresholdReward).where(ThresholdReward.program_id == program.id)
-        )
-    )
-    if not thresholds:
-        return
-    if spend is None:  # the ladder qualifies on points: sum the spend here
-        spend = await _window_total(session, member, start, end, "spend")
-    for threshold in thresholds:
-        if spend < threshold.amount_minor:
-            continue
-        transfer_id = derived_id(
-            program.id, "threshold", threshold.code, member.external_id, start.isoformat()
-        )
-        # The unique key makes concurrent purchases agree on one grant: the
-        # loser waits for the winner's commit and then inserts nothing.
-        granted = await session.scalar(
-            text(
-                "INSERT INTO threshold_grants (id, threshold_id, member_id, window_start,"
-                " transfer_id) VALUES (:id, :threshold, :member, :start, :transfer)"
-                " ON CONFLICT DO NOTHING RETURNING id"
-            ),
-            {
-                "id": transfer_id,
-                "threshold": threshold.id,
-                "member": member.id,
-                "start": start,
-                "transfer": transfer_id,
-            },
-        )
-        if granted is None:
-            continue
-        await record_transfers(
-            ledger,
-            [
-                Transfer(
-                    id=transfer_id,
-                    debit_account_id=program.issuance_account_id,
-                    credit_account_id=member.wallet_account_id,
-                    amount=threshold.bonus_points,
-                    ledger=program.ledger_id,
-                    code=TransferCode.ADJUSTMENT,
-                    metadata={"threshold": threshold.code},
-                )
-            ],
-        )
 
 
 async def evaluate_tiers(session: AsyncSession, program: Program, now: datetime) -> int:
@@ -260,8 +195,8 @@ def _closed_window(
     if program.tier_window == "rolling_12_months":
         review = add_years(member.tier_reviewed_at or member.tier_since, 1)
         return (add_years(review, -1), review) if now >= review + grace else None
-    current_start, _ = window_at(program, member, now)
-    previous = window_at(program, member, current_start - timedelta(microseconds=1))
+    current_start, _ = window_at(program, member.created_at, now)
+    previous = window_at(program, member.created_at, current_start - timedelta(microseconds=1))
     if now < previous[1] + grace:
         return None
     if member.tier_since >= previous[1]:
@@ -274,7 +209,7 @@ def _closed_window(
 async def tier_progress(
     session: AsyncSession, program: Program, member: Member, now: datetime
 ) -> TierProgress:
-    start, end = window_at(program, member, now)
+    start, end = window_at(program, member.created_at, now)
     amount = await qualifying(session, program, member, start, end)
     tiers = await ladder(session, program)
     current = next((t for t in tiers if t.code == member.tier_code), None)

@@ -264,7 +264,7 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         slug: FromPath[str],
-        external_id: str,
+        external_id: FromPath[str],
     ) -> MemberView:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)

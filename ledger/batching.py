@@ -1,0 +1,138 @@
+"""Micro-batching: the requests of concurrent callers, handled in one
+database call and one commit.
+
+Under light load a batch holds one caller's request and leaves at once; under
+heavy load the callers that arrive while a batch is in flight form the next
+one, so throughput grows with load instead of lock contention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
+
+#: Handles a batch: one answer per request, in order; an exception in the
+#: list is raised to that request's caller alone.
+Handler = Callable[[list[Request]], Awaitable[Sequence[Answer | Exception]]]
+
+
+class MicroBatcher(Generic[Request, Answer]):
+    """Queues requests and hands them to ``handle`` in batches of at most
+    ``max_batch`` units (``size`` tells a request's units; a request is never
+    split). Up to ``max_in_flight`` batches run at once: while one commits,
+    the next is already being worked on.
+
+    If ``handle`` raises, every caller of that batch gets ``on_failure(error)``.
+    """
+
+    def __init__(
+        self,
+        handle: Handler[Request, Answer],
+        *,
+        name: str,
+        max_batch: int,
+        max_in_flight: int = 2,
+        size: Callable[[Request], int] = lambda _: 1,
+        on_failure: Callable[[Exception], Exception] = lambda error: error,
+        on_closed: Callable[[], Exception] = lambda: RuntimeError("the batcher is closed"),
+    ) -> None:
+        self._handle = handle
+        self._name = name
+        self._max_batch = max_batch
+        self._size = size
+        self._on_failure = on_failure
+        self._on_closed = on_closed
+        self._queue: deque[tuple[Request, asyncio.Future[Answer]]] = deque()
+        self._wake = asyncio.Event()
+        self._max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._closed = False
+        #: Units waiting in the queue.
+        self._queued = 0
+
+    async def submit(self, request: Request) -> Answer:
+        if self._closed:
+            raise self._on_closed()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        self._queued += self._size(request)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=self._name)
+        return await future
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        # Let the queued callers have their answers before stopping.
+        waiting = [future for _, future in self._queue]
+        if waiting and self._task is not None and not self._task.done():
+            await asyncio.wait(waiting)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _take_batch(self, limit: int) -> list[tuple[Request, asyncio.Future[Answer]]]:
+        batch: list[tuple[Request, asyncio.Future[Answer]]] = []
+        size = 0
+        while self._queue:
+            request, future = self._queue[0]
+            units = self._size(request)
+            if batch and size + units > limit:
+                break
+            self._queue.popleft()
+            self._queued -= units
+            if future.cancelled():
+                continue
+            batch.append((request, future))
+            size += units
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                await self._slots.acquire()
+                # Share what is queued between the free slots, so that the
+                # database works on one batch while this process answers the
+                # callers of the previous one: the two overlap.
+                free = max(1, self._max_in_flight - len(self._in_flight))
+                limit = min(self._max_batch, max(1, -(-self._queued // free)))
+                batch = self._take_batch(limit)
+                if not batch:
+                    self._slots.release()
+                    continue
+                task = asyncio.create_task(self._run_batch(batch))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    async def _run_batch(self, batch: list[tuple[Request, asyncio.Future[Answer]]]) -> None:
+        try:
+            answers = await self._handle([request for request, _ in batch])
+        except Exception as error:
+            failure = self._on_failure(error)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            return
+        finally:
+            self._slots.release()
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
