@@ -28,6 +28,7 @@ import api
 from api.access import Gatekeeper, require_scope
 from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME
 from api.database import sqlalchemy_url
+from api.intake import PurchaseIntake
 from api.member_auth import TokenVerifier, rate_limit_key
 from api.problems import problem_details_config
 from api.routes.health import health
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.ledger = ledger
         app.state.gatekeeper = Gatekeeper(pool, settings.admin_token)
         app.state.programs = ProgramCache(pool)
+        intake = app.state.intake = PurchaseIntake(pool, ledger)
         sweeper = None
         if settings.sweep_interval > 0:
             sweeper = asyncio.create_task(sweep_expired(ledger, settings.sweep_interval))
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            await intake.close()
             await ledger.close()
             await pool.close()
 

@@ -47,6 +47,12 @@ from rewards.codes import AccountCode, derived_id  # noqa: E402
 from rewards.programs import ProgramSpec, create_program  # noqa: E402
 from rewards.rule_versions import draft_rules, publish_rules  # noqa: E402
 from rewards.rules import EarnRules  # noqa: E402
+from rewards.tiers import (  # noqa: E402
+    ThresholdSpec,
+    TierSpec,
+    define_threshold,
+    define_tier,
+)
 
 SECRET = secrets.token_urlsafe(32)
 SLUG = "bench-shop"
@@ -72,7 +78,22 @@ async def load_program(url: str) -> tuple[str, object, int]:
             ProgramSpec(slug=SLUG, name="Bench", currency="ZAR", point_value_minor=Decimal(1)),
         )
         past = datetime.now(UTC) - timedelta(days=1)
-        version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
+        # A program as operators run them: a ladder and a threshold reward,
+        # so every purchase is also counted towards tiers.
+        for rank, (code, threshold) in enumerate(
+            (("blue", 0), ("silver", 500_000), ("gold", 2_000_000)), start=1
+        ):
+            await define_tier(
+                session, program, TierSpec(code=code, name=code, rank=rank, threshold=threshold)
+            )
+        await define_threshold(
+            session, program, ThresholdSpec(code="spend-1k", amount_minor=100_000, bonus_points=500)
+        )
+        rules = EarnRules(
+            points_per_unit=Decimal(1),
+            tier_multipliers={"silver": Decimal("1.5"), "gold": Decimal(2)},
+        )
+        version = await draft_rules(session, program, rules)
         await publish_rules(session, program, version.version, past, now=past)
         await session.commit()
     await ledger.close()

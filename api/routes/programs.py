@@ -41,7 +41,6 @@ from rewards.purchases import (
     PurchaseOutcome,
     ReturnEvent,
     ReturnOutcome,
-    record_purchase,
     return_purchase,
 )
 from rewards.redeeming import RewardSpec, RewardView, add_reward
@@ -279,21 +278,14 @@ class ProgramController(Controller):
     async def purchase(
         self,
         request: Request[Any, Any, Any],
-        db_session: NamedDependency[AsyncSession],
-        ledger: NamedDependency[Ledger],
         slug: FromPath[str],
         data: JSONBody[PurchaseEvent],
     ) -> Response[PurchaseOutcome]:
-        program = await get_program(db_session, slug)
-        outcome = await record_purchase(db_session, ledger, program, data, datetime.now(UTC))
-        if not outcome.replayed:
-            await audit.record(
-                db_session,
-                _caller(request),
-                "purchase.record",
-                f"program:{slug}:order:{data.order_id}",
-                {"points": outcome.points, "amount_minor": data.amount_minor},
-            )
+        # The hot write: no ORM session; the intake records concurrent
+        # requests' purchases (and their audit lines) in one transaction.
+        state = request.app.state
+        program = await state.programs.get(slug)
+        outcome = await state.intake.record(program, data, _caller(request))
         return created_or_replayed(outcome)
 
     @post(

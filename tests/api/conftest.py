@@ -6,9 +6,11 @@ meet the ids of ``new_ledger`` (which counts from 1).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -30,6 +32,9 @@ ISSUANCE_CODE = 1
 WALLET_CODE = 10
 
 _api_ledger_ids = itertools.count(100000)
+_program_slugs = itertools.count(1)
+
+Client = AsyncTestClient[Litestar]
 
 
 # Test apps do not sweep: a sweeper voids due holds in the whole shared
@@ -149,3 +154,46 @@ def private_database(server_url: str) -> Iterator[str]:
     with fresh_database(server_url) as url:
         migrate(url)
         yield url
+
+
+@pytest.fixture
+async def program(client: Client) -> str:
+    """A program with version 1 of its rules (1 point per unit) in force."""
+    return await open_program(client)
+
+
+async def open_program(client: Client) -> str:
+    slug = f"shop-{next(_program_slugs)}"
+    response = await client.post(
+        "/programs",
+        json={
+            "slug": slug,
+            "name": "Shop rewards",
+            "currency": "ZAR",
+            "point_value_minor": "0.5",
+            "return_window_days": 0,
+        },
+    )
+    assert response.status_code == 201, response.text
+    draft = await client.post(
+        f"/programs/{slug}/rules", json={"rules": {"points_per_unit": "1"}, "note": "launch"}
+    )
+    assert draft.status_code == 201, draft.text
+    start = datetime.now(UTC) + timedelta(milliseconds=300)
+    published = await client.post(
+        f"/programs/{slug}/rules/1/publish", json={"effective_from": start.isoformat()}
+    )
+    assert published.status_code == 200, published.text
+    await asyncio.sleep(0.4)  # purchases from now on are priced by version 1
+    return slug
+
+
+def purchase(order: str, amount: int, member: str = "m-1", **extra: Any) -> dict[str, Any]:
+    return {
+        "member": member,
+        "order_id": order,
+        "amount_minor": amount,
+        "currency": "ZAR",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        **extra,
+    }

@@ -2,59 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import asyncpg
 import pytest
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from api.access import issue_key
-from tests.api.conftest import AUTH, PROBLEM_JSON, PROBLEMS
-
-Client = AsyncTestClient[Litestar]
-_slugs = itertools.count(1)
-
-
-@pytest.fixture
-async def program(client: Client) -> str:
-    slug = f"shop-{next(_slugs)}"
-    response = await client.post(
-        "/programs",
-        json={
-            "slug": slug,
-            "name": "Shop rewards",
-            "currency": "ZAR",
-            "point_value_minor": "0.5",
-            "return_window_days": 0,
-        },
-    )
-    assert response.status_code == 201, response.text
-    draft = await client.post(
-        f"/programs/{slug}/rules", json={"rules": {"points_per_unit": "1"}, "note": "launch"}
-    )
-    assert draft.status_code == 201, draft.text
-    start = datetime.now(UTC) + timedelta(milliseconds=300)
-    published = await client.post(
-        f"/programs/{slug}/rules/1/publish", json={"effective_from": start.isoformat()}
-    )
-    assert published.status_code == 200, published.text
-    await asyncio.sleep(0.4)  # purchases from now on are priced by version 1
-    return slug
-
-
-def purchase(order: str, amount: int, member: str = "m-1", **extra: Any) -> dict[str, Any]:
-    return {
-        "member": member,
-        "order_id": order,
-        "amount_minor": amount,
-        "currency": "ZAR",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        **extra,
-    }
+from tests.api.conftest import AUTH, PROBLEM_JSON, PROBLEMS, Client, purchase
 
 
 async def test_purchase_flow_over_http(client: Client, program: str, pool: asyncpg.Pool) -> None:

@@ -1,0 +1,109 @@
+"""Purchases over HTTP go through the intake: concurrent requests are
+recorded a batch at a time, and each still gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from api.access import Caller
+from api.intake import PurchaseIntake
+from ledger import Ledger
+from rewards.errors import LedgerRefused
+from rewards.programs import read_program
+from rewards.purchases import PurchaseEvent, PurchaseOutcome
+from tests.api.conftest import PROBLEMS, Client, open_program, purchase
+
+MEMBERS = ["p-1", "p-2", "p-3"]
+
+
+async def test_concurrent_purchases_each_get_their_answer(
+    client: Client, program: str, pool: asyncpg.Pool
+) -> None:
+    for rank, (code, threshold) in enumerate((("blue", 0), ("silver", 10_000)), start=1):
+        tier = {"code": code, "name": code, "rank": rank, "threshold": threshold}
+        assert (await client.post(f"/programs/{program}/tiers", json=tier)).status_code == 201
+    threshold = {"code": "spend-5k", "amount_minor": 5_000, "bonus_points": 500}
+    assert (await client.post(f"/programs/{program}/thresholds", json=threshold)).status_code == 201
+    for member in MEMBERS:
+        await client.post(f"/programs/{program}/members", json={"external_id": member})
+
+    bodies = [purchase(f"{m}-{n}", 1_000, member=m) for m in MEMBERS for n in range(10)]
+    bodies += [bodies[0], bodies[11]]  # sent twice at the same time
+    bodies.append(purchase("U-1", 1_000, member="nobody"))
+    bodies.append(purchase("C-1", 1_000, member="p-1", currency="USD"))
+    responses = await asyncio.gather(
+        *(client.post(f"/programs/{program}/purchases", json=body) for body in bodies)
+    )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 30, 200: 2, 404: 1, 422: 1}, [r.text for r in responses]
+    assert responses[-2].json()["type"] == PROBLEMS + "not-found"
+    assert responses[-1].json()["type"] == PROBLEMS + "invalid-purchase"
+    assert {r.json()["points"] for r in responses if r.status_code in (200, 201)} == {10}
+
+    conflict = await client.post(
+        f"/programs/{program}/purchases", json={**bodies[0], "amount_minor": 5}
+    )
+    assert conflict.status_code == 409
+    for member in MEMBERS:
+        view = (await client.get(f"/programs/{program}/members/{member}")).json()
+        # 10 purchases of 1,000: 100 points pending, one threshold reward of
+        # 500, and silver reached at exactly 10,000.
+        assert (view["balance"]["pending"], view["balance"]["available"]) == (100, 500), view
+    tiers = await pool.fetch(
+        "SELECT m.tier_code FROM members m JOIN programs g ON g.id = m.program_id"
+        " WHERE g.slug = $1",
+        program,
+    )
+    assert [t["tier_code"] for t in tiers] == ["silver"] * len(MEMBERS)
+    audited = await pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE action = 'purchase.record' AND subject LIKE $1",
+        f"program:{program}:%",
+    )
+    assert audited == 30
+
+
+async def test_one_failing_event_does_not_fail_its_batch(
+    client: Client, program: str, pool: asyncpg.Pool, ledger: Ledger
+) -> None:
+    other = await open_program(client)
+    for slug in (program, other):
+        for member in MEMBERS:
+            await client.post(f"/programs/{slug}/members", json={"external_id": member})
+    good = await read_program(pool, program)
+    broken = await read_program(pool, other)
+    broken.issuance_account_id = uuid.uuid4()  # the ledger will refuse its earnings
+    intake = PurchaseIntake(pool, ledger, max_in_flight=1)
+    caller = Caller("test", frozenset({"*"}))
+
+    def event(order: str, member: str) -> PurchaseEvent:
+        return msgspec.convert(purchase(order, 2_000, member=member), PurchaseEvent)
+
+    try:
+        answers: list[Any] = await asyncio.gather(
+            intake.record(good, event("G-1", "p-1"), caller),
+            intake.record(broken, event("B-1", "p-2"), caller),
+            intake.record(good, event("G-2", "p-3"), caller),
+            return_exceptions=True,
+        )
+    finally:
+        await intake.close()
+    assert isinstance(answers[0], PurchaseOutcome) and answers[0].points == 20
+    assert isinstance(answers[1], LedgerRefused)
+    assert isinstance(answers[2], PurchaseOutcome) and answers[2].points == 20
+    recorded = await pool.fetch(
+        "SELECT order_id FROM purchases p JOIN programs g ON g.id = p.program_id"
+        " WHERE g.slug = $1 ORDER BY order_id",
+        program,
+    )
+    assert [r["order_id"] for r in recorded] == ["G-1", "G-2"]
+    audited = await pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE action = 'purchase.record' AND subject LIKE $1",
+        f"program:{program}:%",
+    )
+    assert audited == 2
