@@ -35,7 +35,7 @@ Answer = PurchaseOutcome | RewardsError
 
 class PurchaseIntake:
     def __init__(
-        self, pool: asyncpg.Pool, ledger: Ledger, *, max_batch: int = 500, max_in_flight: int = 2
+        self, pool: asyncpg.Pool, ledger: Ledger, *, max_batch: int = 500, max_in_flight: int = 4
     ) -> None:
         self._pool = pool
         self._ledger = ledger

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     Numeric,
     String,
@@ -100,10 +101,14 @@ class EarnRuleVersion(UUIDv7AuditBase):
 
 class Purchase(UUIDv7AuditBase):
     __tablename__ = "purchases"
-    __table_args__ = (UniqueConstraint("program_id", "order_id"),)
+    __table_args__ = (
+        UniqueConstraint("program_id", "order_id"),
+        # A member's qualifying window is one range of this index.
+        Index("ix_purchases_member_time", "member_id", "occurred_at"),
+    )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
-    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
     #: The operator's order id: the idempotency key of the purchase.
     order_id: Mapped[str] = mapped_column(String(200))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

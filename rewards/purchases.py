@@ -294,13 +294,18 @@ _TERMS = """SELECT json_build_object(
 )::text"""
 # Spend net of returns and points net of reversals in each window, one row
 # per window in the order given.
-_WINDOW_TOTALS = """SELECT coalesce(sum(p.amount_minor - p.returned_minor), 0)::bigint AS spend,
-    coalesce(sum(p.points - p.points_reversed), 0)::bigint AS points
+# (A lateral sum per window: one index range each, never a scan of all
+# purchases.)
+_WINDOW_TOTALS = """SELECT t.spend, t.points
 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[])
     WITH ORDINALITY AS w(member_id, starts, ends, n)
-LEFT JOIN purchases p
-    ON p.member_id = w.member_id AND p.occurred_at >= w.starts AND p.occurred_at < w.ends
-GROUP BY w.n ORDER BY w.n"""
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(p.amount_minor - p.returned_minor), 0)::bigint AS spend,
+        coalesce(sum(p.points - p.points_reversed), 0)::bigint AS points
+    FROM purchases p
+    WHERE p.member_id = w.member_id AND p.occurred_at >= w.starts AND p.occurred_at < w.ends
+) AS t
+ORDER BY w.n"""
 _INSERT_PURCHASES = """INSERT INTO purchases (id, program_id, member_id, order_id, occurred_at,
     amount_minor, currency, items, rule_version, points, earn_transfer_id, matures_at)
 SELECT p.id, $1, p.member_id, p.order_id, p.occurred_at, p.amount_minor, $2, p.items::jsonb,

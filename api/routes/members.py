@@ -141,12 +141,12 @@ class MemberController(Controller):
         request: Request[Any, Any, Any],
         ledger: NamedDependency[Ledger],
     ) -> Response[MemberBalance | None]:
-        # The hot read: programs from a short-lived cache, then two key
-        # look-ups on the ledger's pool; no ORM session, no transaction.
+        # The hot read: programs from a short-lived cache, then one key
+        # look-up on the ledger's pool; no ORM session, no transaction.
         identity: MemberIdentity = request.state.member_identity
         programs: ProgramCache = request.app.state.programs
         program = await programs.get(identity.program)
-        balance = await read_balance(ledger.pool, ledger, program, identity.member)
+        balance = await read_balance(ledger.pool, program, identity.member)
         etag = '"' + hashlib.sha256(msgspec.json.encode(balance)).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -19,6 +20,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.app import create_app
+from api.member_auth import InvalidToken, TokenVerifier
 from api.settings import Settings, SettingsError
 from ledger import Ledger, Transfer
 from rewards.programs import Enrolment, enrol_member
@@ -275,3 +277,18 @@ async def test_redeem_and_gift_over_http(
         "/me/gifts", json={"to": "ann", "points": 1}, headers={**headers, "Idempotency-Key": "g-2"}
     )
     assert to_self.status_code == 409
+
+
+async def test_a_remembered_token_still_expires() -> None:
+    verifier = TokenVerifier(Settings(member_jwt_secret=SECRET))
+    expires = int(time.time()) + 2
+    claims = {"sub": "ann", "program": "shop", "aud": AUDIENCE, "exp": expires}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    assert verifier.verify(token).member == "ann"
+    assert verifier.verify(token).member == "ann"  # from memory this time
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(InvalidToken):
+        verifier.verify(forged)
+    await asyncio.sleep(expires - time.time() + 0.05)
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
