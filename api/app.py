@@ -37,6 +37,7 @@ from api.routes.members import MemberController, ProgramCache
 from api.routes.programs import ProgramController
 from api.routes.stripe import stripe_webhook
 from api.settings import Settings, SettingsError
+from api.stores import LoopLocalStore
 from ledger import Ledger
 from ledger.connection import create_pool
 
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         state=State({"token_verifier": TokenVerifier(settings), "settings": settings}),
         dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
         lifespan=[ledger_lifespan],
+        stores={"rate_limit": LoopLocalStore()},
         plugins=[ProblemDetailsPlugin(problem_details_config()), SQLAlchemyPlugin(database)],
         openapi_config=openapi_config(),
     )

@@ -136,16 +136,13 @@ class MemberController(Controller):
         summary="Balance, with an ETag: If-None-Match answers 304",
         responses=problem_responses(401, 404, 429),
     )
-    async def balance(
-        self,
-        request: Request[Any, Any, Any],
-        ledger: NamedDependency[Ledger],
-    ) -> Response[MemberBalance | None]:
+    async def balance(self, request: Request[Any, Any, Any]) -> Response[MemberBalance | None]:
         # The hot read: programs from a short-lived cache, then one key
         # look-up on the ledger's pool; no ORM session, no transaction.
         identity: MemberIdentity = request.state.member_identity
         programs: ProgramCache = request.app.state.programs
         program = await programs.get(identity.program)
+        ledger: Ledger = request.app.state.ledger
         balance = await read_balance(ledger.pool, program, identity.member)
         etag = '"' + hashlib.sha256(msgspec.json.encode(balance)).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
