@@ -35,8 +35,12 @@ Answer = PurchaseOutcome | RewardsError
 
 class PurchaseIntake:
     def __init__(
-        self, pool: asyncpg.Pool, ledger: Ledger, *, max_batch: int = 500, max_in_flight: int = 4
+        self, pool: asyncpg.Pool, ledger: Ledger, *, max_batch: int = 500, max_in_flight: int = 1
     ) -> None:
+        # One batch at a time per process: the requests that arrive during
+        # it form the next, larger one. Measured on 2 cores with 64 clients,
+        # 1 in flight took ~1,550 purchases/s, 2 ~1,100/s, 4 ~950/s: a
+        # purchase's fixed cost per batch outweighs the overlap.
         self._pool = pool
         self._ledger = ledger
         self._batcher: MicroBatcher[_Submission, PurchaseOutcome] = MicroBatcher(
@@ -76,14 +80,20 @@ class PurchaseIntake:
         for position, submission in enumerate(batch):
             by_program.setdefault(submission.program.slug, []).append(position)
         async with self._pool.acquire() as connection, connection.transaction():
-            for slug, positions in by_program.items():
+            # Programs in one order in every batch, so that two batches take
+            # their members' and ledgers' locks in the same order.
+            for slug, positions in sorted(by_program.items()):
                 program = batch[positions[0]].program
+                # Atomic: the purchases, their ledger transfers and their
+                # audit lines commit together; nothing below waits on the
+                # ledger's writer.
                 outcomes = await record_purchases(
                     connection,
                     self._ledger,
                     program,
                     [batch[p].event for p in positions],
                     now,
+                    atomic=True,
                 )
                 for position, outcome in zip(positions, outcomes, strict=True):
                     answers[position] = outcome

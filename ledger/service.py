@@ -32,7 +32,7 @@ from ledger.schemas import (
 )
 from ledger.schemas import Account as AccountRequest
 from ledger.schemas import Ledger as LedgerDefinition
-from ledger.writer import TransferWriter
+from ledger.writer import TransferWriter, post_batch
 
 _ACCOUNT_RESULTS = tuple(CreateAccountResult)
 
@@ -85,6 +85,25 @@ class Ledger:
         """
         _check_batch(len(transfers))
         return await self._writer.submit(transfers)
+
+    async def create_transfers_within(
+        self,
+        connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+        transfers: Sequence[Transfer],
+    ) -> list[TransferOutcome]:
+        """``create_transfers`` inside the caller's open transaction on
+        ``connection``: the transfers commit, or roll back, with the caller's
+        own writes.
+
+        From this call to its end the transaction holds the ledger's lock, so
+        it must not wait on ``create_transfers`` (the writer) for the same
+        ledger before it ends: that wait would never end.
+        """
+        _check_batch(len(transfers))
+        if not transfers:
+            return []
+        [outcomes] = await post_batch(connection, [transfers])
+        return outcomes
 
     async def expire_pending(self, *, limit: int = 1000) -> int:
         """Void pending transfers whose timeout has passed; returns how many.

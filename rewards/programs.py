@@ -22,6 +22,7 @@ from ledger import (
 )
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.codes import AccountCode, derived_id
+from rewards.connections import Connection
 from rewards.errors import LedgerRefused, MemberNotActive, NotFound
 from rewards.models import Member, MemberStatus, Program
 
@@ -223,10 +224,16 @@ def _balance(program: Program, available: int, pending: int, debt: int) -> Membe
     )
 
 
-async def record_transfers(ledger: Ledger, transfers: list[Transfer]) -> list[TransferOutcome]:
+async def record_transfers(
+    ledger: Ledger, transfers: list[Transfer], *, within: Connection | None = None
+) -> list[TransferOutcome]:
     """Post transfers that must be recorded (or were already): any other
-    answer of the ledger is a refusal."""
-    outcomes = await ledger.create_transfers(transfers)
+    answer of the ledger is a refusal. ``within``: in that connection's open
+    transaction (see ``Ledger.create_transfers_within``)."""
+    if within is not None:
+        outcomes = await ledger.create_transfers_within(within, transfers)
+    else:
+        outcomes = await ledger.create_transfers(transfers)
     refused = [o for o in outcomes if o.result not in ("ok", "exists")]
     if refused:
         raise LedgerRefused(f"ledger refused transfer {refused[0].id}: {refused[0].result}")

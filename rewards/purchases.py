@@ -104,6 +104,8 @@ async def record_purchases(
     program: Program,
     events: Sequence[PurchaseEvent],
     now: datetime,
+    *,
+    atomic: bool = False,
 ) -> list[PurchaseOutcome | RewardsError]:
     """Price purchases with the rules in force at their time and hold their
     points as pending ledger transfers; count them towards tiers and
@@ -114,10 +116,15 @@ async def record_purchases(
     transaction; the caller commits. The members' rows are locked first, in
     id order: purchases of one member are counted one transaction after
     another (a threshold crossed by concurrent purchases is seen by the last
-    of them) and two batches cannot deadlock. The ledger is called last;
-    a crash between its commit and the caller's leaves a pending earning
-    whose purchase is missing until the event is sent again, and the derived
-    transfer id makes that retry converge.
+    of them) and two batches cannot deadlock.
+
+    The ledger is called last. With ``atomic``, on ``connection`` inside
+    the caller's transaction: the batch commits whole or not at all, and the
+    caller must then end its transaction without waiting on the ledger's
+    writer (``Ledger.create_transfers_within``). Without, through the
+    writer, which commits first: a crash before the caller's commit leaves a
+    pending earning whose purchase is missing until the event is sent again,
+    and the derived transfer id makes that retry converge.
     """
     members = {
         row["external_id"]: _Member(**dict(row))
@@ -155,7 +162,7 @@ async def record_purchases(
     if fresh:
         terms = await _program_terms(connection, program)
         rows = await _price_and_count(connection, program, terms, fresh)
-        await _write(connection, ledger, program, terms, rows)
+        await _write(connection, ledger, program, rows, atomic=atomic)
         for row in rows:
             answers[row.position] = row.outcome()
             recorded[row.event.order_id] = row.as_recorded()
@@ -451,7 +458,7 @@ async def _price(
 
 
 async def _write(
-    connection: Connection, ledger: Ledger, program: Program, terms: _Terms, rows: list[_Row]
+    connection: Connection, ledger: Ledger, program: Program, rows: list[_Row], *, atomic: bool
 ) -> None:
     inserted = await connection.fetch(
         _INSERT_PURCHASES,
@@ -534,7 +541,7 @@ async def _write(
         if grant_id in granted
     ]
     if transfers:
-        await record_transfers(ledger, transfers)
+        await record_transfers(ledger, transfers, within=connection if atomic else None)
 
 
 async def settle_matured_earnings(

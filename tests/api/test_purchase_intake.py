@@ -10,10 +10,13 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import pytest
 
+from api import audit
 from api.access import Caller
 from api.intake import PurchaseIntake
 from ledger import Ledger
+from rewards.codes import derived_id
 from rewards.errors import LedgerRefused
 from rewards.programs import read_program
 from rewards.purchases import PurchaseEvent, PurchaseOutcome
@@ -107,3 +110,33 @@ async def test_one_failing_event_does_not_fail_its_batch(
         f"program:{program}:%",
     )
     assert audited == 2
+
+
+async def test_a_batch_commits_whole_or_not_at_all(
+    client: Client,
+    program: str,
+    pool: asyncpg.Pool,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await client.post(f"/programs/{program}/members", json={"external_id": "p-1"})
+    shop = await read_program(pool, program)
+
+    async def failing_audit(*_: object) -> None:
+        raise RuntimeError("the audit trail is down")
+
+    monkeypatch.setattr(audit, "record_lines", failing_audit)
+    intake = PurchaseIntake(pool, ledger)
+    event = msgspec.convert(purchase("A-1", 2_000, member="p-1"), PurchaseEvent)
+    try:
+        with pytest.raises(RuntimeError):
+            await intake.record(shop, event, Caller("test", frozenset({"*"})))
+    finally:
+        await intake.close()
+    # The ledger's pending earning was written in the same transaction as
+    # the purchase: it rolled back with it.
+    assert await ledger.lookup_transfers([derived_id(shop.id, "earn", "A-1")]) == []
+    recorded = await pool.fetchval(
+        "SELECT count(*) FROM purchases WHERE program_id = $1 AND order_id = 'A-1'", shop.id
+    )
+    assert recorded == 0
