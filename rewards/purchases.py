@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer, TransferFlags, new_id
@@ -41,7 +41,7 @@ from rewards.programs import (
 )
 from rewards.rule_versions import parse_rules
 from rewards.rules import Basket, EarnRules, Item, Moment, points_for_return, quote_purchase
-from rewards.tiers import qualified_tier, window_at
+from rewards.tiers import qualified_tier, window_at, window_total
 
 _ITEMS = msgspec.json.Encoder()
 
@@ -162,7 +162,7 @@ async def record_purchases(
     if fresh:
         terms = await _program_terms(connection, program)
         rows = await _price_and_count(connection, program, terms, fresh)
-        await _write(connection, ledger, program, rows, atomic=atomic)
+        await _write(connection, ledger, program, terms, rows, atomic=atomic)
         for row in rows:
             answers[row.position] = row.outcome()
             recorded[row.event.order_id] = row.as_recorded()
@@ -251,6 +251,7 @@ class _Row(msgspec.Struct, kw_only=True):
     #: Threshold rewards whose amount the member's window spend reached.
     reached: list[_Threshold] = []
     window_start: datetime | None = None
+    window_end: datetime | None = None
 
     def outcome(self) -> PurchaseOutcome:
         return PurchaseOutcome(
@@ -326,14 +327,14 @@ RETURNING order_id"""
 _MOVE_TIERS = """UPDATE members m SET tier_code = u.code, tier_since = u.since, updated_at = now()
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, code, since)
 WHERE m.id = u.id"""
-# The unique key makes concurrent purchases agree on one grant: the loser
-# waits for the winner's commit and then inserts nothing.
+# The unique key of standing grants makes concurrent purchases agree on one
+# grant: the loser waits for the winner's commit and then inserts nothing.
 _GRANT_THRESHOLDS = """INSERT INTO threshold_grants (id, threshold_id, member_id, window_start,
-    transfer_id)
-SELECT g.id, g.threshold_id, g.member_id, g.window_start, g.id
-FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])
-    AS g(id, threshold_id, member_id, window_start)
-ON CONFLICT DO NOTHING
+    window_end, matures_at, transfer_id)
+SELECT g.id, g.threshold_id, g.member_id, g.window_start, g.window_end, g.matures_at, g.id
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
+    $6::timestamptz[]) AS g(id, threshold_id, member_id, window_start, window_end, matures_at)
+ON CONFLICT (threshold_id, member_id, window_start) WHERE NOT voided DO NOTHING
 RETURNING id"""
 
 
@@ -424,7 +425,7 @@ async def _price_and_count(
                 True,
             )
         row.reached = [t for t in terms.thresholds if spend >= t.amount_minor]
-        row.window_start = start
+        row.window_start, row.window_end = start, end
     return rows
 
 
@@ -458,7 +459,13 @@ async def _price(
 
 
 async def _write(
-    connection: Connection, ledger: Ledger, program: Program, rows: list[_Row], *, atomic: bool
+    connection: Connection,
+    ledger: Ledger,
+    program: Program,
+    terms: _Terms,
+    rows: list[_Row],
+    *,
+    atomic: bool,
 ) -> None:
     inserted = await connection.fetch(
         _INSERT_PURCHASES,
@@ -489,28 +496,38 @@ async def _write(
             [m.tier_code for m in moved.values()],
             [m.tier_since for m in moved.values()],
         )
-    grants: dict[uuid.UUID, tuple[_Threshold, _Member, datetime]] = {}
+    # The first purchase of the batch to reach a threshold is the one that
+    # crossed it: the reward is held until that purchase's return window ends.
+    grants: dict[tuple[uuid.UUID, uuid.UUID, datetime], _Row] = {}
     for row in rows:
         for threshold in row.reached:
             assert row.window_start is not None
+            grants.setdefault((threshold.id, row.member.id, row.window_start), row)
+    granted: set[uuid.UUID] = set()
+    pending_grants: list[tuple[uuid.UUID, _Threshold, _Row]] = []
+    if grants:
+        by_id = {t.id: t for t in terms.thresholds}
+        for (threshold_id, _, start), row in grants.items():
+            threshold = by_id[threshold_id]
             grant_id = derived_id(
                 program.id,
                 "threshold",
                 threshold.code,
                 row.member.external_id,
-                row.window_start.isoformat(),
+                start.isoformat(),
+                row.event.order_id,
             )
-            grants.setdefault(grant_id, (threshold, row.member, row.window_start))
-    granted: set[uuid.UUID] = set()
-    if grants:
+            pending_grants.append((grant_id, threshold, row))
         granted = {
             record["id"]
             for record in await connection.fetch(
                 _GRANT_THRESHOLDS,
-                list(grants),
-                [t.id for t, _, _ in grants.values()],
-                [m.id for _, m, _ in grants.values()],
-                [start for _, _, start in grants.values()],
+                [g for g, _, _ in pending_grants],
+                [t.id for _, t, _ in pending_grants],
+                [r.member.id for _, _, r in pending_grants],
+                [r.window_start for _, _, r in pending_grants],
+                [r.window_end for _, _, r in pending_grants],
+                [r.matures_at for _, _, r in pending_grants],
             )
         }
     transfers = [
@@ -531,13 +548,14 @@ async def _write(
         Transfer(
             id=grant_id,
             debit_account_id=program.issuance_account_id,
-            credit_account_id=member.wallet_account_id,
+            credit_account_id=row.member.wallet_account_id,
             amount=threshold.bonus_points,
             ledger=program.ledger_id,
             code=TransferCode.ADJUSTMENT,
-            metadata={"threshold": threshold.code},
+            flags=TransferFlags.PENDING,
+            metadata={"threshold": threshold.code, "order_id": row.event.order_id},
         )
-        for grant_id, (threshold, member, _) in grants.items()
+        for grant_id, threshold, row in pending_grants
         if grant_id in granted
     ]
     if transfers:
@@ -552,8 +570,17 @@ async def settle_matured_earnings(
     program: Program | None = None,
 ) -> int:
     """Post the pending earnings whose return window has ended: what returns
-    left of them is posted, a fully returned one is voided. Safe to run twice
-    and from several workers at once (rows are claimed with SKIP LOCKED)."""
+    left of them is posted, a fully returned one is voided; then the
+    threshold rewards due. Returns how many of both were settled. Safe to run
+    twice and from several workers at once (rows are claimed with SKIP
+    LOCKED)."""
+    settled = await _settle_purchases(session, ledger, now, limit, program)
+    return settled + await _settle_threshold_rewards(session, ledger, now, limit, program)
+
+
+async def _settle_purchases(
+    session: AsyncSession, ledger: Ledger, now: datetime, limit: int, program: Program | None
+) -> int:
     query = select(Purchase).where(
         Purchase.posted_at.is_(None),
         Purchase.earn_transfer_id.is_not(None),
@@ -589,6 +616,55 @@ async def settle_matured_earnings(
         purchase.posted_at = now
     await _repay_debts(session, ledger, due)
     await session.flush()
+    return len(due)
+
+
+_DUE_GRANTS = text("""SELECT g.id, g.member_id, g.window_start, g.window_end,
+    r.amount_minor, r.program_id
+FROM threshold_grants g JOIN threshold_rewards r ON r.id = g.threshold_id
+WHERE g.settled_at IS NULL AND g.matures_at <= :now
+    AND (CAST(:program AS uuid) IS NULL OR r.program_id = CAST(:program AS uuid))
+ORDER BY g.matures_at LIMIT :limit
+FOR UPDATE OF g SKIP LOCKED""")
+
+
+async def _settle_threshold_rewards(
+    session: AsyncSession, ledger: Ledger, now: datetime, limit: int, program: Program | None
+) -> int:
+    """Post a held threshold reward if the member's net spend in its window
+    still reaches the threshold once the crossing purchase's return window
+    has ended; void it if returns took the spend back under it (a later
+    purchase crossing again earns it anew)."""
+    due = (
+        await session.execute(
+            _DUE_GRANTS, {"now": now, "program": program.id if program else None, "limit": limit}
+        )
+    ).all()
+    if not due:
+        return 0
+    transfers, voided = [], []
+    for grant in due:
+        spend = await window_total(
+            session, grant.member_id, grant.window_start, grant.window_end, "spend"
+        )
+        keep = spend >= grant.amount_minor
+        if not keep:
+            voided.append(grant.id)
+        transfers.append(
+            Transfer(
+                id=derived_id(grant.program_id, "settle-threshold", str(grant.id)),
+                pending_id=grant.id,
+                flags=TransferFlags.POST_PENDING if keep else TransferFlags.VOID_PENDING,
+            )
+        )
+    await record_transfers(ledger, transfers)
+    await session.execute(
+        text(
+            "UPDATE threshold_grants SET settled_at = :now, voided = (id = ANY(:voided))"
+            " WHERE id = ANY(:ids)"
+        ),
+        {"now": now, "voided": voided, "ids": [g.id for g in due]},
+    )
     return len(due)
 
 

@@ -11,6 +11,7 @@ their end.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Protocol, TypeVar
@@ -80,11 +81,11 @@ def window_at(program: Program, enrolled_at: datetime, at: datetime) -> tuple[da
 async def qualifying(
     session: AsyncSession, program: Program, member: Member, start: datetime, end: datetime
 ) -> int:
-    return await _window_total(session, member, start, end, program.tier_basis)
+    return await window_total(session, member.id, start, end, program.tier_basis)
 
 
-async def _window_total(
-    session: AsyncSession, member: Member, start: datetime, end: datetime, basis: str
+async def window_total(
+    session: AsyncSession, member_id: uuid.UUID, start: datetime, end: datetime, basis: str
 ) -> int:
     """Spend (net of returns) or points (net of reversals) in [start, end)."""
     measure = (
@@ -94,7 +95,7 @@ async def _window_total(
     )
     total = await session.scalar(
         select(func.coalesce(func.sum(measure), 0)).where(
-            Purchase.member_id == member.id,
+            Purchase.member_id == member_id,
             Purchase.occurred_at >= start,
             Purchase.occurred_at < end,
         )

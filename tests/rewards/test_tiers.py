@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ledger import Ledger
 from rewards.models import Member, Program
 from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
-from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
+from rewards.purchases import (
+    PurchaseEvent,
+    ReturnEvent,
+    record_purchase,
+    return_purchase,
+    settle_matured_earnings,
+)
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
 from rewards.tiers import (
@@ -191,5 +197,45 @@ async def test_threshold_reward_granted_once_under_concurrency(
             assert await purchase(n)
     member = await get_member(session, program, "dee")
     balance = await member_balance(ledger, program, member)
-    # 10 purchases of 1,000 earn 10 points each (pending), plus one bonus of 500.
-    assert (balance.pending, balance.available) == (100, 500)
+    # 10 purchases of 1,000 earn 10 points each, plus one bonus of 500: all
+    # held until the return window of the purchases ends.
+    assert (balance.pending, balance.available) == (600, 0)
+    await settle_matured_earnings(session, ledger, now + timedelta(days=31), program=program)
+    await session.commit()
+    balance = await member_balance(ledger, program, member)
+    assert (balance.pending, balance.available) == (0, 600)
+
+
+async def test_threshold_reward_is_taken_back_when_returns_undo_it(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    program = await ladder_program(session, new_program, return_window_days=30)
+    await define_threshold(
+        session, program, ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500)
+    )
+    await session.commit()
+    member = await enrol(session, ledger, program, "eve")
+    keeper = await enrol(session, ledger, program, "kit")
+    day = YEAR_START + timedelta(days=1)
+    await buy(session, ledger, program, "eve", "E-1", 6_000, day)
+    await buy(session, ledger, program, "kit", "K-1", 6_000, day)
+    assert (await member_balance(ledger, program, member)).pending == 60 + 500
+    # A return inside the window takes eve back under the threshold.
+    await return_purchase(
+        session, ledger, program, "E-1", ReturnEvent(return_id="R-1", amount_minor=2_000)
+    )
+    await session.commit()
+    await settle_matured_earnings(session, ledger, day + timedelta(days=31), program=program)
+    await session.commit()
+    eve = await member_balance(ledger, program, member)
+    assert (eve.pending, eve.available) == (0, 40)  # the bonus was voided
+    kit = await member_balance(ledger, program, keeper)
+    assert (kit.pending, kit.available) == (0, 560)  # kit kept the spend, and the bonus
+    # Crossing again later in the same window earns it anew, once.
+    later = day + timedelta(days=40)
+    await buy(session, ledger, program, "eve", "E-2", 1_500, later)
+    await buy(session, ledger, program, "eve", "E-3", 1_500, later + timedelta(hours=1))
+    await settle_matured_earnings(session, ledger, later + timedelta(days=31), program=program)
+    await session.commit()
+    eve = await member_balance(ledger, program, member)
+    assert (eve.pending, eve.available) == (0, 40 + 15 + 15 + 500)
