@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import Conflict, InsufficientPoints, LedgerRefused
 from rewards.models import Member, Program
+from rewards.programs import lock_member
 
 
 class Adjustment(msgspec.Struct, kw_only=True, frozen=True):
@@ -31,12 +33,14 @@ class AdjustmentOutcome(msgspec.Struct, kw_only=True, frozen=True):
 
 
 async def adjust_points(
-    ledger: Ledger, program: Program, member: Member, adjustment: Adjustment
+    session: AsyncSession, ledger: Ledger, program: Program, member: Member, adjustment: Adjustment
 ) -> AdjustmentOutcome:
     """Credit or debit the wallet against the issuance account. A debit can
     never take more than the wallet holds."""
     wallet, issuance = member.wallet_account_id, program.issuance_account_id
     credit = adjustment.points > 0
+    if not credit:
+        await lock_member(session, member.id)
     [outcome] = await ledger.create_transfers(
         [
             Transfer(

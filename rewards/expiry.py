@@ -87,9 +87,12 @@ async def expire_points(
 ) -> int:
     """Move every expired, unspent point to breakage; returns how many.
 
-    A spend landing between the read of a wallet and its expiry transfer can
-    make the expiry take points that had not expired (the ledger only checks
-    that the wallet covers it): a known gap until per-lot bookkeeping.
+    Each page of members is locked (``lock_member``'s lock) from the read of
+    their wallets to the expiry transfers, so no spend lands in between and
+    takes points the expiry counted as unspent; members locked by a spend
+    in progress are skipped and looked at on the next run. The session is
+    committed after each page, so a page's locks are held only while it is
+    expired (the session must not expire its objects on commit).
     """
     if program.expiry_policy == "none":
         return 0
@@ -99,35 +102,41 @@ async def expire_points(
         query = select(Member).where(Member.program_id == program.id).order_by(Member.id)
         if after is not None:
             query = query.where(Member.id > after)
-        members = list(await session.scalars(query.limit(PAGE)))
+        members = list(await session.scalars(query.limit(PAGE).with_for_update(skip_locked=True)))
         if not members:
             return expired
         after = members[-1].id
-        due = await _due(ledger, program, members, now)
-        if not due:
-            continue
-        transfers = [
-            Transfer(
-                # Derived from the wallet's state as read: a rerun of the same
-                # expiry is the same transfer, a later one a new transfer.
-                id=derived_id(program.id, "expire", member.external_id, str(state.debits_posted)),
-                debit_account_id=member.wallet_account_id,
-                credit_account_id=program.breakage_account_id,
-                amount=points,
-                ledger=program.ledger_id,
-                code=TransferCode.EXPIRY,
-                metadata={"policy": program.expiry_policy},
-            )
-            for member, points, state in due
-        ]
-        for transfer, outcome in zip(
-            transfers, await ledger.create_transfers(transfers), strict=True
-        ):
-            if outcome.result == "ok":
-                expired += transfer.amount
-            elif outcome.result not in ("exists", "exceeds_credits"):
-                # exceeds_credits: spent meanwhile, the next run looks again.
-                raise LedgerRefused(f"expiry refused: {outcome.result}")
+        expired += await _expire(ledger, program, await _due(ledger, program, members, now))
+        await session.commit()
+
+
+async def _expire(
+    ledger: Ledger, program: Program, due: list[tuple[Member, int, AccountState]]
+) -> int:
+    expired = 0
+    if not due:
+        return 0
+    transfers = [
+        Transfer(
+            # Derived from the wallet's state as read: a rerun of the same
+            # expiry is the same transfer, a later one a new transfer.
+            id=derived_id(program.id, "expire", member.external_id, str(state.debits_posted)),
+            debit_account_id=member.wallet_account_id,
+            credit_account_id=program.breakage_account_id,
+            amount=points,
+            ledger=program.ledger_id,
+            code=TransferCode.EXPIRY,
+            metadata={"policy": program.expiry_policy},
+        )
+        for member, points, state in due
+    ]
+    for transfer, outcome in zip(transfers, await ledger.create_transfers(transfers), strict=True):
+        if outcome.result == "ok":
+            expired += transfer.amount
+        elif outcome.result not in ("exists", "exceeds_credits"):
+            # exceeds_credits: spent meanwhile, the next run looks again.
+            raise LedgerRefused(f"expiry refused: {outcome.result}")
+    return expired
 
 
 async def expiring_soon(

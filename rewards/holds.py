@@ -24,7 +24,7 @@ from rewards.errors import (
     NotFound,
 )
 from rewards.models import HoldStatus, Member, PointHold, Program
-from rewards.programs import require_active
+from rewards.programs import lock_member, require_active
 
 
 class HoldRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -73,6 +73,7 @@ async def hold_points(
             raise Conflict(f"Idempotency-Key {key!r} was used for another hold")
         return _view(earlier, now, replayed=True)
     require_active(member)
+    await lock_member(session, member.id)
     points = points_for_amount(program, request.amount_minor)
     transfer_id = derived_id(program.id, "hold", member.external_id, key)
     [outcome] = await ledger.create_transfers(

@@ -9,7 +9,8 @@ in the ``stripe_events`` inbox; the worker hands each stored event to
 - ``payment_intent.succeeded`` for an order, or ``charge.succeeded`` of a
   charge without a payment intent, is a purchase (the order id is the payment
   intent's or the charge's id);
-- ``charge.refunded`` returns the refunded part of that purchase.
+- ``charge.refunded`` returns the refunded part of that purchase, or takes
+  back the refunded share of points bought (as debt if they were spent).
 
 Payments name their member with metadata ``program`` and ``member``. Every
 step is idempotent (order, return and transfer ids derive from Stripe's ids),
@@ -30,9 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ledger import Ledger, Transfer
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import RewardsError
-from rewards.models import Program
-from rewards.programs import get_member, get_program, record_transfers
+from rewards.models import Member, Program
+from rewards.programs import get_member, get_program, record_transfers, take_back_points
 from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
+from rewards.rules import points_for_return
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,21 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
             # The metadata is ours, but the amount is what was paid: never
             # credit more points than the payment covers.
             return f"refused: paid {paid} {data.get('currency')} for {points} points"
+        # Kept as a row, so that a refund can take its share back.
+        await session.execute(
+            text(
+                "INSERT INTO points_purchases (payment_intent, program_id, member_id, points,"
+                " amount_minor) VALUES (:pi, :program, :member, :points, :paid)"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {
+                "pi": data["id"],
+                "program": program.id,
+                "member": member.id,
+                "points": points,
+                "paid": paid,
+            },
+        )
         await record_transfers(
             ledger,
             [
@@ -134,6 +151,9 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
     if kind == "charge.refunded":
         order = data.get("payment_intent") or data["id"]
         refunded = int(data.get("amount_refunded") or 0)
+        bought = await _refund_bought_points(session, ledger, program, member, order, refunded)
+        if bought is not None:
+            return bought
         # Cumulative refunds: the return id is the refunded total so far, so
         # each new refund returns only what is new.
         already = await session.scalar(
@@ -153,3 +173,51 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
         )
         return f"return: {returned.points_reversed} points"
     return f"ignored: {kind}"
+
+
+async def _refund_bought_points(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    payment_intent: str,
+    refunded: int,
+) -> str | None:
+    """Take back the share of bought points a refund pays back (cumulative,
+    like returns); None if the payment bought no points."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT points, amount_minor, refunded_minor, points_reversed FROM"
+                " points_purchases WHERE payment_intent = :pi AND program_id = :program"
+                " FOR UPDATE"
+            ),
+            {"pi": payment_intent, "program": program.id},
+        )
+    ).first()
+    if row is None:
+        return None
+    refunded = min(refunded, row.amount_minor)
+    if refunded <= row.refunded_minor:
+        return "ignored: nothing new refunded"
+    reversed_after = points_for_return(row.points, row.amount_minor, refunded)
+    points = reversed_after - row.points_reversed
+    debt = 0
+    if points:
+        debt = await take_back_points(
+            session,
+            ledger,
+            program,
+            member,
+            ("refund", payment_intent, f"refunded-to-{refunded}"),
+            points,
+            {"payment_intent": payment_intent, "refunded_minor": refunded},
+        )
+    await session.execute(
+        text(
+            "UPDATE points_purchases SET refunded_minor = :refunded, points_reversed = :reversed,"
+            " debt_points = debt_points + :debt WHERE payment_intent = :pi"
+        ),
+        {"refunded": refunded, "reversed": reversed_after, "debt": debt, "pi": payment_intent},
+    )
+    return f"refund of bought points: {points} points back ({debt} as debt)"

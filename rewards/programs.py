@@ -17,11 +17,12 @@ from ledger import (
     AccountState,
     Ledger,
     Transfer,
+    TransferFlags,
     TransferOutcome,
     new_id,
 )
 from ledger.schemas import Ledger as LedgerDefinition
-from rewards.codes import AccountCode, derived_id
+from rewards.codes import AccountCode, TransferCode, derived_id
 from rewards.connections import Connection
 from rewards.errors import LedgerRefused, MemberNotActive, NotFound
 from rewards.models import Member, MemberStatus, Program
@@ -195,6 +196,13 @@ class HasStatus(Protocol):
     status: str
 
 
+async def lock_member(session: AsyncSession, member_id: uuid.UUID) -> None:
+    """Lock the member's row to the end of the transaction. Every movement
+    out of a wallet happens under it, and so does expiry, which reads a
+    wallet and then debits it: no spend can land between the two."""
+    await session.execute(select(Member.id).where(Member.id == member_id).with_for_update())
+
+
 def require_active(member: HasStatus) -> None:
     """Frozen and closed members neither earn nor spend."""
     if member.status != MemberStatus.ACTIVE:
@@ -244,6 +252,67 @@ def _expect_created(outcomes: list[Any]) -> None:
     refused = [o for o in outcomes if o.result not in ("ok", "exists")]
     if refused:
         raise LedgerRefused(f"ledger refused account {refused[0].id}: {refused[0].result}")
+
+
+async def take_back_points(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    key: tuple[str, ...],
+    points: int,
+    metadata: dict[str, Any],
+) -> int:
+    """Take ``points`` back from the member (a return, a refund): from the
+    wallet what it holds, the shortfall as a debit of the member's debt
+    account; returns the debt recorded. ``key`` names the reversal: each
+    attempt has ids of its own (a refused id stays refused), and an attempt
+    already recorded is reused."""
+    await lock_member(session, member.id)
+    for attempt in range(5):
+        wallet_leg = derived_id(program.id, *key, str(attempt), "wallet")
+        debt_leg = derived_id(program.id, *key, str(attempt), "debt")
+        recorded = await ledger.lookup_transfers([wallet_leg, debt_leg])
+        if recorded:
+            return sum(t.amount for t in recorded if t.id == debt_leg)
+        [wallet] = await ledger.lookup_accounts([member.wallet_account_id])
+        take = max(0, min(points, spendable(wallet)))
+        legs = []
+        if take:
+            legs.append(
+                Transfer(
+                    id=wallet_leg,
+                    debit_account_id=member.wallet_account_id,
+                    credit_account_id=program.issuance_account_id,
+                    amount=take,
+                    ledger=program.ledger_id,
+                    code=TransferCode.RETURN_REVERSAL,
+                    metadata=metadata,
+                )
+            )
+        if points - take:
+            debt_account = await open_debt_account(session, ledger, program, member)
+            legs.append(
+                Transfer(
+                    id=debt_leg,
+                    debit_account_id=debt_account,
+                    credit_account_id=program.issuance_account_id,
+                    amount=points - take,
+                    ledger=program.ledger_id,
+                    code=TransferCode.DEBT,
+                    metadata=metadata,
+                )
+            )
+        if len(legs) == 2:
+            legs[0] = msgspec.structs.replace(legs[0], flags=TransferFlags.LINKED)
+        outcomes = await ledger.create_transfers(legs)
+        if all(o.result in ("ok", "exists") for o in outcomes):
+            return points - take
+        if not any(o.result == "exceeds_credits" for o in outcomes):
+            raise LedgerRefused(f"reversal refused by the ledger: {outcomes[-1].result}")
+        # The wallet moved meanwhile (a ledger call outside these use
+        # cases): read it again and retry.
+    raise LedgerRefused("the wallet kept changing; retry")
 
 
 # -- the read path of the member app: asyncpg, no ORM session ----------------

@@ -34,10 +34,11 @@ from rewards.errors import (
 from rewards.models import Member, Program, Purchase, PurchaseReturn
 from rewards.programs import (
     get_member,
-    open_debt_account,
+    lock_member,
     record_transfers,
     require_active,
     spendable,
+    take_back_points,
 )
 from rewards.rule_versions import parse_rules
 from rewards.rules import Basket, EarnRules, Item, Moment, points_for_return, quote_purchase
@@ -682,6 +683,7 @@ async def _repay_debts(session: AsyncSession, ledger: Ledger, settled: list[Purc
     )
     for member in indebted:
         assert member.debt_account_id is not None
+        await lock_member(session, member.id)
         program = await session.get_one(Program, member.program_id)
         [debt, wallet] = await ledger.lookup_accounts(
             [member.debt_account_id, member.wallet_account_id]
@@ -776,54 +778,15 @@ async def _take_back(
     event: ReturnEvent,
     points: int,
 ) -> int:
-    """Debit ``points`` from the wallet, the shortfall from the debt account;
-    returns the debt recorded. Each attempt has ids of its own, since a
-    refused id stays refused; an attempt already recorded is reused."""
-    key = ("return", purchase.order_id, event.return_id)
-    for attempt in range(5):
-        wallet_leg = derived_id(program.id, *key, str(attempt), "wallet")
-        debt_leg = derived_id(program.id, *key, str(attempt), "debt")
-        recorded = await ledger.lookup_transfers([wallet_leg, debt_leg])
-        if recorded:
-            return sum(t.amount for t in recorded if t.id == debt_leg)
-        [wallet] = await ledger.lookup_accounts([member.wallet_account_id])
-        available = spendable(wallet)
-        take = max(0, min(points, available))
-        legs = []
-        if take:
-            legs.append(
-                Transfer(
-                    id=wallet_leg,
-                    debit_account_id=member.wallet_account_id,
-                    credit_account_id=program.issuance_account_id,
-                    amount=take,
-                    ledger=program.ledger_id,
-                    code=TransferCode.RETURN_REVERSAL,
-                    metadata={"order_id": purchase.order_id, "return_id": event.return_id},
-                )
-            )
-        if points - take:
-            debt_account = await open_debt_account(session, ledger, program, member)
-            legs.append(
-                Transfer(
-                    id=debt_leg,
-                    debit_account_id=debt_account,
-                    credit_account_id=program.issuance_account_id,
-                    amount=points - take,
-                    ledger=program.ledger_id,
-                    code=TransferCode.DEBT,
-                    metadata={"order_id": purchase.order_id, "return_id": event.return_id},
-                )
-            )
-        if len(legs) == 2:
-            legs[0] = msgspec.structs.replace(legs[0], flags=TransferFlags.LINKED)
-        outcomes = await ledger.create_transfers(legs)
-        if all(o.result in ("ok", "exists") for o in outcomes):
-            return points - take
-        if not any(o.result == "exceeds_credits" for o in outcomes):
-            raise LedgerRefused(f"return refused by the ledger: {outcomes[-1].result}")
-        # The wallet was spent meanwhile: read it again and retry.
-    raise LedgerRefused("the wallet kept changing; retry the return")
+    return await take_back_points(
+        session,
+        ledger,
+        program,
+        member,
+        ("return", purchase.order_id, event.return_id),
+        points,
+        {"order_id": purchase.order_id, "return_id": event.return_id},
+    )
 
 
 def _replay(recorded: _Recorded, member: _Member, event: PurchaseEvent) -> PurchaseOutcome:

@@ -27,7 +27,7 @@ from rewards.errors import (
     RewardUnavailable,
 )
 from rewards.models import CatalogReward, Gift, Member, Program, Redemption
-from rewards.programs import find_member, require_active
+from rewards.programs import find_member, lock_member, require_active
 from rewards.rules import Moment
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -125,6 +125,7 @@ async def redeem(
             sku=redeemed.sku, quantity=earlier.quantity, points=earlier.points, replayed=True
         )
     require_active(member)
+    await lock_member(session, member.id)
     reward = await session.scalar(
         select(CatalogReward)
         .where(CatalogReward.program_id == program.id, CatalogReward.sku == request.sku)
@@ -194,7 +195,7 @@ async def give_gift(
     if recipient.id == sender.id:
         raise Conflict("a member cannot give points to themselves")
     # The sender's row lock makes the day's total exact under concurrency.
-    await session.execute(select(Member.id).where(Member.id == sender.id).with_for_update())
+    await lock_member(session, sender.id)
     day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
     given = await session.scalar(
         select(func.coalesce(func.sum(Gift.points), 0)).where(

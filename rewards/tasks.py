@@ -58,6 +58,6 @@ async def expire_all_points(
         )
     expired = 0
     for program in programs:
-        async with sessions() as session, session.begin():
+        async with sessions() as session:  # expire_points commits page by page
             expired += await expire_points(session, ledger, await session.merge(program), now)
     return expired

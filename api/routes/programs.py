@@ -480,7 +480,7 @@ class ProgramController(Controller):
     ) -> Response[AdjustmentOutcome]:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
-        outcome = await adjust_points(ledger, program, member, data)
+        outcome = await adjust_points(db_session, ledger, program, member, data)
         if not outcome.replayed:
             await audit.record(
                 db_session,

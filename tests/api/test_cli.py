@@ -162,7 +162,7 @@ def test_demo_is_idempotent_and_checks_clean(private_database: str) -> None:
     assert "program 'demo-shop' already there" in second.stdout
     assert check.exit_code == 0, check.output
     assert check.stdout == (
-        "ledger check: all invariants hold (2 ledgers, 11 accounts, 15 transfers)\n"
+        "ledger check: all invariants hold (2 ledgers, 11 accounts, 17 transfers)\n"
     )
     assert (
         sql(private_database, "SELECT count(*) FROM transfers WHERE flags & 2 <> 0 AND ledger = 1")

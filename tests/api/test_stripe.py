@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from ledger import Ledger
+from ledger import Ledger, Transfer
+from rewards.codes import TransferCode
 from rewards.payments import process_inbox
 from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
 from rewards.rule_versions import draft_rules, publish_rules
@@ -259,3 +260,74 @@ async def test_points_are_not_credited_beyond_the_payment(
     program = await get_program(session, shop)
     member = await get_member(session, program, "payer")
     assert (await member_balance(ledger, program, member)).available == 0
+
+
+async def test_a_refund_takes_bought_points_back(
+    stripe_client: AsyncTestClient[Litestar],
+    engine: AsyncEngine,
+    session: AsyncSession,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+) -> None:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    intent = f"pi_{uuid.uuid4().hex[:12]}"
+    metadata = {"kind": "points_purchase", "program": shop, "member": "payer", "points": "400"}
+    paid = {
+        "id": intent,
+        "object": "payment_intent",
+        "amount": 400,
+        "amount_received": 400,
+        "currency": "zar",
+        "metadata": metadata,
+    }
+
+    async def deliver(kind: str, obj: dict[str, Any]) -> str:
+        body, headers = signed(event(kind, obj))
+        sent = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+        assert sent.status_code == 201, sent.text
+        await process_inbox(sessions, ledger)
+        outcome: str = await pool.fetchval(
+            "SELECT outcome FROM stripe_events WHERE id = $1", sent.json()["id"]
+        )
+        return outcome
+
+    def refund(total: int) -> dict[str, Any]:
+        return {
+            "id": f"ch_{intent}",
+            "object": "charge",
+            "payment_intent": intent,
+            "amount": 400,
+            "amount_refunded": total,
+            "metadata": metadata,
+        }
+
+    assert (await deliver("payment_intent.succeeded", paid)) == "points bought: 400"
+    program = await get_program(session, shop)
+    member = await get_member(session, program, "payer")
+    # Half refunded: half the points go back.
+    half = await deliver("charge.refunded", refund(200))
+    assert half == "refund of bought points: 200 points back (0 as debt)"
+    assert (await member_balance(ledger, program, member)).available == 200
+    # The member spends 150; the rest is refunded: 50 from the wallet, 150 as debt.
+    [spent] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=uuid.uuid4(),
+                debit_account_id=member.wallet_account_id,
+                credit_account_id=program.redemption_account_id,
+                amount=150,
+                ledger=program.ledger_id,
+                code=TransferCode.REDEMPTION,
+            )
+        ]
+    )
+    assert spent.result == "ok"
+    assert (await deliver("charge.refunded", refund(400))) == (
+        "refund of bought points: 200 points back (150 as debt)"
+    )
+    # The same refund delivered again changes nothing.
+    assert (await deliver("charge.refunded", refund(400))) == "ignored: nothing new refunded"
+    await session.refresh(member)
+    balance = await member_balance(ledger, program, member)
+    assert (balance.available, balance.debt) == (0, 150)

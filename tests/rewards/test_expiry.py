@@ -6,13 +6,13 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ledger import Ledger, Transfer, check_invariants
 from rewards.codes import TransferCode
 from rewards.expiry import add_months, expire_points, expiring_soon
 from rewards.models import Member, Program
-from rewards.programs import Enrolment, enrol_member, member_balance
+from rewards.programs import Enrolment, enrol_member, lock_member, member_balance
 from tests.conftest import NewProgram
 
 
@@ -83,3 +83,25 @@ async def test_inactivity_expires_all_after_quiet_months(
         == 80
     )
     assert (await member_balance(ledger, program, member)).available == 0
+
+
+async def test_expiry_waits_out_a_spend_in_progress(
+    engine: AsyncEngine, session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    """A spend holds its member's row from its read to its commit: expiry
+    skips that member instead of reading a wallet about to change."""
+    program = await new_program(expiry_policy="inactivity", expiry_months=6)
+    busy, _ = await enrol_member(session, ledger, program, Enrolment(external_id="busy"))
+    idle, _ = await enrol_member(session, ledger, program, Enrolment(external_id="idle"))
+    await session.commit()
+    await move(ledger, program, busy, 80)
+    await move(ledger, program, idle, 20)
+    later = add_months(datetime.now(UTC), 6) + timedelta(seconds=5)
+    async with AsyncSession(engine) as spender:
+        await lock_member(spender, busy.id)  # a redemption in progress
+        assert await expire_points(session, ledger, program, later) == 20
+        await move(ledger, program, busy, -30)  # the redemption lands
+        await spender.commit()
+    # The next run sees the wallet after the spend, never before it.
+    assert await expire_points(session, ledger, program, later) == 50
+    assert (await member_balance(ledger, program, busy)).available == 0
