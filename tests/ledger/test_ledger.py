@@ -434,3 +434,25 @@ async def test_posts_beside_many_other_accounts_in_one_batch(
         assert (states[holder].credits_pending, states[holder].credits_posted) == (0, 100 + n)
     assert all(states[w].credits_posted == 1 for w in others)
     assert await check_invariants(ledger.pool, ledger_id) == []
+
+
+async def test_transfers_within_a_transaction_commit_or_roll_back_with_it(
+    ledger: Ledger, new_ledger: NewLedger
+) -> None:
+    ledger_id = await new_ledger()
+    issuance, member = await open_accounts(ledger, ledger_id, AccountFlags.NONE, WALLET)
+    undone, kept = earn(ledger_id, issuance, member, 40), earn(ledger_id, issuance, member, 60)
+    async with ledger.pool.acquire() as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        [outcome] = await ledger.create_transfers_within(connection, [undone])
+        assert outcome.result == "ok"
+        await transaction.rollback()
+        async with connection.transaction():
+            [outcome] = await ledger.create_transfers_within(connection, [kept])
+            assert outcome.result == "ok"
+    assert await ledger.lookup_transfers([undone.id]) == []
+    assert await balances(ledger, member) == [(0, 0, 0, 60)]
+    # The rolled-back id was never recorded, so it can still be posted.
+    [again] = await ledger.create_transfers([undone])
+    assert again.result == "ok"
