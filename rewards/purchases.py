@@ -115,9 +115,9 @@ async def record_purchases(
 
     A fixed number of statements serves the whole batch, inside the caller's
     transaction; the caller commits. The members' rows are locked first, in
-    id order: purchases of one member are counted one transaction after
-    another (a threshold crossed by concurrent purchases is seen by the last
-    of them) and two batches cannot deadlock.
+    the order of their external ids: purchases of one member are counted one
+    transaction after another (a threshold crossed by concurrent purchases is
+    seen by the last of them) and two batches cannot deadlock.
 
     The ledger is called last. With ``atomic``, on ``connection`` inside
     the caller's transaction: the batch commits whole or not at all, and the
@@ -127,18 +127,15 @@ async def record_purchases(
     pending earning whose purchase is missing until the event is sent again,
     and the derived transfer id makes that retry converge.
     """
-    members = {
-        row["external_id"]: _Member(**dict(row))
-        for row in await connection.fetch(
-            _LOCK_MEMBERS, program.id, sorted({e.member for e in events})
-        )
-    }
-    recorded = {
-        row["order_id"]: _Recorded(**dict(row))
-        for row in await connection.fetch(
-            _RECORDED, program.id, sorted({e.order_id for e in events})
-        )
-    }
+    read = await connection.fetchrow(
+        _READ_BATCH,
+        program.id,
+        sorted({e.member for e in events}),
+        sorted({e.order_id for e in events}),
+    )
+    assert read is not None
+    members = {m.external_id: m for m in _MEMBERS.decode(read["members"])}
+    recorded = {r.order_id: r for r in _RECORDEDS.decode(read["recorded"])}
     answers: list[PurchaseOutcome | RewardsError | None] = []
     fresh: list[tuple[int, PurchaseEvent, _Member]] = []
     claimed: dict[str, int] = {}
@@ -161,7 +158,7 @@ async def record_purchases(
         fresh.append((len(answers), event, member))
         answers.append(None)
     if fresh:
-        terms = await _program_terms(connection, program)
+        terms = _parse_terms(read["terms"])
         rows = await _price_and_count(connection, program, terms, fresh)
         await _write(connection, ledger, program, terms, rows, atomic=atomic)
         for row in rows:
@@ -276,17 +273,37 @@ class _Row(msgspec.Struct, kw_only=True):
         )
 
 
-_LOCK_MEMBERS = (
-    "SELECT id, external_id, status, wallet_account_id, tier_code, tier_since, created_at"
-    " FROM members WHERE program_id = $1 AND external_id = ANY($2::text[])"
-    " ORDER BY id FOR UPDATE"
+_MEMBERS = msgspec.json.Decoder(list[_Member])
+_RECORDEDS = msgspec.json.Decoder(list[_Recorded])
+
+# Round trips cost more than these statements on a busy machine, so a batch
+# reads in one statement and writes in one.
+#
+# The read: the batch's members, locked one after another in the order given
+# (callers sort them, so two batches lock in the same order); the orders
+# already recorded; and the program's terms as one document. (The recorded orders are
+# read with the statement's snapshot, taken before a member lock may have had
+# to wait: an order recorded by the batch that held the lock is then caught by
+# the insert's unique key, and the batch is retried. They are looked up one
+# key at a time, laterally, like the members: a plan made on stale statistics
+# once scanned all of the program's purchases for them.)
+_READ_BATCH = """WITH locked AS (
+    SELECT m.id, m.external_id, m.status, m.wallet_account_id, m.tier_code, m.tier_since,
+        m.created_at
+    FROM unnest($2::text[]) WITH ORDINALITY AS e(external_id, n)
+    CROSS JOIN LATERAL (SELECT * FROM members k
+        WHERE k.program_id = $1 AND k.external_id = e.external_id LIMIT 1 FOR UPDATE) AS m
+    ORDER BY e.n
 )
-_RECORDED = (
-    "SELECT order_id, member_id, amount_minor, occurred_at, items::text AS items, points,"
-    " rule_version, matures_at FROM purchases"
-    " WHERE program_id = $1 AND order_id = ANY($2::text[])"
-)
-_TERMS = """SELECT json_build_object(
+SELECT (SELECT coalesce(json_agg(locked), '[]') FROM locked)::text AS members,
+    (SELECT coalesce(json_agg(json_build_object('order_id', p.order_id,
+        'member_id', p.member_id, 'amount_minor', p.amount_minor,
+        'occurred_at', p.occurred_at, 'items', p.items::text, 'points', p.points,
+        'rule_version', p.rule_version, 'matures_at', p.matures_at)), '[]')
+     FROM unnest($3::text[]) AS o(order_id)
+     CROSS JOIN LATERAL (SELECT * FROM purchases q
+        WHERE q.program_id = $1 AND q.order_id = o.order_id LIMIT 1) AS p)::text AS recorded,
+    json_build_object(
     'versions', coalesce((
         SELECT json_agg(json_build_object('version', v.version,
             'effective_from', v.effective_from, 'rules', v.rules)
@@ -300,7 +317,7 @@ _TERMS = """SELECT json_build_object(
         SELECT json_agg(json_build_object('id', r.id, 'code', r.code,
             'amount_minor', r.amount_minor, 'bonus_points', r.bonus_points) ORDER BY r.code)
         FROM threshold_rewards r WHERE r.program_id = $1), '[]')
-)::text"""
+    )::text AS terms"""
 # Spend net of returns and points net of reversals in each window, one row
 # per window in the order given.
 # (A lateral sum per window: one index range each, never a scan of all
@@ -315,28 +332,39 @@ CROSS JOIN LATERAL (
     WHERE p.member_id = w.member_id AND p.occurred_at >= w.starts AND p.occurred_at < w.ends
 ) AS t
 ORDER BY w.n"""
-_INSERT_PURCHASES = """INSERT INTO purchases (id, program_id, member_id, order_id, occurred_at,
-    amount_minor, currency, items, rule_version, points, earn_transfer_id, matures_at)
-SELECT p.id, $1, p.member_id, p.order_id, p.occurred_at, p.amount_minor, $2, p.items::jsonb,
-    p.rule_version, p.points, p.earn_id, p.matures_at
-FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::bigint[], $8::text[],
-    $9::integer[], $10::bigint[], $11::uuid[], $12::timestamptz[])
-    AS p(id, member_id, order_id, occurred_at, amount_minor, items, rule_version, points,
-        earn_id, matures_at)
-ON CONFLICT (program_id, order_id) DO NOTHING
-RETURNING order_id"""
-_MOVE_TIERS = """UPDATE members m SET tier_code = u.code, tier_since = u.since, updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, code, since)
-WHERE m.id = u.id"""
-# The unique key of standing grants makes concurrent purchases agree on one
-# grant: the loser waits for the winner's commit and then inserts nothing.
-_GRANT_THRESHOLDS = """INSERT INTO threshold_grants (id, threshold_id, member_id, window_start,
-    window_end, matures_at, transfer_id)
-SELECT g.id, g.threshold_id, g.member_id, g.window_start, g.window_end, g.matures_at, g.id
-FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
-    $6::timestamptz[]) AS g(id, threshold_id, member_id, window_start, window_end, matures_at)
-ON CONFLICT (threshold_id, member_id, window_start) WHERE NOT voided DO NOTHING
-RETURNING id"""
+# The write: purchases, tier moves and threshold grants in one statement
+# (data-modifying CTEs always run to completion). The unique key of standing
+# grants makes concurrent purchases agree on one grant: the loser waits for
+# the winner's commit and then inserts nothing.
+_WRITE_BATCH = """WITH inserted AS (
+    INSERT INTO purchases (id, program_id, member_id, order_id, occurred_at, amount_minor,
+        currency, items, rule_version, points, earn_transfer_id, matures_at)
+    SELECT p.id, $1, p.member_id, p.order_id, p.occurred_at, p.amount_minor, $2,
+        p.items::jsonb, p.rule_version, p.points, p.earn_id, p.matures_at
+    FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::bigint[],
+        $8::text[], $9::integer[], $10::bigint[], $11::uuid[], $12::timestamptz[])
+        AS p(id, member_id, order_id, occurred_at, amount_minor, items, rule_version, points,
+            earn_id, matures_at)
+    ON CONFLICT (program_id, order_id) DO NOTHING
+    RETURNING order_id
+), moved AS (
+    UPDATE members m SET tier_code = u.code, tier_since = u.since, updated_at = now()
+    FROM unnest($13::uuid[], $14::text[], $15::timestamptz[]) AS u(id, code, since)
+    WHERE m.id = u.id
+    RETURNING m.id
+), granted AS (
+    INSERT INTO threshold_grants (id, threshold_id, member_id, window_start, window_end,
+        matures_at, transfer_id)
+    SELECT g.id, g.threshold_id, g.member_id, g.window_start, g.window_end, g.matures_at, g.id
+    FROM unnest($16::uuid[], $17::uuid[], $18::uuid[], $19::timestamptz[],
+        $20::timestamptz[], $21::timestamptz[])
+        AS g(id, threshold_id, member_id, window_start, window_end, matures_at)
+    ON CONFLICT (threshold_id, member_id, window_start) WHERE NOT voided DO NOTHING
+    RETURNING id
+)
+SELECT ARRAY(SELECT order_id FROM inserted)::text[] AS inserted,
+    ARRAY(SELECT id FROM granted)::uuid[] AS granted,
+    (SELECT count(*) FROM moved) AS moved"""
 
 
 @functools.lru_cache(maxsize=256)
@@ -349,10 +377,6 @@ def _parse_terms(document: str) -> _Terms:
         tiers=parsed.tiers,
         thresholds=parsed.thresholds,
     )
-
-
-async def _program_terms(connection: Connection, program: Program) -> _Terms:
-    return _parse_terms(await connection.fetchval(_TERMS, program.id))
 
 
 def _check(program: Program, member: _Member, event: PurchaseEvent, now: datetime) -> None:
@@ -468,8 +492,29 @@ async def _write(
     *,
     atomic: bool,
 ) -> None:
-    inserted = await connection.fetch(
-        _INSERT_PURCHASES,
+    moved = {r.member.id: r.member for r in rows if r.member.moved}
+    # The first purchase of the batch to reach a threshold is the one that
+    # crossed it: the reward is held until that purchase's return window ends.
+    grants: dict[tuple[uuid.UUID, uuid.UUID, datetime], _Row] = {}
+    for row in rows:
+        for threshold in row.reached:
+            assert row.window_start is not None
+            grants.setdefault((threshold.id, row.member.id, row.window_start), row)
+    by_id = {t.id: t for t in terms.thresholds}
+    pending_grants: list[tuple[uuid.UUID, _Threshold, _Row]] = []
+    for (threshold_id, _, start), row in grants.items():
+        threshold = by_id[threshold_id]
+        grant_id = derived_id(
+            program.id,
+            "threshold",
+            threshold.code,
+            row.member.external_id,
+            start.isoformat(),
+            row.event.order_id,
+        )
+        pending_grants.append((grant_id, threshold, row))
+    written = await connection.fetchrow(
+        _WRITE_BATCH,
         program.id,
         program.currency,
         [r.id for r in rows],
@@ -482,55 +527,25 @@ async def _write(
         [r.points for r in rows],
         [r.earn_id for r in rows],
         [r.matures_at for r in rows],
+        list(moved),
+        [m.tier_code for m in moved.values()],
+        [m.tier_since for m in moved.values()],
+        [g for g, _, _ in pending_grants],
+        [t.id for _, t, _ in pending_grants],
+        [r.member.id for _, _, r in pending_grants],
+        [r.window_start for _, _, r in pending_grants],
+        [r.window_end for _, _, r in pending_grants],
+        [r.matures_at for _, _, r in pending_grants],
     )
-    if len(inserted) != len(rows):
-        # Another member's purchase took the order id since this batch
-        # looked: the answer must come from what was recorded.
-        done = {row["order_id"] for row in inserted}
+    assert written is not None
+    if len(written["inserted"]) != len(rows):
+        # Another request's purchase took the order id since this batch
+        # looked: the whole batch is undone, and the answer must come from
+        # what was recorded.
+        done = set(written["inserted"])
         late = next(r.event.order_id for r in rows if r.event.order_id not in done)
         raise Conflict(f"order {late!r} was being recorded by another request; send it again")
-    moved = {r.member.id: r.member for r in rows if r.member.moved}
-    if moved:
-        await connection.execute(
-            _MOVE_TIERS,
-            list(moved),
-            [m.tier_code for m in moved.values()],
-            [m.tier_since for m in moved.values()],
-        )
-    # The first purchase of the batch to reach a threshold is the one that
-    # crossed it: the reward is held until that purchase's return window ends.
-    grants: dict[tuple[uuid.UUID, uuid.UUID, datetime], _Row] = {}
-    for row in rows:
-        for threshold in row.reached:
-            assert row.window_start is not None
-            grants.setdefault((threshold.id, row.member.id, row.window_start), row)
-    granted: set[uuid.UUID] = set()
-    pending_grants: list[tuple[uuid.UUID, _Threshold, _Row]] = []
-    if grants:
-        by_id = {t.id: t for t in terms.thresholds}
-        for (threshold_id, _, start), row in grants.items():
-            threshold = by_id[threshold_id]
-            grant_id = derived_id(
-                program.id,
-                "threshold",
-                threshold.code,
-                row.member.external_id,
-                start.isoformat(),
-                row.event.order_id,
-            )
-            pending_grants.append((grant_id, threshold, row))
-        granted = {
-            record["id"]
-            for record in await connection.fetch(
-                _GRANT_THRESHOLDS,
-                [g for g, _, _ in pending_grants],
-                [t.id for _, t, _ in pending_grants],
-                [r.member.id for _, _, r in pending_grants],
-                [r.window_start for _, _, r in pending_grants],
-                [r.window_end for _, _, r in pending_grants],
-                [r.matures_at for _, _, r in pending_grants],
-            )
-        }
+    granted = set(written["granted"])
     transfers = [
         Transfer(
             id=row.earn_id,
