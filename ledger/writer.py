@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ledger.batching import MicroBatcher
 from ledger.errors import LedgerUnavailable
 from ledger.schemas import (
@@ -19,10 +21,12 @@ from ledger.schemas import (
 if TYPE_CHECKING:
     import asyncpg
 
+_JSON = msgspec.json.Encoder()
+
 CREATE_TRANSFERS_SQL = (
     "SELECT results, timestamps FROM ledger_create_transfers("
     "$1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::integer[], $6::integer[],"
-    " $7::integer[], $8::uuid[], $9::integer[], $10::jsonb[], $11::timestamptz[])"
+    " $7::integer[], $8::uuid[], $9::integer[], $10::text[]::jsonb[], $11::timestamptz[])"
 )
 
 
@@ -46,7 +50,9 @@ def encode_batch(requests: Sequence[Sequence[Transfer]]) -> tuple[list[Any], ...
         flags,
         [t.pending_id for t in flat],
         [t.timeout for t in flat],
-        [t.metadata for t in flat],
+        # As JSON text: the connection may be another's (a caller's ORM
+        # session) with other codecs than the ledger pool's.
+        [None if t.metadata is None else _JSON.encode(t.metadata).decode() for t in flat],
         [t.effective_at for t in flat],
     )
 

@@ -146,6 +146,9 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
                 occurred_at=min(at, now),
             ),
             now,
+            # The event's transaction only marks the inbox row after this:
+            # the purchase, its ledger transfers and that mark commit together.
+            atomic=True,
         )
         return f"purchase: {result.points} points"
     if kind == "charge.refunded":

@@ -84,12 +84,20 @@ class ReturnOutcome(msgspec.Struct, kw_only=True, frozen=True):
 
 
 async def record_purchase(
-    session: AsyncSession, ledger: Ledger, program: Program, event: PurchaseEvent, now: datetime
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    event: PurchaseEvent,
+    now: datetime,
+    *,
+    atomic: bool = False,
 ) -> PurchaseOutcome:
-    """``record_purchases`` for one event, inside the session's transaction."""
+    """``record_purchases`` for one event, inside the session's transaction
+    (``atomic``: the ledger transfers too, when nothing after this in the
+    transaction waits on the ledger's writer)."""
     member = await get_member(session, program, event.member)
     [outcome] = await record_purchases(
-        await session_connection(session), ledger, program, [event], now
+        await session_connection(session), ledger, program, [event], now, atomic=atomic
     )
     if isinstance(outcome, Exception):
         raise outcome
