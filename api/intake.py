@@ -23,6 +23,15 @@ from rewards.errors import RewardsError
 from rewards.models import Program
 from rewards.purchases import PurchaseEvent, PurchaseOutcome, record_purchases
 
+#: Failures of the connection rather than of an event.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)
+
 
 class _Submission(msgspec.Struct, frozen=True):
     program: Program
@@ -60,57 +69,62 @@ class PurchaseIntake:
         await self._batcher.close()
 
     async def _record(self, batch: list[_Submission]) -> Sequence[Answer | Exception]:
+        answers: list[Answer | Exception | None] = [None] * len(batch)
+        by_program: dict[str, list[int]] = {}
+        for position, submission in enumerate(batch):
+            by_program.setdefault(submission.program.slug, []).append(position)
+        # One transaction per program: a transaction that has posted to one
+        # ledger must not then wait on row locks of another program, which a
+        # caller waiting on the ledger's writer may hold.
+        for positions in by_program.values():
+            group = [batch[p] for p in positions]
+            for position, answer in zip(positions, await self._record_group(group), strict=True):
+                answers[position] = answer
+        return [a for a in answers if a is not None]
+
+    async def _record_group(self, group: list[_Submission]) -> list[Answer | Exception]:
         try:
-            return await self._record_together(batch)
-        except Exception:
-            if len(batch) == 1:
-                raise
+            return list(await self._record_together(group))
+        except _UNREACHABLE as error:
+            # The database did not answer: trying each event again would
+            # only make every caller wait longer for the same error.
+            return [error] * len(group)
+        except Exception as error:
+            if len(group) == 1:
+                return [error]
         answers: list[Answer | Exception] = []
-        for submission in batch:
+        for submission in group:
             try:
                 answers += await self._record_together([submission])
             except Exception as error:
                 answers.append(error)
         return answers
 
-    async def _record_together(self, batch: list[_Submission]) -> list[Answer]:
+    async def _record_together(self, group: list[_Submission]) -> list[Answer]:
+        """The events of one program in one transaction: purchases, ledger
+        transfers and audit lines commit together."""
         now = datetime.now(UTC)
-        answers: list[Answer | None] = [None] * len(batch)
-        by_program: dict[str, list[int]] = {}
-        for position, submission in enumerate(batch):
-            by_program.setdefault(submission.program.slug, []).append(position)
+        program = group[0].program
         async with self._pool.acquire() as connection, connection.transaction():
-            # Programs in one order in every batch, so that two batches take
-            # their members' and ledgers' locks in the same order.
-            for slug, positions in sorted(by_program.items()):
-                program = batch[positions[0]].program
-                # Atomic: the purchases, their ledger transfers and their
-                # audit lines commit together; nothing below waits on the
-                # ledger's writer.
-                outcomes = await record_purchases(
-                    connection,
-                    self._ledger,
-                    program,
-                    [batch[p].event for p in positions],
-                    now,
-                    atomic=True,
-                )
-                for position, outcome in zip(positions, outcomes, strict=True):
-                    answers[position] = outcome
-                await audit.record_lines(
-                    connection,
-                    [
-                        audit.Line(
-                            actor=batch[p].caller.actor,
-                            action="purchase.record",
-                            subject=f"program:{slug}:order:{o.order_id}",
-                            details={
-                                "points": o.points,
-                                "amount_minor": batch[p].event.amount_minor,
-                            },
-                        )
-                        for p, o in zip(positions, outcomes, strict=True)
-                        if isinstance(o, PurchaseOutcome) and not o.replayed
-                    ],
-                )
-        return [a for a in answers if a is not None]
+            # Atomic: after the ledger call nothing here waits on a lock
+            # another caller could hold while waiting on the ledger's writer.
+            outcomes = await record_purchases(
+                connection, self._ledger, program, [s.event for s in group], now, atomic=True
+            )
+            await audit.record_lines(
+                connection,
+                [
+                    audit.Line(
+                        actor=submission.caller.actor,
+                        action="purchase.record",
+                        subject=f"program:{program.slug}:order:{outcome.order_id}",
+                        details={
+                            "points": outcome.points,
+                            "amount_minor": submission.event.amount_minor,
+                        },
+                    )
+                    for submission, outcome in zip(group, outcomes, strict=True)
+                    if isinstance(outcome, PurchaseOutcome) and not outcome.replayed
+                ],
+            )
+        return outcomes

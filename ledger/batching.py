@@ -121,18 +121,24 @@ class MicroBatcher(Generic[Request, Answer]):
     async def _run_batch(self, batch: list[tuple[Request, asyncio.Future[Answer]]]) -> None:
         try:
             answers = await self._handle([request for request, _ in batch])
+            if len(answers) != len(batch):
+                raise RuntimeError(f"{len(answers)} answers for {len(batch)} requests")
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if future.done():
+                    continue
+                if isinstance(answer, Exception):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
         except Exception as error:
             failure = self._on_failure(error)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
-            return
         finally:
             self._slots.release()
-        for (_, future), answer in zip(batch, answers, strict=True):
-            if future.done():
-                continue
-            if isinstance(answer, Exception):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)
+            # Whatever ended the batch (a cancellation too), no caller is
+            # left waiting for ever.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(self._on_failure(RuntimeError("the batch was cancelled")))

@@ -154,7 +154,7 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
     if kind == "charge.refunded":
         order = data.get("payment_intent") or data["id"]
         refunded = int(data.get("amount_refunded") or 0)
-        bought = await _refund_bought_points(session, ledger, program, member, order, refunded)
+        bought = await _refund_bought_points(session, ledger, program, order, refunded)
         if bought is not None:
             return bought
         # Cumulative refunds: the return id is the refunded total so far, so
@@ -182,7 +182,6 @@ async def _refund_bought_points(
     session: AsyncSession,
     ledger: Ledger,
     program: Program,
-    member: Member,
     payment_intent: str,
     refunded: int,
 ) -> str | None:
@@ -191,7 +190,7 @@ async def _refund_bought_points(
     row = (
         await session.execute(
             text(
-                "SELECT points, amount_minor, refunded_minor, points_reversed FROM"
+                "SELECT member_id, points, amount_minor, refunded_minor, points_reversed FROM"
                 " points_purchases WHERE payment_intent = :pi AND program_id = :program"
                 " FOR UPDATE"
             ),
@@ -200,6 +199,8 @@ async def _refund_bought_points(
     ).first()
     if row is None:
         return None
+    # The member who bought them, whatever the refund's metadata says.
+    member = await session.get_one(Member, row.member_id)
     refunded = min(refunded, row.amount_minor)
     if refunded <= row.refunded_minor:
         return "ignored: nothing new refunded"

@@ -269,12 +269,20 @@ async def take_back_points(
     attempt has ids of its own (a refused id stays refused), and an attempt
     already recorded is reused."""
     await lock_member(session, member.id)
-    for attempt in range(5):
-        wallet_leg = derived_id(program.id, *key, str(attempt), "wallet")
-        debt_leg = derived_id(program.id, *key, str(attempt), "debt")
-        recorded = await ledger.lookup_transfers([wallet_leg, debt_leg])
-        if recorded:
-            return sum(t.amount for t in recorded if t.id == debt_leg)
+    attempts = [
+        (
+            derived_id(program.id, *key, str(n), "wallet"),
+            derived_id(program.id, *key, str(n), "debt"),
+        )
+        for n in range(5)
+    ]
+    # An attempt recorded by an earlier run (whose session then rolled back)
+    # is the reversal: never a second one beside it.
+    recorded = await ledger.lookup_transfers([leg for pair in attempts for leg in pair])
+    if recorded:
+        debt_legs = {debt for _, debt in attempts}
+        return sum(t.amount for t in recorded if t.id in debt_legs)
+    for wallet_leg, debt_leg in attempts:
         [wallet] = await ledger.lookup_accounts([member.wallet_account_id])
         take = max(0, min(points, spendable(wallet)))
         legs = []

@@ -666,22 +666,31 @@ async def _settle_threshold_rewards(
     ).all()
     if not due:
         return 0
+    settle_ids = {g.id: derived_id(g.program_id, "settle-threshold", str(g.id)) for g in due}
+    # A settlement already in the ledger (its batch committed there, not
+    # here) stands as recorded, whatever returns changed since: re-sending
+    # its id with the other decision would be refused for ever.
+    recorded = {t.pending_id: t for t in await ledger.lookup_transfers(list(settle_ids.values()))}
     transfers, voided = [], []
     for grant in due:
-        spend = await window_total(
-            session, grant.member_id, grant.window_start, grant.window_end, "spend"
-        )
-        keep = spend >= grant.amount_minor
+        if grant.id in recorded:
+            keep = not recorded[grant.id].flags & TransferFlags.VOID_PENDING
+        else:
+            spend = await window_total(
+                session, grant.member_id, grant.window_start, grant.window_end, "spend"
+            )
+            keep = spend >= grant.amount_minor
+            transfers.append(
+                Transfer(
+                    id=settle_ids[grant.id],
+                    pending_id=grant.id,
+                    flags=TransferFlags.POST_PENDING if keep else TransferFlags.VOID_PENDING,
+                )
+            )
         if not keep:
             voided.append(grant.id)
-        transfers.append(
-            Transfer(
-                id=derived_id(grant.program_id, "settle-threshold", str(grant.id)),
-                pending_id=grant.id,
-                flags=TransferFlags.POST_PENDING if keep else TransferFlags.VOID_PENDING,
-            )
-        )
-    await record_transfers(ledger, transfers)
+    if transfers:
+        await record_transfers(ledger, transfers)
     await session.execute(
         text(
             "UPDATE threshold_grants SET settled_at = :now, voided = (id = ANY(:voided))"

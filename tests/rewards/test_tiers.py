@@ -6,9 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from ledger import Ledger
+from ledger import Ledger, Transfer, TransferFlags
+from rewards.codes import derived_id
 from rewards.models import Member, Program
 from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
 from rewards.purchases import (
@@ -239,3 +241,42 @@ async def test_threshold_reward_is_taken_back_when_returns_undo_it(
     await session.commit()
     eve = await member_balance(ledger, program, member)
     assert (eve.pending, eve.available) == (0, 40 + 15 + 15 + 500)
+
+
+async def test_a_threshold_settlement_already_in_the_ledger_stands(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    """The ledger recorded a settlement whose rewards-side commit was lost; a
+    return then changes the decision: the rerun adopts what was recorded."""
+    program = await ladder_program(session, new_program, return_window_days=30)
+    await define_threshold(
+        session, program, ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500)
+    )
+    await session.commit()
+    member = await enrol(session, ledger, program, "fay")
+    day = YEAR_START + timedelta(days=1)
+    await buy(session, ledger, program, "fay", "F-1", 6_000, day)
+    grant_id = await session.scalar(
+        text("SELECT id FROM threshold_grants WHERE member_id = :m"), {"m": member.id}
+    )
+    [posted] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=derived_id(program.id, "settle-threshold", str(grant_id)),
+                pending_id=grant_id,
+                flags=TransferFlags.POST_PENDING,
+            )
+        ]
+    )
+    assert posted.result == "ok"
+    await return_purchase(
+        session, ledger, program, "F-1", ReturnEvent(return_id="R-1", amount_minor=3_000)
+    )
+    await session.commit()
+    await settle_matured_earnings(session, ledger, day + timedelta(days=31), program=program)
+    await session.commit()
+    voided = await session.scalar(
+        text("SELECT voided FROM threshold_grants WHERE id = :g"), {"g": grant_id}
+    )
+    assert voided is False
+    assert (await member_balance(ledger, program, member)).available == 30 + 500
