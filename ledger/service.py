@@ -95,9 +95,11 @@ class Ledger:
         ``connection``: the transfers commit, or roll back, with the caller's
         own writes.
 
-        From this call to its end the transaction holds the ledger's lock, so
-        it must not wait on ``create_transfers`` (the writer) for the same
-        ledger before it ends: that wait would never end.
+        From this call to its end the transaction holds the ledger's lock.
+        Before it ends it must not wait on the writer (``create_transfers``),
+        nor on any lock that a caller waiting on the writer may hold (a
+        member's row, say): the writer's batch mixes ledgers and would wait
+        for this lock, and PostgreSQL cannot see that cycle.
         """
         _check_batch(len(transfers))
         if not transfers:
