@@ -45,3 +45,27 @@ async def take_from_budget(
             taken,
         )
     return taken
+
+
+async def lock_budgets(
+    connection: Connection, program_id: uuid.UUID, budgets: list[tuple[int, str]]
+) -> None:
+    """Lock the (rule version, rule) budgets in the order given, creating the
+    missing ones: callers that take several budgets lock them in one order."""
+    await connection.execute(
+        "INSERT INTO rule_budgets (program_id, rule_version, rule)"
+        " SELECT $1, b.version, b.rule FROM unnest($2::integer[], $3::text[])"
+        " WITH ORDINALITY AS b(version, rule, n) ORDER BY b.n ON CONFLICT DO NOTHING",
+        program_id,
+        [version for version, _ in budgets],
+        [rule for _, rule in budgets],
+    )
+    await connection.execute(
+        "SELECT 1 FROM unnest($2::integer[], $3::text[]) WITH ORDINALITY AS b(version, rule, n)"
+        " CROSS JOIN LATERAL (SELECT 1 FROM rule_budgets r WHERE r.program_id = $1"
+        " AND r.rule_version = b.version AND r.rule = b.rule FOR UPDATE) AS locked"
+        " ORDER BY b.n",
+        program_id,
+        [version for version, _ in budgets],
+        [rule for _, rule in budgets],
+    )

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer, TransferFlags, new_id
-from rewards.budgets import take_from_budget
+from rewards.budgets import lock_budgets, take_from_budget
 from rewards.codes import TransferCode, derived_id
 from rewards.connections import Connection, session_connection
 from rewards.errors import (
@@ -406,6 +406,21 @@ async def _price_and_count(
     """Price each new purchase, in order, and move tiers as a sequence of
     single purchases would: a purchase that upgrades its member prices the
     member's next purchases at the new tier."""
+    # The budgets this batch may draw on, locked up front in one order:
+    # taken purchase by purchase, two batches could lock them crosswise.
+    budgets = set()
+    for _, event, _ in fresh:
+        in_force = terms.rules_at(event.occurred_at)
+        if in_force is None:
+            continue
+        for bonus in in_force[1].bonuses:
+            if (
+                bonus.budget_points is not None
+                and bonus.starts_at <= event.occurred_at < bonus.ends_at
+            ):
+                budgets.add((in_force[0].version, f"bonus:{bonus.name}"))
+    if budgets:
+        await lock_budgets(connection, program.id, sorted(budgets))
     qualifying = bool(terms.tiers or terms.thresholds)
     windows = [window_at(program, m.created_at, e.occurred_at) for _, e, m in fresh]
     totals: list[tuple[int, int]] = []
