@@ -31,9 +31,10 @@ from api.database import sqlalchemy_url
 from api.intake import PurchaseIntake
 from api.member_auth import TokenVerifier, rate_limit_key
 from api.problems import problem_details_config
+from api.program_cache import ProgramCache
 from api.routes.health import health
 from api.routes.ledger import LedgerController
-from api.routes.members import MemberController, ProgramCache
+from api.routes.members import MemberController
 from api.routes.programs import ProgramController
 from api.routes.stripe import stripe_webhook
 from api.settings import Settings, SettingsError

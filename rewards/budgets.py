@@ -52,20 +52,17 @@ async def lock_budgets(
 ) -> None:
     """Lock the (rule version, rule) budgets in the order given, creating the
     missing ones: callers that take several budgets lock them in one order."""
+    keys = (program_id, [version for version, _ in budgets], [rule for _, rule in budgets])
     await connection.execute(
         "INSERT INTO rule_budgets (program_id, rule_version, rule)"
         " SELECT $1, b.version, b.rule FROM unnest($2::integer[], $3::text[])"
         " WITH ORDINALITY AS b(version, rule, n) ORDER BY b.n ON CONFLICT DO NOTHING",
-        program_id,
-        [version for version, _ in budgets],
-        [rule for _, rule in budgets],
+        *keys,
     )
     await connection.execute(
         "SELECT 1 FROM unnest($2::integer[], $3::text[]) WITH ORDINALITY AS b(version, rule, n)"
         " CROSS JOIN LATERAL (SELECT 1 FROM rule_budgets r WHERE r.program_id = $1"
         " AND r.rule_version = b.version AND r.rule = b.rule FOR UPDATE) AS locked"
         " ORDER BY b.n",
-        program_id,
-        [version for version, _ in budgets],
-        [rule for _, rule in budgets],
+        *keys,
     )

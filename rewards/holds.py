@@ -19,12 +19,11 @@ from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
     Conflict,
     HoldClosed,
-    InsufficientPoints,
     LedgerRefused,
     NotFound,
 )
 from rewards.models import HoldStatus, Member, PointHold, Program
-from rewards.programs import lock_member, require_active
+from rewards.programs import lock_member, record_transfers, require_active
 
 
 class HoldRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -76,7 +75,8 @@ async def hold_points(
     await lock_member(session, member.id)
     points = points_for_amount(program, request.amount_minor)
     transfer_id = derived_id(program.id, "hold", member.external_id, key)
-    [outcome] = await ledger.create_transfers(
+    await record_transfers(
+        ledger,
         [
             Transfer(
                 id=transfer_id,
@@ -89,12 +89,9 @@ async def hold_points(
                 timeout=request.timeout_seconds,
                 metadata={"order_ref": request.order_ref},
             )
-        ]
+        ],
+        insufficient=f"{points} points are needed",
     )
-    if outcome.result == "exceeds_credits":
-        raise InsufficientPoints(f"{points} points are needed")
-    if outcome.result not in ("ok", "exists"):
-        raise LedgerRefused(f"ledger refused the hold: {outcome.result}")
     hold = PointHold(
         program_id=program.id,
         member_id=member.id,

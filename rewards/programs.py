@@ -24,7 +24,7 @@ from ledger import (
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.codes import AccountCode, TransferCode, derived_id
 from rewards.connections import Connection
-from rewards.errors import LedgerRefused, MemberNotActive, NotFound
+from rewards.errors import InsufficientPoints, LedgerRefused, MemberNotActive, NotFound
 from rewards.models import Member, MemberStatus, Program
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -233,16 +233,24 @@ def _balance(program: Program, available: int, pending: int, debt: int) -> Membe
 
 
 async def record_transfers(
-    ledger: Ledger, transfers: list[Transfer], *, within: Connection | None = None
+    ledger: Ledger,
+    transfers: list[Transfer],
+    *,
+    within: Connection | None = None,
+    insufficient: str | None = None,
 ) -> list[TransferOutcome]:
     """Post transfers that must be recorded (or were already): any other
     answer of the ledger is a refusal. ``within``: in that connection's open
-    transaction (see ``Ledger.create_transfers_within``)."""
+    transaction (see ``Ledger.create_transfers_within``). ``insufficient``:
+    the transfers spend a member's points, and a wallet that cannot cover
+    them is ``InsufficientPoints`` with this message."""
     if within is not None:
         outcomes = await ledger.create_transfers_within(within, transfers)
     else:
         outcomes = await ledger.create_transfers(transfers)
     refused = [o for o in outcomes if o.result not in ("ok", "exists")]
+    if refused and insufficient is not None and refused[0].result == "exceeds_credits":
+        raise InsufficientPoints(insufficient)
     if refused:
         raise LedgerRefused(f"ledger refused transfer {refused[0].id}: {refused[0].result}")
     return outcomes

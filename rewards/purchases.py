@@ -168,7 +168,7 @@ async def record_purchases(
     if fresh:
         terms = _parse_terms(read["terms"])
         rows = await _price_and_count(connection, program, terms, fresh)
-        await _write(connection, ledger, program, terms, rows, atomic=atomic)
+        await _write(connection, ledger, program, rows, atomic=atomic)
         for row in rows:
             answers[row.position] = row.outcome()
             recorded[row.event.order_id] = row.as_recorded()
@@ -510,7 +510,6 @@ async def _write(
     connection: Connection,
     ledger: Ledger,
     program: Program,
-    terms: _Terms,
     rows: list[_Row],
     *,
     atomic: bool,
@@ -518,15 +517,13 @@ async def _write(
     moved = {r.member.id: r.member for r in rows if r.member.moved}
     # The first purchase of the batch to reach a threshold is the one that
     # crossed it: the reward is held until that purchase's return window ends.
-    grants: dict[tuple[uuid.UUID, uuid.UUID, datetime], _Row] = {}
+    grants: dict[tuple[uuid.UUID, uuid.UUID, datetime], tuple[_Threshold, _Row]] = {}
     for row in rows:
         for threshold in row.reached:
             assert row.window_start is not None
-            grants.setdefault((threshold.id, row.member.id, row.window_start), row)
-    by_id = {t.id: t for t in terms.thresholds}
+            grants.setdefault((threshold.id, row.member.id, row.window_start), (threshold, row))
     pending_grants: list[tuple[uuid.UUID, _Threshold, _Row]] = []
-    for (threshold_id, _, start), row in grants.items():
-        threshold = by_id[threshold_id]
+    for (_, _, start), (threshold, row) in grants.items():
         grant_id = derived_id(
             program.id,
             "threshold",

@@ -21,16 +21,17 @@ from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
     Conflict,
     GiftLimitExceeded,
-    InsufficientPoints,
-    LedgerRefused,
     NotFound,
     RewardUnavailable,
 )
 from rewards.models import CatalogReward, Gift, Member, Program, Redemption
-from rewards.programs import find_member, lock_member, require_active
+from rewards.programs import find_member, lock_member, record_transfers, require_active
 from rewards.rules import Moment
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+_NOT_ENOUGH = "the wallet does not hold enough points"
 
 
 class RewardSpec(msgspec.Struct, kw_only=True, frozen=True):
@@ -139,17 +140,20 @@ async def redeem(
         reward.stock -= request.quantity
     points = reward.points_price * request.quantity
     transfer_id = derived_id(program.id, "redeem", member.external_id, key)
-    await _debit(
+    await record_transfers(
         ledger,
-        Transfer(
-            id=transfer_id,
-            debit_account_id=member.wallet_account_id,
-            credit_account_id=program.redemption_account_id,
-            amount=points,
-            ledger=program.ledger_id,
-            code=TransferCode.REDEMPTION,
-            metadata={"sku": reward.sku, "quantity": request.quantity},
-        ),
+        [
+            Transfer(
+                id=transfer_id,
+                debit_account_id=member.wallet_account_id,
+                credit_account_id=program.redemption_account_id,
+                amount=points,
+                ledger=program.ledger_id,
+                code=TransferCode.REDEMPTION,
+                metadata={"sku": reward.sku, "quantity": request.quantity},
+            )
+        ],
+        insufficient=_NOT_ENOUGH,
     )
     session.add(
         Redemption(
@@ -208,16 +212,19 @@ async def give_gift(
             f" more than the daily limit of {program.gift_daily_limit}"
         )
     transfer_id = derived_id(program.id, "gift", sender.external_id, key)
-    await _debit(
+    await record_transfers(
         ledger,
-        Transfer(
-            id=transfer_id,
-            debit_account_id=sender.wallet_account_id,
-            credit_account_id=recipient.wallet_account_id,
-            amount=request.points,
-            ledger=program.ledger_id,
-            code=TransferCode.GIFT,
-        ),
+        [
+            Transfer(
+                id=transfer_id,
+                debit_account_id=sender.wallet_account_id,
+                credit_account_id=recipient.wallet_account_id,
+                amount=request.points,
+                ledger=program.ledger_id,
+                code=TransferCode.GIFT,
+            )
+        ],
+        insufficient=_NOT_ENOUGH,
     )
     session.add(
         Gift(
@@ -237,12 +244,3 @@ def _valid(reward: CatalogReward, now: datetime) -> bool:
     return (reward.valid_from is None or reward.valid_from <= now) and (
         reward.valid_until is None or reward.valid_until > now
     )
-
-
-async def _debit(ledger: Ledger, transfer: Transfer) -> None:
-    [outcome] = await ledger.create_transfers([transfer])
-    if outcome.result in ("ok", "exists"):
-        return
-    if outcome.result == "exceeds_credits":
-        raise InsufficientPoints("the wallet does not hold enough points")
-    raise LedgerRefused(f"ledger refused the transfer: {outcome.result}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.member_auth import MemberIdentity, require_member
 from api.payments import PointsPayment, start_points_payment
 from api.problems import problem_responses
+from api.program_cache import ProgramCache
 from api.routes import created_or_replayed
 from api.settings import Settings
 from ledger import Ledger
@@ -32,7 +32,6 @@ from rewards.programs import (
     get_program,
     member_balance,
     read_balance,
-    read_program,
 )
 from rewards.redeeming import (
     GiftOutcome,
@@ -55,25 +54,6 @@ IdempotencyKey = Annotated[
         description="Repeating a request with the same key repeats its first answer.",
     ),
 ]
-
-
-class ProgramCache:
-    """Programs by slug, kept ``ttl`` seconds: they change rarely, and a
-    member read should not pay a query for them."""
-
-    def __init__(self, pool: Any, ttl: float = 30.0) -> None:
-        self._pool = pool
-        self._ttl = ttl
-        self._programs: dict[str, tuple[float, Program]] = {}
-
-    async def get(self, slug: str) -> Program:
-        now = time.monotonic()
-        cached = self._programs.get(slug)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        program = await read_program(self._pool, slug)
-        self._programs[slug] = (now + self._ttl, program)
-        return program
 
 
 class PointsOrder(msgspec.Struct, kw_only=True):

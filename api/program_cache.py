@@ -1,0 +1,30 @@
+"""Programs by slug for the hot paths (member reads, purchase intake), kept
+in the process for a short while."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+
+from rewards.models import Program
+from rewards.programs import read_program
+
+
+class ProgramCache:
+    """Programs by slug, kept ``ttl`` seconds: they change rarely, and a
+    member read should not pay a query for them."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float = 30.0) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._programs: dict[str, tuple[float, Program]] = {}
+
+    async def get(self, slug: str) -> Program:
+        now = time.monotonic()
+        cached = self._programs.get(slug)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        program = await read_program(self._pool, slug)
+        self._programs[slug] = (now + self._ttl, program)
+        return program
