@@ -51,6 +51,16 @@ class RewardView(msgspec.Struct, kw_only=True, frozen=True):
     stock: int | None
     valid_until: datetime | None
 
+    @classmethod
+    def of(cls, reward: CatalogReward) -> RewardView:
+        return cls(
+            sku=reward.sku,
+            name=reward.name,
+            points_price=reward.points_price,
+            stock=reward.stock,
+            valid_until=reward.valid_until,
+        )
+
 
 class RedemptionRequest(msgspec.Struct, kw_only=True, frozen=True):
     sku: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -92,16 +102,7 @@ async def list_rewards(session: AsyncSession, program: Program, now: datetime) -
         )
         .order_by(CatalogReward.points_price, CatalogReward.sku)
     )
-    return [
-        RewardView(
-            sku=r.sku,
-            name=r.name,
-            points_price=r.points_price,
-            stock=r.stock,
-            valid_until=r.valid_until,
-        )
-        for r in rewards
-    ]
+    return [RewardView.of(r) for r in rewards]
 
 
 async def redeem(

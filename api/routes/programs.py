@@ -334,13 +334,7 @@ class ProgramController(Controller):
         await audit.record(
             db_session, _caller(request), "catalog.add", f"program:{slug}:reward:{data.sku}", data
         )
-        return RewardView(
-            sku=reward.sku,
-            name=reward.name,
-            points_price=reward.points_price,
-            stock=reward.stock,
-            valid_until=reward.valid_until,
-        )
+        return RewardView.of(reward)
 
     @post(
         "/{slug:str}/holds/{hold_id:uuid}/capture",
