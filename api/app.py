@@ -61,7 +61,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     @asynccontextmanager
     async def ledger_lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(url, max_size=settings.db_pool_size)
+        pool = await create_pool(
+            url,
+            max_size=settings.db_pool_size,
+            command_timeout=settings.db_command_timeout,
+            connect_timeout=settings.db_connect_timeout,
+        )
         ledger = Ledger(pool)
         app.state.ledger = ledger
         app.state.gatekeeper = Gatekeeper(pool, settings.admin_token)
@@ -114,6 +119,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_use_lifo=True,
+            # After a database restart the pooled connections are dead: a
+            # ping on checkout replaces them instead of failing a request.
+            pool_pre_ping=True,
+            pool_timeout=max(1, round(settings.db_connect_timeout)),
+            connect_args={
+                "command_timeout": settings.db_command_timeout,
+                "timeout": settings.db_connect_timeout,
+            },
         ),
         create_all=False,
         set_default_exception_handler=False,

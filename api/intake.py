@@ -2,9 +2,10 @@
 
 Each HTTP request submits its event and waits; one transaction records a
 whole batch (``rewards.purchases.record_purchases``) with its audit lines, so
-the cost of a purchase falls with load instead of rising. If a batch fails,
-its events are recorded again one by one, so that one event's failure (a
-race on its order id, a database error) is that event's answer alone.
+the cost of a purchase falls with load instead of rising. If a batch fails
+for a reason of its own (a race on an order id, data the database refuses),
+it is split until the failing event is alone (``ledger.batching``), so that
+the failure is that event's answer alone.
 """
 
 from __future__ import annotations
@@ -18,19 +19,11 @@ import msgspec
 from api import audit
 from api.access import Caller
 from ledger import Ledger
-from ledger.batching import MicroBatcher
+from ledger.batching import MicroBatcher, isolate_faults
+from ledger.errors import UNREACHABLE
 from rewards.errors import RewardsError
 from rewards.models import Program
 from rewards.purchases import PurchaseEvent, PurchaseOutcome, record_purchases
-
-#: Failures of the connection rather than of an event.
-_UNREACHABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-)
 
 
 class _Submission(msgspec.Struct, frozen=True):
@@ -84,21 +77,11 @@ class PurchaseIntake:
 
     async def _record_group(self, group: list[_Submission]) -> list[Answer | Exception]:
         try:
-            return list(await self._record_together(group))
-        except _UNREACHABLE as error:
+            return await isolate_faults(self._record_together, group, is_item_fault=_of_an_event)
+        except Exception as error:
             # The database did not answer: trying each event again would
             # only make every caller wait longer for the same error.
             return [error] * len(group)
-        except Exception as error:
-            if len(group) == 1:
-                return [error]
-        answers: list[Answer | Exception] = []
-        for submission in group:
-            try:
-                answers += await self._record_together([submission])
-            except Exception as error:
-                answers.append(error)
-        return answers
 
     async def _record_together(self, group: list[_Submission]) -> list[Answer]:
         """The events of one program in one transaction: purchases, ledger
@@ -128,3 +111,11 @@ class PurchaseIntake:
                 ],
             )
         return outcomes
+
+
+def _of_an_event(error: Exception) -> bool:
+    """Whether a failed batch may owe its failure to one of its events (and
+    so is worth splitting), rather than to the database being unreachable."""
+    return isinstance(error, asyncpg.exceptions._base.DataError) or not isinstance(
+        error, UNREACHABLE
+    )

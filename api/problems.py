@@ -14,15 +14,24 @@ from http import HTTPStatus
 from typing import Any
 
 import asyncpg
+import asyncpg.exceptions._base
 import msgspec
 import stripe
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.payments import PaymentsNotConfigured
-from ledger.errors import BatchTooLarge, InvalidCursor, LedgerError, LedgerUnavailable
+from ledger.errors import (
+    UNREACHABLE,
+    BatchTooLarge,
+    InvalidCursor,
+    LedgerError,
+    LedgerUnavailable,
+    is_input_fault,
+)
 from rewards import errors as rewards_errors
 from rewards.purchases import InvalidPurchase
 
@@ -164,18 +173,112 @@ def from_rewards_error(exc: rewards_errors.RewardsError) -> ProblemDetailsExcept
 
 
 def from_integrity_error(exc: IntegrityError) -> ProblemDetailsException:
-    # Two requests raced to create the same thing; the loser may simply retry.
-    log.info("integrity error: %s", exc.orig)
+    return from_database_error(exc)
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's (asyncpg's) or the socket's own error under SQLAlchemy's
+    wrappers, or ``exc`` itself."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+            return current
+        nested = getattr(current, "orig", None)
+        current = nested if isinstance(nested, BaseException) else current.__cause__
+    return exc
+
+
+#: Data the database (or its driver, encoding it) refuses to take.
+_REFUSED_DATA = (
+    asyncpg.exceptions._base.DataError,
+    asyncpg.DataError,
+    asyncpg.ProgramLimitExceededError,
+)
+
+
+def from_database_error(exc: Exception) -> ProblemDetailsException:
+    """Every class of database error: lost or stalled database (503, retry
+    later), contention (409, retry), data it refuses (422), and what is left
+    a plain 500."""
+    cause = _driver_error(exc)
+    if isinstance(cause, _REFUSED_DATA):
+        log.info("data refused by the database: %s", cause)
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-data",
+            _refusal(cause),
+            title="Request holds data that cannot be stored",
+        )
+    if isinstance(cause, asyncpg.UniqueViolationError):
+        # Two requests raced to create the same thing; the loser may retry.
+        log.info("integrity error: %s", cause)
+        return problem(
+            HTTPStatus.CONFLICT,
+            "concurrent-change",
+            "another request changed the same record; retrying is safe",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(cause, asyncpg.IntegrityConstraintViolationError):
+        log.info("integrity error: %s", cause)
+        constraint = getattr(cause, "constraint_name", None)
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-data",
+            f"the request breaks the rule {constraint}" if constraint else "invalid data",
+            title="Request holds data that cannot be stored",
+        )
+    if isinstance(cause, asyncpg.TransactionRollbackError | asyncpg.LockNotAvailableError):
+        log.info("contention: %s", cause)
+        return problem(
+            HTTPStatus.CONFLICT,
+            "concurrent-change",
+            "another request changed the same records at the same time; retrying is safe",
+            headers={"Retry-After": "1"},
+        )
+    if (
+        isinstance(cause, UNREACHABLE | asyncpg.QueryCanceledError | PoolTimeout)
+        or isinstance(exc, PoolTimeout)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    ):
+        return from_connection_error(exc)
+    if isinstance(exc, StatementError) and is_input_fault(cause):
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-data",
+            _refusal(cause),
+            title="Request holds data that cannot be stored",
+        )
+    return from_unexpected(exc)
+
+
+def _refusal(cause: BaseException) -> str:
+    # The database's first line says what it refused; the driver's own
+    # message quotes the value, which may be long: keep the reason only.
+    message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if message.startswith("invalid input for query argument") and message.endswith(")"):
+        message = message.rsplit("(", 1)[-1].rstrip(")")
+    return f"the database cannot store a value of this request: {message[:200]}"
+
+
+def from_recursion_error(exc: RecursionError) -> ProblemDetailsException:
     return problem(
-        HTTPStatus.CONFLICT,
-        "concurrent-change",
-        "another request changed the same record; retrying is safe",
-        headers={"Retry-After": "1"},
+        HTTPStatus.BAD_REQUEST,
+        "malformed-body",
+        "the request body is nested too deeply",
+        title="Request body is malformed",
     )
 
 
 def from_payments_not_configured(exc: Exception) -> ProblemDetailsException:
-    return problem(HTTPStatus.SERVICE_UNAVAILABLE, "payments-not-configured", str(exc))
+    # A matter of configuration: worth asking again only much later.
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "payments-not-configured",
+        str(exc),
+        headers={"Retry-After": "3600"},
+    )
 
 
 def from_stripe_error(exc: Exception) -> ProblemDetailsException:
@@ -188,7 +291,7 @@ def from_stripe_error(exc: Exception) -> ProblemDetailsException:
 
 
 def from_connection_error(exc: Exception) -> ProblemDetailsException:
-    log.warning("database unreachable: %s", exc)
+    log.warning("database unreachable: %r", exc)
     return problem(
         HTTPStatus.SERVICE_UNAVAILABLE,
         "database-unavailable",
@@ -225,9 +328,17 @@ def problem_details_config() -> ProblemDetailsConfig:
         IntegrityError: from_integrity_error,
         PaymentsNotConfigured: from_payments_not_configured,
         stripe.StripeError: from_stripe_error,
+        # Every class of database error, wrapped by SQLAlchemy or not.
+        DBAPIError: from_database_error,
+        StatementError: from_database_error,
+        PoolTimeout: from_database_error,
+        asyncpg.PostgresError: from_database_error,
+        asyncpg.InterfaceError: from_database_error,
         # A read that loses the database: its outcome is known (nothing changed).
         ConnectionError: from_connection_error,
-        asyncpg.PostgresConnectionError: from_connection_error,
+        TimeoutError: from_connection_error,
+        OSError: from_connection_error,
+        RecursionError: from_recursion_error,
         Exception: from_unexpected,
     }
     return ProblemDetailsConfig(

@@ -22,6 +22,8 @@ ENVIRONMENT: dict[str, str] = {
     "COALITION_ADMIN_TOKEN": "admin_token",
     "COALITION_LOG_LEVEL": "log_level",
     "COALITION_DB_POOL_SIZE": "db_pool_size",
+    "COALITION_DB_COMMAND_TIMEOUT": "db_command_timeout",
+    "COALITION_DB_CONNECT_TIMEOUT": "db_connect_timeout",
     "COALITION_SWEEP_INTERVAL": "sweep_interval",
     "MEMBER_JWT_SECRET": "member_jwt_secret",
     "MEMBER_JWT_JWKS": "member_jwt_jwks",
@@ -47,6 +49,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     admin_token: Annotated[str, msgspec.Meta(min_length=16)] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 10
+    #: Seconds a request's statement may run before it is cancelled and the
+    #: request answered 503: a frozen database answers fast, never hangs.
+    db_command_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    #: Seconds to open a database connection before giving up (503).
+    db_connect_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
     #: Seconds between sweeps voiding timed-out pending transfers (0: none).
     sweep_interval: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0
     #: HS256 key of member tokens (development); production uses a JWKS.

@@ -46,13 +46,23 @@ class PooledConnection(asyncpg.Connection):
         return ""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    command_timeout: float = 60,
+    connect_timeout: float = 60,
+) -> asyncpg.Pool:
+    """A pool whose statements give up after ``command_timeout`` seconds and
+    whose connection attempts after ``connect_timeout`` (``TimeoutError``)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
-        command_timeout=60,
+        command_timeout=command_timeout,
+        timeout=connect_timeout,
         connection_class=PooledConnection,
     )
     assert pool is not None

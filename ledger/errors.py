@@ -1,5 +1,10 @@
 """Typed ledger errors, each with a stable ``type`` slug for API problems."""
 
+from __future__ import annotations
+
+import asyncpg
+import asyncpg.exceptions._base
+
 
 class LedgerError(Exception):
     type_slug = "ledger-error"
@@ -18,3 +23,46 @@ class BatchTooLarge(LedgerError):
 
 class InvalidCursor(LedgerError):
     type_slug = "invalid-cursor"
+
+
+class InvalidTransfer(LedgerError):
+    """The database refused a request's data (text it cannot hold, a number
+    or a date out of its range). Permanent: the same request fails the same
+    way on every retry; the other requests of its batch are not affected."""
+
+    type_slug = "invalid-transfer"
+
+
+#: Failures of the connection to the database rather than of any request:
+#: the outcome of a write is unknown, and retrying later is the answer.
+UNREACHABLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,
+)
+
+#: Errors that belong to the data of a request: a value the database (or the
+#: driver encoding it) cannot take, a check it fails, JSON nested too deep.
+_INPUT_FAULTS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.exceptions._base.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+)
+
+
+def is_input_fault(error: BaseException) -> bool:
+    """True if ``error`` is due to a request's data, not to the database
+    being unreachable: retrying the same data would fail the same way."""
+    # The driver's own DataError is also an InterfaceError: data first.
+    if isinstance(error, asyncpg.exceptions._base.DataError):
+        return True
+    return isinstance(error, _INPUT_FAULTS) and not isinstance(error, UNREACHABLE)

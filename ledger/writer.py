@@ -3,13 +3,15 @@ concurrent callers in one database call and one commit."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import asyncpg
 import msgspec
 
 from ledger.batching import MicroBatcher
-from ledger.errors import LedgerUnavailable
+from ledger.errors import InvalidTransfer, LedgerUnavailable, is_input_fault
 from ledger.schemas import (
     BATCH_MAX,
     END_OF_REQUEST,
@@ -18,9 +20,6 @@ from ledger.schemas import (
     TransferOutcome,
 )
 
-if TYPE_CHECKING:
-    import asyncpg
-
 _JSON = msgspec.json.Encoder()
 
 CREATE_TRANSFERS_SQL = (
@@ -28,6 +27,36 @@ CREATE_TRANSFERS_SQL = (
     "$1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::integer[], $6::integer[],"
     " $7::integer[], $8::uuid[], $9::integer[], $10::text[]::jsonb[], $11::timestamptz[])"
 )
+
+
+#: The transfer field each argument of ``CREATE_TRANSFERS_SQL`` carries.
+_ARGUMENT_FIELDS = (
+    "id",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "ledger",
+    "code",
+    "flags",
+    "pending_id",
+    "timeout",
+    "metadata",
+    "effective_at",
+)
+_ARGUMENT = re.compile(r"query argument \$(\d+)")
+
+
+def refused_data(error: Exception) -> InvalidTransfer:
+    """The permanent error of a request whose data the database refused,
+    naming the field where the driver says which; never the values (the
+    driver's message quotes a whole column)."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    found = _ARGUMENT.search(message)
+    if found and 1 <= int(found.group(1)) <= len(_ARGUMENT_FIELDS):
+        field = _ARGUMENT_FIELDS[int(found.group(1)) - 1]
+        reason = message.rsplit("(", 1)[-1].rstrip(")") if message.endswith(")") else "invalid"
+        return InvalidTransfer(f"{field}: {reason}")
+    return InvalidTransfer(f"the ledger cannot store this request's data: {message[:200]}")
 
 
 def encode_batch(requests: Sequence[Sequence[Transfer]]) -> tuple[list[Any], ...]:
@@ -100,6 +129,9 @@ class TransferWriter:
             size=len,
             on_failure=lambda error: LedgerUnavailable(f"batch not confirmed: {error}"),
             on_closed=lambda: LedgerUnavailable("the ledger writer is closed"),
+            # One caller's bad data fails that caller alone.
+            is_item_fault=is_input_fault,
+            on_item_fault=refused_data,
         )
 
     async def submit(self, transfers: Sequence[Transfer]) -> list[TransferOutcome]:
@@ -112,4 +144,10 @@ class TransferWriter:
 
     async def _post(self, requests: list[Sequence[Transfer]]) -> list[list[TransferOutcome]]:
         async with self._pool.acquire() as connection:
-            return await post_batch(connection, requests)
+            try:
+                return await post_batch(connection, requests)
+            except asyncpg.UniqueViolationError:
+                # An id of this batch was committed meanwhile by a batch of
+                # another ledger (each ledger has its own lock): posted again,
+                # the batch sees it recorded and answers it as a replay.
+                return await post_batch(connection, requests)

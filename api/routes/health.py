@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 
@@ -14,6 +15,9 @@ from ledger import Ledger
 
 log = logging.getLogger(__name__)
 
+#: Seconds the database has to answer the health check.
+HEALTH_TIMEOUT = 2.0
+
 
 @get(
     "/health",
@@ -24,10 +28,15 @@ log = logging.getLogger(__name__)
 )
 async def health(ledger: NamedDependency[Ledger]) -> Health:
     try:
-        await ledger.pool.fetchval("SELECT 1")
+        # Bounded: a frozen database must make the check fail fast, not hang.
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await ledger.pool.fetchval("SELECT 1")
     except Exception as error:  # any failure means the database is not there for us
-        log.warning("health check failed: %s", error)
+        log.warning("health check failed: %r", error)
         raise problem(
-            HTTPStatus.SERVICE_UNAVAILABLE, "database-unavailable", "the database does not answer"
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "database-unavailable",
+            "the database does not answer",
+            headers={"Retry-After": "1"},
         ) from None
     return Health()

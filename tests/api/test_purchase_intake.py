@@ -140,3 +140,36 @@ async def test_a_batch_commits_whole_or_not_at_all(
         "SELECT count(*) FROM purchases WHERE program_id = $1 AND order_id = 'A-1'", shop.id
     )
     assert recorded == 0
+
+
+async def test_good_purchases_beside_data_the_database_refuses(
+    client: Client, program: str, pool: asyncpg.Pool, ledger: Ledger
+) -> None:
+    members = [f"q-{n}" for n in range(20)]
+    for member in members:
+        await client.post(f"/programs/{program}/members", json={"external_id": member})
+    shop = await read_program(pool, program)
+    intake = PurchaseIntake(pool, ledger, max_in_flight=1)
+    caller = Caller("test", frozenset({"*"}))
+    good = [
+        msgspec.convert(purchase(f"OK-{m}-{n}", 1_000, member=m), PurchaseEvent)
+        for m in members
+        for n in range(3)
+    ]
+    # Made in code, past the edge's validation: text PostgreSQL cannot hold.
+    bad = [
+        msgspec.structs.replace(good[0], order_id="NUL-\u0000"),
+        msgspec.structs.replace(good[1], order_id="NUL-2-\u0000", amount_minor=2**63),
+    ]
+    events = good[:25] + bad[:1] + good[25:] + bad[1:]
+    try:
+        answers: list[Any] = await asyncio.gather(
+            *(intake.record(shop, event, caller) for event in events), return_exceptions=True
+        )
+    finally:
+        await intake.close()
+    by_order = {e.order_id: a for e, a in zip(events, answers, strict=True)}
+    assert all(isinstance(by_order[e.order_id], PurchaseOutcome) for e in good), answers
+    assert all(isinstance(by_order[e.order_id], Exception) for e in bad)
+    recorded = await pool.fetchval("SELECT count(*) FROM purchases WHERE program_id = $1", shop.id)
+    assert recorded == len(good)
