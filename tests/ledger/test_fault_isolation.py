@@ -171,5 +171,5 @@ async def test_refused_data_names_the_field(ledger: Ledger, new_ledger: NewLedge
         ledger=ledger_id,
         code=1,
     )
-    with pytest.raises(InvalidTransfer, match="^amount: "):
+    with pytest.raises(InvalidTransfer, match=r"^amount: "):
         await ledger.create_transfers([transfer])
