@@ -92,7 +92,7 @@ CHECKS: dict[str, str] = {
         FROM transfers t
         LEFT JOIN accounts d ON d.id = t.debit_account_id
         LEFT JOIN accounts c ON c.id = t.credit_account_id
-        WHERE ($1::integer IS NULL OR t.ledger = $1)
+        WHERE ($1::integer IS NULL OR t.ledger = $1) AND t.ledger <> 0
           AND (d.id IS NULL OR c.id IS NULL OR d.ledger <> t.ledger OR c.ledger <> t.ledger
                OR t.debit_account_id = t.credit_account_id)
     """,

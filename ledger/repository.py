@@ -24,9 +24,13 @@ JOIN unnest($1::uuid[]) WITH ORDINALITY AS q(id, i) USING (id)
 ORDER BY q.i
 """
 
+# Rows of ledger 0 in ``transfers`` reserve the ids of rejected transfers
+# (migration 0013): they are no transfers, and every read skips them.
+
 LOOKUP_TRANSFERS = f"""
 SELECT {TRANSFER_COLUMNS} FROM transfers t
 JOIN unnest($1::uuid[]) WITH ORDINALITY AS q(id, i) USING (id)
+WHERE t.ledger <> 0
 ORDER BY q.i
 """
 

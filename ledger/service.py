@@ -187,7 +187,9 @@ class Ledger:
     async def count_transfers(self, ledger: int | None = None) -> int:
         """Transfers recorded (in ``ledger``, or in all): a full count, for operators."""
         count = await self.pool.fetchval(
-            "SELECT count(*) FROM transfers WHERE $1::integer IS NULL OR ledger = $1", ledger
+            "SELECT count(*) FROM transfers"
+            " WHERE ledger <> 0 AND ($1::integer IS NULL OR ledger = $1)",
+            ledger,
         )
         return int(count)
 

@@ -199,3 +199,54 @@ async def test_concurrent_callers_share_batches(ledger: Ledger, new_ledger: NewL
     stamps = sorted(o[0].timestamp or 0 for o in outcomes)
     assert len(set(stamps)) == len(stamps)
     assert await check_invariants(ledger.pool, ledger_id) == []
+
+
+async def test_one_id_posted_to_two_ledgers_at_once_has_one_outcome(
+    ledger: Ledger, new_ledger: NewLedger, database_url: str
+) -> None:
+    first, second = await new_ledger(), await new_ledger()
+    a, b = uuid.uuid4(), uuid.uuid4()
+    await ledger.create_accounts(
+        [Account(id=a, ledger=first, code=1), Account(id=b, ledger=first, code=1)]
+    )
+    # Two writers: the two batches really run side by side.
+    pools = [await create_pool(database_url, min_size=1, max_size=2) for _ in range(2)]
+    writers = [Ledger(p) for p in pools]
+    try:
+        pairs = []
+        for _ in range(300):
+            tid = uuid.uuid4()
+            valid = Transfer(
+                id=tid, debit_account_id=a, credit_account_id=b, amount=1, ledger=first, code=1
+            )
+            # The second ledger has no such accounts: a rejection.
+            invalid = Transfer(
+                id=tid, debit_account_id=a, credit_account_id=b, amount=1, ledger=second, code=1
+            )
+            pairs.append((valid, invalid))
+        answers = await asyncio.gather(
+            *(
+                asyncio.gather(writers[0].create_transfers([v]), writers[1].create_transfers([i]))
+                for v, i in pairs
+            )
+        )
+    finally:
+        for writer in writers:
+            await writer.close()
+        for p in pools:
+            await p.close()
+    ids = [v.id for v, _ in pairs]
+    both = await ledger.pool.fetchval(
+        # Rows of ledger 0 reserve the ids of rejections: no transfers.
+        "SELECT count(*) FROM transfers t JOIN transfer_rejections x USING (id)"
+        " WHERE t.id = ANY($1::uuid[]) AND t.ledger <> 0",
+        ids,
+    )
+    assert both == 0
+    for (valid, _), ([v_outcome], [i_outcome]) in zip(pairs, answers, strict=True):
+        assert not (v_outcome.ok and i_outcome.ok)
+        # The owner of the recorded transfer is answered as its owner.
+        [replay] = await ledger.create_transfers([valid])
+        recorded = await ledger.lookup_transfers([valid.id])
+        if recorded and recorded[0].ledger == first:
+            assert replay.result.value in ("ok", "exists"), (v_outcome, i_outcome, replay)
