@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import asyncpg.exceptions._base
@@ -61,25 +61,44 @@ DOMAIN_ERROR_STATUS: dict[type[Exception], int] = {
     rewards_errors.RewardUnavailable: HTTPStatus.CONFLICT,
     rewards_errors.GiftLimitExceeded: HTTPStatus.UNPROCESSABLE_ENTITY,
     rewards_errors.HoldClosed: HTTPStatus.CONFLICT,
+    rewards_errors.IdempotencyKeyReused: HTTPStatus.CONFLICT,
+    rewards_errors.ProgramExistsWithDifferentFields: HTTPStatus.CONFLICT,
+    rewards_errors.CaptureExceedsHold: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.GiftToSelf: HTTPStatus.UNPROCESSABLE_ENTITY,
+    rewards_errors.VersionAlreadyPublished: HTTPStatus.CONFLICT,
 }
 
 
 class ProblemError(msgspec.Struct, kw_only=True):
     """Why one field was rejected."""
 
-    message: str
-    key: str | None = None
-    source: str | None = None
+    message: Annotated[
+        str, msgspec.Meta(description="What is wrong with the value, e.g. Expected `int` >= 0.")
+    ]
+    key: Annotated[
+        str | None, msgspec.Meta(description="The field, as a path: transfers[0].amount.")
+    ] = None
+    source: Annotated[
+        str | None, msgspec.Meta(description="Where the field was sent: body, query, path.")
+    ] = None
 
 
 class Problem(msgspec.Struct, kw_only=True):
-    """An RFC 9457 problem; ``errors`` lists the rejected fields of a 400."""
+    """An RFC 9457 problem (application/problem+json)."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[ProblemError] | None = None
+    type: Annotated[
+        str,
+        msgspec.Meta(
+            description=f"The kind of failure, {PROBLEM_BASE}<slug>: one stable slug per kind."
+        ),
+    ]
+    title: Annotated[str, msgspec.Meta(description="A short summary of the kind of failure.")]
+    status: Annotated[int, msgspec.Meta(description="The HTTP status code of the answer.")]
+    detail: Annotated[str, msgspec.Meta(description="What went wrong with this request.")]
+    errors: Annotated[
+        list[ProblemError] | None,
+        msgspec.Meta(description="The rejected fields, for validation-error (400)."),
+    ] = None
 
 
 def problem(
@@ -105,13 +124,37 @@ def not_found(what: str) -> ProblemDetailsException:
     return problem(HTTPStatus.NOT_FOUND, "not-found", f"{what} does not exist")
 
 
+#: What each error status means in this API (the problem types it carries),
+#: as the OpenAPI document describes it.
+STATUS_MEANINGS: dict[int, str] = {
+    HTTPStatus.BAD_REQUEST: "The request is invalid: validation-error (with the rejected"
+    " fields in `errors`), malformed-body, invalid-cursor.",
+    HTTPStatus.UNAUTHORIZED: "No valid token: unauthorized (see WWW-Authenticate).",
+    HTTPStatus.FORBIDDEN: "The token lacks the scope the operation needs: forbidden.",
+    HTTPStatus.NOT_FOUND: "What the path names does not exist: not-found.",
+    HTTPStatus.CONFLICT: "The request conflicts with the state of the records: the type"
+    " names which conflict (e.g. idempotency-key-reused, concurrent-change, which is safe"
+    " to retry).",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The body or the batch is larger than accepted:"
+    " request-entity-too-large, batch-too-large.",
+    HTTPStatus.UNPROCESSABLE_ENTITY: "Well-formed, but refused by the rules of the domain"
+    " or a bound of what stores it; the type names the rule.",
+    HTTPStatus.TOO_MANY_REQUESTS: "Too many requests: too-many-requests; Retry-After and"
+    " RateLimit-* headers say when to come back.",
+    HTTPStatus.BAD_GATEWAY: "The payment provider failed: payment-provider-error.",
+    HTTPStatus.SERVICE_UNAVAILABLE: "Unavailable for now, with Retry-After:"
+    " database-unavailable, ledger-unavailable (retrying with the same ids is safe),"
+    " payments-not-configured.",
+}
+
+
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI documentation of the problems a route may answer with."""
     return {
         status: ResponseSpec(
             data_container=Problem,
             media_type=MEDIA_TYPE,
-            description=HTTPStatus(status).phrase,
+            description=STATUS_MEANINGS.get(status, HTTPStatus(status).phrase),
             generate_examples=False,
         )
         for status in statuses

@@ -122,7 +122,14 @@ class AccountState(msgspec.Struct, kw_only=True, frozen=True):
     id: UUID
     ledger: int
     code: int
-    flags: AccountFlags
+    # An int in the document: any combination of the bits may be stored.
+    flags: Annotated[
+        int,
+        msgspec.Meta(
+            description="Bits of AccountFlags: 1 debits must not exceed credits,"
+            " 2 credits must not exceed debits; 0 for none."
+        ),
+    ]
     debits_pending: int
     debits_posted: int
     credits_pending: int
@@ -172,7 +179,14 @@ class TransferState(msgspec.Struct, kw_only=True, frozen=True):
     amount: int
     ledger: int
     code: int
-    flags: TransferFlags
+    # An int in the document: any combination of the bits may be recorded.
+    flags: Annotated[
+        int,
+        msgspec.Meta(
+            description="Bits of TransferFlags: 1 linked, 2 pending, 4 post pending,"
+            " 8 void pending; 0 for none."
+        ),
+    ]
     pending_id: UUID | None
     timeout: int
     metadata: dict[str, Any] | None

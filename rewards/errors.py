@@ -10,9 +10,38 @@ class NotFound(RewardsError):
 
 
 class Conflict(RewardsError):
-    """The same idempotency key was used with other fields."""
+    """A business key (order, return, event, adjustment id) was recorded
+    with other fields."""
 
     type_slug = "idempotency-conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    """The member's Idempotency-Key was used for another request."""
+
+    type_slug = "idempotency-key-reused"
+
+
+class ProgramExistsWithDifferentFields(Conflict):
+    """A program of this slug exists, opened with other fields."""
+
+    type_slug = "program-exists-with-different-fields"
+
+
+class CaptureExceedsHold(RewardsError):
+    """A capture asks for more points than the hold holds."""
+
+    type_slug = "capture-exceeds-hold"
+
+
+class GiftToSelf(RewardsError):
+    type_slug = "gift-to-self"
+
+
+class VersionAlreadyPublished(RewardsError):
+    """The version is published from another time: its start never moves."""
+
+    type_slug = "version-already-published"
 
 
 class MemberNotActive(RewardsError):

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledger import Ledger, Transfer, TransferFlags
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
-    Conflict,
+    CaptureExceedsHold,
     HoldClosed,
+    IdempotencyKeyReused,
     LedgerRefused,
     NotFound,
 )
@@ -64,15 +65,16 @@ async def hold_points(
     request: HoldRequest,
     now: datetime,
 ) -> HoldView:
-    earlier = await session.scalar(
-        select(PointHold).where(PointHold.member_id == member.id, PointHold.idempotency_key == key)
-    )
+    earlier = await _earlier_hold(session, member, key, request, now)
     if earlier is not None:
-        if (earlier.order_ref, earlier.value_minor) != (request.order_ref, request.amount_minor):
-            raise Conflict(f"Idempotency-Key {key!r} was used for another hold")
-        return _view(earlier, now, replayed=True)
+        return earlier
     require_active(member)
     await lock_member(session, member.id)
+    # A duplicate sent at the same moment waited for the lock while the first
+    # committed: it answers the first outcome, found now.
+    earlier = await _earlier_hold(session, member, key, request, now)
+    if earlier is not None:
+        return earlier
     points = points_for_amount(program, request.amount_minor)
     transfer_id = derived_id(program.id, "hold", member.external_id, key)
     await record_transfers(
@@ -109,6 +111,20 @@ async def hold_points(
     return _view(hold, now)
 
 
+async def _earlier_hold(
+    session: AsyncSession, member: Member, key: str, request: HoldRequest, now: datetime
+) -> HoldView | None:
+    """The hold recorded under ``key``, if any (the same request only)."""
+    earlier = await session.scalar(
+        select(PointHold).where(PointHold.member_id == member.id, PointHold.idempotency_key == key)
+    )
+    if earlier is None:
+        return None
+    if (earlier.order_ref, earlier.value_minor) != (request.order_ref, request.amount_minor):
+        raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used for another hold")
+    return _view(earlier, now, replayed=True)
+
+
 async def capture_hold(
     session: AsyncSession,
     ledger: Ledger,
@@ -122,7 +138,7 @@ async def capture_hold(
         return _view(hold, now, replayed=True)
     points = capture.points or hold.points
     if points > hold.points:
-        raise Conflict(f"only {hold.points} points are held")
+        raise CaptureExceedsHold(f"only {hold.points} points are held")
     await _resolve(ledger, hold, program, TransferFlags.POST_PENDING, points)
     hold.status, hold.captured_points = HoldStatus.CAPTURED, points
     await session.flush()

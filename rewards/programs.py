@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal, Protocol
 
 import asyncpg
@@ -24,7 +24,13 @@ from ledger import (
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.codes import AccountCode, TransferCode, derived_id
 from rewards.connections import Connection
-from rewards.errors import InsufficientPoints, LedgerRefused, MemberNotActive, NotFound
+from rewards.errors import (
+    InsufficientPoints,
+    LedgerRefused,
+    MemberNotActive,
+    NotFound,
+    ProgramExistsWithDifferentFields,
+)
 from rewards.models import Member, MemberStatus, Program
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -69,15 +75,45 @@ class MemberBalance(msgspec.Struct, kw_only=True, frozen=True):
     currency: str
 
 
+#: First key of the advisory lock that serializes the opening of one slug
+#: (the ledger writer's lock has a key of its own).
+_OPENING_LOCK = 1886547815
+
+
 async def create_program(session: AsyncSession, ledger: Ledger, spec: ProgramSpec) -> Program:
-    """Open a program: its ledger and system accounts, then its row.
+    """``open_program``'s program."""
+    program, _ = await open_program(session, ledger, spec)
+    return program
+
+
+async def open_program(
+    session: AsyncSession, ledger: Ledger, spec: ProgramSpec
+) -> tuple[Program, bool]:
+    """Open a program: its ledger and system accounts, then its row; and
+    whether it is new. Idempotent by slug: the same spec again answers the
+    program, another spec under its slug is refused.
 
     Ledger writes are idempotent (derived ids), so a retry after a failure
     between them and the commit of the row converges.
     """
+    # Concurrent opens of one slug wait here for the first to commit, then
+    # find its row (instead of losing a race on the unique slug).
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:key, hashtext(:slug))"),
+        {"key": _OPENING_LOCK, "slug": spec.slug},
+    )
+    # As stored: a repeated spec compares equal, and the first answer reads
+    # as every later one.
+    fields = msgspec.structs.asdict(spec)
+    fields["point_value_minor"] = point_value = _at_column_scale(spec.point_value_minor)
     existing = await session.scalar(select(Program).where(Program.slug == spec.slug))
     if existing is not None:
-        return existing
+        different = [name for name, value in fields.items() if getattr(existing, name) != value]
+        if different:
+            raise ProgramExistsWithDifferentFields(
+                f"program {spec.slug!r} exists with other {', '.join(different)}"
+            )
+        return existing, False
     ledger_id = int(await session.scalar(text("SELECT nextval('program_ledger_id_seq')")) or 0)
     program_id = new_id()
     await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=f"program:{spec.slug}"))
@@ -96,7 +132,7 @@ async def create_program(session: AsyncSession, ledger: Ledger, spec: ProgramSpe
         ledger_id=ledger_id,
         currency=spec.currency,
         minor_per_major=spec.minor_per_major,
-        point_value_minor=spec.point_value_minor,
+        point_value_minor=point_value,
         return_window_days=spec.return_window_days,
         expiry_policy=spec.expiry_policy,
         expiry_months=spec.expiry_months,
@@ -106,7 +142,18 @@ async def create_program(session: AsyncSession, ledger: Ledger, spec: ProgramSpe
     )
     session.add(program)
     await session.flush()
-    return program
+    return program, True
+
+
+def _at_column_scale(value: Decimal) -> Decimal:
+    """``value`` rounded as ``programs.point_value_minor`` (numeric(18, 6))
+    rounds it; a value too large for the column is left for it to refuse."""
+    if value.adjusted() >= 12:
+        return value
+    return value.quantize(_SCALE, rounding=ROUND_HALF_UP)
+
+
+_SCALE = Decimal("0.000001")
 
 
 async def get_program(session: AsyncSession, slug: str) -> Program:
@@ -191,6 +238,12 @@ def spendable(wallet: AccountState) -> int:
     return wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
 
 
+def pending_points(wallet: AccountState) -> int:
+    """Points on their way in or out: earnings not yet posted (pending
+    credits) and points held by checkouts (pending debits)."""
+    return wallet.credits_pending + wallet.debits_pending
+
+
 class HasStatus(Protocol):
     external_id: str
     status: str
@@ -219,7 +272,7 @@ async def member_balance(ledger: Ledger, program: Program, member: Member) -> Me
     if member.debt_account_id is not None:
         account = states[member.debt_account_id]
         debt = account.debits_posted - account.credits_posted
-    return _balance(program, spendable(wallet), wallet.credits_pending, debt)
+    return _balance(program, spendable(wallet), pending_points(wallet), debt)
 
 
 def _balance(program: Program, available: int, pending: int, debt: int) -> MemberBalance:
@@ -351,9 +404,10 @@ async def read_program(pool: asyncpg.Pool, slug: str) -> Program:
 
 # The member's row joined to the ledger's rows of their accounts: a read of
 # the ledger's table (never a write), so that the hottest read of the member
-# app is one key look-up and one round trip. ``available`` is ``spendable``.
+# app is one key look-up and one round trip. ``available`` is ``spendable``,
+# ``pending`` is ``pending_points``.
 _BALANCE = """SELECT w.credits_posted - w.debits_posted - w.debits_pending AS available,
-    w.credits_pending AS pending,
+    w.credits_pending + w.debits_pending AS pending,
     coalesce(d.debits_posted - d.credits_posted, 0) AS debt
 FROM members m
 JOIN accounts w ON w.id = m.wallet_account_id

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledger import Ledger, Transfer
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
-    Conflict,
     GiftLimitExceeded,
+    GiftToSelf,
+    IdempotencyKeyReused,
     NotFound,
     RewardUnavailable,
 )
@@ -114,20 +115,16 @@ async def redeem(
     request: RedemptionRequest,
     now: datetime,
 ) -> RedemptionOutcome:
-    earlier = await session.scalar(
-        select(Redemption).where(
-            Redemption.member_id == member.id, Redemption.idempotency_key == key
-        )
-    )
+    earlier = await _earlier_redemption(session, member, key, request)
     if earlier is not None:
-        redeemed = await session.get_one(CatalogReward, earlier.reward_id)
-        if (redeemed.sku, earlier.quantity) != (request.sku, request.quantity):
-            raise Conflict(f"Idempotency-Key {key!r} was used for another redemption")
-        return RedemptionOutcome(
-            sku=redeemed.sku, quantity=earlier.quantity, points=earlier.points, replayed=True
-        )
+        return earlier
     require_active(member)
     await lock_member(session, member.id)
+    # A duplicate sent at the same moment waited for the lock while the first
+    # committed: it answers the first outcome, found now.
+    earlier = await _earlier_redemption(session, member, key, request)
+    if earlier is not None:
+        return earlier
     reward = await session.scalar(
         select(CatalogReward)
         .where(CatalogReward.program_id == program.id, CatalogReward.sku == request.sku)
@@ -173,6 +170,25 @@ async def redeem(
     )
 
 
+async def _earlier_redemption(
+    session: AsyncSession, member: Member, key: str, request: RedemptionRequest
+) -> RedemptionOutcome | None:
+    """The outcome recorded under ``key``, if any (the same request only)."""
+    earlier = await session.scalar(
+        select(Redemption).where(
+            Redemption.member_id == member.id, Redemption.idempotency_key == key
+        )
+    )
+    if earlier is None:
+        return None
+    redeemed = await session.get_one(CatalogReward, earlier.reward_id)
+    if (redeemed.sku, earlier.quantity) != (request.sku, request.quantity):
+        raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used for another redemption")
+    return RedemptionOutcome(
+        sku=redeemed.sku, quantity=earlier.quantity, points=earlier.points, replayed=True
+    )
+
+
 async def give_gift(
     session: AsyncSession,
     ledger: Ledger,
@@ -182,25 +198,23 @@ async def give_gift(
     request: GiftRequest,
     now: datetime,
 ) -> GiftOutcome:
-    earlier = await session.scalar(
-        select(Gift).where(Gift.sender_id == sender.id, Gift.idempotency_key == key)
-    )
     recipient = await find_member(session, program, request.to)
+    earlier = await _earlier_gift(session, sender, recipient, key, request)
     if earlier is not None:
-        if recipient is None or (earlier.recipient_id, earlier.points) != (
-            recipient.id,
-            request.points,
-        ):
-            raise Conflict(f"Idempotency-Key {key!r} was used for another gift")
-        return GiftOutcome(to=request.to, points=earlier.points, replayed=True)
+        return earlier
     require_active(sender)
     if recipient is None:
         raise NotFound(f"no member {request.to!r} in program {program.slug!r}")
     require_active(recipient)
     if recipient.id == sender.id:
-        raise Conflict("a member cannot give points to themselves")
+        raise GiftToSelf("a member cannot give points to themselves")
     # The sender's row lock makes the day's total exact under concurrency.
     await lock_member(session, sender.id)
+    # A duplicate sent at the same moment waited for the lock while the first
+    # committed: it answers the first outcome, found now.
+    earlier = await _earlier_gift(session, sender, recipient, key, request)
+    if earlier is not None:
+        return earlier
     day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
     given = await session.scalar(
         select(func.coalesce(func.sum(Gift.points), 0)).where(
@@ -239,6 +253,27 @@ async def give_gift(
     )
     await session.flush()
     return GiftOutcome(to=request.to, points=request.points, replayed=False)
+
+
+async def _earlier_gift(
+    session: AsyncSession,
+    sender: Member,
+    recipient: Member | None,
+    key: str,
+    request: GiftRequest,
+) -> GiftOutcome | None:
+    """The outcome recorded under ``key``, if any (the same request only)."""
+    earlier = await session.scalar(
+        select(Gift).where(Gift.sender_id == sender.id, Gift.idempotency_key == key)
+    )
+    if earlier is None:
+        return None
+    if recipient is None or (earlier.recipient_id, earlier.points) != (
+        recipient.id,
+        request.points,
+    ):
+        raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used for another gift")
+    return GiftOutcome(to=request.to, points=earlier.points, replayed=True)
 
 
 def _valid(reward: CatalogReward, now: datetime) -> bool:

@@ -8,7 +8,7 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rewards.errors import Conflict, InvalidRules, NotFound, PublishInPast
+from rewards.errors import InvalidRules, NotFound, PublishInPast, VersionAlreadyPublished
 from rewards.models import EarnRuleVersion, Program, RuleStatus
 from rewards.rules import EarnRules
 
@@ -43,7 +43,9 @@ async def publish_rules(
     if version.status == RuleStatus.PUBLISHED:
         if version.effective_from == effective_from:
             return version
-        raise Conflict(f"version {number} is already published from {version.effective_from}")
+        raise VersionAlreadyPublished(
+            f"version {number} is already published from {version.effective_from}"
+        )
     version.status = RuleStatus.PUBLISHED
     version.effective_from = effective_from
     version.published_at = now

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.models import Member, Program, Purchase
 from rewards.rule_versions import get_version, parse_rules
-from rewards.rules import Basket, Item, quote_purchase
+from rewards.rules import Basket, Item, points_for_return, quote_purchase
 
 
 class Totals(msgspec.Struct, kw_only=True, frozen=True):
@@ -61,17 +61,19 @@ async def simulate(
     counts: dict[str | None, int] = defaultdict(int)
     members: dict[str | None, set[object]] = defaultdict(set)
     for purchase, tier in rows:
-        items = msgspec.convert(purchase.items, tuple[Item, ...])
         basket = Basket(
-            amount_minor=purchase.amount_minor - purchase.returned_minor
-            if not items
-            else purchase.amount_minor,
+            amount_minor=purchase.amount_minor,
             occurred_at=purchase.occurred_at,
-            items=items,
+            items=msgspec.convert(purchase.items, tuple[Item, ...]),
             minor_per_major=program.minor_per_major,
         )
+        # Both sides net returns the way the ledger did: the purchase priced
+        # whole, less the returned share (``return_purchase``).
         current[tier] += purchase.points - purchase.points_reversed
-        draft[tier] += quote_purchase(rules, basket, tier).points
+        priced = quote_purchase(rules, basket, tier).points
+        draft[tier] += priced - points_for_return(
+            priced, purchase.amount_minor, purchase.returned_minor
+        )
         counts[tier] += 1
         members[tier].add(purchase.member_id)
     value = program.point_value_minor

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from litestar import Response
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 
@@ -19,3 +20,25 @@ R = TypeVar("R", bound=_Replayable)
 def created_or_replayed(outcome: R) -> Response[R]:
     """201 for a new record, 200 when an idempotency key repeated a request."""
     return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+
+def replayed(model: type[Any], what: str = "request") -> dict[int, ResponseSpec]:
+    """The OpenAPI answer of a route using ``created_or_replayed`` besides its 201."""
+    return {
+        HTTP_200_OK: ResponseSpec(
+            data_container=model,
+            description=f"A repeated {what}: the first answer, with `replayed` true.",
+            generate_examples=False,
+        )
+    }
+
+
+# The problems each kind of route may answer with (see api.problems): any
+# route may meet an unavailable database (503); a token may lack the scope
+# (403); any body may be malformed (400), too large (413), or hold a value
+# that breaks a rule or a stored bound (422); any write may meet a
+# conflicting one (409).
+OPERATOR_READ = (400, 401, 403, 404, 503)
+OPERATOR_WRITE = (400, 401, 403, 404, 409, 413, 422, 503)
+MEMBER_READ = (401, 404, 429, 503)
+MEMBER_WRITE = (400, 401, 404, 409, 413, 422, 429, 503)

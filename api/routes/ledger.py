@@ -30,8 +30,23 @@ HISTORY_LIMIT_MAX = 500
 
 
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """Every ledger route may answer 400 (invalid request) and 401 (no token)."""
-    return problem_responses(HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, *statuses)
+    """Every ledger route may answer 401 (no token), 403 (an API key without the
+    scope) and 503 (the database is unavailable)."""
+    return problem_responses(
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.FORBIDDEN,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        *statuses,
+    )
+
+
+#: What a body may also cause: invalid (400), too large (413), a stored bound
+#: broken (422).
+_BODY = (
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    HTTPStatus.UNPROCESSABLE_ENTITY,
+)
 
 
 class LedgerController(Controller):
@@ -50,7 +65,7 @@ class LedgerController(Controller):
                 description="The ledger exists already, with the same fields",
                 generate_examples=False,
             ),
-            **_problems(HTTPStatus.CONFLICT),
+            **_problems(*_BODY, HTTPStatus.CONFLICT),
         },
     )
     async def create_ledger(
@@ -85,7 +100,7 @@ class LedgerController(Controller):
         summary="Totals of a ledger",
         description="Sums of the balances of every account of the ledger; posted debits"
         " always equal posted credits.",
-        responses=_problems(HTTPStatus.NOT_FOUND),
+        responses=_problems(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND),
     )
     async def ledger_totals(
         self, ledger_id: FromPath[int], ledger: NamedDependency[Ledger]
@@ -100,7 +115,7 @@ class LedgerController(Controller):
         summary="Create accounts",
         description="Creates up to 8,000 accounts; answers one result per account, in order.",
         status_code=HTTPStatus.OK,
-        responses=_problems(),
+        responses=_problems(*_BODY),
     )
     async def create_accounts(
         self, data: JSONBody[AccountBatch], ledger: NamedDependency[Ledger]
@@ -113,7 +128,7 @@ class LedgerController(Controller):
         description="The account with its balances; with `as_of`, the balances implied by"
         " the transfers up to that time, by the time they were recorded or (with"
         " `basis=effective`) by their business time.",
-        responses=_problems(HTTPStatus.NOT_FOUND),
+        responses=_problems(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND),
     )
     async def get_account(
         self,
@@ -160,7 +175,7 @@ class LedgerController(Controller):
         summary="Transfers of an account",
         description="The transfers debiting or crediting the account, newest first, a page"
         " at a time; pass `next_cursor` back as `cursor` for the next page.",
-        responses=_problems(HTTPStatus.NOT_FOUND),
+        responses=_problems(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND),
     )
     async def account_transfers(
         self,
@@ -181,7 +196,7 @@ class LedgerController(Controller):
         " order; answers one result per transfer. Ids are idempotency keys: a retry"
         " answers `exists`.",
         status_code=HTTPStatus.OK,
-        responses=_problems(HTTPStatus.SERVICE_UNAVAILABLE),
+        responses=_problems(*_BODY),
     )
     async def create_transfers(
         self, data: JSONBody[TransferBatch], ledger: NamedDependency[Ledger]
@@ -191,7 +206,7 @@ class LedgerController(Controller):
     @get(
         "/transfers/{transfer_id:uuid}",
         summary="Look up a transfer",
-        responses=_problems(HTTPStatus.NOT_FOUND),
+        responses=_problems(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND),
     )
     async def get_transfer(
         self, transfer_id: FromPath[UUID], ledger: NamedDependency[Ledger]

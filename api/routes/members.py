@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from api.member_auth import MemberIdentity, require_member
 from api.payments import PointsPayment, start_points_payment
 from api.problems import problem_responses
 from api.program_cache import ProgramCache
-from api.routes import created_or_replayed
+from api.routes import MEMBER_READ, MEMBER_WRITE, created_or_replayed, replayed
 from api.settings import Settings
 from ledger import Ledger
 from rewards.codes import TransferCode
@@ -94,9 +95,7 @@ class MemberController(Controller):
     tags = ["members"]
     guards = [require_member]
 
-    @get(
-        "/", summary="The member's profile and balance", responses=problem_responses(401, 404, 429)
-    )
+    @get("/", summary="The member's profile and balance", responses=problem_responses(*MEMBER_READ))
     async def profile(
         self,
         request: Request[Any, Any, Any],
@@ -114,7 +113,13 @@ class MemberController(Controller):
     @get(
         "/balance",
         summary="Balance, with an ETag: If-None-Match answers 304",
-        responses=problem_responses(401, 404, 429),
+        responses={
+            **problem_responses(*MEMBER_READ),
+            HTTP_304_NOT_MODIFIED: ResponseSpec(
+                data_container=None,
+                description="The balance is unchanged since the ETag sent in If-None-Match.",
+            ),
+        },
     )
     async def balance(self, request: Request[Any, Any, Any]) -> Response[MemberBalance | None]:
         # The hot read: programs from a short-lived cache, then one key
@@ -133,7 +138,7 @@ class MemberController(Controller):
     @get(
         "/transactions",
         summary="Points in and out, newest first",
-        responses=problem_responses(400, 401, 404, 429),
+        responses=problem_responses(400, *MEMBER_READ),
     )
     async def transactions(
         self,
@@ -173,7 +178,7 @@ class MemberController(Controller):
     @get(
         "/rewards",
         summary="Rewards the member can redeem now",
-        responses=problem_responses(401, 404, 429),
+        responses=problem_responses(*MEMBER_READ),
     )
     async def rewards(
         self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
@@ -184,7 +189,10 @@ class MemberController(Controller):
     @post(
         "/redemptions",
         summary="Redeem a catalog reward (needs an Idempotency-Key)",
-        responses=problem_responses(400, 401, 404, 409, 422, 429),
+        responses={
+            **problem_responses(*MEMBER_WRITE),
+            **replayed(RedemptionOutcome, "redemption (the same Idempotency-Key)"),
+        },
     )
     async def redeem_reward(
         self,
@@ -203,7 +211,10 @@ class MemberController(Controller):
     @post(
         "/gifts",
         summary="Give points to another member (needs an Idempotency-Key)",
-        responses=problem_responses(400, 401, 404, 409, 422, 429),
+        responses={
+            **problem_responses(*MEMBER_WRITE),
+            **replayed(GiftOutcome, "gift (the same Idempotency-Key)"),
+        },
     )
     async def gift(
         self,
@@ -222,7 +233,10 @@ class MemberController(Controller):
     @post(
         "/holds",
         summary="Hold points to pay (part of) an order (needs an Idempotency-Key)",
-        responses=problem_responses(400, 401, 404, 409, 422, 429),
+        responses={
+            **problem_responses(*MEMBER_WRITE),
+            **replayed(HoldView, "hold (the same Idempotency-Key)"),
+        },
     )
     async def hold(
         self,
@@ -242,7 +256,7 @@ class MemberController(Controller):
         "/holds/{hold_id:uuid}/release",
         status_code=HTTP_200_OK,
         summary="Cancel a hold: the points come back",
-        responses=problem_responses(401, 404, 409, 429),
+        responses=problem_responses(*MEMBER_WRITE),
     )
     async def release(
         self,
@@ -259,7 +273,7 @@ class MemberController(Controller):
     @get(
         "/tier",
         summary="Tier, perks, and what reaches the next tier by when",
-        responses=problem_responses(401, 404, 429),
+        responses=problem_responses(*MEMBER_READ),
     )
     async def tier(
         self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
@@ -270,7 +284,7 @@ class MemberController(Controller):
     @get(
         "/expiring",
         summary="Points that expire within 30 days unless spent",
-        responses=problem_responses(401, 404, 429),
+        responses=problem_responses(*MEMBER_READ),
     )
     async def expiring(
         self,
@@ -284,7 +298,7 @@ class MemberController(Controller):
     @post(
         "/points-purchases",
         summary="Buy points: a Stripe PaymentIntent to confirm",
-        responses=problem_responses(400, 401, 404, 429, 503),
+        responses=problem_responses(*MEMBER_WRITE, 502),
     )
     async def buy_points(
         self,
@@ -303,7 +317,7 @@ class MemberController(Controller):
     @get(
         "/export",
         summary="All of the member's data, ledger history included",
-        responses=problem_responses(401, 404, 429),
+        responses=problem_responses(*MEMBER_READ),
     )
     async def export(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgspec
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import audit
 from api.access import Caller, require_scope
 from api.problems import problem_responses
-from api.routes import created_or_replayed
+from api.routes import OPERATOR_READ, OPERATOR_WRITE, created_or_replayed, replayed
 from ledger import Ledger
 from rewards.adjustments import Adjustment, AdjustmentOutcome, adjust_points
 from rewards.events import BehaviourEvent, EventOutcome, record_event
@@ -30,11 +31,11 @@ from rewards.programs import (
     Enrolment,
     MemberBalance,
     ProgramSpec,
-    create_program,
     enrol_member,
     get_member,
     get_program,
     member_balance,
+    open_program,
 )
 from rewards.purchases import (
     PurchaseEvent,
@@ -131,8 +132,12 @@ class ProgramController(Controller):
         "/",
         guards=[require_scope("programs:write")],
         status_code=HTTP_201_CREATED,
-        summary="Open a program",
-        responses=problem_responses(400, 401, 403),
+        summary="Open a program (idempotent by slug: 200 when it is open with these fields)",
+        responses={
+            # No path to name a missing record: no 404.
+            **problem_responses(*(s for s in OPERATOR_WRITE if s != HTTPStatus.NOT_FOUND)),
+            **replayed(ProgramView, "open of the same program"),
+        },
     )
     async def open_program(
         self,
@@ -140,18 +145,20 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         data: JSONBody[ProgramSpec],
-    ) -> ProgramView:
-        program = await create_program(db_session, ledger, data)
-        await audit.record(
-            db_session, _caller(request), "program.open", f"program:{data.slug}", data
-        )
-        return _program_view(program)
+    ) -> Response[ProgramView]:
+        program, created = await open_program(db_session, ledger, data)
+        if created:
+            await audit.record(
+                db_session, _caller(request), "program.open", f"program:{data.slug}", data
+            )
+        view = _program_view(program)
+        return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @get(
         "/{slug:str}",
         guards=[require_scope("programs:read")],
         summary="A program",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(*OPERATOR_READ),
     )
     async def show_program(
         self, db_session: NamedDependency[AsyncSession], slug: FromPath[str]
@@ -163,7 +170,7 @@ class ProgramController(Controller):
         guards=[require_scope("rules:write")],
         status_code=HTTP_201_CREATED,
         summary="Draft an earn rule version",
-        responses=problem_responses(400, 401, 403, 404, 422),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def draft(
         self,
@@ -187,7 +194,7 @@ class ProgramController(Controller):
         "/{slug:str}/rules",
         guards=[require_scope("rules:read")],
         summary="Earn rule versions",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(*OPERATOR_READ),
     )
     async def list_rules(
         self, db_session: NamedDependency[AsyncSession], slug: FromPath[str]
@@ -205,7 +212,7 @@ class ProgramController(Controller):
         guards=[require_scope("rules:write")],
         status_code=HTTP_200_OK,
         summary="Publish a version from a stated time",
-        responses=problem_responses(400, 401, 403, 404, 409, 422),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def publish(
         self,
@@ -229,7 +236,10 @@ class ProgramController(Controller):
         "/{slug:str}/members",
         guards=[require_scope("members:write")],
         summary="Enrol a member (idempotent by external id)",
-        responses=problem_responses(400, 401, 403, 404),
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **replayed(MemberView, "enrolment"),
+        },
     )
     async def enrol(
         self,
@@ -256,7 +266,7 @@ class ProgramController(Controller):
         "/{slug:str}/members/{external_id:str}",
         guards=[require_scope("members:read")],
         summary="A member and their balance",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(*OPERATOR_READ),
     )
     async def show_member(
         self,
@@ -273,7 +283,10 @@ class ProgramController(Controller):
         "/{slug:str}/purchases",
         guards=[require_scope("purchases:write")],
         summary="Record a purchase (idempotent by order id)",
-        responses=problem_responses(400, 401, 403, 404, 409, 422),
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **replayed(PurchaseOutcome, "purchase (the same order id)"),
+        },
     )
     async def purchase(
         self,
@@ -292,7 +305,10 @@ class ProgramController(Controller):
         "/{slug:str}/purchases/{order_id:str}/returns",
         guards=[require_scope("purchases:write")],
         summary="Return (part of) a purchase (idempotent by return id)",
-        responses=problem_responses(400, 401, 403, 404, 409, 422),
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **replayed(ReturnOutcome, "return (the same return id)"),
+        },
     )
     async def return_(
         self,
@@ -320,7 +336,7 @@ class ProgramController(Controller):
         guards=[require_scope("programs:write")],
         status_code=HTTP_201_CREATED,
         summary="Add a reward to the catalog",
-        responses=problem_responses(400, 401, 403, 404, 409),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def add_catalog_reward(
         self,
@@ -341,7 +357,7 @@ class ProgramController(Controller):
         guards=[require_scope("purchases:write")],
         status_code=HTTP_200_OK,
         summary="Capture held points (all, or part: the rest is released)",
-        responses=problem_responses(400, 401, 403, 404, 409),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def capture(
         self,
@@ -368,7 +384,7 @@ class ProgramController(Controller):
         guards=[require_scope("purchases:write")],
         status_code=HTTP_200_OK,
         summary="Release held points",
-        responses=problem_responses(401, 403, 404, 409),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def release(
         self,
@@ -390,7 +406,7 @@ class ProgramController(Controller):
         guards=[require_scope("programs:write")],
         status_code=HTTP_201_CREATED,
         summary="Add a tier to the ladder",
-        responses=problem_responses(400, 401, 403, 404, 409),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def add_tier(
         self,
@@ -411,7 +427,7 @@ class ProgramController(Controller):
         guards=[require_scope("programs:write")],
         status_code=HTTP_201_CREATED,
         summary="Add a spend threshold that grants bonus points once per window",
-        responses=problem_responses(400, 401, 403, 404, 409),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def add_threshold(
         self,
@@ -435,7 +451,10 @@ class ProgramController(Controller):
         "/{slug:str}/events",
         guards=[require_scope("events:write")],
         summary="Record a behaviour event (idempotent by event id): points within caps and budget",
-        responses=problem_responses(400, 401, 403, 404, 409, 422),
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **replayed(EventOutcome, "event (the same event id)"),
+        },
     )
     async def behaviour_event(
         self,
@@ -461,7 +480,10 @@ class ProgramController(Controller):
         "/{slug:str}/members/{external_id:str}/adjustments",
         guards=[require_scope("members:write")],
         summary="Add or take points by hand, with a reason (idempotent by adjustment id)",
-        responses=problem_responses(400, 401, 403, 404, 409, 422),
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **replayed(AdjustmentOutcome, "adjustment (the same adjustment id)"),
+        },
     )
     async def adjust(
         self,
@@ -490,7 +512,7 @@ class ProgramController(Controller):
         guards=[require_scope("rules:read")],
         status_code=HTTP_200_OK,
         summary="Reprice the last days' purchases under a version, beside what they earned",
-        responses=problem_responses(400, 401, 403, 404),
+        responses=problem_responses(*OPERATOR_READ),
     )
     async def simulate_rules(
         self,
@@ -506,7 +528,7 @@ class ProgramController(Controller):
         "/{slug:str}/members/{external_id:str}/export",
         guards=[require_scope("members:read")],
         summary="All of a member's data, ledger history included",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(*OPERATOR_READ),
     )
     async def export(
         self,
@@ -528,7 +550,7 @@ class ProgramController(Controller):
         guards=[require_scope("members:write")],
         status_code=HTTP_200_OK,
         summary="Erase a member's personal data (the ledger keeps a pseudonymous record)",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def erase(
         self,

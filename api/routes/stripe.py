@@ -53,7 +53,7 @@ def _enqueue_processing(settings: Settings) -> None:
     "/webhooks/stripe",
     tags=["payments"],
     summary="Stripe webhooks (signed)",
-    responses=problem_responses(400, 503),
+    responses=problem_responses(400, 413, 503),
 )
 async def stripe_webhook(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]

@@ -276,7 +276,8 @@ async def test_redeem_and_gift_over_http(
     to_self = await member_client.post(
         "/me/gifts", json={"to": "ann", "points": 1}, headers={**headers, "Idempotency-Key": "g-2"}
     )
-    assert to_self.status_code == 409
+    assert to_self.status_code == 422
+    assert to_self.json()["type"] == PROBLEMS + "gift-to-self"
 
 
 async def test_a_remembered_token_still_expires() -> None:

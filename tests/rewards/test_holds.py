@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer, check_invariants
 from rewards.codes import TransferCode
-from rewards.errors import Conflict, HoldClosed, InsufficientPoints
+from rewards.errors import CaptureExceedsHold, HoldClosed, InsufficientPoints
 from rewards.holds import (
     Capture,
     HoldRequest,
@@ -22,7 +22,7 @@ from rewards.holds import (
     release_hold,
 )
 from rewards.models import Member, Program
-from rewards.programs import Enrolment, enrol_member, member_balance
+from rewards.programs import Enrolment, enrol_member, member_balance, read_balance
 from tests.conftest import NewProgram
 
 
@@ -91,7 +91,7 @@ async def test_hold_then_partial_capture(
         now,
     )
     assert replay.replayed and replay.id == held.id
-    with pytest.raises(Conflict):
+    with pytest.raises(CaptureExceedsHold):
         await capture_hold(session, ledger, program, held.id, Capture(points=301), now)
     captured = await capture_hold(session, ledger, program, held.id, Capture(points=250), now)
     await session.commit()
@@ -134,3 +134,29 @@ async def test_release_and_timeout(
     while await ledger.expire_pending():
         pass
     assert (await member_balance(ledger, program, member)).available == 100
+
+
+async def test_held_points_are_pending_until_resolved(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    """The balance documents ``pending`` as "earned but not posted, or held":
+    both reads (ORM and the member app's one query) count a hold there."""
+    program = await new_program()
+    member = await funded(session, ledger, program, 500)
+    now = datetime.now(UTC)
+    held = await hold_points(
+        session, ledger, program, member, "p", HoldRequest(order_ref="P", amount_minor=120), now
+    )
+    await session.commit()
+    for balance in (
+        await member_balance(ledger, program, member),
+        await read_balance(ledger.pool, program, member.external_id),
+    ):
+        assert (balance.available, balance.pending) == (380, 120)
+    await capture_hold(session, ledger, program, held.id, Capture(points=100), now)
+    await session.commit()
+    for balance in (
+        await member_balance(ledger, program, member),
+        await read_balance(ledger.pool, program, member.external_id),
+    ):
+        assert (balance.available, balance.pending) == (400, 0)

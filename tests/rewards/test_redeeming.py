@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ledger import Ledger, Transfer, check_invariants
 from rewards.codes import TransferCode
-from rewards.errors import Conflict, GiftLimitExceeded, InsufficientPoints, RewardUnavailable
+from rewards.errors import (
+    GiftLimitExceeded,
+    IdempotencyKeyReused,
+    InsufficientPoints,
+    RewardUnavailable,
+)
 from rewards.models import CatalogReward, Member, Program
 from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
 from rewards.redeeming import (
@@ -102,7 +107,7 @@ async def test_redemption_key_replays_and_stock(
     await session.commit()
     again = await redeem(session, ledger, program, member, "k1", RedemptionRequest(sku="CAP"), now)
     assert (first.points, first.replayed, again.replayed) == (10, False, True)
-    with pytest.raises(Conflict):
+    with pytest.raises(IdempotencyKeyReused):
         await redeem(
             session, ledger, program, member, "k1", RedemptionRequest(sku="CAP", quantity=2), now
         )

@@ -13,7 +13,7 @@ from rewards.models import Purchase
 from rewards.programs import Enrolment, enrol_member
 from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
 from rewards.rule_versions import draft_rules, publish_rules
-from rewards.rules import EarnRules
+from rewards.rules import EarnRules, Item
 from rewards.simulator import simulate
 from tests.conftest import NewProgram
 
@@ -57,3 +57,39 @@ async def test_halving_the_rate_shows_before_publishing(
     [line] = report.by_tier
     assert (line.tier, line.members, line.purchases) == (None, 2, 3)
     assert await session.scalar(select(func.count()).select_from(Purchase)) == purchases_before
+
+
+async def test_a_return_is_netted_alike_on_both_sides_for_itemized_purchases(
+    session: AsyncSession, ledger: Ledger, new_program: NewProgram
+) -> None:
+    """A purchase with items and a return: the draft nets the return as the
+    recorded points did (180 points priced, half returned: 90 due)."""
+    program = await new_program()
+    now = datetime.now(UTC)
+    start = now - timedelta(days=5)
+    v1 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
+    await publish_rules(session, program, v1.version, start, now=start)
+    await enrol_member(session, ledger, program, Enrolment(external_id="i"))
+    items = (Item(sku="A", amount_minor=9_000), Item(sku="B", amount_minor=9_000))
+    await record_purchase(
+        session,
+        ledger,
+        program,
+        PurchaseEvent(
+            member="i",
+            order_id="I-1",
+            amount_minor=18_000,
+            currency="ZAR",
+            occurred_at=now - timedelta(days=1),
+            items=items,
+        ),
+        now,
+    )
+    await return_purchase(
+        session, ledger, program, "I-1", ReturnEvent(return_id="R", amount_minor=9_000)
+    )
+    same = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
+    await session.commit()
+
+    report = await simulate(session, program, same.version, days=30, now=now)
+    assert (report.current.points, report.draft.points) == (90, 90)
