@@ -57,7 +57,7 @@ def create_celery(settings: Settings) -> Celery:
     )
     app.conf.coalition_settings = settings
     if not settings.broker_url:
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (broker_folder(settings) / sub).mkdir(parents=True, exist_ok=True)
     _register_tasks(app)
     return app
@@ -72,6 +72,9 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
         "store_processed": False,
+        # The exchange tables of fanout (broadcast) messages; kombu's default
+        # is a folder named "control" in the working directory.
+        "control_folder": str(folder / "control"),
     }
 
 

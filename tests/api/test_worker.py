@@ -148,3 +148,19 @@ async def test_worker_processes_the_stripe_inbox(
     assert outcome == "points bought: 77"
     member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="w-2"))
     assert (await member_balance(ledger, program, member)).available == 77
+
+
+def test_folder_broker_keeps_its_exchanges_in_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Broadcasts (``control.ping``, the pidbox) write exchange tables; they
+    belong under the data directory, not in a ``control/`` folder wherever
+    the process was started."""
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    data = tmp_path / "data"
+    app = worker.create_celery(Settings(data_dir=str(data)))
+    assert app.control.ping(timeout=0.1) == []
+    assert list(working.iterdir()) == []
+    assert any((data / "broker" / "control").glob("*.exchange"))
