@@ -18,7 +18,6 @@ from advanced_alchemy.extensions.litestar import (
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
@@ -27,18 +26,19 @@ from litestar.plugins.problem_details import ProblemDetailsPlugin
 import api
 from api.access import Gatekeeper, require_scope
 from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME
+from api.bodies import StrictRequest
 from api.database import sqlalchemy_url
 from api.intake import PurchaseIntake
 from api.member_auth import TokenVerifier, rate_limit_key
 from api.problems import problem_details_config
 from api.program_cache import ProgramCache
+from api.rate_limits import member_rate_limit
 from api.routes.health import health
 from api.routes.ledger import LedgerController
 from api.routes.members import MemberController
 from api.routes.programs import ProgramController
 from api.routes.stripe import stripe_webhook
 from api.settings import Settings, SettingsError
-from api.stores import LoopLocalStore
 from ledger import Ledger
 from ledger.connection import create_pool
 
@@ -92,10 +92,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         guards=[require_scope("ledger:write", reading="ledger:read")],
         security=[{SECURITY_SCHEME: []}],
     )
-    rate_limit = RateLimitConfig(
-        rate_limit=("minute", settings.member_rate_limit),
-        identifier_for_request=rate_limit_key,
-    )
+    rate_limit = member_rate_limit(settings, rate_limit_key)
     member_api = Router(
         path="/",
         route_handlers=[MemberController],
@@ -135,10 +132,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         route_handlers=[operator_api, programs_api, member_api, health, stripe_webhook],
         state=State({"token_verifier": TokenVerifier(settings), "settings": settings}),
         dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
-        lifespan=[ledger_lifespan],
-        stores={"rate_limit": LoopLocalStore()},
+        lifespan=[ledger_lifespan, rate_limit.lifespan],
         plugins=[ProblemDetailsPlugin(problem_details_config()), SQLAlchemyPlugin(database)],
         openapi_config=openapi_config(),
+        # JSON bodies decoded strictly into their structs (no "10" for 10).
+        request_class=StrictRequest,
     )
 
 

@@ -6,18 +6,25 @@ as they are; these wrap them in batches and results.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import msgspec
 
 from ledger.schemas import BATCH_MAX, Account, AccountOutcome, Transfer, TransferOutcome
 
+#: A history cursor is a ledger timestamp (a bigint) in decimal: 19 digits.
+HISTORY_CURSOR_MAX = 19
+
 #: Which clock ``as_of`` reads: when a transfer was recorded, or its business time.
 Basis = Literal["recorded", "effective"]
 
 
-class TransferBatch(msgspec.Struct, kw_only=True, frozen=True):
+class TransferBatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     transfers: Annotated[list[Transfer], msgspec.Meta(min_length=1, max_length=BATCH_MAX)]
+
+    def __post_init__(self) -> None:
+        _check_items("transfers", self.transfers)
 
 
 class TransferResults(msgspec.Struct, kw_only=True, frozen=True):
@@ -27,14 +34,25 @@ class TransferResults(msgspec.Struct, kw_only=True, frozen=True):
     results: list[TransferOutcome]
 
 
-class AccountBatch(msgspec.Struct, kw_only=True, frozen=True):
+class AccountBatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     accounts: Annotated[list[Account], msgspec.Meta(min_length=1, max_length=BATCH_MAX)]
+
+    def __post_init__(self) -> None:
+        _check_items("accounts", self.accounts)
 
 
 class AccountResults(msgspec.Struct, kw_only=True, frozen=True):
     """One result per account, in the order sent."""
 
     results: list[AccountOutcome]
+
+
+def _check_items(field: str, items: Sequence[Account | Transfer]) -> None:
+    """The bounds ``Meta`` cannot declare, at the edge: a value the database
+    cannot take would otherwise fail the whole micro-batch it travels in."""
+    for n, item in enumerate(items):
+        if fault := item.bounds_fault():
+            raise ValueError(f"{field}[{n}].{fault[0]}: {fault[1]}")
 
 
 class Health(msgspec.Struct, kw_only=True, frozen=True):

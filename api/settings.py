@@ -15,6 +15,7 @@ BROKER_SCHEMES = r"^(redis|rediss|amqp|amqps|pyamqp|filesystem)://"
 ENVIRONMENT: dict[str, str] = {
     "DATABASE_URL": "database_url",
     "BROKER_URL": "broker_url",
+    "REDIS_URL": "redis_url",
     "COALITION_DATA_DIR": "data_dir",
     "COALITION_HOST": "host",
     "COALITION_PORT": "port",
@@ -64,6 +65,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     member_jwt_issuer: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     #: Requests per minute a member may make to the member API.
     member_rate_limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 600
+    #: Redis (redis://, rediss://, unix://) holding the member rate limits, so
+    #: that every worker and process shares one count; without it each
+    #: process counts on its own (right for a single process).
+    redis_url: Annotated[str, msgspec.Meta(pattern=r"^(redis|rediss|unix)://")] | None = None
     #: Stripe secret key (sk_test_... or sk_live_...); without it, no payments.
     stripe_api_key: Annotated[str, msgspec.Meta(pattern=r"^(sk|rk)_")] | None = None
     #: Signing secret of the webhook endpoint (whsec_...).

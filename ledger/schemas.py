@@ -13,15 +13,32 @@ from uuid import UUID
 
 import msgspec
 
+from ledger.bounds import (
+    ACCOUNT_FLAGS_DOC,
+    BIGINT_MAX,
+    MOMENT_RULE,
+    TRANSFER_FLAGS_DOC,
+    AccountFlagBits,
+    Metadata,
+    NonEmpty,
+    NonNegativeBigInt,
+    NonNegativeInteger,
+    PositiveInteger,
+    Text100,
+    TransferFlagBits,
+    json_fault,
+    year_fault,
+)
+
 #: Largest amount one transfer can carry (PostgreSQL BIGINT).
-AMOUNT_MAX = 2**63 - 1
+AMOUNT_MAX = BIGINT_MAX
 #: Largest number of accounts or transfers in one call.
 BATCH_MAX = 8000
 
-Amount = Annotated[int, msgspec.Meta(ge=0, le=AMOUNT_MAX)]
-LedgerId = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
-Code = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
-TimeoutSeconds = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+Amount = NonNegativeBigInt
+LedgerId = PositiveInteger
+Code = PositiveInteger
+TimeoutSeconds = NonNegativeInteger
 
 
 class AccountFlags(enum.IntFlag):
@@ -99,21 +116,28 @@ class CreateTransferResult(enum.StrEnum):
 TRANSFER_RESULTS: tuple[CreateTransferResult, ...] = tuple(CreateTransferResult)
 
 
-class Ledger(msgspec.Struct, kw_only=True, frozen=True):
+class Ledger(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     id: LedgerId
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: Annotated[Text100, NonEmpty]
     #: Decimal places of the unit (0 for whole points).
     asset_scale: Annotated[int, msgspec.Meta(ge=0, le=18)] = 0
 
 
-class Account(msgspec.Struct, kw_only=True, frozen=True):
+class Account(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A request to open an account."""
 
     id: UUID
     ledger: LedgerId
     code: Code
-    flags: AccountFlags = AccountFlags.NONE
-    metadata: dict[str, Any] | None = None
+    # An int, not an AccountFlags, in the document: 0 and sums are sent.
+    flags: AccountFlagBits = AccountFlags.NONE
+    metadata: Metadata | None = None
+
+    def bounds_fault(self) -> tuple[str, str] | None:
+        """The field and why, when a bound that ``Meta`` cannot declare is broken."""
+        if self.metadata is not None and (fault := json_fault(self.metadata)):
+            return "metadata", fault
+        return None
 
 
 class AccountState(msgspec.Struct, kw_only=True, frozen=True):
@@ -123,13 +147,7 @@ class AccountState(msgspec.Struct, kw_only=True, frozen=True):
     ledger: int
     code: int
     # An int in the document: any combination of the bits may be stored.
-    flags: Annotated[
-        int,
-        msgspec.Meta(
-            description="Bits of AccountFlags: 1 debits must not exceed credits,"
-            " 2 credits must not exceed debits; 0 for none."
-        ),
-    ]
+    flags: Annotated[int, msgspec.Meta(description=ACCOUNT_FLAGS_DOC)]
     debits_pending: int
     debits_posted: int
     credits_pending: int
@@ -147,7 +165,7 @@ class Balance(msgspec.Struct, kw_only=True, frozen=True):
     credits_posted: int
 
 
-class Transfer(msgspec.Struct, kw_only=True, frozen=True):
+class Transfer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A request to move ``amount`` from the debit to the credit account.
 
     For ``POST_PENDING`` and ``VOID_PENDING`` the accounts, ledger and code may
@@ -161,13 +179,35 @@ class Transfer(msgspec.Struct, kw_only=True, frozen=True):
     amount: Amount = 0
     ledger: LedgerId | None = None
     code: Code | None = None
-    flags: TransferFlags = TransferFlags.NONE
+    # An int, not a TransferFlags, in the document: 0 and sums are sent; the
+    # writer's private END_OF_REQUEST bit is out of bounds for a request.
+    flags: TransferFlagBits = TransferFlags.NONE
     pending_id: UUID | None = None
     #: Seconds after which a pending transfer may no longer be posted.
     timeout: TimeoutSeconds = 0
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     #: Business time of the movement, if not the time it is recorded.
-    effective_at: datetime | None = None
+    effective_at: (
+        Annotated[
+            datetime,
+            msgspec.Meta(
+                tz=True,
+                description="Business time of the movement, if not the time it is"
+                f" recorded. {MOMENT_RULE}",
+            ),
+        ]
+        | None
+    ) = None
+
+    def bounds_fault(self) -> tuple[str, str] | None:
+        """The field and why, when a bound that ``Meta`` cannot declare is
+        broken (checked at the edge: code may build any transfer, and the
+        SQL function keeps its own checks)."""
+        if self.metadata is not None and (fault := json_fault(self.metadata)):
+            return "metadata", fault
+        if self.effective_at is not None and (fault := year_fault(self.effective_at)):
+            return "effective_at", fault
+        return None
 
 
 class TransferState(msgspec.Struct, kw_only=True, frozen=True):
@@ -180,13 +220,7 @@ class TransferState(msgspec.Struct, kw_only=True, frozen=True):
     ledger: int
     code: int
     # An int in the document: any combination of the bits may be recorded.
-    flags: Annotated[
-        int,
-        msgspec.Meta(
-            description="Bits of TransferFlags: 1 linked, 2 pending, 4 post pending,"
-            " 8 void pending; 0 for none."
-        ),
-    ]
+    flags: Annotated[int, msgspec.Meta(description=TRANSFER_FLAGS_DOC)]
     pending_id: UUID | None
     timeout: int
     metadata: dict[str, Any] | None

@@ -210,7 +210,8 @@ def _decode_cursor(cursor: str | None) -> int:
         value = int(cursor)
     except ValueError:
         raise InvalidCursor(f"not a history cursor: {cursor!r}") from None
-    if value <= 0:
+    # A cursor is a ledger timestamp: a positive bigint.
+    if not 0 < value <= 2**63 - 1:
         raise InvalidCursor(f"not a history cursor: {cursor!r}")
     return value
 

@@ -8,18 +8,19 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
+from ledger.bounds import ExternalId, Text500
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import Conflict, InsufficientPoints, LedgerRefused
 from rewards.models import Member, Program
 from rewards.programs import lock_member
 
 
-class Adjustment(msgspec.Struct, kw_only=True, frozen=True):
+class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     #: The operator's id of the adjustment: its idempotency key.
-    adjustment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    adjustment_id: ExternalId
     #: Points to add (positive) or take (negative).
     points: Annotated[int, msgspec.Meta(ge=-(10**12), le=10**12)]
-    reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
+    reason: Annotated[Text500, msgspec.Meta(min_length=3)]
 
     def __post_init__(self) -> None:
         if self.points == 0:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
+from ledger.bounds import ExternalId, NonEmpty, Text100, check_moment
 from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
 from rewards.connections import session_connection
@@ -28,11 +29,14 @@ from rewards.rule_versions import parse_rules, rules_in_force
 from rewards.rules import Moment
 
 
-class BehaviourEvent(msgspec.Struct, kw_only=True, frozen=True):
-    member: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    event: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+class BehaviourEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    member: ExternalId
+    event_id: ExternalId
+    event: Annotated[Text100, NonEmpty]
     occurred_at: Moment
+
+    def __post_init__(self) -> None:
+        check_moment("occurred_at", self.occurred_at)
 
 
 class EventOutcome(msgspec.Struct, kw_only=True, frozen=True):

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer, TransferFlags
+from ledger.bounds import ExternalId, PositiveBigInt
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
     CaptureExceedsHold,
@@ -27,16 +28,16 @@ from rewards.models import HoldStatus, Member, PointHold, Program
 from rewards.programs import lock_member, record_transfers, require_active
 
 
-class HoldRequest(msgspec.Struct, kw_only=True, frozen=True):
-    order_ref: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+class HoldRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    order_ref: ExternalId
     #: The part of the order, in minor units, the member pays with points.
-    amount_minor: Annotated[int, msgspec.Meta(gt=0)]
+    amount_minor: PositiveBigInt
     timeout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
 
 
-class Capture(msgspec.Struct, kw_only=True, frozen=True):
+class Capture(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     #: Points to take, at most those held; the rest is released. All by default.
-    points: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    points: PositiveBigInt | None = None
 
 
 class HoldView(msgspec.Struct, kw_only=True, frozen=True):

@@ -21,6 +21,7 @@ from ledger import (
     TransferOutcome,
     new_id,
 )
+from ledger.bounds import ExternalId, NonEmpty, Text32, Text100, Text200, Text320
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.codes import AccountCode, TransferCode, derived_id
 from rewards.connections import Connection
@@ -33,13 +34,16 @@ from rewards.errors import (
 )
 from rewards.models import Member, MemberStatus, Program
 
-Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN)]
+#: point_value_minor is stored as NUMERIC(18, 6): 12 digits before the point.
+POINT_VALUE_LIMIT = Decimal(10**12)
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 
 
-class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True):
+class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     slug: Slug
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[Text200, NonEmpty]
     currency: Currency
     #: What one point is worth in minor units (1 -> 100 points = 1.00).
     point_value_minor: Decimal
@@ -52,15 +56,18 @@ class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True):
         # msgspec bounds numbers but not Decimals.
         if not self.point_value_minor.is_finite() or self.point_value_minor <= 0:
             raise ValueError("point_value_minor must be a number > 0")
+        # The column is NUMERIC(18, 6): more would overflow, not round.
+        if self.point_value_minor >= POINT_VALUE_LIMIT:
+            raise ValueError(f"point_value_minor must be below {POINT_VALUE_LIMIT}")
         if self.minor_per_major not in (1, 10, 100, 1000):
             raise ValueError("minor_per_major must be 1, 10, 100 or 1000")
 
 
-class Enrolment(msgspec.Struct, kw_only=True, frozen=True):
-    external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
-    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
-    consents: dict[str, bool] = {}
+class Enrolment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    external_id: ExternalId
+    email: Text320 | None = None
+    phone: Text32 | None = None
+    consents: Annotated[dict[Annotated[Text100, NonEmpty], bool], msgspec.Meta(max_length=50)] = {}
 
 
 class MemberBalance(msgspec.Struct, kw_only=True, frozen=True):

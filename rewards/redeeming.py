@@ -17,6 +17,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
+from ledger.bounds import (
+    ExternalId,
+    NonEmpty,
+    NonNegativeInteger,
+    PositiveBigInt,
+    Text100,
+    Text200,
+    check_moment,
+)
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
     GiftLimitExceeded,
@@ -29,20 +38,24 @@ from rewards.models import CatalogReward, Gift, Member, Program, Redemption
 from rewards.programs import find_member, lock_member, record_transfers, require_active
 from rewards.rules import Moment
 
-Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Key = ExternalId
 
 
 _NOT_ENOUGH = "the wallet does not hold enough points"
 
 
-class RewardSpec(msgspec.Struct, kw_only=True, frozen=True):
-    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    points_price: Annotated[int, msgspec.Meta(gt=0)]
-    stock: Annotated[int, msgspec.Meta(ge=0)] | None = None
+class RewardSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    sku: Annotated[Text100, NonEmpty]
+    name: Annotated[Text200, NonEmpty]
+    points_price: PositiveBigInt
+    stock: NonNegativeInteger | None = None
     valid_from: Moment | None = None
     valid_until: Moment | None = None
-    fulfilling_partner: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    fulfilling_partner: Text100 | None = None
+
+    def __post_init__(self) -> None:
+        check_moment("valid_from", self.valid_from)
+        check_moment("valid_until", self.valid_until)
 
 
 class RewardView(msgspec.Struct, kw_only=True, frozen=True):
@@ -63,8 +76,8 @@ class RewardView(msgspec.Struct, kw_only=True, frozen=True):
         )
 
 
-class RedemptionRequest(msgspec.Struct, kw_only=True, frozen=True):
-    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+class RedemptionRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    sku: Annotated[Text100, NonEmpty]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
 
 
@@ -75,9 +88,9 @@ class RedemptionOutcome(msgspec.Struct, kw_only=True, frozen=True):
     replayed: bool
 
 
-class GiftRequest(msgspec.Struct, kw_only=True, frozen=True):
-    to: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    points: Annotated[int, msgspec.Meta(gt=0)]
+class GiftRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    to: ExternalId
+    points: PositiveBigInt
 
 
 class GiftOutcome(msgspec.Struct, kw_only=True, frozen=True):

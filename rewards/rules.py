@@ -8,21 +8,28 @@ purchase with the rule's explicit rounding mode.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Annotated
 
 import msgspec
 
+from ledger import bounds
+from ledger.bounds import NonEmpty, NonNegativeBigInt, Text50, Text100, check_moment
+
 # msgspec bounds numbers but not Decimals: the structs check these themselves.
 Rate = Decimal
 Multiplier = Decimal
 MULTIPLIER_MAX = Decimal(100)
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-MinorUnits = Annotated[int, msgspec.Meta(ge=0)]
+Name = Annotated[Text100, NonEmpty]
+MinorUnits = NonNegativeBigInt
 #: A moment with its offset: a time without one is refused (it would be ambiguous).
-Moment = Annotated[datetime, msgspec.Meta(tz=True)]
-Points = Annotated[int, msgspec.Meta(ge=0)]
+Moment = bounds.Moment
+Points = NonNegativeBigInt
+#: A product category or SKU, as purchases name them.
+Category = Text100
+Sku = Text100
+TierCode = Text50
+EventName = Annotated[Text100, NonEmpty]
 
 
 class Rounding(enum.StrEnum):
@@ -38,7 +45,7 @@ _ROUNDING = {
 }
 
 
-class Bonus(msgspec.Struct, kw_only=True, frozen=True):
+class Bonus(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A time-boxed multiplier, optionally limited to categories, with an
     optional budget of extra points it may grant in all."""
 
@@ -46,16 +53,18 @@ class Bonus(msgspec.Struct, kw_only=True, frozen=True):
     multiplier: Multiplier
     starts_at: Moment
     ends_at: Moment
-    categories: frozenset[str] = frozenset()
+    categories: frozenset[Category] = frozenset()
     budget_points: Points | None = None
 
     def __post_init__(self) -> None:
         _check_multiplier("multiplier", self.multiplier)
+        check_moment("starts_at", self.starts_at)
+        check_moment("ends_at", self.ends_at)
         if self.ends_at <= self.starts_at:
             raise ValueError("a bonus must end after it starts")
 
 
-class EventRule(msgspec.Struct, kw_only=True, frozen=True):
+class EventRule(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Points for a behaviour (gym visit, survey, e-statement sign-up)."""
 
     points: Points
@@ -70,14 +79,14 @@ class EarnRules(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     rounding: Rounding = Rounding.DOWN
     min_spend_minor: MinorUnits = 0
     #: Multipliers by product category; a SKU's own multiplier wins over it.
-    category_multipliers: dict[str, Multiplier] = {}
-    sku_multipliers: dict[str, Multiplier] = {}
-    excluded_categories: frozenset[str] = frozenset()
-    excluded_skus: frozenset[str] = frozenset()
+    category_multipliers: dict[Category, Multiplier] = {}
+    sku_multipliers: dict[Sku, Multiplier] = {}
+    excluded_categories: frozenset[Category] = frozenset()
+    excluded_skus: frozenset[Sku] = frozenset()
     #: Multipliers by tier code (e.g. {"gold": "1.5"}).
-    tier_multipliers: dict[str, Multiplier] = {}
+    tier_multipliers: dict[TierCode, Multiplier] = {}
     bonuses: tuple[Bonus, ...] = ()
-    events: dict[str, EventRule] = {}
+    events: dict[EventName, EventRule] = {}
 
     def __post_init__(self) -> None:
         if not self.points_per_unit.is_finite() or self.points_per_unit < 0:
@@ -92,9 +101,9 @@ def _check_multiplier(name: str, value: Decimal) -> None:
         raise ValueError(f"{name} must be between 0 and {MULTIPLIER_MAX}")
 
 
-class Item(msgspec.Struct, kw_only=True, frozen=True):
-    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    category: Annotated[str, msgspec.Meta(max_length=100)] = ""
+class Item(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    sku: Annotated[Sku, NonEmpty]
+    category: Category = ""
     amount_minor: MinorUnits
 
 

@@ -20,23 +20,24 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledger.bounds import NonEmpty, NonNegativeBigInt, PositiveBigInt, Text100, Text200
 from rewards.models import Member, Program, Purchase, ThresholdReward, Tier
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")]
 
 
-class TierSpec(msgspec.Struct, kw_only=True, frozen=True):
+class TierSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     code: Code
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: Annotated[Text100, NonEmpty]
     rank: Annotated[int, msgspec.Meta(ge=1, le=100)]
-    threshold: Annotated[int, msgspec.Meta(ge=0)]
-    perks: list[str] = []
+    threshold: NonNegativeBigInt
+    perks: Annotated[list[Text200], msgspec.Meta(max_length=50)] = []
 
 
-class ThresholdSpec(msgspec.Struct, kw_only=True, frozen=True):
+class ThresholdSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     code: Code
-    amount_minor: Annotated[int, msgspec.Meta(gt=0)]
-    bonus_points: Annotated[int, msgspec.Meta(gt=0)]
+    amount_minor: PositiveBigInt
+    bonus_points: PositiveBigInt
 
 
 class TierProgress(msgspec.Struct, kw_only=True, frozen=True):

@@ -19,14 +19,32 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 
 from api.problems import not_found, problem, problem_responses
-from api.schemas import AccountBatch, AccountResults, Basis, TransferBatch, TransferResults
+from api.schemas import (
+    HISTORY_CURSOR_MAX,
+    AccountBatch,
+    AccountResults,
+    Basis,
+    TransferBatch,
+    TransferResults,
+)
 from ledger import AccountState, HistoryPage, Ledger, LedgerTotals, TransferState
+from ledger.bounds import INTEGER_MAX, MOMENT_RULE, moment_fault
 from ledger.schemas import Ledger as LedgerDefinition
 
 HISTORY_LIMIT_MAX = 500
+
+LedgerIdPath = Annotated[int, Parameter(ge=1, le=INTEGER_MAX, description="The ledger's id.")]
+#: Opaque to clients; the ledger refuses what it did not hand out (invalid-cursor).
+HistoryCursor = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=HISTORY_CURSOR_MAX,
+        description="The `next_cursor` of the previous page; none for the newest page.",
+    ),
+]
 
 
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
@@ -103,7 +121,7 @@ class LedgerController(Controller):
         responses=_problems(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND),
     )
     async def ledger_totals(
-        self, ledger_id: FromPath[int], ledger: NamedDependency[Ledger]
+        self, ledger_id: LedgerIdPath, ledger: NamedDependency[Ledger]
     ) -> LedgerTotals:
         totals = await ledger.totals(ledger_id)
         if not totals:
@@ -136,9 +154,7 @@ class LedgerController(Controller):
         ledger: NamedDependency[Ledger],
         as_of: Annotated[
             datetime | None,
-            QueryParameter(
-                description="An ISO 8601 time with its offset, e.g. 2025-01-31T23:59:59Z"
-            ),
+            QueryParameter(description=f"Balances as of this time. {MOMENT_RULE}"),
         ] = None,
         basis: FromQuery[Basis] = "recorded",
     ) -> AccountState:
@@ -148,16 +164,10 @@ class LedgerController(Controller):
         account = accounts[0]
         if as_of is None:
             return account
-        if as_of.tzinfo is None:
+        if fault := moment_fault(as_of):
             raise ValidationException(
-                detail="as_of needs a time zone offset",
-                extra=[
-                    {
-                        "key": "as_of",
-                        "source": "query",
-                        "message": "Expected a datetime with a time zone offset",
-                    }
-                ],
+                detail=f"as_of: {fault}",
+                extra=[{"key": "as_of", "source": "query", "message": fault}],
             )
         (balance,) = await ledger.balances_as_of(
             [account_id], as_of, effective=basis == "effective"
@@ -182,7 +192,7 @@ class LedgerController(Controller):
         account_id: FromPath[UUID],
         ledger: NamedDependency[Ledger],
         limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_LIMIT_MAX)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: HistoryCursor = None,
     ) -> HistoryPage:
         page = await ledger.history(account_id, limit=limit, cursor=cursor)
         if not page.transfers and not await ledger.lookup_accounts([account_id]):

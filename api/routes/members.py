@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,8 +20,10 @@ from api.payments import PointsPayment, start_points_payment
 from api.problems import problem_responses
 from api.program_cache import ProgramCache
 from api.routes import MEMBER_READ, MEMBER_WRITE, created_or_replayed, replayed
+from api.routes.ledger import HistoryCursor
 from api.settings import Settings
 from ledger import Ledger
+from ledger.bounds import NO_NUL
 from rewards.codes import TransferCode
 from rewards.expiry import Expiring, expiring_soon
 from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
@@ -52,12 +54,13 @@ IdempotencyKey = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=200,
+        pattern=NO_NUL,
         description="Repeating a request with the same key repeats its first answer.",
     ),
 ]
 
 
-class PointsOrder(msgspec.Struct, kw_only=True):
+class PointsOrder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     points: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)]
 
 
@@ -146,7 +149,7 @@ class MemberController(Controller):
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: HistoryCursor = None,
     ) -> MovementPage:
         _, member = await _me(request, db_session)
         page = await ledger.history(member.wallet_account_id, limit=limit, cursor=cursor)

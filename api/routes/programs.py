@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,12 +22,22 @@ from api.access import Caller, require_scope
 from api.problems import problem_responses
 from api.routes import OPERATOR_READ, OPERATOR_WRITE, created_or_replayed, replayed
 from ledger import Ledger
+from ledger.bounds import (
+    INTEGER_MAX,
+    JSON_RULE,
+    NO_NUL,
+    Text100,
+    Text500,
+    check_json,
+    check_moment,
+)
 from rewards.adjustments import Adjustment, AdjustmentOutcome, adjust_points
 from rewards.events import BehaviourEvent, EventOutcome, record_event
 from rewards.holds import Capture, HoldView, capture_hold, release_hold
 from rewards.models import EarnRuleVersion, Member, Program
 from rewards.privacy import MemberExport, erase_member, export_member
 from rewards.programs import (
+    SLUG_PATTERN,
     Enrolment,
     MemberBalance,
     ProgramSpec,
@@ -60,14 +70,37 @@ class ProgramView(msgspec.Struct, kw_only=True):
     return_window_days: int
 
 
-class RuleDraft(msgspec.Struct, kw_only=True):
+class RuleDraft(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: The rules document (see ``rewards.rules.EarnRules``).
-    rules: dict[str, Any]
-    note: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    rules: Annotated[dict[Text100, Any], msgspec.Meta(description=JSON_RULE)]
+    note: Text500 | None = None
+
+    def __post_init__(self) -> None:
+        check_json("rules", self.rules)
 
 
-class Publication(msgspec.Struct, kw_only=True):
+class Publication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     effective_from: Moment
+
+    def __post_init__(self) -> None:
+        check_moment("effective_from", self.effective_from)
+
+
+# Path parameters, bounded like the columns they are looked up in.
+SlugPath = Annotated[str, Parameter(pattern=SLUG_PATTERN, description="The program's slug.")]
+VersionPath = Annotated[
+    int, Parameter(ge=1, le=INTEGER_MAX, description="The rule version's number.")
+]
+ExternalIdPath = Annotated[
+    str,
+    Parameter(
+        min_length=1, max_length=200, pattern=NO_NUL, description="The member's external id."
+    ),
+]
+OrderIdPath = Annotated[
+    str,
+    Parameter(min_length=1, max_length=200, pattern=NO_NUL, description="The order's id."),
+]
 
 
 class RuleVersionView(msgspec.Struct, kw_only=True):
@@ -161,7 +194,7 @@ class ProgramController(Controller):
         responses=problem_responses(*OPERATOR_READ),
     )
     async def show_program(
-        self, db_session: NamedDependency[AsyncSession], slug: FromPath[str]
+        self, db_session: NamedDependency[AsyncSession], slug: SlugPath
     ) -> ProgramView:
         return _program_view(await get_program(db_session, slug))
 
@@ -176,7 +209,7 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: FromPath[str],
+        slug: SlugPath,
         data: JSONBody[RuleDraft],
     ) -> RuleVersionView:
         program = await get_program(db_session, slug)
@@ -197,7 +230,7 @@ class ProgramController(Controller):
         responses=problem_responses(*OPERATOR_READ),
     )
     async def list_rules(
-        self, db_session: NamedDependency[AsyncSession], slug: FromPath[str]
+        self, db_session: NamedDependency[AsyncSession], slug: SlugPath
     ) -> list[RuleVersionView]:
         program = await get_program(db_session, slug)
         versions = await db_session.scalars(
@@ -218,8 +251,8 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: FromPath[str],
-        version: FromPath[int],
+        slug: SlugPath,
+        version: VersionPath,
         data: JSONBody[Publication],
     ) -> RuleVersionView:
         program = await get_program(db_session, slug)
@@ -246,7 +279,7 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
+        slug: SlugPath,
         data: JSONBody[Enrolment],
     ) -> Response[MemberView]:
         program = await get_program(db_session, slug)
@@ -272,8 +305,8 @@ class ProgramController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
-        external_id: FromPath[str],
+        slug: SlugPath,
+        external_id: ExternalIdPath,
     ) -> MemberView:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
@@ -291,7 +324,7 @@ class ProgramController(Controller):
     async def purchase(
         self,
         request: Request[Any, Any, Any],
-        slug: FromPath[str],
+        slug: SlugPath,
         data: JSONBody[PurchaseEvent],
     ) -> Response[PurchaseOutcome]:
         # The hot write: no ORM session; the intake records concurrent
@@ -315,8 +348,8 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
-        order_id: FromPath[str],
+        slug: SlugPath,
+        order_id: OrderIdPath,
         data: JSONBody[ReturnEvent],
     ) -> Response[ReturnOutcome]:
         program = await get_program(db_session, slug)
@@ -342,7 +375,7 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: FromPath[str],
+        slug: SlugPath,
         data: JSONBody[RewardSpec],
     ) -> RewardView:
         program = await get_program(db_session, slug)
@@ -364,7 +397,7 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
+        slug: SlugPath,
         hold_id: FromPath[uuid.UUID],
         data: JSONBody[Capture],
     ) -> HoldView:
@@ -391,7 +424,7 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
+        slug: SlugPath,
         hold_id: FromPath[uuid.UUID],
     ) -> HoldView:
         program = await get_program(db_session, slug)
@@ -412,7 +445,7 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: FromPath[str],
+        slug: SlugPath,
         data: JSONBody[TierSpec],
     ) -> TierSpec:
         program = await get_program(db_session, slug)
@@ -433,7 +466,7 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: FromPath[str],
+        slug: SlugPath,
         data: JSONBody[ThresholdSpec],
     ) -> ThresholdSpec:
         program = await get_program(db_session, slug)
@@ -461,7 +494,7 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
+        slug: SlugPath,
         data: JSONBody[BehaviourEvent],
     ) -> Response[EventOutcome]:
         program = await get_program(db_session, slug)
@@ -490,8 +523,8 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
-        external_id: FromPath[str],
+        slug: SlugPath,
+        external_id: ExternalIdPath,
         data: JSONBody[Adjustment],
     ) -> Response[AdjustmentOutcome]:
         program = await get_program(db_session, slug)
@@ -517,8 +550,8 @@ class ProgramController(Controller):
     async def simulate_rules(
         self,
         db_session: NamedDependency[AsyncSession],
-        slug: FromPath[str],
-        version: FromPath[int],
+        slug: SlugPath,
+        version: VersionPath,
         days: Annotated[int, QueryParameter(ge=1, le=730)] = 30,
     ) -> SimulationReport:
         program = await get_program(db_session, slug)
@@ -535,8 +568,8 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: FromPath[str],
-        external_id: FromPath[str],
+        slug: SlugPath,
+        external_id: ExternalIdPath,
     ) -> MemberExport:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
@@ -556,8 +589,8 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: FromPath[str],
-        external_id: FromPath[str],
+        slug: SlugPath,
+        external_id: ExternalIdPath,
     ) -> dict[str, str]:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)

@@ -12,7 +12,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from ledger import BatchTooLarge, LedgerUnavailable
-from tests.api.conftest import Book, assert_problem, count_writes, post_transfers
+from tests.api.conftest import Book, assert_problem, count_writes, post_transfers, purchase
 
 Client = AsyncTestClient[Litestar]
 
@@ -246,3 +246,184 @@ async def test_lost_database_on_a_read_is_503(
 
     assert_problem(response, 503, "database-unavailable")
     assert "10.1.2.3" not in response.text
+
+
+# Bounds of what stores each field (ledger.bounds), checked at the edge.
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "message"),
+    [
+        # Strict JSON: a string is not an integer, even one that reads as one.
+        ({"amount": "10"}, "transfers[0].amount", "Expected `int`, got `str`"),
+        ({"code": "1"}, "transfers[0].code", "Expected `int | null`, got `str`"),
+        # Known bits only: 16 is unknown, 65536 the writer's private bit.
+        ({"flags": 16}, "transfers[0].flags", "Expected `int` <= 15"),
+        ({"flags": 1 << 16}, "transfers[0].flags", "Expected `int` <= 15"),
+        ({"flags": -1}, "transfers[0].flags", "Expected `int` >= 0"),
+        ({"timeout": 2**31}, "transfers[0].timeout", "Expected `int` <= 2147483647"),
+        ({"ledger": 2**40}, "transfers[0].ledger", "Expected `int` <= 2147483647"),
+        ({"colour": "red"}, "transfers[0]", "Object contains unknown field `colour`"),
+        # As for as_of: a time without its offset is ambiguous.
+        ({"effective_at": "2024-01-01T00:00:00"}, "transfers[0].effective_at", "Expected"),
+        (
+            {"effective_at": "0001-01-01T00:00:00+14:00"},
+            "transfers[0].effective_at",
+            "Expected a datetime in the years 1900 to 9998",
+        ),
+        (
+            {"metadata": {"order": "a\x00b"}},
+            "transfers[0].metadata",
+            "Expected no NUL character in the document's keys and strings",
+        ),
+    ],
+)
+async def test_transfer_out_of_bounds_is_400_and_nothing_written(
+    client: Client, book: Book, pool: asyncpg.Pool, fields: dict[str, Any], key: str, message: str
+) -> None:
+    good = book.transfer(book.issuance, book.alice, 5)
+    bad = book.transfer(book.issuance, book.alice, 1) | fields
+
+    response = await client.post("/ledger/transfers", json={"transfers": [bad, good]})
+
+    body = assert_problem(response, 400, "validation-error")
+    assert body["errors"][0]["key"] == key
+    assert body["errors"][0]["message"].startswith(message)
+    assert body["errors"][0]["source"] == "body"
+    assert await count_writes(pool, book.ledger) == (0, 0)
+
+
+async def test_metadata_nested_too_deep_is_refused(client: Client, book: Book) -> None:
+    nested: Any = 1
+    for _ in range(17):
+        nested = {"a": nested}
+    transfer = book.transfer(book.issuance, book.alice, 5, metadata=nested)
+
+    response = await client.post("/ledger/transfers", json={"transfers": [transfer]})
+
+    body = assert_problem(response, 400, "validation-error")
+    assert "nested at most 16 deep" in body["detail"]
+
+
+async def test_json_nested_5000_deep_is_400(client: Client) -> None:
+    # Deeper than the decoder's recursion: malformed, never a 500.
+    body = b'{"transfers": [{"metadata": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}]}"
+
+    response = await client.post(
+        "/ledger/transfers", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert_problem(response, 400, "malformed-body")
+
+
+@pytest.mark.parametrize(("flags", "status"), [(4, 400), (-1, 400), ("1", 400), (3, 200)])
+async def test_account_flags_beyond_the_known_bits_are_400(
+    client: Client, book: Book, flags: Any, status: int
+) -> None:
+    account = {"id": str(uuid.uuid4()), "ledger": book.ledger, "code": 1, "flags": flags}
+
+    response = await client.post("/ledger/accounts", json={"accounts": [account]})
+
+    assert response.status_code == status, response.text
+    if status == 200:  # both bounds at once: a per-item result
+        assert response.json()["results"][0]["result"] == "flags_are_mutually_exclusive"
+    else:
+        assert_problem(response, 400, "validation-error")
+
+
+@pytest.mark.parametrize(
+    "as_of", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1899-12-31T00:00:00Z"]
+)
+async def test_as_of_out_of_range_is_400(client: Client, book: Book, as_of: str) -> None:
+    response = await client.get(f"/ledger/accounts/{book.alice}", params={"as_of": as_of})
+
+    body = assert_problem(response, 400, "validation-error")
+    assert body["errors"] == [
+        {
+            "key": "as_of",
+            "source": "query",
+            "message": "Expected a datetime in the years 1900 to 9998",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cursor", "slug"),
+    [(str(2**63), "invalid-cursor"), (str(2**64), "validation-error")],
+)
+async def test_history_cursor_past_bigint_is_400(
+    client: Client, book: Book, cursor: str, slug: str
+) -> None:
+    response = await client.get(
+        f"/ledger/accounts/{book.alice}/transfers", params={"cursor": cursor}
+    )
+
+    assert_problem(response, 400, slug)
+
+
+@pytest.mark.parametrize("ledger_id", [2**40, 2**31, 0])
+async def test_ledger_id_in_path_past_integer_is_400(client: Client, ledger_id: int) -> None:
+    response = await client.get(f"/ledger/ledgers/{ledger_id}/totals")
+
+    body = assert_problem(response, 400, "validation-error")
+    assert body["errors"][0]["key"] == "ledger_id"
+
+
+async def test_openapi_shows_the_bounds(client: Client) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    transfer = schemas["Transfer"]["properties"]
+
+    # Flags are integers whose bits are described, not enums of single bits.
+    assert transfer["flags"]["type"] == "integer"
+    assert (transfer["flags"]["minimum"], transfer["flags"]["maximum"]) == (0, 15)
+    assert "1 linked" in transfer["flags"]["description"]
+    assert schemas["Account"]["properties"]["flags"]["maximum"] == 3
+    assert "years 1900 to 9998" in transfer["effective_at"]["description"]
+    assert "16 deep" in transfer["metadata"]["description"]
+    member = schemas["PurchaseEvent"]["properties"]["member"]
+    assert (member["maxLength"], member["pattern"]) == (200, r"^[^\x00]*$")
+    assert schemas["RewardSpec"]["properties"]["stock"]["maximum"] == 2**31 - 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "message"),
+    [
+        ({"amount_minor": "100"}, "amount_minor", "Expected `int`, got `str`"),
+        ({"amount_minor": 2**63}, "amount_minor", "Expected `int` <= 9223372036854775807"),
+        ({"member": "m\x00"}, "member", "Expected `str` matching regex"),
+        ({"occurred_at": "2025-01-01T00:00:00"}, "occurred_at", "Expected `datetime` with"),
+        (
+            {"occurred_at": "9999-12-31T23:59:59-14:00"},
+            "occurred_at",
+            "Expected a datetime in the years 1900 to 9998",
+        ),
+        ({"channel": "web"}, "data", "Object contains unknown field `channel`"),
+    ],
+)
+async def test_purchase_out_of_bounds_is_400_naming_the_field(
+    client: Client, program: str, fields: dict[str, Any], key: str, message: str
+) -> None:
+    response = await client.post(
+        f"/programs/{program}/purchases", json=purchase(f"BAD-{uuid.uuid4()}", 100) | fields
+    )
+
+    body = assert_problem(response, 400, "validation-error")
+    assert body["errors"][0]["key"] == key
+    assert body["errors"][0]["message"].startswith(message), body
+
+
+async def test_unknown_program_field_is_refused_not_ignored(client: Client) -> None:
+    response = await client.post(
+        "/programs",
+        json={
+            "slug": f"strict-{uuid.uuid4().hex[:8]}",
+            "name": "Strict",
+            "currency": "ZAR",
+            "point_value_minor": "1",
+            "tier_grace_days": 10,
+        },
+    )
+
+    body = assert_problem(response, 400, "validation-error")
+    assert "tier_grace_days" in body["detail"]

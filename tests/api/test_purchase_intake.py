@@ -12,7 +12,6 @@ import asyncpg
 import msgspec
 import pytest
 
-from api import audit
 from api.access import Caller
 from api.intake import PurchaseIntake
 from ledger import Ledger
@@ -122,10 +121,14 @@ async def test_a_batch_commits_whole_or_not_at_all(
     await client.post(f"/programs/{program}/members", json={"external_id": "p-1"})
     shop = await read_program(pool, program)
 
-    async def failing_audit(*_: object) -> None:
-        raise RuntimeError("the audit trail is down")
+    post_within = ledger.create_transfers_within
 
-    monkeypatch.setattr(audit, "record_lines", failing_audit)
+    async def failing_after_the_ledger(*args: Any) -> Any:
+        # The ledger call is the batch's last statement before its commit.
+        await post_within(*args)
+        raise RuntimeError("the connection broke before the commit")
+
+    monkeypatch.setattr(ledger, "create_transfers_within", failing_after_the_ledger)
     intake = PurchaseIntake(pool, ledger)
     event = msgspec.convert(purchase("A-1", 2_000, member="p-1"), PurchaseEvent)
     try:
@@ -140,6 +143,10 @@ async def test_a_batch_commits_whole_or_not_at_all(
         "SELECT count(*) FROM purchases WHERE program_id = $1 AND order_id = 'A-1'", shop.id
     )
     assert recorded == 0
+    audited = await pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE subject = $1", f"program:{program}:order:A-1"
+    )
+    assert audited == 0
 
 
 async def test_good_purchases_beside_data_the_database_refuses(

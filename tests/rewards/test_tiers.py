@@ -122,7 +122,8 @@ async def test_upgrade_exactly_at_threshold_and_window_edges(
 async def test_downgrade_one_tier_after_grace(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
-    program = await ladder_program(session, new_program, tier_grace_days=30)
+    # The grace period is the column's default, 30 days (ProgramSpec does not set it).
+    program = await ladder_program(session, new_program)
     member = await enrol(session, ledger, program, "ben")
     await buy(session, ledger, program, "ben", "B-1", 60_000, YEAR_START - timedelta(days=100))
     assert member.tier_code == "gold"

@@ -1,0 +1,178 @@
+"""A real Granian server on a database of its own, with a program, members
+and the tokens to call it: what schemathesis and the generated client test
+run against (over the network, as clients do)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import jwt
+
+from api.database import fresh_database, migrate
+from api.settings import ENVIRONMENT
+from tests.api.conftest import ADMIN_TOKEN
+
+MEMBER_SECRET = "a-development-secret-of-32-chars!"
+AUDIENCE = "coalition-members"
+PROGRAM = "live-shop"
+MEMBERS = ("ann", "ben")
+REWARD_SKU = "mug"
+WEBHOOK_SECRET = "whsec_coalition_test_secret"
+
+
+@dataclass(frozen=True)
+class LiveApi:
+    base_url: str
+    admin_token: str
+    #: A token of member ``ann`` (who holds points) of ``PROGRAM``.
+    member_token: str
+
+
+def member_token(member: str, program: str = PROGRAM) -> str:
+    claims = {
+        "sub": member,
+        "program": program,
+        "aud": AUDIENCE,
+        # Long enough for the slowest run of the suite.
+        "exp": int(time.time()) + 3600,
+    }
+    return jwt.encode(claims, MEMBER_SECRET, algorithm="HS256")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_until_healthy(server: subprocess.Popen[bytes], base_url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, "the server exited early"
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "no healthy answer within 60 s"
+        time.sleep(0.2)
+
+
+def _seed(base_url: str) -> None:
+    """A program in force, two enrolled members, ann with points to spend,
+    and a reward in the catalog."""
+    with httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as admin:
+
+        def post(path: str, body: object) -> None:
+            response = admin.post(path, json=body)
+            assert response.status_code in (200, 201), (path, response.text)
+
+        post(
+            "/programs",
+            {"slug": PROGRAM, "name": "Live shop", "currency": "ZAR", "point_value_minor": "0.5"},
+        )
+        post(f"/programs/{PROGRAM}/rules", {"rules": {"points_per_unit": "1"}})
+        start = datetime.now(UTC) + timedelta(milliseconds=300)
+        post(f"/programs/{PROGRAM}/rules/1/publish", {"effective_from": start.isoformat()})
+        for member in MEMBERS:
+            post(f"/programs/{PROGRAM}/members", {"external_id": member})
+        post(
+            f"/programs/{PROGRAM}/members/ann/adjustments",
+            {"adjustment_id": "seed", "points": 1_000_000, "reason": "seed points"},
+        )
+        post(
+            f"/programs/{PROGRAM}/rewards",
+            {"sku": REWARD_SKU, "name": "A mug", "points_price": 10, "stock": 1_000_000},
+        )
+        time.sleep(0.4)  # the rules are in force from now on
+
+
+@contextmanager
+def _stopping(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def _localstripe() -> Iterator[str]:
+    """Stripe's API on loopback, so that payment routes answer as in production."""
+    port = _free_port()
+    binary = Path(sys.executable).with_name("localstripe")
+    process = subprocess.Popen(
+        [str(binary), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    with _stopping(process):
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert process.poll() is None, "localstripe exited early"
+            assert time.monotonic() < deadline, "localstripe did not start"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def live_api(server_url: str) -> Iterator[LiveApi]:
+    """Serves the API with one Granian worker on a fresh, migrated database."""
+    with (
+        fresh_database(server_url, prefix="coalition_live") as database_url,
+        _localstripe() as stripe_base,
+    ):
+        migrate(database_url)
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+        env |= {
+            "DATABASE_URL": database_url,
+            "COALITION_ADMIN_TOKEN": ADMIN_TOKEN,
+            "MEMBER_JWT_SECRET": MEMBER_SECRET,
+            # Generated requests come fast; the limit itself is tested elsewhere.
+            "COALITION_MEMBER_RATE_LIMIT": "100000",
+            "COALITION_SWEEP_INTERVAL": "0",
+            "COALITION_DB_POOL_SIZE": "4",
+            "COALITION_LOG_LEVEL": "warning",
+            "STRIPE_API_KEY": "sk_test_coalition",
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "STRIPE_API_BASE": stripe_base,
+        }
+        command = [
+            str(Path(sys.executable).with_name("granian")),
+            "--interface",
+            "asgi",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "api.asgi:app_from_environment",
+        ]
+        base_url = f"http://127.0.0.1:{port}"
+        with _stopping(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)) as server:
+            _wait_until_healthy(server, base_url)
+            _seed(base_url)
+            yield LiveApi(
+                base_url=base_url, admin_token=ADMIN_TOKEN, member_token=member_token("ann")
+            )
