@@ -14,6 +14,11 @@ members; mix: 70% earns, 30% bounded member spends, some refused):
             each awaiting one transfer at a time (as HTTP handlers would);
   (c) http  transfers/s of ``POST /ledger/transfers`` (batches of 1,000, 4 clients)
             against ``coalition serve`` in a subprocess;
+  (d) per-call, for each N of ``--callers-list``: N callers each calling a plain
+            PL/pgSQL function that posts ONE transfer (scalar parameters, the
+            minimal checks: lock and read both accounts, the wallet limit,
+            insert, update) on a pooled connection of its own, beside the raw
+            batch function with batches of N and the API with N callers;
 and (b)/(a), plus the latency of one transfer alone at low load. The load
 generator (this script) shares the machine with PostgreSQL and the server.
 ``synchronous_commit`` stays on: every acknowledged batch is durable.
@@ -50,6 +55,39 @@ from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch  # noqa: E402
 
 LEDGER_ID = 1
 WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+
+# (d): the simple way, for comparison only (created in the bench's own
+# database): one round trip, one transfer, row locks instead of batching.
+PER_CALL_FUNCTION = """
+CREATE FUNCTION bench_post_transfer(
+    p_id uuid, p_debit uuid, p_credit uuid, p_amount bigint, p_ledger integer, p_code integer
+) RETURNS smallint LANGUAGE plpgsql AS $$
+DECLARE
+    d accounts%ROWTYPE;
+    c accounts%ROWTYPE;
+BEGIN
+    -- Both rows locked in id order: no deadlock between callers.
+    PERFORM 1 FROM accounts WHERE id IN (p_debit, p_credit) ORDER BY id FOR UPDATE;
+    SELECT * INTO d FROM accounts WHERE id = p_debit;
+    SELECT * INTO c FROM accounts WHERE id = p_credit;
+    IF d.id IS NULL THEN RETURN 17; END IF;
+    IF c.id IS NULL THEN RETURN 18; END IF;
+    IF d.flags & 1 <> 0 AND d.debits_pending + d.debits_posted + p_amount > d.credits_posted
+    THEN
+        RETURN 29;
+    END IF;
+    INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, ledger, code,
+                           flags, "timestamp")
+    VALUES (p_id, p_debit, p_credit, p_amount, p_ledger, p_code, 0,
+            nextval('transfer_timestamp_seq'));
+    UPDATE accounts SET debits_posted = debits_posted + p_amount WHERE id = p_debit;
+    UPDATE accounts SET credits_posted = credits_posted + p_amount WHERE id = p_credit;
+    RETURN 0;
+END $$;
+"""
+PER_CALL_SQL = "SELECT bench_post_transfer($1, $2, $3, $4, $5, $6)"
+#: Connections of the per-call baseline at most (the server's max_connections).
+PER_CALL_MAX_CONNECTIONS = 40
 
 
 class Workload:
@@ -102,6 +140,7 @@ async def setup(url: str, member_count: int) -> tuple[list[uuid.UUID], uuid.UUID
             [Account(id=m, ledger=LEDGER_ID, code=2, flags=WALLET) for m in chunk]
         )
     await ledger.close()
+    await pool.execute(PER_CALL_FUNCTION)
     await pool.close()
     return members, issuance, redemption
 
@@ -146,6 +185,35 @@ async def bench_api(url: str, make: list[Transfer], callers: int) -> tuple[float
     await ledger.close()
     await pool.close()
     return len(make) / elapsed, len(make) / max(commits, 1)
+
+
+async def bench_per_call(url: str, make: list[Transfer], callers: int) -> float:
+    """(d): ``callers`` coroutines, each calling the per-call function for one
+    transfer at a time on a pooled connection (at most
+    ``PER_CALL_MAX_CONNECTIONS``: beyond, callers wait for a connection)."""
+    size = min(callers, PER_CALL_MAX_CONNECTIONS)
+    pool = await asyncpg.create_pool(url, min_size=size, max_size=size)
+    assert pool is not None
+    queue = iter(make)
+
+    async def caller() -> None:
+        for t in queue:
+            async with pool.acquire() as connection:
+                await connection.fetchval(
+                    PER_CALL_SQL,
+                    t.id,
+                    t.debit_account_id,
+                    t.credit_account_id,
+                    t.amount,
+                    t.ledger,
+                    t.code,
+                )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    return len(make) / elapsed
 
 
 async def single_latency(url: str, workload: Workload, count: int) -> tuple[float, float]:
@@ -266,6 +334,19 @@ async def run(args: argparse.Namespace, url: str) -> None:
                 f"[{phase}] (c) HTTP batches of 1,000, 4 clients, "
                 f"{args.http_workers} worker(s): {shown}"
             )
+    callers_list = [int(c) for c in args.callers_list.split(",") if c.strip()]
+    for phase in ("earn", "mix"):
+        make = workload.earn if phase == "earn" else workload.mixed
+        print(f"[{phase}] (d) transfers/s by callers: per-call function | raw batches of N | API")
+        for callers in callers_list:
+            per_call = await bench_per_call(url, [make() for _ in range(args.transfers)], callers)
+            raw = await bench_raw(url, [make() for _ in range(args.transfers)], callers)
+            api, per_commit = await bench_api(url, [make() for _ in range(args.transfers)], callers)
+            print(
+                f"[{phase}] (d) {callers:>6,} callers: per-call {per_call:>9,.0f} | "
+                f"raw {raw:>9,.0f} | API {api:>9,.0f} ({per_commit:,.1f}/commit) | "
+                f"API/best {api / max(per_call, raw):.2f}"
+            )
     p50, p99 = await single_latency(url, workload, 300)
     print(f"one transfer alone, low load: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
@@ -290,6 +371,11 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--http-workers", type=int, default=1)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument(
+        "--callers-list",
+        default="1,8,32,1000",
+        help="(d): the caller counts to compare the per-call function and the API at",
+    )
     args = parser.parse_args()
     with (
         postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url,
