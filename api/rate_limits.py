@@ -95,7 +95,8 @@ class LocalCounter:
         if entry is None or entry[1] <= now:
             entry = self._windows[key] = [0, now + self._window]
         entry[0] += 1
-        return int(entry[0]), entry[1] - now
+        # (now + window) - now can exceed the window by a rounding error.
+        return int(entry[0]), min(self._window, entry[1] - now)
 
     def _sweep(self, now: float) -> None:
         # Once a window: forget the closed windows, so members who left do
