@@ -180,7 +180,11 @@ def from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     slug = _slug(exc.status_code)
     if isinstance(exc.__cause__, SerializationException):
         slug, phrase = "malformed-body", "Request body is malformed"
-    return problem(exc.status_code, slug, detail, title=phrase, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE):
+        # Every 429 and 503 says when to come back, the framework's too.
+        headers.setdefault("Retry-After", "1")
+    return problem(exc.status_code, slug, detail, title=phrase, headers=headers or None)
 
 
 def from_validation_exception(exc: ValidationException) -> ProblemDetailsException:

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from litestar import Litestar
+from litestar.exceptions import ServiceUnavailableException
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from api.problems import from_http_exception
 from api.settings import Settings
 from tests.api.conftest import ADMIN_TOKEN, AUTH, assert_problem, open_program
 
@@ -85,3 +87,9 @@ async def test_a_stalled_database_answers_503_within_the_command_timeout(
     assert elapsed < 5, elapsed
     await asyncio.sleep(0)
     assert (await private_client.get(f"/programs/{slug}")).status_code == 200
+
+
+def test_a_framework_503_says_when_to_come_back() -> None:
+    answer = from_http_exception(ServiceUnavailableException())
+    assert answer.status_code == 503
+    assert answer.headers == {"Retry-After": "1"}
