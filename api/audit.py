@@ -4,10 +4,8 @@ succeeds always has one."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import msgspec
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func, insert
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -47,28 +45,3 @@ class Line(msgspec.Struct, kw_only=True, frozen=True):
     action: str
     subject: str
     details: Any = None
-
-
-_INSERT_LINES = """INSERT INTO audit_events (id, actor, action, subject, details)
-SELECT l.id, l.actor, l.action, l.subject, l.details::jsonb
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
-    AS l(id, actor, action, subject, details)"""
-
-
-async def record_lines(
-    connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, lines: Sequence[Line]
-) -> None:
-    """Audit lines of a batch, in the batch's transaction (one statement)."""
-    if not lines:
-        return
-    await connection.execute(
-        _INSERT_LINES,
-        [new_id() for _ in lines],
-        [line.actor for line in lines],
-        [line.action for line in lines],
-        [line.subject for line in lines],
-        [
-            msgspec.json.encode(line.details if line.details is not None else {}).decode()
-            for line in lines
-        ],
-    )

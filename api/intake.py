@@ -20,7 +20,7 @@ from api import audit
 from api.access import Caller
 from ledger import Ledger
 from ledger.batching import MicroBatcher, isolate_faults
-from ledger.errors import UNREACHABLE
+from ledger.errors import is_unreachable
 from rewards.errors import RewardsError
 from rewards.models import Program
 from rewards.purchases import PurchaseEvent, PurchaseOutcome, record_purchases
@@ -117,7 +117,6 @@ class PurchaseIntake:
 
 def _of_an_event(error: Exception) -> bool:
     """Whether a failed batch may owe its failure to one of its events (and
-    so is worth splitting), rather than to the database being unreachable."""
-    return isinstance(error, asyncpg.exceptions._base.DataError) or not isinstance(
-        error, UNREACHABLE
-    )
+    so is worth splitting): anything but an unreachable database, races on
+    an order id included."""
+    return not is_unreachable(error)

@@ -14,13 +14,12 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import asyncpg
-import asyncpg.exceptions._base
 import msgspec
 import stripe
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.payments import PaymentsNotConfigured
@@ -31,6 +30,7 @@ from ledger.errors import (
     LedgerError,
     LedgerUnavailable,
     is_input_fault,
+    refusal,
 )
 from rewards import errors as rewards_errors
 from rewards.purchases import InvalidPurchase
@@ -219,10 +219,6 @@ def from_rewards_error(exc: rewards_errors.RewardsError) -> ProblemDetailsExcept
     return problem(_domain_status(exc), exc.type_slug, str(exc) or _title(exc.type_slug))
 
 
-def from_integrity_error(exc: IntegrityError) -> ProblemDetailsException:
-    return from_database_error(exc)
-
-
 def _driver_error(exc: BaseException) -> BaseException:
     """The driver's (asyncpg's) or the socket's own error under SQLAlchemy's
     wrappers, or ``exc`` itself."""
@@ -237,76 +233,58 @@ def _driver_error(exc: BaseException) -> BaseException:
     return exc
 
 
-#: Data the database (or its driver, encoding it) refuses to take.
-_REFUSED_DATA = (
-    asyncpg.exceptions._base.DataError,
-    asyncpg.DataError,
-    asyncpg.ProgramLimitExceededError,
-)
+#: Lost or stalled: the database is unreachable, or cancelled the statement
+#: (its statement timeout).
+_STALLED: tuple[type[Exception], ...] = (*UNREACHABLE, asyncpg.QueryCanceledError)
 
 
 def from_database_error(exc: Exception) -> ProblemDetailsException:
-    """Every class of database error: lost or stalled database (503, retry
-    later), contention (409, retry), data it refuses (422), and what is left
-    a plain 500."""
+    """Every class of database error: contention (409, retry), data it
+    refuses (422), lost or stalled database (503, retry later), and what is
+    left a plain 500."""
     cause = _driver_error(exc)
-    if isinstance(cause, _REFUSED_DATA):
-        log.info("data refused by the database: %s", cause)
-        return problem(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid-data",
-            _refusal(cause),
-            title="Request holds data that cannot be stored",
-        )
     if isinstance(cause, asyncpg.UniqueViolationError):
         # Two requests raced to create the same thing; the loser may retry.
         log.info("integrity error: %s", cause)
-        return problem(
-            HTTPStatus.CONFLICT,
-            "concurrent-change",
-            "another request changed the same record; retrying is safe",
-            headers={"Retry-After": "1"},
-        )
+        return _concurrent_change("another request changed the same record; retrying is safe")
     if isinstance(cause, asyncpg.IntegrityConstraintViolationError):
         log.info("integrity error: %s", cause)
         constraint = getattr(cause, "constraint_name", None)
-        return problem(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid-data",
-            f"the request breaks the rule {constraint}" if constraint else "invalid data",
-            title="Request holds data that cannot be stored",
+        return _invalid_data(
+            f"the request breaks the rule {constraint}" if constraint else "invalid data"
         )
+    if is_input_fault(cause):
+        log.info("data refused by the database: %s", cause)
+        return _invalid_data(_refusal(cause))
     if isinstance(cause, asyncpg.TransactionRollbackError | asyncpg.LockNotAvailableError):
         log.info("contention: %s", cause)
-        return problem(
-            HTTPStatus.CONFLICT,
-            "concurrent-change",
-            "another request changed the same records at the same time; retrying is safe",
-            headers={"Retry-After": "1"},
+        return _concurrent_change(
+            "another request changed the same records at the same time; retrying is safe"
         )
     if (
-        isinstance(cause, UNREACHABLE | asyncpg.QueryCanceledError | PoolTimeout)
+        isinstance(cause, _STALLED)
         or isinstance(exc, PoolTimeout)
         or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
     ):
         return from_connection_error(exc)
-    if isinstance(exc, StatementError) and is_input_fault(cause):
-        return problem(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid-data",
-            _refusal(cause),
-            title="Request holds data that cannot be stored",
-        )
     return from_unexpected(exc)
 
 
+def _concurrent_change(detail: str) -> ProblemDetailsException:
+    return problem(HTTPStatus.CONFLICT, "concurrent-change", detail, headers={"Retry-After": "1"})
+
+
+def _invalid_data(detail: str) -> ProblemDetailsException:
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "invalid-data",
+        detail,
+        title="Request holds data that cannot be stored",
+    )
+
+
 def _refusal(cause: BaseException) -> str:
-    # The database's first line says what it refused; the driver's own
-    # message quotes the value, which may be long: keep the reason only.
-    message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-    if message.startswith("invalid input for query argument") and message.endswith(")"):
-        message = message.rsplit("(", 1)[-1].rstrip(")")
-    return f"the database cannot store a value of this request: {message[:200]}"
+    return f"the database cannot store a value of this request: {refusal(cause)[1]}"
 
 
 def from_recursion_error(exc: RecursionError) -> ProblemDetailsException:
@@ -339,11 +317,13 @@ def from_stripe_error(exc: Exception) -> ProblemDetailsException:
 
 def from_connection_error(exc: Exception) -> ProblemDetailsException:
     log.warning("database unreachable: %r", exc)
+    return database_unavailable("the database does not answer; try again shortly")
+
+
+def database_unavailable(detail: str) -> ProblemDetailsException:
+    """503 database-unavailable, to retry in a second."""
     return problem(
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        "database-unavailable",
-        "the database does not answer; try again shortly",
-        headers={"Retry-After": "1"},
+        HTTPStatus.SERVICE_UNAVAILABLE, "database-unavailable", detail, headers={"Retry-After": "1"}
     )
 
 
@@ -372,18 +352,16 @@ def problem_details_config() -> ProblemDetailsConfig:
         ValidationException: from_validation_exception,
         LedgerError: from_ledger_error,
         rewards_errors.RewardsError: from_rewards_error,
-        IntegrityError: from_integrity_error,
         PaymentsNotConfigured: from_payments_not_configured,
         stripe.StripeError: from_stripe_error,
-        # Every class of database error, wrapped by SQLAlchemy or not.
-        DBAPIError: from_database_error,
+        # Every class of database error, wrapped by SQLAlchemy (StatementError
+        # and its DBAPIError, IntegrityError...) or not.
         StatementError: from_database_error,
         PoolTimeout: from_database_error,
         asyncpg.PostgresError: from_database_error,
         asyncpg.InterfaceError: from_database_error,
         # A read that loses the database: its outcome is known (nothing changed).
-        ConnectionError: from_connection_error,
-        TimeoutError: from_connection_error,
+        # OSError covers ConnectionError and TimeoutError (asyncpg's command timeout).
         OSError: from_connection_error,
         RecursionError: from_recursion_error,
         Exception: from_unexpected,

@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio
 from litestar import Litestar
@@ -72,13 +72,6 @@ return out
 """
 
 
-class Counter(Protocol):
-    async def hit(self, key: str) -> tuple[int, float]:
-        """The key's requests in its window, this one included, and the
-        seconds until the window closes."""
-        ...
-
-
 class LocalCounter:
     """Windows in this process's memory: right for a single process only."""
 
@@ -88,6 +81,8 @@ class LocalCounter:
         self._next_sweep = time.monotonic() + window
 
     async def hit(self, key: str) -> tuple[int, float]:
+        """The key's requests in its window, this one included, and the
+        seconds until the window closes (as ``RedisCounter.hit``)."""
         now = time.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)

@@ -25,16 +25,12 @@ import msgspec
 #: Text that PostgreSQL can store: anything but NUL.
 NO_NUL = r"^[^\x00]*$"
 
-SMALLINT_MAX = 2**15 - 1
 INTEGER_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 
 # Integers, by the column type that stores them.
-SmallInt = Annotated[int, msgspec.Meta(ge=-(2**15), le=SMALLINT_MAX)]
-Integer = Annotated[int, msgspec.Meta(ge=-(2**31), le=INTEGER_MAX)]
 NonNegativeInteger = Annotated[int, msgspec.Meta(ge=0, le=INTEGER_MAX)]
 PositiveInteger = Annotated[int, msgspec.Meta(ge=1, le=INTEGER_MAX)]
-BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=BIGINT_MAX)]
 NonNegativeBigInt = Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX)]
 PositiveBigInt = Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]
 
@@ -44,7 +40,6 @@ Text32 = Annotated[str, msgspec.Meta(max_length=32, pattern=NO_NUL)]
 Text50 = Annotated[str, msgspec.Meta(max_length=50, pattern=NO_NUL)]
 Text100 = Annotated[str, msgspec.Meta(max_length=100, pattern=NO_NUL)]
 Text200 = Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
-Text255 = Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)]
 Text320 = Annotated[str, msgspec.Meta(max_length=320, pattern=NO_NUL)]
 Text500 = Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)]
 NonEmpty = msgspec.Meta(min_length=1)

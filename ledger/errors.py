@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 import asyncpg.exceptions._base
 
@@ -59,10 +61,31 @@ _INPUT_FAULTS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_unreachable(error: BaseException) -> bool:
+    """True if ``error`` says the database could not be reached or did not
+    answer, rather than anything about the request."""
+    # The driver's own DataError (a value it cannot encode) is also an
+    # InterfaceError: it is about the data.
+    return isinstance(error, UNREACHABLE) and not isinstance(
+        error, asyncpg.exceptions._base.DataError
+    )
+
+
 def is_input_fault(error: BaseException) -> bool:
     """True if ``error`` is due to a request's data, not to the database
     being unreachable: retrying the same data would fail the same way."""
-    # The driver's own DataError is also an InterfaceError: data first.
-    if isinstance(error, asyncpg.exceptions._base.DataError):
-        return True
-    return isinstance(error, _INPUT_FAULTS) and not isinstance(error, UNREACHABLE)
+    return isinstance(error, _INPUT_FAULTS) and not is_unreachable(error)
+
+
+_DRIVER_ARGUMENT = re.compile(r"^invalid input for query argument \$(\d+): .*\((.+)\)$")
+
+
+def refusal(error: BaseException) -> tuple[int | None, str]:
+    """Why the database or its driver refused a value: the (1-based) query
+    argument when the driver names it, and the reason, without the value
+    (the driver's message quotes it, a whole column for an array)."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    found = _DRIVER_ARGUMENT.match(message)
+    if found:
+        return int(found.group(1)), found.group(2)
+    return None, message[:200]

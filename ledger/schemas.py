@@ -20,6 +20,7 @@ from ledger.bounds import (
     TRANSFER_FLAGS_DOC,
     AccountFlagBits,
     Metadata,
+    Moment,
     NonEmpty,
     NonNegativeBigInt,
     NonNegativeInteger,
@@ -189,11 +190,10 @@ class Transfer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     #: Business time of the movement, if not the time it is recorded.
     effective_at: (
         Annotated[
-            datetime,
+            Moment,
             msgspec.Meta(
-                tz=True,
                 description="Business time of the movement, if not the time it is"
-                f" recorded. {MOMENT_RULE}",
+                f" recorded. {MOMENT_RULE}"
             ),
         ]
         | None

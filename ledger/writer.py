@@ -3,7 +3,6 @@ concurrent callers in one database call and one commit."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +10,7 @@ import asyncpg
 import msgspec
 
 from ledger.batching import MicroBatcher
-from ledger.errors import InvalidTransfer, LedgerUnavailable, is_input_fault
+from ledger.errors import InvalidTransfer, LedgerUnavailable, is_input_fault, refusal
 from ledger.schemas import (
     BATCH_MAX,
     END_OF_REQUEST,
@@ -43,20 +42,15 @@ _ARGUMENT_FIELDS = (
     "metadata",
     "effective_at",
 )
-_ARGUMENT = re.compile(r"query argument \$(\d+)")
 
 
 def refused_data(error: Exception) -> InvalidTransfer:
     """The permanent error of a request whose data the database refused,
-    naming the field where the driver says which; never the values (the
-    driver's message quotes a whole column)."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    found = _ARGUMENT.search(message)
-    if found and 1 <= int(found.group(1)) <= len(_ARGUMENT_FIELDS):
-        field = _ARGUMENT_FIELDS[int(found.group(1)) - 1]
-        reason = message.rsplit("(", 1)[-1].rstrip(")") if message.endswith(")") else "invalid"
-        return InvalidTransfer(f"{field}: {reason}")
-    return InvalidTransfer(f"the ledger cannot store this request's data: {message[:200]}")
+    naming the field where the driver says which."""
+    argument, reason = refusal(error)
+    if argument is not None and 1 <= argument <= len(_ARGUMENT_FIELDS):
+        return InvalidTransfer(f"{_ARGUMENT_FIELDS[argument - 1]}: {reason}")
+    return InvalidTransfer(f"the ledger cannot store this request's data: {reason}")
 
 
 def encode_batch(requests: Sequence[Sequence[Transfer]]) -> tuple[list[Any], ...]:

@@ -66,16 +66,13 @@ async def hold_points(
     request: HoldRequest,
     now: datetime,
 ) -> HoldView:
+    # Looked up under the lock: a duplicate sent at the same moment waits
+    # for the first to commit, then answers its outcome.
+    await lock_member(session, member.id)
     earlier = await _earlier_hold(session, member, key, request, now)
     if earlier is not None:
         return earlier
     require_active(member)
-    await lock_member(session, member.id)
-    # A duplicate sent at the same moment waited for the lock while the first
-    # committed: it answers the first outcome, found now.
-    earlier = await _earlier_hold(session, member, key, request, now)
-    if earlier is not None:
-        return earlier
     points = points_for_amount(program, request.amount_minor)
     transfer_id = derived_id(program.id, "hold", member.external_id, key)
     await record_transfers(

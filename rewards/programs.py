@@ -154,9 +154,7 @@ async def open_program(
 
 def _at_column_scale(value: Decimal) -> Decimal:
     """``value`` rounded as ``programs.point_value_minor`` (numeric(18, 6))
-    rounds it; a value too large for the column is left for it to refuse."""
-    if value.adjusted() >= 12:
-        return value
+    rounds it (``ProgramSpec`` keeps it below the column's limit)."""
     return value.quantize(_SCALE, rounding=ROUND_HALF_UP)
 
 

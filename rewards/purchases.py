@@ -45,8 +45,7 @@ from rewards.rule_versions import parse_rules
 from rewards.rules import Basket, EarnRules, Item, Moment, points_for_return, quote_purchase
 from rewards.tiers import qualified_tier, window_at, window_total
 
-_ITEMS = msgspec.json.Encoder()
-_DETAILS = msgspec.json.Encoder()
+_JSON = msgspec.json.Encoder()
 
 OrderId = ExternalId
 #: Most items one purchase lists (they are stored with it, as JSON).
@@ -400,8 +399,8 @@ _WRITE_BATCH = """WITH inserted AS (
     ON CONFLICT (threshold_id, member_id, window_start) WHERE NOT voided DO NOTHING
     RETURNING id
 ), audited AS (
-    -- The columns of api.audit's own insert. A purchase that was not
-    -- inserted fails the batch, and its line with it.
+    -- The audit trail's lines of the new purchases. A purchase that was
+    -- not inserted fails the batch, and its line with it.
     INSERT INTO audit_events (id, actor, action, subject, details)
     SELECT l.id, l.actor, l.action, l.subject, l.details::jsonb
     FROM unnest($22::uuid[], $23::text[], $24::text[], $25::text[], $26::text[])
@@ -484,7 +483,7 @@ async def _price_and_count(
             event=event,
             member=member,
             id=new_id(),
-            items=_ITEMS.encode(event.items).decode(),
+            items=_JSON.encode(event.items).decode(),
             rule_version=in_force[0].version if in_force else None,
             points=points,
             earn_id=derived_id(program.id, "earn", event.order_id) if points > 0 else None,
@@ -598,7 +597,7 @@ async def _write(
         [line.actor for line in lines],
         [line.action for line in lines],
         [line.subject for line in lines],
-        [_DETAILS.encode(line.details or {}).decode() for line in lines],
+        [_JSON.encode(line.details or {}).decode() for line in lines],
     )
     assert written is not None
     if len(written["inserted"]) != len(rows):

@@ -128,16 +128,13 @@ async def redeem(
     request: RedemptionRequest,
     now: datetime,
 ) -> RedemptionOutcome:
+    # Looked up under the lock: a duplicate sent at the same moment waits
+    # for the first to commit, then answers its outcome.
+    await lock_member(session, member.id)
     earlier = await _earlier_redemption(session, member, key, request)
     if earlier is not None:
         return earlier
     require_active(member)
-    await lock_member(session, member.id)
-    # A duplicate sent at the same moment waited for the lock while the first
-    # committed: it answers the first outcome, found now.
-    earlier = await _earlier_redemption(session, member, key, request)
-    if earlier is not None:
-        return earlier
     reward = await session.scalar(
         select(CatalogReward)
         .where(CatalogReward.program_id == program.id, CatalogReward.sku == request.sku)
@@ -212,6 +209,10 @@ async def give_gift(
     now: datetime,
 ) -> GiftOutcome:
     recipient = await find_member(session, program, request.to)
+    # The sender's row lock makes the day's total exact under concurrency;
+    # the key is looked up under it, so a duplicate sent at the same moment
+    # waits for the first to commit, then answers its outcome.
+    await lock_member(session, sender.id)
     earlier = await _earlier_gift(session, sender, recipient, key, request)
     if earlier is not None:
         return earlier
@@ -221,13 +222,6 @@ async def give_gift(
     require_active(recipient)
     if recipient.id == sender.id:
         raise GiftToSelf("a member cannot give points to themselves")
-    # The sender's row lock makes the day's total exact under concurrency.
-    await lock_member(session, sender.id)
-    # A duplicate sent at the same moment waited for the lock while the first
-    # committed: it answers the first outcome, found now.
-    earlier = await _earlier_gift(session, sender, recipient, key, request)
-    if earlier is not None:
-        return earlier
     day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
     given = await session.scalar(
         select(func.coalesce(func.sum(Gift.points), 0)).where(

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from litestar import get
 from litestar.di import NamedDependency
 
-from api.problems import problem, problem_responses
+from api.problems import database_unavailable, problem_responses
 from api.schemas import Health
 from ledger import Ledger
 
@@ -33,10 +33,5 @@ async def health(ledger: NamedDependency[Ledger]) -> Health:
             await ledger.pool.fetchval("SELECT 1")
     except Exception as error:  # any failure means the database is not there for us
         log.warning("health check failed: %r", error)
-        raise problem(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "database-unavailable",
-            "the database does not answer",
-            headers={"Retry-After": "1"},
-        ) from None
+        raise database_unavailable("the database does not answer") from None
     return Health()

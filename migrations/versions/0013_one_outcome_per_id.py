@@ -81,12 +81,8 @@ _EDITS = (
 )
 
 
-def _edited() -> str:
-    source = _ORIGINAL
-    for old, new in _EDITS:
-        if source.count(old) != 1:
-            raise RuntimeError(f"0013: the function's text to replace was not found: {old[:60]!r}")
-        source = source.replace(old, new)
+def or_replace(source: str) -> str:
+    """``source`` with ``CREATE OR REPLACE`` for ``CREATE``: it replaces the function."""
     return source.replace(
         "CREATE FUNCTION ledger_create_transfers(",
         "CREATE OR REPLACE FUNCTION ledger_create_transfers(",
@@ -94,15 +90,25 @@ def _edited() -> str:
     )
 
 
+def apply_edits(source: str, edits: Sequence[tuple[str, str]], revision: str) -> str:
+    """``source`` with each (old, new) of ``edits`` applied; each old text must
+    occur exactly once."""
+    for old, new in edits:
+        if source.count(old) != 1:
+            raise RuntimeError(
+                f"{revision}: the function's text to replace was not found: {old[:60]!r}"
+            )
+        source = source.replace(old, new)
+    return source
+
+
+def _edited() -> str:
+    return or_replace(apply_edits(_ORIGINAL, _EDITS, "0013"))
+
+
 def upgrade() -> None:
     op.execute(_edited())
 
 
 def downgrade() -> None:
-    op.execute(
-        _ORIGINAL.replace(
-            "CREATE FUNCTION ledger_create_transfers(",
-            "CREATE OR REPLACE FUNCTION ledger_create_transfers(",
-            1,
-        )
-    )
+    op.execute(or_replace(_ORIGINAL))

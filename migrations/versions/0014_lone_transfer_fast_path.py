@@ -24,7 +24,8 @@ down_revision: str | None = "0013_one_outcome_per_id"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_PREVIOUS: str = importlib.import_module("migrations.versions.0013_one_outcome_per_id")._edited()
+_0013 = importlib.import_module("migrations.versions.0013_one_outcome_per_id")
+_PREVIOUS: str = _0013._edited()
 
 _DECLARATIONS = """
     -- the lone plain transfer: its two accounts
@@ -193,12 +194,8 @@ BEGIN""",
 
 
 def _edited() -> str:
-    source = _PREVIOUS
-    for old, new in _EDITS:
-        if source.count(old) != 1:
-            raise RuntimeError(f"0014: the function's text to replace was not found: {old[:60]!r}")
-        source = source.replace(old, new)
-    return source
+    edited: str = _0013.apply_edits(_PREVIOUS, _EDITS, "0014")
+    return edited
 
 
 def upgrade() -> None:

@@ -197,3 +197,26 @@ def purchase(order: str, amount: int, member: str = "m-1", **extra: Any) -> dict
         "occurred_at": datetime.now(UTC).isoformat(),
         **extra,
     }
+
+
+# For ``fund``, below.
+from ledger import Ledger, Transfer  # noqa: E402
+from rewards.codes import TransferCode  # noqa: E402
+from rewards.models import Member, Program  # noqa: E402
+
+
+async def fund(ledger: Ledger, program: Program, member: Member, points: int) -> None:
+    """Credit ``points`` to the member's wallet from the program's issuance."""
+    [funding] = await ledger.create_transfers(
+        [
+            Transfer(
+                id=uuid.uuid4(),
+                debit_account_id=program.issuance_account_id,
+                credit_account_id=member.wallet_account_id,
+                amount=points,
+                ledger=program.ledger_id,
+                code=TransferCode.ADJUSTMENT,
+            )
+        ]
+    )
+    assert funding.result == "ok"

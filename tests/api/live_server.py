@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -49,15 +50,15 @@ def member_token(member: str, program: str = PROGRAM) -> str:
     return jwt.encode(claims, MEMBER_SECRET, algorithm="HS256")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def _wait_until_healthy(server: subprocess.Popen[bytes], base_url: str) -> None:
-    deadline = time.monotonic() + 60
+def wait_until_healthy(server: subprocess.Popen[Any], base_url: str, *, within: float = 60) -> None:
+    deadline = time.monotonic() + within
     while True:
         assert server.poll() is None, "the server exited early"
         try:
@@ -65,7 +66,7 @@ def _wait_until_healthy(server: subprocess.Popen[bytes], base_url: str) -> None:
                 return
         except httpx.TransportError:
             pass
-        assert time.monotonic() < deadline, "no healthy answer within 60 s"
+        assert time.monotonic() < deadline, f"no healthy answer within {within:.0f} s"
         time.sleep(0.2)
 
 
@@ -114,9 +115,9 @@ def _stopping(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[byt
 
 
 @contextmanager
-def _localstripe() -> Iterator[str]:
+def localstripe() -> Iterator[str]:
     """Stripe's API on loopback, so that payment routes answer as in production."""
-    port = _free_port()
+    port = free_port()
     binary = Path(sys.executable).with_name("localstripe")
     process = subprocess.Popen(
         [str(binary), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -138,10 +139,10 @@ def live_api(server_url: str) -> Iterator[LiveApi]:
     """Serves the API with one Granian worker on a fresh, migrated database."""
     with (
         fresh_database(server_url, prefix="coalition_live") as database_url,
-        _localstripe() as stripe_base,
+        localstripe() as stripe_base,
     ):
         migrate(database_url)
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
         env |= {
             "DATABASE_URL": database_url,
@@ -171,7 +172,7 @@ def live_api(server_url: str) -> Iterator[LiveApi]:
         ]
         base_url = f"http://127.0.0.1:{port}"
         with _stopping(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)) as server:
-            _wait_until_healthy(server, base_url)
+            wait_until_healthy(server, base_url)
             _seed(base_url)
             yield LiveApi(
                 base_url=base_url, admin_token=ADMIN_TOKEN, member_token=member_token("ann")

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from api.settings import ENVIRONMENT
 from ledger import Ledger, Transfer
 from ledger.connection import create_pool
 from tests.api.conftest import Book
+from tests.api.live_server import free_port, wait_until_healthy
 
 SUBCOMMANDS = [
     [],
@@ -211,15 +211,8 @@ def test_migrate_down_and_up(private_database: str) -> None:
     assert sql(private_database, "SELECT version_num FROM alembic_version") == head
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
     env |= {"DATABASE_URL": private_database, "COALITION_DATA_DIR": str(tmp_path)}
     command = [str(Path(sys.executable).with_name("coalition")), "serve", "--port", str(port)]
@@ -228,16 +221,7 @@ def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path)
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, "coalition serve exited early"
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "no healthy answer within 30 s"
-            time.sleep(0.2)
+        wait_until_healthy(server, base, within=30)
 
         assert server.stdout is not None
         lines = [server.stdout.readline().strip() for _ in range(5)]

@@ -13,11 +13,13 @@ import pytest
 from litestar import Litestar
 from litestar.exceptions import ServiceUnavailableException
 from litestar.testing import AsyncTestClient
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.app import create_app
-from api.problems import from_http_exception
+from api.problems import from_database_error, from_http_exception
 from api.settings import Settings
-from tests.api.conftest import ADMIN_TOKEN, AUTH, assert_problem, open_program
+from tests.api.conftest import ADMIN_TOKEN, AUTH, PROBLEMS, assert_problem, open_program
 
 
 @pytest.fixture
@@ -92,4 +94,21 @@ async def test_a_stalled_database_answers_503_within_the_command_timeout(
 def test_a_framework_503_says_when_to_come_back() -> None:
     answer = from_http_exception(ServiceUnavailableException())
     assert answer.status_code == 503
+    assert answer.headers == {"Retry-After": "1"}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        DBAPIError("SELECT 1", {}, asyncpg.InterfaceError("closed"), connection_invalidated=True),
+        PoolTimeout("QueuePool limit reached"),
+    ],
+    ids=["statement-timeout", "connection-closed", "invalidated", "pool-timeout"],
+)
+def test_a_lost_or_stalled_database_is_a_503(error: Exception) -> None:
+    answer = from_database_error(error)
+    assert answer.status_code == 503
+    assert answer.type_ == PROBLEMS + "database-unavailable"
     assert answer.headers == {"Retry-After": "1"}

@@ -16,11 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.app import create_app
 from api.settings import Settings
-from ledger import Ledger, Transfer
-from rewards.codes import TransferCode
+from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member
 from rewards.redeeming import RewardSpec, add_reward
-from tests.api.conftest import ADMIN_TOKEN, AUTH, assert_problem
+from tests.api.conftest import ADMIN_TOKEN, AUTH, assert_problem, fund
 from tests.api.test_member_api import SECRET, bearer, token
 from tests.conftest import NewProgram
 
@@ -68,19 +67,7 @@ async def shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -
     ann, _ = await enrol_member(session, ledger, program, Enrolment(external_id="ann"))
     await enrol_member(session, ledger, program, Enrolment(external_id="ben"))
     await session.commit()
-    [funding] = await ledger.create_transfers(
-        [
-            Transfer(
-                id=uuid.uuid4(),
-                debit_account_id=program.issuance_account_id,
-                credit_account_id=ann.wallet_account_id,
-                amount=1_000,
-                ledger=program.ledger_id,
-                code=TransferCode.ADJUSTMENT,
-            )
-        ]
-    )
-    assert funding.result == "ok"
+    await fund(ledger, program, ann, 1_000)
     return program.slug
 
 

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.app import create_app
 from api.member_auth import InvalidToken, TokenVerifier
 from api.settings import Settings, SettingsError
-from ledger import Ledger, Transfer
+from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member
 from rewards.purchases import PurchaseEvent, record_purchase
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
-from tests.api.conftest import ADMIN_TOKEN, PROBLEMS
+from tests.api.conftest import ADMIN_TOKEN, PROBLEMS, fund
 from tests.conftest import NewProgram
 
 SECRET = "a-development-secret-of-32-chars!"
@@ -225,7 +224,6 @@ async def test_redeem_and_gift_over_http(
     session: AsyncSession,
     ledger: Ledger,
 ) -> None:
-    from rewards.codes import TransferCode
     from rewards.programs import get_member, get_program
 
     added = await client.post(
@@ -235,19 +233,7 @@ async def test_redeem_and_gift_over_http(
     assert added.status_code == 201, added.text
     program = await get_program(session, shop)
     ann = await get_member(session, program, "ann")
-    [funding] = await ledger.create_transfers(
-        [
-            Transfer(
-                id=uuid.uuid4(),
-                debit_account_id=program.issuance_account_id,
-                credit_account_id=ann.wallet_account_id,
-                amount=100,
-                ledger=program.ledger_id,
-                code=TransferCode.ADJUSTMENT,
-            )
-        ]
-    )
-    assert funding.result == "ok"
+    await fund(ledger, program, ann, 100)
     headers = bearer(token(shop, "ann"))
     catalog = await member_client.get("/me/rewards", headers=headers)
     assert [r["sku"] for r in catalog.json()] == ["MUG"]

@@ -9,11 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import Ledger, Transfer
-from rewards.codes import TransferCode
+from ledger import Ledger
 from rewards.holds import HoldRequest, hold_points
 from rewards.programs import Enrolment, enrol_member, get_program
-from tests.api.conftest import Client, assert_problem
+from tests.api.conftest import Client, assert_problem, fund
 
 
 def _spec(slug: str, **fields: Any) -> dict[str, Any]:
@@ -69,19 +68,7 @@ async def test_capturing_more_than_the_hold(
     shop = await get_program(session, program)
     member, _ = await enrol_member(session, ledger, shop, Enrolment(external_id="payer"))
     await session.commit()
-    [funding] = await ledger.create_transfers(
-        [
-            Transfer(
-                id=uuid.uuid4(),
-                debit_account_id=shop.issuance_account_id,
-                credit_account_id=member.wallet_account_id,
-                amount=500,
-                ledger=shop.ledger_id,
-                code=TransferCode.ADJUSTMENT,
-            )
-        ]
-    )
-    assert funding.result == "ok"
+    await fund(ledger, shop, member, 500)
     # 50 minor units at 0.5 a point: 100 points held.
     held = await hold_points(
         session,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import pytest
@@ -41,7 +42,9 @@ CHECKS = (
 )
 
 
+@cache
 def _document() -> dict[str, Any]:
+    """The app's OpenAPI document (built once: it takes a while); read only."""
     app = create_app(Settings(admin_token="x" * 16), database_url="postgresql://unused")
     document: dict[str, Any] = app.openapi_schema.to_schema()
     return document

@@ -7,15 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,6 +30,7 @@ from rewards.payments import process_inbox
 from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
+from tests.api import live_server
 from tests.api.conftest import ADMIN_TOKEN, PROBLEMS
 from tests.conftest import NewProgram
 
@@ -41,29 +38,10 @@ WEBHOOK_SECRET = "whsec_coalition_test_secret"
 MEMBER_SECRET = "a-development-secret-of-32-chars!"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def localstripe() -> Iterator[str]:
-    port = _free_port()
-    binary = Path(sys.executable).with_name("localstripe")
-    process = subprocess.Popen(
-        [str(binary), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        assert process.poll() is None and time.monotonic() < deadline, "localstripe did not start"
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+    with live_server.localstripe() as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import asyncio
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -26,6 +27,24 @@ NewLedger = Callable[[], Awaitable[int]]
 WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
 
 
+@asynccontextmanager
+async def separate_writers(database_url: str, count: int, size: int) -> AsyncIterator[list[Ledger]]:
+    """``count`` ledgers with pools (of ``size``) of their own, as separate
+    processes would have: their batches really run side by side."""
+    pools: list[asyncpg.Pool] = []
+    writers: list[Ledger] = []
+    try:
+        for _ in range(count):
+            pools.append(await create_pool(database_url, min_size=1, max_size=size))
+            writers.append(Ledger(pools[-1]))
+        yield writers
+    finally:
+        for writer in writers:
+            await writer.close()
+        for pool in pools:
+            await pool.close()
+
+
 def zipf_index(rng: random.Random, n: int, s: float = 1.2) -> int:
     weights = [1 / (k + 1) ** s for k in range(n)]
     return rng.choices(range(n), weights=weights)[0]
@@ -41,9 +60,6 @@ async def test_stress_with_hot_account_and_opposing_flows(
         [Account(id=issuance, ledger=ledger_id, code=1), Account(id=shop, ledger=ledger_id, code=3)]
         + [Account(id=m, ledger=ledger_id, code=2, flags=WALLET) for m in members]
     )
-    # Three processes' worth of writers: batches really run side by side.
-    pools = [await create_pool(database_url, min_size=1, max_size=3) for _ in range(3)]
-    writers = [Ledger(p) for p in pools]
     rng = random.Random(7)
 
     async def client(n: int) -> list[tuple[Transfer, str]]:
@@ -94,15 +110,11 @@ async def test_stress_with_hot_account_and_opposing_flows(
             done.append((t, outcome.result.value))
         return done
 
-    try:
+    # Three processes' worth of writers.
+    async with separate_writers(database_url, count=3, size=3) as writers:
         results = await asyncio.wait_for(
             asyncio.gather(*(client(n) for n in range(120))), timeout=120
         )
-    finally:
-        for w in writers:
-            await w.close()
-        for p in pools:
-            await p.close()
 
     flat = [pair for r in results for pair in r]
     codes = {code for _, code in flat}
@@ -209,32 +221,25 @@ async def test_one_id_posted_to_two_ledgers_at_once_has_one_outcome(
     await ledger.create_accounts(
         [Account(id=a, ledger=first, code=1), Account(id=b, ledger=first, code=1)]
     )
+    pairs = []
+    for _ in range(300):
+        tid = uuid.uuid4()
+        valid = Transfer(
+            id=tid, debit_account_id=a, credit_account_id=b, amount=1, ledger=first, code=1
+        )
+        # The second ledger has no such accounts: a rejection.
+        invalid = Transfer(
+            id=tid, debit_account_id=a, credit_account_id=b, amount=1, ledger=second, code=1
+        )
+        pairs.append((valid, invalid))
     # Two writers: the two batches really run side by side.
-    pools = [await create_pool(database_url, min_size=1, max_size=2) for _ in range(2)]
-    writers = [Ledger(p) for p in pools]
-    try:
-        pairs = []
-        for _ in range(300):
-            tid = uuid.uuid4()
-            valid = Transfer(
-                id=tid, debit_account_id=a, credit_account_id=b, amount=1, ledger=first, code=1
-            )
-            # The second ledger has no such accounts: a rejection.
-            invalid = Transfer(
-                id=tid, debit_account_id=a, credit_account_id=b, amount=1, ledger=second, code=1
-            )
-            pairs.append((valid, invalid))
+    async with separate_writers(database_url, count=2, size=2) as writers:
         answers = await asyncio.gather(
             *(
                 asyncio.gather(writers[0].create_transfers([v]), writers[1].create_transfers([i]))
                 for v, i in pairs
             )
         )
-    finally:
-        for writer in writers:
-            await writer.close()
-        for p in pools:
-            await p.close()
     ids = [v.id for v, _ in pairs]
     both = await ledger.pool.fetchval(
         # Rows of ledger 0 reserve the ids of rejections: no transfers.

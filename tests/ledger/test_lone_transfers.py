@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from ledger import Account, AccountFlags, Ledger, Transfer, check_invariants
 
 NewLedger = Callable[[], Awaitable[int]]
@@ -27,9 +29,7 @@ async def _accounts(ledger: Ledger, ledger_id: int) -> tuple[uuid.UUID, uuid.UUI
     return issuance, wallet
 
 
-def _move(
-    debit: uuid.UUID, credit: uuid.UUID, amount: int, ledger_id: int, **extra: object
-) -> Transfer:
+def _move(debit: uuid.UUID, credit: uuid.UUID, amount: int, ledger_id: int) -> Transfer:
     return Transfer(
         id=uuid.uuid4(),
         debit_account_id=debit,
@@ -37,7 +37,6 @@ def _move(
         amount=amount,
         ledger=ledger_id,
         code=1,
-        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -58,12 +57,12 @@ async def test_a_replay_with_other_metadata_is_a_conflict(
 ) -> None:
     ledger_id = await new_ledger()
     issuance, wallet = await _accounts(ledger, ledger_id)
-    first = _move(issuance, wallet, 5, ledger_id, metadata={"order": "A-1"})
+    first = msgspec.structs.replace(
+        _move(issuance, wallet, 5, ledger_id), metadata={"order": "A-1"}
+    )
     [posted] = await ledger.create_transfers([first])
     [same] = await ledger.create_transfers([first])
-    other = Transfer(
-        **{**{f: getattr(first, f) for f in first.__struct_fields__}, "metadata": {"order": "A-2"}}
-    )
+    other = msgspec.structs.replace(first, metadata={"order": "A-2"})
     [conflict] = await ledger.create_transfers([other])
     assert [o.result.value for o in (posted, same, conflict)] == [
         "ok",

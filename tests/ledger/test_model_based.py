@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import os
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,11 +82,31 @@ def world(database_url: str) -> Any:
     w.close()
 
 
+def assert_balances_match(world: World, model: ModelLedger, accounts: list[uuid.UUID]) -> None:
+    """Each account's four balances in the database are the model's."""
+    for state in world.run(world.ledger.lookup_accounts(accounts)):
+        m = model.accounts[state.id]
+        assert (
+            state.debits_pending,
+            state.debits_posted,
+            state.credits_pending,
+            state.credits_posted,
+        ) == (m.dp, m.dpo, m.cp, m.cpo)
+
+
+#: For ``@given`` tests that share the module's ``world``.
+given_settings = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
 def transfer_strategy(
     ids: list[uuid.UUID],
     accounts: list[uuid.UUID],
     ledgers: list[int],
-    flags: st.SearchStrategy[TransferFlags] | None = None,
+    flags: Sequence[TransferFlags] = TRANSFER_FLAGS,
 ) -> st.SearchStrategy[Transfer]:
     now = datetime.now(UTC)
     maybe_account = st.one_of(st.sampled_from(accounts), st.none())
@@ -97,7 +118,7 @@ def transfer_strategy(
         amount=AMOUNTS,
         ledger=st.one_of(st.sampled_from(ledgers), st.none()),
         code=st.sampled_from([1, 1, 2, None]),
-        flags=st.sampled_from(TRANSFER_FLAGS) if flags is None else flags,
+        flags=st.sampled_from(flags),
         pending_id=st.one_of(st.none(), st.none(), st.sampled_from(ids)),
         timeout=st.sampled_from([0, 0, 3600]),
         metadata=st.sampled_from([None, None, {"order": "A-1"}]),
@@ -149,9 +170,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """A batch of exactly one plain transfer: the function's scalar fast
         path (0014), against the same model as the general path."""
         transfer = data.draw(
-            transfer_strategy(
-                self.ids, self.accounts, self.ledgers, flags=st.just(TransferFlags.NONE)
-            )
+            transfer_strategy(self.ids, self.accounts, self.ledgers, flags=[TransferFlags.NONE])
         )
         outcomes = self.world.run(self.world.ledger.create_transfers([transfer]))
         expected = self.model.create_transfers([transfer], datetime.now(UTC))
@@ -161,15 +180,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def balances_match_model(self) -> None:
         if not self.ledgers:
             return
-        states = self.world.run(self.world.ledger.lookup_accounts(self.accounts))
-        for state in states:
-            m = self.model.accounts[state.id]
-            assert (
-                state.debits_pending,
-                state.debits_posted,
-                state.credits_pending,
-                state.credits_posted,
-            ) == (m.dp, m.dpo, m.cp, m.cpo)
+        assert_balances_match(self.world, self.model, self.accounts)
 
     @invariant()
     def invariants_hold(self) -> None:
@@ -189,11 +200,7 @@ def test_ledger_matches_model(world: World) -> None:
     machine().runTest()
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@given_settings
 @given(data=st.data())
 def test_batch_equals_one_at_a_time(world: World, data: st.DataObject) -> None:
     """Posting a batch gives the same outcomes and balances as posting its
@@ -316,22 +323,11 @@ def test_large_batches_match_model(world: World, data: st.DataObject) -> None:
         outcomes = world.run(world.ledger.create_transfers(batch))
         expected = model.create_transfers(batch, datetime.now(UTC))
         assert [o.result for o in outcomes] == expected
-        for state in world.run(world.ledger.lookup_accounts(accounts)):
-            m = model.accounts[state.id]
-            assert (
-                state.debits_pending,
-                state.debits_posted,
-                state.credits_pending,
-                state.credits_posted,
-            ) == (m.dp, m.dpo, m.cp, m.cpo)
+        assert_balances_match(world, model, accounts)
     assert world.run(check_invariants(world.pool, ledger_id)) == []
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@given_settings
 @given(data=st.data())
 def test_lone_plain_transfers_match_model(world: World, data: st.DataObject) -> None:
     """A stream of batches of exactly one plain transfer (the function's
@@ -380,13 +376,6 @@ def test_lone_plain_transfers_match_model(world: World, data: st.DataObject) -> 
         [expected] = model.create_transfers([t], datetime.now(UTC))
         assert outcome.result == expected, t
         posted.append(t)
-    for state in world.run(world.ledger.lookup_accounts([*accounts, stranger])):
-        m = model.accounts[state.id]
-        assert (
-            state.debits_pending,
-            state.debits_posted,
-            state.credits_pending,
-            state.credits_posted,
-        ) == (m.dp, m.dpo, m.cp, m.cpo)
+    assert_balances_match(world, model, [*accounts, stranger])
     for checked in (ledger_id, other_ledger):
         assert world.run(check_invariants(world.pool, checked)) == []
