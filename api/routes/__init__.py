@@ -34,11 +34,11 @@ def replayed(model: type[Any], what: str = "request") -> dict[int, ResponseSpec]
 
 
 # The problems each kind of route may answer with (see api.problems): any
+# request may be malformed (400: a parameter, a header, a body) and any
 # route may meet an unavailable database (503); a token may lack the scope
-# (403); any body may be malformed (400), too large (413), or hold a value
-# that breaks a rule or a stored bound (422); any write may meet a
-# conflicting one (409).
+# (403); a body may be too large (413) or hold a value that breaks a rule
+# or a stored bound (422); any write may meet a conflicting one (409).
 OPERATOR_READ = (400, 401, 403, 404, 503)
 OPERATOR_WRITE = (400, 401, 403, 404, 409, 413, 422, 503)
-MEMBER_READ = (401, 404, 429, 503)
+MEMBER_READ = (400, 401, 404, 429, 503)
 MEMBER_WRITE = (400, 401, 404, 409, 413, 422, 429, 503)
