@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func, insert
+from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, func, insert
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,11 +18,12 @@ audit_events = Table(
     "audit_events",
     MetaData(),
     Column("id", UUID(as_uuid=True), primary_key=True),
-    Column("occurred_at", DateTime(timezone=True), server_default=func.now()),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("actor", String(200), nullable=False),
     Column("action", String(100), nullable=False),
     Column("subject", String(300), nullable=False),
     Column("details", JSONB, nullable=False),
+    Index("ix_audit_events_subject", "subject", "occurred_at"),
 )
 
 

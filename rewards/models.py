@@ -22,6 +22,8 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    desc,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -86,7 +88,15 @@ class Member(UUIDv7AuditBase):
 
 class EarnRuleVersion(UUIDv7AuditBase):
     __tablename__ = "earn_rule_versions"
-    __table_args__ = (UniqueConstraint("program_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("program_id", "version"),
+        Index(
+            "ix_earn_rule_versions_in_force",
+            "program_id",
+            desc("effective_from"),
+            postgresql_where=text("status = 'published'"),
+        ),
+    )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     version: Mapped[int] = mapped_column(Integer)
@@ -105,6 +115,11 @@ class Purchase(UUIDv7AuditBase):
         UniqueConstraint("program_id", "order_id"),
         # A member's qualifying window is one range of this index.
         Index("ix_purchases_member_time", "member_id", "occurred_at"),
+        Index(
+            "ix_purchases_maturing",
+            "matures_at",
+            postgresql_where=text("posted_at IS NULL AND earn_transfer_id IS NOT NULL"),
+        ),
     )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
@@ -119,7 +134,7 @@ class Purchase(UUIDv7AuditBase):
     points: Mapped[int] = mapped_column(BigInteger)
     #: The pending ledger transfer holding the earned points.
     earn_transfer_id: Mapped[uuid.UUID | None]
-    matures_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    matures_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     posted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     returned_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -140,7 +155,7 @@ class PurchaseReturn(UUIDv7AuditBase):
 
 class CatalogReward(UUIDv7AuditBase):
     __tablename__ = "catalog_rewards"
-    __table_args__ = (UniqueConstraint("program_id", "sku"),)
+    __table_args__ = (UniqueConstraint("program_id", "sku", name="uq_catalog_rewards_sku"),)
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     sku: Mapped[str] = mapped_column(String(100))
@@ -155,7 +170,7 @@ class CatalogReward(UUIDv7AuditBase):
 
 class Redemption(UUIDv7AuditBase):
     __tablename__ = "redemptions"
-    __table_args__ = (UniqueConstraint("member_id", "idempotency_key"),)
+    __table_args__ = (UniqueConstraint("member_id", "idempotency_key", name="uq_redemptions_key"),)
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
@@ -168,7 +183,10 @@ class Redemption(UUIDv7AuditBase):
 
 class Gift(UUIDv7AuditBase):
     __tablename__ = "gifts"
-    __table_args__ = (UniqueConstraint("sender_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("sender_id", "idempotency_key", name="uq_gifts_key"),
+        Index("ix_gifts_sender_day", "sender_id", "created_at"),
+    )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
@@ -186,7 +204,10 @@ class HoldStatus(enum.StrEnum):
 
 class PointHold(UUIDv7AuditBase):
     __tablename__ = "point_holds"
-    __table_args__ = (UniqueConstraint("member_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("member_id", "idempotency_key", name="uq_point_holds_key"),
+        UniqueConstraint("transfer_id", name="point_holds_transfer_id_key"),
+    )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
@@ -195,7 +216,7 @@ class PointHold(UUIDv7AuditBase):
     order_ref: Mapped[str] = mapped_column(String(200))
     points: Mapped[int] = mapped_column(BigInteger)
     value_minor: Mapped[int] = mapped_column(BigInteger)
-    transfer_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    transfer_id: Mapped[uuid.UUID]
     status: Mapped[str] = mapped_column(String(16), default=HoldStatus.HELD)
     captured_points: Mapped[int] = mapped_column(BigInteger, default=0)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -204,8 +225,8 @@ class PointHold(UUIDv7AuditBase):
 class Tier(UUIDv7AuditBase):
     __tablename__ = "tiers"
     __table_args__ = (
-        UniqueConstraint("program_id", "code"),
-        UniqueConstraint("program_id", "rank"),
+        UniqueConstraint("program_id", "code", name="uq_tiers_code"),
+        UniqueConstraint("program_id", "rank", name="uq_tiers_rank"),
     )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
@@ -218,7 +239,7 @@ class Tier(UUIDv7AuditBase):
 
 class ThresholdReward(UUIDv7AuditBase):
     __tablename__ = "threshold_rewards"
-    __table_args__ = (UniqueConstraint("program_id", "code"),)
+    __table_args__ = (UniqueConstraint("program_id", "code", name="uq_threshold_rewards_code"),)
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     code: Mapped[str] = mapped_column(String(50))
