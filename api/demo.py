@@ -26,7 +26,7 @@ from ledger import (
 )
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.models import Program
-from rewards.programs import Enrolment, ProgramSpec, create_program, enrol_member
+from rewards.programs import Enrolment, ProgramSpec, enrol_member, open_program
 from rewards.purchases import PurchaseEvent, record_purchase, settle_matured_earnings
 from rewards.redeeming import RewardSpec, add_reward
 from rewards.rule_versions import draft_rules, publish_rules
@@ -179,7 +179,7 @@ async def load_rewards_demo(
     existing = await session.scalar(select(Program).where(Program.slug == DEMO_PROGRAM))
     if existing is not None:
         return RewardsDemoReport(program=DEMO_PROGRAM, created=False, members=list(DEMO_MEMBERS))
-    program = await create_program(
+    program, _ = await open_program(
         session,
         ledger,
         ProgramSpec(

@@ -6,7 +6,7 @@ rewards domain sees only the events' plain content (``rewards.payments``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import stripe
@@ -21,11 +21,26 @@ class PaymentsNotConfigured(Exception):
 
 
 class PointsPayment(msgspec.Struct, kw_only=True, frozen=True):
-    payment_intent: str
-    client_secret: str
-    points: int
-    amount_minor: int
-    currency: str
+    """A Stripe PaymentIntent for points: the points are credited once Stripe
+    reports the payment succeeded."""
+
+    payment_intent: Annotated[str, msgspec.Meta(description="The Stripe PaymentIntent's id.")]
+    client_secret: Annotated[
+        str,
+        msgspec.Meta(
+            description="The PaymentIntent's client secret, for the member's app to confirm"
+            " the payment with Stripe.js (keep it to this member)."
+        ),
+    ]
+    points: Annotated[int, msgspec.Meta(description="The points bought.")]
+    amount_minor: Annotated[
+        int,
+        msgspec.Meta(
+            description="Their price in minor units of `currency` (cents): their redemption"
+            " value, rounded up."
+        ),
+    ]
+    currency: Annotated[str, msgspec.Meta(description="The program's currency, ISO 4217.")]
 
 
 def client(settings: Settings) -> stripe.StripeClient:

@@ -16,12 +16,26 @@ from ledger.schemas import BATCH_MAX, Account, AccountOutcome, Transfer, Transfe
 #: A history cursor is a ledger timestamp (a bigint) in decimal: 19 digits.
 HISTORY_CURSOR_MAX = 19
 
+#: What the document says of a member's status (rewards.models.MemberStatus).
+MEMBER_STATUS = (
+    "`active`, `frozen` or `closed` (e.g. after an erasure): a frozen or closed member"
+    " neither earns nor spends points."
+)
+
 #: Which clock ``as_of`` reads: when a transfer was recorded, or its business time.
 Basis = Literal["recorded", "effective"]
 
 
 class TransferBatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    transfers: Annotated[list[Transfer], msgspec.Meta(min_length=1, max_length=BATCH_MAX)]
+    transfers: Annotated[
+        list[Transfer],
+        msgspec.Meta(
+            min_length=1,
+            max_length=BATCH_MAX,
+            description="The transfers, applied in this order; each succeeds or fails on its"
+            " own, except linked ones (flag 1), which succeed or fail together.",
+        ),
+    ]
 
     def __post_init__(self) -> None:
         _check_items("transfers", self.transfers)
@@ -31,11 +45,21 @@ class TransferResults(msgspec.Struct, kw_only=True, frozen=True):
     """One result per transfer, in the order sent. A failed transfer is a
     result, not an HTTP error: the others in the batch still apply."""
 
-    results: list[TransferOutcome]
+    results: Annotated[
+        list[TransferOutcome],
+        msgspec.Meta(description="One result per transfer sent, in the same order."),
+    ]
 
 
 class AccountBatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    accounts: Annotated[list[Account], msgspec.Meta(min_length=1, max_length=BATCH_MAX)]
+    accounts: Annotated[
+        list[Account],
+        msgspec.Meta(
+            min_length=1,
+            max_length=BATCH_MAX,
+            description="The accounts to open; each is opened or refused on its own.",
+        ),
+    ]
 
     def __post_init__(self) -> None:
         _check_items("accounts", self.accounts)
@@ -44,7 +68,10 @@ class AccountBatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
 class AccountResults(msgspec.Struct, kw_only=True, frozen=True):
     """One result per account, in the order sent."""
 
-    results: list[AccountOutcome]
+    results: Annotated[
+        list[AccountOutcome],
+        msgspec.Meta(description="One result per account sent, in the same order."),
+    ]
 
 
 def _check_items(field: str, items: Sequence[Account | Transfer]) -> None:
@@ -56,4 +83,7 @@ def _check_items(field: str, items: Sequence[Account | Transfer]) -> None:
 
 
 class Health(msgspec.Struct, kw_only=True, frozen=True):
-    status: Literal["ok"] = "ok"
+    status: Annotated[
+        Literal["ok"],
+        msgspec.Meta(description="`ok`: the server answers and its database is reachable."),
+    ] = "ok"

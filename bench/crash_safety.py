@@ -41,7 +41,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,14 +55,12 @@ from typing import Any
 import asyncpg
 import httpx
 import msgspec
+from common import argument_parser, free_port, venv_command
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from api.database import EMBEDDED_SETTINGS, migrate  # noqa: E402
-from ledger import Account, AccountFlags, Ledger, check_invariants, new_id  # noqa: E402
-from ledger.connection import create_pool  # noqa: E402
-from ledger.schemas import Ledger as LedgerDefinition  # noqa: E402
+from api.database import EMBEDDED_SETTINGS, migrate
+from ledger import Account, AccountFlags, Ledger, check_invariants, new_id
+from ledger.connection import create_pool
+from ledger.schemas import Ledger as LedgerDefinition
 
 LINKED, PENDING, POST_PENDING, VOID_PENDING = 1, 2, 4, 8
 ACKNOWLEDGED = frozenset({"ok", "exists"})
@@ -71,12 +68,6 @@ ACKNOWLEDGED = frozenset({"ok", "exists"})
 GIVE_UP_AFTER = 180.0
 #: Seconds the server has to answer ``/health`` after a (re)start.
 START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivatePostgres:
@@ -142,10 +133,9 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        coalition = str(Path(sys.executable).parent / "coalition")
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [coalition, "serve", "--no-worker", "--port", str(self.port)],
+                [venv_command("coalition"), "serve", "--no-worker", "--port", str(self.port)],
                 env=self.env,
                 cwd=self.folder,
                 stdout=log,
@@ -583,9 +573,7 @@ def private_postgres() -> Iterator[tuple[PrivatePostgres, Path]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--transfers", type=int, default=60_000)
     parser.add_argument("--kills", type=int, default=8, help="SIGKILLs of the server")
     parser.add_argument("--restarts", type=int, default=4, help="crash restarts of PostgreSQL")

@@ -28,30 +28,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import secrets
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
+from common import (
+    ServerDidNotStart,
+    argument_parser,
+    bench_database,
+    free_port,
+    serving,
+    venv_command,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from api.database import migrate
+from ledger import Account, AccountFlags, Ledger, Transfer, new_id
+from ledger.connection import create_pool
+from ledger.schemas import Ledger as LedgerDefinition
+from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch
 
-from api.database import fresh_database, migrate, postgres_server  # noqa: E402
-from ledger import Account, AccountFlags, Ledger, Transfer, new_id  # noqa: E402
-from ledger.connection import create_pool  # noqa: E402
-from ledger.schemas import Ledger as LedgerDefinition  # noqa: E402
-from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch  # noqa: E402
+if TYPE_CHECKING:
+    import httpx
 
 LEDGER_ID = 1
 WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
@@ -232,12 +235,6 @@ async def single_latency(url: str, workload: Workload, count: int) -> tuple[floa
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def bench_http(
     url: str, make: list[Transfer], batch_size: int, clients: int, workers: int
 ) -> float | None:
@@ -255,46 +252,33 @@ async def bench_http(
         "COALITION_WORKERS": str(workers),
         "COALITION_LOG_LEVEL": "warning",
     }
-    coalition = str(Path(sys.executable).parent / "coalition")
-    process = subprocess.Popen(
-        [coalition, "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     try:
-        async with httpx.AsyncClient(
-            base_url=base,
-            timeout=60,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        ) as client:
-            for _ in range(300):
-                with contextlib.suppress(httpx.TransportError):
-                    health = await client.get("/health")
-                    if health.status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                return None
-            bodies = [
-                msgspec.json.encode({"transfers": make[i : i + batch_size]})
-                for i in range(0, len(make), batch_size)
-            ]
-            queue = iter(bodies)
+        with serving([venv_command("coalition"), "serve"], env, port, health="/health") as base:
+            async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as client:
+                return await post_batches(client, make, batch_size, clients)
+    except ServerDidNotStart:
+        return None
 
-            async def poster() -> None:
-                for body in queue:
-                    response = await client.post("/ledger/transfers", content=body)
-                    response.raise_for_status()
 
-            started = time.perf_counter()
-            await asyncio.gather(*(poster() for _ in range(clients)))
-            return len(make) / (time.perf_counter() - started)
-    finally:
-        process.terminate()
-        process.wait(10)
+async def post_batches(
+    client: httpx.AsyncClient, make: list[Transfer], batch_size: int, clients: int
+) -> float:
+    """Transfers/s of ``make`` POSTed in batches by ``clients`` at once."""
+    bodies = [
+        msgspec.json.encode({"transfers": make[i : i + batch_size]})
+        for i in range(0, len(make), batch_size)
+    ]
+    queue = iter(bodies)
+
+    async def poster() -> None:
+        for body in queue:
+            response = await client.post("/ledger/transfers", content=body)
+            response.raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(poster() for _ in range(clients)))
+    return len(make) / (time.perf_counter() - started)
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
@@ -363,9 +347,7 @@ def run_loop(main: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--transfers", type=int, default=200_000)
     parser.add_argument("--callers", type=int, default=1000)
@@ -377,10 +359,7 @@ def main() -> None:
         help="(d): the caller counts to compare the per-call function and the API at",
     )
     args = parser.parse_args()
-    with (
-        postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url,
-        fresh_database(server_url, prefix="coalition_bench") as url,
-    ):
+    with bench_database() as url:
         migrate(url)
         run_loop(run(args, url))
 

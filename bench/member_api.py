@@ -28,47 +28,31 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 import jwt
+from common import argument_parser, bench_database, free_port, serving, venv_command
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from api.access import issue_key  # noqa: E402
-from api.database import fresh_database, migrate, postgres_server, sqlalchemy_url  # noqa: E402
-from ledger import Account, AccountFlags, Ledger  # noqa: E402
-from ledger.connection import create_pool  # noqa: E402
-from rewards.codes import AccountCode, derived_id  # noqa: E402
-from rewards.programs import ProgramSpec, create_program  # noqa: E402
-from rewards.rule_versions import draft_rules, publish_rules  # noqa: E402
-from rewards.rules import EarnRules  # noqa: E402
-from rewards.tiers import (  # noqa: E402
-    ThresholdSpec,
-    TierSpec,
-    define_threshold,
-    define_tier,
-)
+from api.access import issue_key
+from api.database import migrate, sqlalchemy_url
+from ledger import Account, AccountFlags, Ledger
+from ledger.connection import create_pool
+from rewards.codes import AccountCode, derived_id
+from rewards.programs import ProgramSpec, open_program
+from rewards.rule_versions import draft_rules, publish_rules
+from rewards.rules import EarnRules
+from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
 
 SECRET = secrets.token_urlsafe(32)
 SLUG = "bench-shop"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def load_program(url: str) -> tuple[str, uuid.UUID, int]:
@@ -79,7 +63,7 @@ async def load_program(url: str) -> tuple[str, uuid.UUID, int]:
     ledger = Ledger(pool)
     engine = create_async_engine(sqlalchemy_url(url))
     async with AsyncSession(engine, expire_on_commit=False) as session:
-        program = await create_program(
+        program, _ = await open_program(
             session,
             ledger,
             ProgramSpec(slug=SLUG, name="Bench", currency="ZAR", point_value_minor=Decimal(1)),
@@ -182,27 +166,6 @@ async def prepare_baseline(url: str, rows: int) -> None:
     await connection.close()
 
 
-@contextlib.contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} did not start")
-            time.sleep(0.2)
-        time.sleep(1.0)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(20)
-
-
 def wrk(url: str, script: str, duration: int, connections: int, threads: int = 1) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -293,9 +256,7 @@ def report(label: str, output: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
@@ -306,10 +267,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed as the load generator (apt-get install wrk)")
-    with (
-        postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url,
-        fresh_database(server_url, prefix="coalition_bench") as url,
-    ):
+    with bench_database() as url:
         run(args, url)
 
 
@@ -326,8 +284,7 @@ def run(args: argparse.Namespace, url: str) -> None:
             await pool.close()
 
     api_key = asyncio.run(key())
-    granian = str(Path(sys.executable).with_name("granian"))
-    coalition = str(Path(sys.executable).with_name("coalition"))
+    granian, coalition = venv_command("granian"), venv_command("coalition")
     base_env = {**os.environ, "DATABASE_URL": url, "COALITION_LOG_LEVEL": "warning"}
     app_env = {
         **base_env,
@@ -351,7 +308,7 @@ def run(args: argparse.Namespace, url: str) -> None:
 
     def coalition_server() -> contextlib.AbstractContextManager[str]:
         port = free_port()
-        return server(
+        return serving(
             [coalition, "serve", "--no-worker", "--port", str(port)],
             {**app_env, "COALITION_PORT": str(port)},
             port,
@@ -378,7 +335,7 @@ def run(args: argparse.Namespace, url: str) -> None:
     print(f"loaded {args.members:,} members in {time.monotonic() - started:.0f} s", flush=True)
 
     port = free_port()
-    baseline = server(
+    baseline = serving(
         [
             granian,
             "--interface",

@@ -28,11 +28,27 @@ NO_NUL = r"^[^\x00]*$"
 INTEGER_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 
+
+def integer_range(ge: int, le: int) -> msgspec.Meta:
+    """An integer from ``ge`` to ``le``, and the same bounds written exactly in
+    the OpenAPI document.
+
+    Litestar writes ``Meta`` bounds through ``float()``, and ``float(2**63 - 1)``
+    is 2**63, a value the bigint column refuses. Litestar copies the ``"extra"``
+    entry of msgspec's ``extra_json_schema`` over the schema it built (as its
+    ``schema_extra``), so the integers given there are the ones written (and a
+    minimum of 0, which Litestar drops from an optional field, is kept).
+    msgspec's own JSON Schema would show that entry as an unknown keyword; the
+    project does not publish that schema.
+    """
+    return msgspec.Meta(ge=ge, le=le, extra_json_schema={"extra": {"minimum": ge, "maximum": le}})
+
+
 # Integers, by the column type that stores them.
-NonNegativeInteger = Annotated[int, msgspec.Meta(ge=0, le=INTEGER_MAX)]
-PositiveInteger = Annotated[int, msgspec.Meta(ge=1, le=INTEGER_MAX)]
-NonNegativeBigInt = Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX)]
-PositiveBigInt = Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]
+NonNegativeInteger = Annotated[int, integer_range(0, INTEGER_MAX)]
+PositiveInteger = Annotated[int, integer_range(1, INTEGER_MAX)]
+NonNegativeBigInt = Annotated[int, integer_range(0, BIGINT_MAX)]
+PositiveBigInt = Annotated[int, integer_range(1, BIGINT_MAX)]
 
 # Text, by the width of the column that stores it (VARCHAR(n), or text for
 # which a width is chosen). Empty allowed unless a field says min_length.
@@ -45,7 +61,11 @@ Text500 = Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)]
 NonEmpty = msgspec.Meta(min_length=1)
 #: A caller's id of a thing (member, order, event, adjustment, return,
 #: idempotency key): VARCHAR(200), at least one character.
-ExternalId = Annotated[Text200, NonEmpty]
+ExternalId = Annotated[
+    Text200,
+    NonEmpty,
+    msgspec.Meta(description="An id the caller chose, 1 to 200 characters without NUL."),
+]
 
 # Times. Python's datetime holds the years 1 to 9999 and PostgreSQL more; a
 # time is stored in UTC, so a time in year 1 or 9999 can leave Python's range
@@ -83,15 +103,23 @@ def check_moment(field: str, value: datetime | None) -> None:
 
 # Flags: integers whose known bits are described; any other bit is refused.
 ACCOUNT_FLAGS_DOC = (
-    "Bits of AccountFlags: 1 debits must not exceed credits, 2 credits must not exceed"
-    " debits; 0 for none (1 and 2 together answer flags_are_mutually_exclusive)."
+    "The account's flags, the sum of its bits (AccountFlags): 1 debits must not exceed"
+    " credits (the account is never overdrawn: a wallet); 2 credits must not exceed debits"
+    " (e.g. a member's debt); 0 for none. 1 and 2 together are refused"
+    " (flags_are_mutually_exclusive)."
 )
 TRANSFER_FLAGS_DOC = (
-    "Bits of TransferFlags: 1 linked, 2 pending, 4 post pending, 8 void pending;"
-    " 0 for none; a sum for several (e.g. 3, linked and pending)."
+    "The transfer's flags, the sum of its bits (TransferFlags): 1 linked (it succeeds or"
+    " fails together with the next transfer of the batch; a chain ends at its first"
+    " transfer without this bit); 2 pending (the amount is reserved until posted, voided"
+    " or timed out); 4 post pending (posts the pending transfer named by pending_id, in"
+    " full or in part); 8 void pending (voids the pending transfer named by pending_id,"
+    " releasing its amount); 0 for none. E.g. 3: linked and pending."
 )
-AccountFlagBits = Annotated[int, msgspec.Meta(ge=0, le=3, description=ACCOUNT_FLAGS_DOC)]
-TransferFlagBits = Annotated[int, msgspec.Meta(ge=0, le=15, description=TRANSFER_FLAGS_DOC)]
+AccountFlagBits = Annotated[int, integer_range(0, 3), msgspec.Meta(description=ACCOUNT_FLAGS_DOC)]
+TransferFlagBits = Annotated[
+    int, integer_range(0, 15), msgspec.Meta(description=TRANSFER_FLAGS_DOC)
+]
 
 # JSON documents stored as jsonb: keys and strings without NUL (jsonb refuses
 # \u0000), a bounded depth and size, so a document neither fails its batch in

@@ -16,6 +16,7 @@ import msgspec
 from ledger.bounds import (
     ACCOUNT_FLAGS_DOC,
     BIGINT_MAX,
+    JSON_RULE,
     MOMENT_RULE,
     TRANSFER_FLAGS_DOC,
     AccountFlagBits,
@@ -40,6 +41,23 @@ Amount = NonNegativeBigInt
 LedgerId = PositiveInteger
 Code = PositiveInteger
 TimeoutSeconds = NonNegativeInteger
+
+# What the document says of the fields that recur. Amounts are integers in
+# the ledger's unit (points, for a program's ledger).
+_ACCOUNT_ID = (
+    "The account's id, chosen by the caller: opening it again answers `exists` (or"
+    " `exists_with_different_fields`)."
+)
+_ACCOUNT_CODE = "The caller's kind of account (e.g. wallet, issuance), for reports."
+_METADATA = f"The caller's own data, stored as it is sent and returned on reads. {JSON_RULE}"
+_DEBITS_PENDING = "The sum of pending debits (reserved, not yet posted or voided)."
+_DEBITS_POSTED = "The sum of posted debits."
+_CREDITS_PENDING = "The sum of pending credits (reserved, not yet posted or voided)."
+_CREDITS_POSTED = "The sum of posted credits."
+_TIMESTAMP = (
+    "The transfer's place in the order of records: unique, larger for a later one (the"
+    " history's cursor is one)."
+)
 
 
 class AccountFlags(enum.IntFlag):
@@ -118,21 +136,28 @@ TRANSFER_RESULTS: tuple[CreateTransferResult, ...] = tuple(CreateTransferResult)
 
 
 class Ledger(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    id: LedgerId
-    name: Annotated[Text100, NonEmpty]
-    #: Decimal places of the unit (0 for whole points).
-    asset_scale: Annotated[int, msgspec.Meta(ge=0, le=18)] = 0
+    id: Annotated[LedgerId, msgspec.Meta(description="The ledger's id, chosen by the caller.")]
+    name: Annotated[Text100, NonEmpty, msgspec.Meta(description="A name for people to read.")]
+    asset_scale: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=18,
+            description="Decimal places of the ledger's unit: 0 for whole points, 2 when"
+            " amounts are hundredths. Informative: amounts are always integers of the unit.",
+        ),
+    ] = 0
 
 
 class Account(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A request to open an account."""
 
-    id: UUID
-    ledger: LedgerId
-    code: Code
+    id: Annotated[UUID, msgspec.Meta(description=_ACCOUNT_ID)]
+    ledger: Annotated[LedgerId, msgspec.Meta(description="The ledger the account is in.")]
+    code: Annotated[Code, msgspec.Meta(description=_ACCOUNT_CODE)]
     # An int, not an AccountFlags, in the document: 0 and sums are sent.
     flags: AccountFlagBits = AccountFlags.NONE
-    metadata: Metadata | None = None
+    metadata: Annotated[Metadata, msgspec.Meta(description=_METADATA)] | None = None
 
     def bounds_fault(self) -> tuple[str, str] | None:
         """The field and why, when a bound that ``Meta`` cannot declare is broken."""
@@ -144,18 +169,26 @@ class Account(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
 class AccountState(msgspec.Struct, kw_only=True, frozen=True):
     """An account as stored, with its balances."""
 
-    id: UUID
-    ledger: int
-    code: int
+    id: Annotated[UUID, msgspec.Meta(description="The account's id.")]
+    ledger: Annotated[int, msgspec.Meta(description="The ledger the account is in.")]
+    code: Annotated[int, msgspec.Meta(description=_ACCOUNT_CODE)]
     # An int in the document: any combination of the bits may be stored.
     flags: Annotated[int, msgspec.Meta(description=ACCOUNT_FLAGS_DOC)]
-    debits_pending: int
-    debits_posted: int
-    credits_pending: int
-    credits_posted: int
-    metadata: dict[str, Any] | None
-    timestamp: int
-    created_at: datetime
+    debits_pending: Annotated[int, msgspec.Meta(description=_DEBITS_PENDING)]
+    debits_posted: Annotated[int, msgspec.Meta(description=_DEBITS_POSTED)]
+    credits_pending: Annotated[int, msgspec.Meta(description=_CREDITS_PENDING)]
+    credits_posted: Annotated[int, msgspec.Meta(description=_CREDITS_POSTED)]
+    metadata: Annotated[
+        dict[str, Any] | None, msgspec.Meta(description="The metadata sent when it was opened.")
+    ]
+    timestamp: Annotated[
+        int,
+        msgspec.Meta(
+            description="The account's place in the order of openings: unique, larger for a"
+            " later one."
+        ),
+    ]
+    created_at: Annotated[datetime, msgspec.Meta(description="When the account was opened.")]
 
 
 class Balance(msgspec.Struct, kw_only=True, frozen=True):
@@ -174,20 +207,81 @@ class Transfer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     post means the full pending amount.
     """
 
-    id: UUID
-    debit_account_id: UUID | None = None
-    credit_account_id: UUID | None = None
-    amount: Amount = 0
-    ledger: LedgerId | None = None
-    code: Code | None = None
+    id: Annotated[
+        UUID,
+        msgspec.Meta(
+            description="The transfer's id, chosen by the caller: sending it again answers"
+            " `exists` (or `exists_with_different_fields`), never a second transfer."
+        ),
+    ]
+    debit_account_id: (
+        Annotated[
+            UUID,
+            msgspec.Meta(
+                description="The account debited (the amount leaves it). Left out on a post"
+                " or void: the pending transfer's."
+            ),
+        ]
+        | None
+    ) = None
+    credit_account_id: (
+        Annotated[
+            UUID,
+            msgspec.Meta(
+                description="The account credited (the amount reaches it). Left out on a post"
+                " or void: the pending transfer's."
+            ),
+        ]
+        | None
+    ) = None
+    amount: Annotated[
+        Amount,
+        msgspec.Meta(
+            description="How much moves, an integer in the ledger's unit (points). On a post"
+            " of a pending transfer, 0 posts its full amount and less posts part of it."
+        ),
+    ] = 0
+    ledger: (
+        Annotated[
+            LedgerId,
+            msgspec.Meta(
+                description="The ledger of both accounts. Left out on a post or void: the"
+                " pending transfer's."
+            ),
+        ]
+        | None
+    ) = None
+    code: (
+        Annotated[
+            Code,
+            msgspec.Meta(
+                description="The caller's kind of movement (e.g. earn, redeem), for reports."
+                " Left out on a post or void: the pending transfer's."
+            ),
+        ]
+        | None
+    ) = None
     # An int, not a TransferFlags, in the document: 0 and sums are sent; the
     # writer's private END_OF_REQUEST bit is out of bounds for a request.
     flags: TransferFlagBits = TransferFlags.NONE
-    pending_id: UUID | None = None
-    #: Seconds after which a pending transfer may no longer be posted.
-    timeout: TimeoutSeconds = 0
-    metadata: Metadata | None = None
-    #: Business time of the movement, if not the time it is recorded.
+    pending_id: (
+        Annotated[
+            UUID,
+            msgspec.Meta(
+                description="The pending transfer that a post (flag 4) or void (flag 8)"
+                " resolves; none otherwise."
+            ),
+        ]
+        | None
+    ) = None
+    timeout: Annotated[
+        TimeoutSeconds,
+        msgspec.Meta(
+            description="Seconds after which a pending transfer (flag 2) can no longer be"
+            " posted, and its amount is released; 0 for never. Only for pending transfers."
+        ),
+    ] = 0
+    metadata: Annotated[Metadata, msgspec.Meta(description=_METADATA)] | None = None
     effective_at: (
         Annotated[
             Moment,
@@ -213,27 +307,51 @@ class Transfer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 class TransferState(msgspec.Struct, kw_only=True, frozen=True):
     """A transfer as recorded."""
 
-    id: UUID
-    debit_account_id: UUID
-    credit_account_id: UUID
-    amount: int
-    ledger: int
-    code: int
+    id: Annotated[UUID, msgspec.Meta(description="The transfer's id.")]
+    debit_account_id: Annotated[UUID, msgspec.Meta(description="The account debited.")]
+    credit_account_id: Annotated[UUID, msgspec.Meta(description="The account credited.")]
+    amount: Annotated[
+        int,
+        msgspec.Meta(
+            description="How much moved (or, pending, is reserved), in the ledger's unit."
+        ),
+    ]
+    ledger: Annotated[int, msgspec.Meta(description="The ledger it was recorded in.")]
+    code: Annotated[int, msgspec.Meta(description="The caller's kind of movement.")]
     # An int in the document: any combination of the bits may be recorded.
     flags: Annotated[int, msgspec.Meta(description=TRANSFER_FLAGS_DOC)]
-    pending_id: UUID | None
-    timeout: int
-    metadata: dict[str, Any] | None
-    effective_at: datetime | None
-    timestamp: int
-    created_at: datetime
+    pending_id: Annotated[
+        UUID | None,
+        msgspec.Meta(description="The pending transfer this one posts or voids, if any."),
+    ]
+    timeout: Annotated[
+        int,
+        msgspec.Meta(description="Seconds a pending transfer could wait to be posted; 0 never."),
+    ]
+    metadata: Annotated[
+        dict[str, Any] | None, msgspec.Meta(description="The metadata sent with the transfer.")
+    ]
+    effective_at: Annotated[
+        datetime | None,
+        msgspec.Meta(description="Its business time, when one was sent; else none."),
+    ]
+    timestamp: Annotated[int, msgspec.Meta(description=_TIMESTAMP)]
+    created_at: Annotated[datetime, msgspec.Meta(description="When it was recorded.")]
 
 
 class TransferOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    id: UUID
-    result: CreateTransferResult
-    #: Ledger timestamp of the recorded transfer (for ``ok`` and ``exists``).
-    timestamp: int | None = None
+    id: Annotated[UUID, msgspec.Meta(description="The transfer's id, as sent.")]
+    result: Annotated[
+        CreateTransferResult,
+        msgspec.Meta(
+            description="`ok` recorded now, `exists` recorded before with the same fields;"
+            " any other value names why the transfer was refused (nothing moved)."
+        ),
+    ]
+    timestamp: Annotated[
+        int | None,
+        msgspec.Meta(description=f"For `ok` and `exists`: {_TIMESTAMP} Otherwise none."),
+    ] = None
 
     @property
     def ok(self) -> bool:
@@ -241,20 +359,45 @@ class TransferOutcome(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class AccountOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    id: UUID
-    result: CreateAccountResult
+    id: Annotated[UUID, msgspec.Meta(description="The account's id, as sent.")]
+    result: Annotated[
+        CreateAccountResult,
+        msgspec.Meta(
+            description="`ok` opened now, `exists` opened before with the same fields; any"
+            " other value names why the account was refused."
+        ),
+    ]
 
 
 class LedgerTotals(msgspec.Struct, kw_only=True, frozen=True):
-    ledger: int
-    accounts: int
-    debits_pending: int
-    debits_posted: int
-    credits_pending: int
-    credits_posted: int
+    """Sums over every account of a ledger: debits and credits are equal when
+    the books balance."""
+
+    ledger: Annotated[int, msgspec.Meta(description="The ledger's id.")]
+    accounts: Annotated[int, msgspec.Meta(description="How many accounts the ledger has.")]
+    debits_pending: Annotated[
+        int, msgspec.Meta(description=f"{_DEBITS_PENDING[:-1]}, over all its accounts.")
+    ]
+    debits_posted: Annotated[
+        int, msgspec.Meta(description=f"{_DEBITS_POSTED[:-1]}, over all its accounts.")
+    ]
+    credits_pending: Annotated[
+        int, msgspec.Meta(description=f"{_CREDITS_PENDING[:-1]}, over all its accounts.")
+    ]
+    credits_posted: Annotated[
+        int, msgspec.Meta(description=f"{_CREDITS_POSTED[:-1]}, over all its accounts.")
+    ]
 
 
 class HistoryPage(msgspec.Struct, kw_only=True, frozen=True):
-    transfers: list[TransferState]
-    #: Pass back as ``cursor`` to read the next (older) page; None at the end.
-    next_cursor: str | None
+    transfers: Annotated[
+        list[TransferState],
+        msgspec.Meta(description="The account's transfers, newest first."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Send it back as `cursor` to read the next (older) page; none on the"
+            " last page."
+        ),
+    ]

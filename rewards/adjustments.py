@@ -16,11 +16,26 @@ from rewards.programs import lock_member
 
 
 class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    #: The operator's id of the adjustment: its idempotency key.
-    adjustment_id: ExternalId
-    #: Points to add (positive) or take (negative).
-    points: Annotated[int, msgspec.Meta(ge=-(10**12), le=10**12)]
-    reason: Annotated[Text500, msgspec.Meta(min_length=3)]
+    adjustment_id: Annotated[
+        ExternalId,
+        msgspec.Meta(
+            description="The operator's id of the adjustment, its idempotency key: sent"
+            " again, it answers the first outcome."
+        ),
+    ]
+    points: Annotated[
+        int,
+        msgspec.Meta(
+            ge=-(10**12),
+            le=10**12,
+            description="Points to add (positive) or take (negative; at most what the wallet"
+            " holds); not 0.",
+        ),
+    ]
+    reason: Annotated[
+        Text500,
+        msgspec.Meta(min_length=3, description="Why, for the audit trail."),
+    ]
 
     def __post_init__(self) -> None:
         if self.points == 0:
@@ -28,9 +43,15 @@ class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 
 class AdjustmentOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    adjustment_id: str
-    points: int
-    replayed: bool
+    adjustment_id: Annotated[str, msgspec.Meta(description="The adjustment's id, as sent.")]
+    points: Annotated[int, msgspec.Meta(description="Points added (positive) or taken.")]
+    replayed: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True when this adjustment id was recorded before: the first"
+            " outcome again, nothing moved twice."
+        ),
+    ]
 
 
 async def adjust_points(

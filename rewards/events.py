@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
-from ledger.bounds import ExternalId, NonEmpty, Text100, check_moment
+from ledger.bounds import MOMENT_RULE, ExternalId, NonEmpty, Text100, check_moment
 from rewards.budgets import take_from_budget
 from rewards.codes import TransferCode, derived_id
 from rewards.connections import session_connection
@@ -30,28 +30,70 @@ from rewards.rules import Moment
 
 
 class BehaviourEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    member: ExternalId
-    event_id: ExternalId
-    event: Annotated[Text100, NonEmpty]
-    occurred_at: Moment
+    member: Annotated[ExternalId, msgspec.Meta(description="The member's external id.")]
+    event_id: Annotated[
+        ExternalId,
+        msgspec.Meta(
+            description="The operator's id of the event, its idempotency key: sent again, it"
+            " answers the first outcome."
+        ),
+    ]
+    event: Annotated[
+        Text100,
+        NonEmpty,
+        msgspec.Meta(
+            description="The behaviour (e.g. gym_visit), as the earn rules' `events` name it."
+        ),
+    ]
+    occurred_at: Annotated[
+        Moment,
+        msgspec.Meta(
+            description="When it happened (not in the future): it picks the rules in force"
+            f" and the UTC day and month the caps count in. {MOMENT_RULE}"
+        ),
+    ]
 
     def __post_init__(self) -> None:
         check_moment("occurred_at", self.occurred_at)
 
 
 class EventOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    event_id: str
-    points: int
-    #: "no_rule", "day_cap", "month_cap" or "budget" when fewer points than
-    #: the rule's were granted.
-    limited_by: str | None
-    replayed: bool
+    event_id: Annotated[str, msgspec.Meta(description="The event's id, as sent.")]
+    points: Annotated[int, msgspec.Meta(description="Points granted (0 or more).")]
+    limited_by: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Why fewer points than the rule's were granted: `no_rule` (no rule"
+            " for the event), `day_cap` or `month_cap` (the member's cap per day or month),"
+            " `budget` (the rule's budget ran out); none when the rule's points were granted."
+        ),
+    ]
+    replayed: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True when this event id was recorded before: the first outcome"
+            " again, nothing granted twice."
+        ),
+    ]
+
+
+#: First key of the advisory lock on one event id (the ledger writer's lock
+#: and the opening of a program have keys of their own).
+_EVENT_ID_LOCK = 1702260340
 
 
 async def record_event(
     session: AsyncSession, ledger: Ledger, program: Program, event: BehaviourEvent, now: datetime
 ) -> EventOutcome:
     member = await get_member(session, program, event.member)
+    # The id is looked up under a lock of its own: a duplicate sent at the
+    # same moment waits for the first to commit, then answers its outcome.
+    # The id is the program's, not the member's, so the member's lock would
+    # let two members' events under one id both miss the other.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:key, hashtext(:id))"),
+        {"key": _EVENT_ID_LOCK, "id": f"{program.id}:{event.event_id}"},
+    )
     earlier = (
         await session.execute(
             text(

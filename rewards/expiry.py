@@ -16,6 +16,7 @@ run finds nothing more to expire.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Annotated
 
 import msgspec
 from sqlalchemy import select
@@ -31,9 +32,13 @@ PAGE = 1000
 
 
 class Expiring(msgspec.Struct, kw_only=True, frozen=True):
-    #: Points that will expire by ``by`` unless they are spent first.
-    points: int
-    by: datetime
+    points: Annotated[
+        int,
+        msgspec.Meta(description="Points that will expire by `by` unless they are spent first."),
+    ]
+    by: Annotated[
+        datetime, msgspec.Meta(description="The end of the period looked at (30 days from now).")
+    ]
 
 
 def add_months(moment: datetime, months: int) -> datetime:

@@ -15,12 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer, TransferFlags
-from ledger.bounds import ExternalId, PositiveBigInt
+from ledger.bounds import BIGINT_MAX, ExternalId, PositiveBigInt
 from rewards.codes import TransferCode, derived_id
 from rewards.errors import (
     CaptureExceedsHold,
     HoldClosed,
     IdempotencyKeyReused,
+    InsufficientPoints,
     LedgerRefused,
     NotFound,
 )
@@ -29,26 +30,71 @@ from rewards.programs import lock_member, record_transfers, require_active
 
 
 class HoldRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    order_ref: ExternalId
-    #: The part of the order, in minor units, the member pays with points.
-    amount_minor: PositiveBigInt
-    timeout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
+    order_ref: Annotated[
+        ExternalId, msgspec.Meta(description="The merchant's order the points pay for.")
+    ]
+    amount_minor: Annotated[
+        PositiveBigInt,
+        msgspec.Meta(
+            description="The part of the order the member pays with points, in minor units"
+            " of the program's currency; the points held are its worth at the program's"
+            " point value, rounded up."
+        ),
+    ]
+    timeout_seconds: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=86_400,
+            description="Seconds the hold lasts unless captured or released; then the points"
+            " come back.",
+        ),
+    ] = 900
 
 
 class Capture(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    #: Points to take, at most those held; the rest is released. All by default.
-    points: PositiveBigInt | None = None
+    points: (
+        Annotated[
+            PositiveBigInt,
+            msgspec.Meta(
+                description="Points to take, at most those held; the rest is released. None"
+                " (or left out) takes them all."
+            ),
+        ]
+        | None
+    ) = None
 
 
 class HoldView(msgspec.Struct, kw_only=True, frozen=True):
-    id: uuid.UUID
-    order_ref: str
-    points: int
-    value_minor: int
-    status: str
-    captured_points: int
-    expires_at: datetime
-    replayed: bool = False
+    id: Annotated[
+        uuid.UUID, msgspec.Meta(description="The hold's id, to capture or release it by.")
+    ]
+    order_ref: Annotated[str, msgspec.Meta(description="The merchant's order, as sent.")]
+    points: Annotated[int, msgspec.Meta(description="Points held.")]
+    value_minor: Annotated[
+        int, msgspec.Meta(description="The amount they pay, in minor units, as sent.")
+    ]
+    status: Annotated[
+        str,
+        msgspec.Meta(
+            description="`held`; then `captured` (points taken), `released` (points back)"
+            " or `expired` (not resolved by `expires_at`: the points come back)."
+        ),
+    ]
+    captured_points: Annotated[
+        int, msgspec.Meta(description="Points taken by the capture; 0 until then.")
+    ]
+    expires_at: Annotated[
+        datetime, msgspec.Meta(description="When the hold ends unless captured or released.")
+    ]
+    replayed: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True when the request repeats one already done (the same"
+            " Idempotency-Key, or a capture or release of a hold already resolved so):"
+            " nothing moved twice."
+        ),
+    ] = False
 
 
 def points_for_amount(program: Program, amount_minor: int) -> int:
@@ -74,6 +120,11 @@ async def hold_points(
         return earlier
     require_active(member)
     points = points_for_amount(program, request.amount_minor)
+    if points > BIGINT_MAX:
+        # At a tiny point value an amount is worth more points than the
+        # ledger counts (bigint): no wallet holds them, and the ledger would
+        # refuse the transfer itself, not the member's balance.
+        raise InsufficientPoints(f"{points} points are needed, more than a wallet can hold")
     transfer_id = derived_id(program.id, "hold", member.external_id, key)
     await record_transfers(
         ledger,

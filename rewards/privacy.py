@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy import select, text
@@ -32,18 +32,65 @@ from rewards.programs import MemberBalance, member_balance
 
 
 class MemberExport(msgspec.Struct, kw_only=True):
-    program: str
-    member: dict[str, Any]
-    balance: MemberBalance
-    purchases: list[dict[str, Any]]
-    returns: list[dict[str, Any]]
-    redemptions: list[dict[str, Any]]
-    gifts_sent: list[dict[str, Any]]
-    gifts_received: list[dict[str, Any]]
-    holds: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    ledger: list[TransferState]
-    exported_at: datetime
+    program: Annotated[str, msgspec.Meta(description="The program's slug.")]
+    member: Annotated[
+        dict[str, Any],
+        msgspec.Meta(
+            description="What is kept of the member: external_id, email, phone, consents,"
+            " status, tier_code, tier_since, created_at."
+        ),
+    ]
+    balance: Annotated[MemberBalance, msgspec.Meta(description="The member's points now.")]
+    purchases: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            description="Purchases, oldest first: order_id, occurred_at, amount_minor,"
+            " currency, items, points, points_reversed, returned_minor."
+        ),
+    ]
+    returns: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            description="Returns of those purchases: return_id, amount_minor,"
+            " points_reversed, debt_points, created_at."
+        ),
+    ]
+    redemptions: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            description="Rewards redeemed: idempotency_key, quantity, points, created_at."
+        ),
+    ]
+    gifts_sent: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(description="Points given to other members: points, created_at."),
+    ]
+    gifts_received: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(description="Points received from other members: points, created_at."),
+    ]
+    holds: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            description="Points held for orders: order_ref, points, status, captured_points,"
+            " created_at."
+        ),
+    ]
+    events: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            description="Behaviour events, oldest first: event_id, event, occurred_at,"
+            " points, limited_by."
+        ),
+    ]
+    ledger: Annotated[
+        list[TransferState],
+        msgspec.Meta(
+            description="Every ledger transfer of the member's wallet and debt accounts,"
+            " oldest first."
+        ),
+    ]
+    exported_at: Annotated[datetime, msgspec.Meta(description="When the export was made.")]
 
 
 def _row(obj: Any, *fields: str) -> dict[str, Any]:

@@ -38,59 +38,138 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN)]
 #: point_value_minor is stored as NUMERIC(18, 6): 12 digits before the point.
 POINT_VALUE_LIMIT = Decimal(10**12)
+_SCALE = Decimal("0.000001")
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 
 
+def _at_column_scale(value: Decimal) -> Decimal:
+    """``value`` rounded as ``programs.point_value_minor`` (NUMERIC(18, 6))
+    rounds it; ``value`` below 10^12 (larger ones do not fit the context)."""
+    return value.quantize(_SCALE, rounding=ROUND_HALF_UP)
+
+
 class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    slug: Slug
-    name: Annotated[Text200, NonEmpty]
-    currency: Currency
-    #: What one point is worth in minor units (1 -> 100 points = 1.00).
-    point_value_minor: Decimal
-    minor_per_major: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    return_window_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 30
-    expiry_policy: Literal["none", "fixed", "inactivity"] = "none"
-    expiry_months: Annotated[int, msgspec.Meta(ge=1, le=120)] = 24
+    slug: Annotated[
+        Slug,
+        msgspec.Meta(
+            description="The program's id in paths: lowercase letters, digits and hyphens,"
+            " starting with a letter or digit, at most 64 characters."
+        ),
+    ]
+    name: Annotated[Text200, NonEmpty, msgspec.Meta(description="A name for people to read.")]
+    currency: Annotated[
+        Currency,
+        msgspec.Meta(description="The currency purchases are in, ISO 4217 (e.g. ZAR)."),
+    ]
+    point_value_minor: Annotated[
+        Decimal,
+        msgspec.Meta(
+            description="What one point is worth when redeemed, in minor units of the"
+            " currency (1: 100 points pay 1.00); above 0 and below 10^12, at most 6"
+            " decimal places kept. A number or a decimal string."
+        ),
+    ]
+    minor_per_major: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=1000,
+            description="Minor units in one major unit of the currency: 1, 10, 100 or 1000"
+            " (100 for ZAR, 1 for JPY).",
+        ),
+    ] = 100
+    return_window_days: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=365,
+            description="Days a purchase may be returned in; its points stay pending until"
+            " the window ends.",
+        ),
+    ] = 30
+    expiry_policy: Annotated[
+        Literal["none", "fixed", "inactivity"],
+        msgspec.Meta(
+            description="`none`: points never expire; `fixed`: points expire `expiry_months`"
+            " after they were credited; `inactivity`: all of a member's points expire once"
+            " the wallet has not moved for `expiry_months`."
+        ),
+    ] = "none"
+    expiry_months: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=120,
+            description="Months of the expiry policy (unused with `none`).",
+        ),
+    ] = 24
 
     def __post_init__(self) -> None:
-        # msgspec bounds numbers but not Decimals.
-        if not self.point_value_minor.is_finite() or self.point_value_minor <= 0:
-            raise ValueError("point_value_minor must be a number > 0")
-        # The column is NUMERIC(18, 6): more would overflow, not round.
-        if self.point_value_minor >= POINT_VALUE_LIMIT:
-            raise ValueError(f"point_value_minor must be below {POINT_VALUE_LIMIT}")
+        # msgspec bounds numbers but not Decimals. The bounds are the stored
+        # value's: the column (NUMERIC(18, 6)) rounds to 6 places, so
+        # 0.0000004 would be stored as 0 (a point worth nothing) and
+        # 999999999999.9999995 as 10^12, which overflows it.
+        value = self.point_value_minor
+        if not value.is_finite() or value <= 0:
+            raise ValueError("point_value_minor: must be a number above 0")
+        # Bounded before rounding too: quantizing a huge value would raise.
+        if value >= POINT_VALUE_LIMIT or not 0 < _at_column_scale(value) < POINT_VALUE_LIMIT:
+            raise ValueError(
+                "point_value_minor: must be, rounded to 6 decimal places, above 0"
+                f" and below {POINT_VALUE_LIMIT}"
+            )
         if self.minor_per_major not in (1, 10, 100, 1000):
             raise ValueError("minor_per_major must be 1, 10, 100 or 1000")
 
 
 class Enrolment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    external_id: ExternalId
-    email: Text320 | None = None
-    phone: Text32 | None = None
-    consents: Annotated[dict[Annotated[Text100, NonEmpty], bool], msgspec.Meta(max_length=50)] = {}
+    external_id: Annotated[
+        ExternalId,
+        msgspec.Meta(
+            description="The operator's id of the member: purchases and events name the"
+            " member by it. An opaque id, not an e-mail address (the audit trail keeps it)."
+        ),
+    ]
+    email: Annotated[Text320, msgspec.Meta(description="The member's e-mail.")] | None = None
+    phone: Annotated[Text32, msgspec.Meta(description="The member's phone number.")] | None = None
+    consents: Annotated[
+        dict[Annotated[Text100, NonEmpty], bool],
+        msgspec.Meta(
+            max_length=50,
+            description='What the member agreed to, by purpose (e.g. {"marketing": true}).',
+        ),
+    ] = {}
 
 
 class MemberBalance(msgspec.Struct, kw_only=True, frozen=True):
-    #: Points the member can spend now.
-    available: int
-    #: Points earned but not yet posted (inside the return window), or held.
-    pending: int
-    #: Points the member owes after returns the wallet could not cover.
-    debt: int
-    #: ``available`` at the program's redemption value, in minor units.
-    value_minor: int
-    currency: str
+    available: Annotated[int, msgspec.Meta(description="Points the member can spend now.")]
+    pending: Annotated[
+        int,
+        msgspec.Meta(
+            description="Points earned but not yet posted (inside a purchase's return"
+            " window), or held for an order."
+        ),
+    ]
+    debt: Annotated[
+        int,
+        msgspec.Meta(
+            description="Points the member owes after returns the wallet could not cover;"
+            " later earnings repay them as they settle."
+        ),
+    ]
+    value_minor: Annotated[
+        int,
+        msgspec.Meta(
+            description="`available` at the program's redemption value, in minor units of"
+            " `currency`."
+        ),
+    ]
+    currency: Annotated[str, msgspec.Meta(description="The program's currency, ISO 4217.")]
 
 
 #: First key of the advisory lock that serializes the opening of one slug
 #: (the ledger writer's lock has a key of its own).
 _OPENING_LOCK = 1886547815
-
-
-async def create_program(session: AsyncSession, ledger: Ledger, spec: ProgramSpec) -> Program:
-    """``open_program``'s program."""
-    program, _ = await open_program(session, ledger, spec)
-    return program
 
 
 async def open_program(
@@ -150,15 +229,6 @@ async def open_program(
     session.add(program)
     await session.flush()
     return program, True
-
-
-def _at_column_scale(value: Decimal) -> Decimal:
-    """``value`` rounded as ``programs.point_value_minor`` (numeric(18, 6))
-    rounds it (``ProgramSpec`` keeps it below the column's limit)."""
-    return value.quantize(_SCALE, rounding=ROUND_HALF_UP)
-
-
-_SCALE = Decimal("0.000001")
 
 
 async def get_program(session: AsyncSession, slug: str) -> Program:

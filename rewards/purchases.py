@@ -59,10 +59,27 @@ class InvalidPurchase(RewardsError):
 class PurchaseEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     member: ExternalId
     order_id: OrderId
-    amount_minor: NonNegativeBigInt
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+    amount_minor: Annotated[
+        NonNegativeBigInt,
+        msgspec.Meta(
+            description="What the member paid, in minor units of the currency (cents for USD)."
+        ),
+    ]
+    currency: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[A-Z]{3}$",
+            description="ISO 4217 code of the purchase's currency: the program's own.",
+        ),
+    ]
     occurred_at: Moment
-    items: Annotated[tuple[Item, ...], msgspec.Meta(max_length=ITEMS_MAX)] = ()
+    items: Annotated[
+        tuple[Item, ...],
+        msgspec.Meta(
+            max_length=ITEMS_MAX,
+            description="The basket's lines, for rules by SKU or category (optional).",
+        ),
+    ] = ()
 
     def __post_init__(self) -> None:
         check_moment("occurred_at", self.occurred_at)
@@ -70,16 +87,34 @@ class PurchaseEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
 
 class ReturnEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     return_id: OrderId
-    amount_minor: PositiveBigInt
+    amount_minor: Annotated[
+        PositiveBigInt,
+        msgspec.Meta(
+            description="The amount returned, in minor units: its share of the points is reversed."
+        ),
+    ]
 
 
 class PurchaseOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    order_id: str
-    points: int
-    rule_version: int | None
-    matures_at: datetime
-    #: True when this order id was recorded before (a replay).
-    replayed: bool
+    order_id: Annotated[
+        str, msgspec.Meta(description="The order id the purchase was recorded under.")
+    ]
+    points: Annotated[
+        int, msgspec.Meta(description="Points earned, pending until the return window ends.")
+    ]
+    rule_version: (
+        Annotated[
+            int, msgspec.Meta(description="The published rule version that priced the purchase.")
+        ]
+        | None
+    )
+    matures_at: Annotated[
+        datetime,
+        msgspec.Meta(description="When the return window ends and the points become available."),
+    ]
+    replayed: Annotated[
+        bool, msgspec.Meta(description="True when this order id was recorded before (a replay).")
+    ]
 
 
 class AuditLine(Protocol):
@@ -101,10 +136,21 @@ Audit = Callable[[int, PurchaseOutcome], AuditLine]
 
 
 class ReturnOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    return_id: str
-    points_reversed: int
-    debt_points: int
-    replayed: bool
+    return_id: Annotated[
+        str, msgspec.Meta(description="The return id the return was recorded under.")
+    ]
+    points_reversed: Annotated[
+        int, msgspec.Meta(description="Points taken back for the returned amount.")
+    ]
+    debt_points: Annotated[
+        int,
+        msgspec.Meta(
+            description="Of those, points the wallet lacked, recorded as the member's debt."
+        ),
+    ]
+    replayed: Annotated[
+        bool, msgspec.Meta(description="True when this return id was recorded before (a replay).")
+    ]
 
 
 async def record_purchase(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger, Transfer
 from ledger.bounds import (
+    MOMENT_RULE,
     ExternalId,
     NonEmpty,
     NonNegativeInteger,
@@ -42,16 +43,49 @@ Key = ExternalId
 
 
 _NOT_ENOUGH = "the wallet does not hold enough points"
+_SKU = "The reward's SKU, its id in the program's catalog."
+_REPLAYED = (
+    "True when the Idempotency-Key was used before: the first answer again, nothing spent twice."
+)
 
 
 class RewardSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    sku: Annotated[Text100, NonEmpty]
-    name: Annotated[Text200, NonEmpty]
-    points_price: PositiveBigInt
-    stock: NonNegativeInteger | None = None
-    valid_from: Moment | None = None
-    valid_until: Moment | None = None
-    fulfilling_partner: Text100 | None = None
+    sku: Annotated[Text100, NonEmpty, msgspec.Meta(description=_SKU)]
+    name: Annotated[Text200, NonEmpty, msgspec.Meta(description="A name for members to read.")]
+    points_price: Annotated[
+        PositiveBigInt, msgspec.Meta(description="Points one unit of the reward costs.")
+    ]
+    stock: (
+        Annotated[
+            NonNegativeInteger,
+            msgspec.Meta(description="Units left to redeem; none for unlimited."),
+        ]
+        | None
+    ) = None
+    valid_from: (
+        Annotated[
+            Moment,
+            msgspec.Meta(description=f"When it can first be redeemed; none for now. {MOMENT_RULE}"),
+        ]
+        | None
+    ) = None
+    valid_until: (
+        Annotated[
+            Moment,
+            msgspec.Meta(
+                description="When it can no longer be redeemed (exclusive); none for never."
+                f" {MOMENT_RULE}"
+            ),
+        ]
+        | None
+    ) = None
+    fulfilling_partner: (
+        Annotated[
+            Text100,
+            msgspec.Meta(description="The partner who delivers the reward, if not the program."),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         check_moment("valid_from", self.valid_from)
@@ -59,11 +93,16 @@ class RewardSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
 
 class RewardView(msgspec.Struct, kw_only=True, frozen=True):
-    sku: str
-    name: str
-    points_price: int
-    stock: int | None
-    valid_until: datetime | None
+    sku: Annotated[str, msgspec.Meta(description=_SKU)]
+    name: Annotated[str, msgspec.Meta(description="A name for members to read.")]
+    points_price: Annotated[int, msgspec.Meta(description="Points one unit costs.")]
+    stock: Annotated[
+        int | None, msgspec.Meta(description="Units left to redeem; none for unlimited.")
+    ]
+    valid_until: Annotated[
+        datetime | None,
+        msgspec.Meta(description="When it can no longer be redeemed; none for never."),
+    ]
 
     @classmethod
     def of(cls, reward: CatalogReward) -> RewardView:
@@ -77,26 +116,38 @@ class RewardView(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class RedemptionRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    sku: Annotated[Text100, NonEmpty]
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    sku: Annotated[
+        Text100, NonEmpty, msgspec.Meta(description="The catalog reward's SKU (see /me/rewards).")
+    ]
+    quantity: Annotated[
+        int, msgspec.Meta(ge=1, le=100, description="Units to redeem; all are paid at once.")
+    ] = 1
 
 
 class RedemptionOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    sku: str
-    quantity: int
-    points: int
-    replayed: bool
+    sku: Annotated[str, msgspec.Meta(description="The reward redeemed.")]
+    quantity: Annotated[int, msgspec.Meta(description="Units redeemed.")]
+    points: Annotated[int, msgspec.Meta(description="Points spent: the price times quantity.")]
+    replayed: Annotated[bool, msgspec.Meta(description=_REPLAYED)]
 
 
 class GiftRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    to: ExternalId
-    points: PositiveBigInt
+    to: Annotated[
+        ExternalId,
+        msgspec.Meta(
+            description="The receiving member's external id, in the same program (not the sender)."
+        ),
+    ]
+    points: Annotated[
+        PositiveBigInt,
+        msgspec.Meta(description="Points to give, within the program's daily gift limit."),
+    ]
 
 
 class GiftOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    to: str
-    points: int
-    replayed: bool
+    to: Annotated[str, msgspec.Meta(description="The receiving member's external id.")]
+    points: Annotated[int, msgspec.Meta(description="Points given.")]
+    replayed: Annotated[bool, msgspec.Meta(description=_REPLAYED)]
 
 
 async def add_reward(session: AsyncSession, program: Program, spec: RewardSpec) -> CatalogReward:

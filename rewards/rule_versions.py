@@ -81,7 +81,12 @@ async def rules_in_force(
 
 
 def parse_rules(document: object) -> EarnRules:
+    """The rules of a document, converted strictly: ``"points": "10"`` is
+    refused, as in any JSON body. Decimals and times are strings in JSON, and
+    a strict conversion takes them so. Stored documents load the same way:
+    ``draft_rules`` stores the parsed struct re-encoded (numbers as numbers,
+    no unknown keys), as every version of it has."""
     try:
-        return msgspec.convert(document, EarnRules, strict=False)
+        return msgspec.convert(document, EarnRules, strict=True)
     except msgspec.ValidationError as error:
         raise InvalidRules(str(error)) from None

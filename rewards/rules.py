@@ -102,9 +102,22 @@ def _check_multiplier(name: str, value: Decimal) -> None:
 
 
 class Item(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    sku: Annotated[Sku, NonEmpty]
-    category: Category = ""
-    amount_minor: MinorUnits
+    sku: Annotated[
+        Sku,
+        NonEmpty,
+        msgspec.Meta(description="The product's SKU, as the earn rules' sku_multipliers name it."),
+    ]
+    category: Annotated[
+        Category,
+        msgspec.Meta(
+            description="The product's category, as the earn rules' category_multipliers"
+            " name it; empty for none."
+        ),
+    ] = ""
+    amount_minor: Annotated[
+        MinorUnits,
+        msgspec.Meta(description="What the line cost, in minor units of the purchase's currency."),
+    ]
 
 
 class Basket(msgspec.Struct, kw_only=True, frozen=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Annotated
 
 import msgspec
 from sqlalchemy import select
@@ -15,28 +16,43 @@ from rewards.models import Member, Program, Purchase
 from rewards.rule_versions import get_version, parse_rules
 from rewards.rules import Basket, Item, points_for_return, quote_purchase
 
+_CURRENT = "What the purchases earned when they were recorded."
+_DRAFT = "What they would earn under the version priced (members at their present tier)."
+
 
 class Totals(msgspec.Struct, kw_only=True, frozen=True):
-    points: int
-    #: The points' redemption value: the liability they create, minor units.
-    liability_minor: int
+    points: Annotated[int, msgspec.Meta(description="Points earned, net of returns.")]
+    liability_minor: Annotated[
+        int,
+        msgspec.Meta(
+            description="The points' redemption value, the liability they create, in minor"
+            " units of the program's currency."
+        ),
+    ]
 
 
 class TierLine(msgspec.Struct, kw_only=True, frozen=True):
-    tier: str | None
-    members: int
-    purchases: int
-    current: Totals
-    draft: Totals
+    tier: Annotated[
+        str | None, msgspec.Meta(description="The tier's code; none for members without one.")
+    ]
+    members: Annotated[int, msgspec.Meta(description="Members of the tier who purchased.")]
+    purchases: Annotated[int, msgspec.Meta(description="Their purchases in the period.")]
+    current: Annotated[Totals, msgspec.Meta(description=_CURRENT)]
+    draft: Annotated[Totals, msgspec.Meta(description=_DRAFT)]
 
 
 class SimulationReport(msgspec.Struct, kw_only=True, frozen=True):
-    version: int
-    days: int
-    purchases: int
-    current: Totals
-    draft: Totals
-    by_tier: list[TierLine]
+    version: Annotated[int, msgspec.Meta(description="The rule version priced.")]
+    days: Annotated[int, msgspec.Meta(description="The period: this many days back from now.")]
+    purchases: Annotated[int, msgspec.Meta(description="Purchases recorded in the period.")]
+    current: Annotated[Totals, msgspec.Meta(description=_CURRENT)]
+    draft: Annotated[Totals, msgspec.Meta(description=_DRAFT)]
+    by_tier: Annotated[
+        list[TierLine],
+        msgspec.Meta(
+            description="The same by the members' present tier, members without a tier last."
+        ),
+    ]
 
 
 async def simulate(

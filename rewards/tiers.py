@@ -26,32 +26,99 @@ from rewards.models import Member, Program, Purchase, ThresholdReward, Tier
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")]
 
 
+_BASIS = (
+    "spend in minor units of the program's currency (net of returns) or points earned (net"
+    " of reversals), as the program's tier basis says"
+)
+
+
 class TierSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    code: Code
-    name: Annotated[Text100, NonEmpty]
-    rank: Annotated[int, msgspec.Meta(ge=1, le=100)]
-    threshold: NonNegativeBigInt
-    perks: Annotated[list[Text200], msgspec.Meta(max_length=50)] = []
+    code: Annotated[
+        Code,
+        msgspec.Meta(
+            description="The tier's code (e.g. gold): lowercase letters, digits, _ and -,"
+            " at most 50 characters."
+        ),
+    ]
+    name: Annotated[Text100, NonEmpty, msgspec.Meta(description="A name for people to read.")]
+    rank: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, le=100, description="The tier's place in the ladder: a higher rank is above."
+        ),
+    ]
+    threshold: Annotated[
+        NonNegativeBigInt,
+        msgspec.Meta(
+            description=f"What qualifies for the tier within a window (inclusive): {_BASIS}."
+        ),
+    ]
+    perks: Annotated[
+        list[Text200],
+        msgspec.Meta(max_length=50, description="What the tier gives, as shown to members."),
+    ] = []
 
 
 class ThresholdSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    code: Code
-    amount_minor: PositiveBigInt
-    bonus_points: PositiveBigInt
+    code: Annotated[
+        Code,
+        msgspec.Meta(
+            description="The threshold reward's code: lowercase letters, digits, _ and -,"
+            " at most 50 characters."
+        ),
+    ]
+    amount_minor: Annotated[
+        PositiveBigInt,
+        msgspec.Meta(
+            description="The spend within a qualifying window, in minor units, that earns"
+            " the bonus (inclusive)."
+        ),
+    ]
+    bonus_points: Annotated[
+        PositiveBigInt,
+        msgspec.Meta(
+            description="Points granted, once per member and window, when the spend is reached."
+        ),
+    ]
 
 
 class TierProgress(msgspec.Struct, kw_only=True, frozen=True):
-    tier: str | None
-    perks: list[Any]
-    basis: str
-    qualifying: int
-    window_start: datetime
-    window_end: datetime
-    next_tier: str | None
-    #: How much more spend (minor units) or points reaches the next tier.
-    needed: int | None
-    #: By when: the end of the current window.
-    by: datetime | None
+    tier: Annotated[
+        str | None, msgspec.Meta(description="The member's tier code; none below every tier.")
+    ]
+    perks: Annotated[list[Any], msgspec.Meta(description="The perks of the member's tier.")]
+    basis: Annotated[
+        str,
+        msgspec.Meta(
+            description="What qualifies: `spend` (minor units, net of returns) or `points`"
+            " (earned, net of reversals)."
+        ),
+    ]
+    qualifying: Annotated[
+        int,
+        msgspec.Meta(description="What the member has in the current window, by `basis`."),
+    ]
+    window_start: Annotated[
+        datetime, msgspec.Meta(description="When the current qualifying window began.")
+    ]
+    window_end: Annotated[
+        datetime, msgspec.Meta(description="When it ends (the window excludes this time).")
+    ]
+    next_tier: Annotated[
+        str | None, msgspec.Meta(description="The tier above the member's; none at the top.")
+    ]
+    needed: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="How much more (by `basis`) reaches the next tier; none at the top."
+        ),
+    ]
+    by: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description="By when `needed` must be reached: the end of the current window."
+        ),
+    ]
 
 
 def add_years(moment: datetime, years: int) -> datetime:

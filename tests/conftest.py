@@ -22,7 +22,7 @@ from ledger import Ledger
 from ledger.connection import create_pool
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.models import Program
-from rewards.programs import ProgramSpec, create_program
+from rewards.programs import ProgramSpec, open_program
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +96,7 @@ def new_program(session: AsyncSession, ledger: Ledger) -> NewProgram:
             "point_value_minor": Decimal(1),
             **fields,
         }
-        program = await create_program(session, ledger, msgspec.convert(values, ProgramSpec))
+        program, _ = await open_program(session, ledger, msgspec.convert(values, ProgramSpec))
         await session.commit()
         return program
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
+from uuid import UUID
 
 from litestar import Response
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 
@@ -15,6 +17,11 @@ class _Replayable(Protocol):
 
 
 R = TypeVar("R", bound=_Replayable)
+
+#: Used by the member's and the operator's hold routes alike.
+HoldIdPath = Annotated[
+    UUID, PathParameter(description="The hold's id, the `id` its creation answered.")
+]
 
 
 def created_or_replayed(outcome: R) -> Response[R]:

@@ -19,7 +19,7 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
+from litestar.params import JSONBody, Parameter, PathParameter, QueryParameter
 
 from api.problems import not_found, problem, problem_responses
 from api.schemas import (
@@ -37,6 +37,8 @@ from ledger.schemas import Ledger as LedgerDefinition
 HISTORY_LIMIT_MAX = 500
 
 LedgerIdPath = Annotated[int, Parameter(ge=1, le=INTEGER_MAX, description="The ledger's id.")]
+AccountIdPath = Annotated[UUID, PathParameter(description="The account's id.")]
+TransferIdPath = Annotated[UUID, PathParameter(description="The transfer's id.")]
 #: Opaque to clients; the ledger refuses what it did not hand out (invalid-cursor).
 HistoryCursor = Annotated[
     str | None,
@@ -150,13 +152,20 @@ class LedgerController(Controller):
     )
     async def get_account(
         self,
-        account_id: FromPath[UUID],
+        account_id: AccountIdPath,
         ledger: NamedDependency[Ledger],
         as_of: Annotated[
             datetime | None,
             QueryParameter(description=f"Balances as of this time. {MOMENT_RULE}"),
         ] = None,
-        basis: FromQuery[Basis] = "recorded",
+        basis: Annotated[
+            Basis,
+            QueryParameter(
+                description="With `as_of`: `recorded` counts the transfers recorded by then,"
+                " `effective` those whose business time (`effective_at`, else the time"
+                " recorded) is by then."
+            ),
+        ] = "recorded",
     ) -> AccountState:
         accounts = await ledger.lookup_accounts([account_id])
         if not accounts:
@@ -189,9 +198,12 @@ class LedgerController(Controller):
     )
     async def account_transfers(
         self,
-        account_id: FromPath[UUID],
+        account_id: AccountIdPath,
         ledger: NamedDependency[Ledger],
-        limit: Annotated[int, QueryParameter(ge=1, le=HISTORY_LIMIT_MAX)] = 50,
+        limit: Annotated[
+            int,
+            QueryParameter(ge=1, le=HISTORY_LIMIT_MAX, description="The most transfers to answer."),
+        ] = 50,
         cursor: HistoryCursor = None,
     ) -> HistoryPage:
         page = await ledger.history(account_id, limit=limit, cursor=cursor)
@@ -219,7 +231,7 @@ class LedgerController(Controller):
         responses=_problems(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND),
     )
     async def get_transfer(
-        self, transfer_id: FromPath[UUID], ledger: NamedDependency[Ledger]
+        self, transfer_id: TransferIdPath, ledger: NamedDependency[Ledger]
     ) -> TransferState:
         transfers = await ledger.lookup_transfers([transfer_id])
         if not transfers:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -11,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,8 +18,9 @@ from api.member_auth import MemberIdentity, require_member
 from api.payments import PointsPayment, start_points_payment
 from api.problems import problem_responses
 from api.program_cache import ProgramCache
-from api.routes import MEMBER_READ, MEMBER_WRITE, created_or_replayed, replayed
+from api.routes import MEMBER_READ, MEMBER_WRITE, HoldIdPath, created_or_replayed, replayed
 from api.routes.ledger import HistoryCursor
+from api.schemas import MEMBER_STATUS
 from api.settings import Settings
 from ledger import Ledger
 from ledger.bounds import NO_NUL
@@ -61,30 +61,61 @@ IdempotencyKey = Annotated[
 
 
 class PointsOrder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    points: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)]
+    points: Annotated[
+        int,
+        msgspec.Meta(
+            gt=0,
+            le=10_000_000,
+            description="Points to buy. Their price is their redemption value in the"
+            " program's currency, rounded up to a minor unit.",
+        ),
+    ]
 
 
 class MemberProfile(msgspec.Struct, kw_only=True):
-    program: str
-    external_id: str
-    status: str
-    balance: MemberBalance
+    program: Annotated[str, msgspec.Meta(description="The program's slug.")]
+    external_id: Annotated[str, msgspec.Meta(description="The member's id in the program.")]
+    status: Annotated[str, msgspec.Meta(description=MEMBER_STATUS)]
+    balance: Annotated[MemberBalance, msgspec.Meta(description="The member's points now.")]
 
 
 class Movement(msgspec.Struct, kw_only=True):
-    id: str
-    #: Points in (positive) or out (negative) of the wallet.
-    points: int
-    kind: str
-    #: ``pending`` until the points are posted (e.g. inside a return window).
-    state: str
-    at: datetime
-    order_id: str | None = None
+    id: Annotated[str, msgspec.Meta(description="The ledger transfer's id (a UUID).")]
+    points: Annotated[
+        int,
+        msgspec.Meta(description="Points into the wallet (positive) or out of it (negative)."),
+    ]
+    kind: Annotated[
+        str,
+        msgspec.Meta(
+            description="What moved the points: earn, return_reversal, debt, debt_repayment,"
+            " redemption, expiry, adjustment, gift or event (or a number, for a code the"
+            " program does not name)."
+        ),
+    ]
+    state: Annotated[
+        str,
+        msgspec.Meta(
+            description="`pending` until the points are posted (e.g. inside a purchase's"
+            " return window, or held for an order), then `posted`."
+        ),
+    ]
+    at: Annotated[datetime, msgspec.Meta(description="When the movement was recorded.")]
+    order_id: Annotated[
+        str | None,
+        msgspec.Meta(description="The order a purchase's points came from, if any."),
+    ] = None
 
 
 class MovementPage(msgspec.Struct, kw_only=True):
-    movements: list[Movement]
-    next_cursor: str | None
+    movements: Annotated[list[Movement], msgspec.Meta(description="Newest first.")]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Send it back as `cursor` to read the next (older) page; none on the"
+            " last page."
+        ),
+    ]
 
 
 async def _me(request: Request[Any, Any, Any], session: AsyncSession) -> tuple[Program, Member]:
@@ -148,7 +179,9 @@ class MemberController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=200, description="The most movements to answer.")
+        ] = 50,
         cursor: HistoryCursor = None,
     ) -> MovementPage:
         _, member = await _me(request, db_session)
@@ -266,7 +299,7 @@ class MemberController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        hold_id: FromPath[uuid.UUID],
+        hold_id: HoldIdPath,
     ) -> HoldView:
         program, member = await _me(request, db_session)
         return await release_hold(

@@ -3,7 +3,6 @@ members, purchases and returns. Every change is audited."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from http import HTTPStatus
@@ -12,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import audit
 from api.access import Caller, require_scope
 from api.problems import problem_responses
-from api.routes import OPERATOR_READ, OPERATOR_WRITE, created_or_replayed, replayed
+from api.routes import (
+    OPERATOR_READ,
+    OPERATOR_WRITE,
+    HoldIdPath,
+    created_or_replayed,
+    replayed,
+)
+from api.schemas import MEMBER_STATUS
 from ledger import Ledger
 from ledger.bounds import (
     INTEGER_MAX,
     JSON_RULE,
+    MOMENT_RULE,
     NO_NUL,
     Text100,
     Text500,
@@ -62,25 +69,55 @@ from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
 
 
 class ProgramView(msgspec.Struct, kw_only=True):
-    slug: str
-    name: str
-    currency: str
-    ledger_id: int
-    point_value_minor: Decimal
-    return_window_days: int
+    slug: Annotated[str, msgspec.Meta(description="The program's slug, its id in paths.")]
+    name: Annotated[str, msgspec.Meta(description="A name for people to read.")]
+    currency: Annotated[
+        str, msgspec.Meta(description="The currency purchases are in, ISO 4217 (e.g. ZAR).")
+    ]
+    ledger_id: Annotated[
+        int, msgspec.Meta(description="The ledger that holds the program's points.")
+    ]
+    point_value_minor: Annotated[
+        Decimal,
+        msgspec.Meta(
+            description="What one point is worth when redeemed, in minor units of the"
+            " currency (1: 100 points pay 1.00), as a decimal string."
+        ),
+    ]
+    return_window_days: Annotated[
+        int,
+        msgspec.Meta(
+            description="Days a purchase may be returned in: its points stay pending until then."
+        ),
+    ]
 
 
 class RuleDraft(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    #: The rules document (see ``rewards.rules.EarnRules``).
-    rules: Annotated[dict[Text100, Any], msgspec.Meta(description=JSON_RULE)]
-    note: Text500 | None = None
+    rules: Annotated[
+        dict[Text100, Any],
+        msgspec.Meta(
+            description="The earn rules document: points_per_unit (points per major unit"
+            " spent, a decimal), rounding (down, half_up, up), min_spend_minor,"
+            " category_multipliers, sku_multipliers, excluded_categories, excluded_skus,"
+            f" tier_multipliers, bonuses and events. {JSON_RULE}"
+        ),
+    ]
+    note: (
+        Annotated[Text500, msgspec.Meta(description="The operator's note on this version.")] | None
+    ) = None
 
     def __post_init__(self) -> None:
         check_json("rules", self.rules)
 
 
 class Publication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    effective_from: Moment
+    effective_from: Annotated[
+        Moment,
+        msgspec.Meta(
+            description="When the version starts to price purchases: now or later, not in"
+            f" the past. {MOMENT_RULE}"
+        ),
+    ]
 
     def __post_init__(self) -> None:
         check_moment("effective_from", self.effective_from)
@@ -104,19 +141,32 @@ OrderIdPath = Annotated[
 
 
 class RuleVersionView(msgspec.Struct, kw_only=True):
-    version: FromPath[int]
-    status: str
-    effective_from: datetime | None
-    rules: dict[str, Any]
-    note: str | None
+    version: Annotated[
+        int, msgspec.Meta(description="The version's number in the program: 1, 2, ...")
+    ]
+    status: Annotated[
+        str,
+        msgspec.Meta(description="`draft` until published, then `published` (unchangeable)."),
+    ]
+    effective_from: Annotated[
+        datetime | None,
+        msgspec.Meta(description="When a published version starts to price purchases."),
+    ]
+    rules: Annotated[dict[str, Any], msgspec.Meta(description="The earn rules document.")]
+    note: Annotated[str | None, msgspec.Meta(description="The operator's note, if any.")]
 
 
 class MemberView(msgspec.Struct, kw_only=True):
-    external_id: str
-    status: str
-    email: str | None
-    phone: str | None
-    balance: MemberBalance
+    external_id: Annotated[
+        str,
+        msgspec.Meta(
+            description="The operator's id of the member (`erased-...` after an erasure)."
+        ),
+    ]
+    status: Annotated[str, msgspec.Meta(description=MEMBER_STATUS)]
+    email: Annotated[str | None, msgspec.Meta(description="The member's e-mail, if given.")]
+    phone: Annotated[str | None, msgspec.Meta(description="The member's phone number, if given.")]
+    balance: Annotated[MemberBalance, msgspec.Meta(description="The member's points now.")]
 
 
 def _caller(request: Request[Any, Any, Any]) -> Caller:
@@ -398,7 +448,7 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         slug: SlugPath,
-        hold_id: FromPath[uuid.UUID],
+        hold_id: HoldIdPath,
         data: JSONBody[Capture],
     ) -> HoldView:
         program = await get_program(db_session, slug)
@@ -425,7 +475,7 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         slug: SlugPath,
-        hold_id: FromPath[uuid.UUID],
+        hold_id: HoldIdPath,
     ) -> HoldView:
         program = await get_program(db_session, slug)
         view = await release_hold(db_session, ledger, program, hold_id, datetime.now(UTC))
@@ -552,7 +602,12 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         slug: SlugPath,
         version: VersionPath,
-        days: Annotated[int, QueryParameter(ge=1, le=730)] = 30,
+        days: Annotated[
+            int,
+            QueryParameter(
+                ge=1, le=730, description="How many days back to reprice the purchases of."
+            ),
+        ] = 30,
     ) -> SimulationReport:
         program = await get_program(db_session, slug)
         return await simulate(db_session, program, version, days, datetime.now(UTC))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from celery import Celery
@@ -23,9 +23,14 @@ log = logging.getLogger(__name__)
 
 
 class Received(msgspec.Struct, kw_only=True):
-    id: str
-    #: False when this event id was delivered before (nothing more is done).
-    stored: bool
+    id: Annotated[str, msgspec.Meta(description="The Stripe event's id.")]
+    stored: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True when the event is new and was stored for processing; false"
+            " when this event id was delivered before (nothing more is done)."
+        ),
+    ]
 
 
 @functools.cache

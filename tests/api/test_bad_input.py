@@ -427,3 +427,32 @@ async def test_unknown_program_field_is_refused_not_ignored(client: Client) -> N
 
     body = assert_problem(response, 400, "validation-error")
     assert "tier_grace_days" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        # Bounded as stored (NUMERIC(18, 6)): these round to 10^12 and to 0.
+        ("999999999999.9999995", None),
+        ("0.0000004", None),
+        # These round to the column's largest and smallest values.
+        ("999999999999.9999994", "999999999999.999999"),
+        ("0.0000005", "0.000001"),
+    ],
+)
+async def test_point_value_is_bounded_after_rounding(
+    client: Client, pool: asyncpg.Pool, value: str, stored: str | None
+) -> None:
+    slug = f"value-{uuid.uuid4().hex[:8]}"
+    spec = {"slug": slug, "name": "Value", "currency": "ZAR", "point_value_minor": value}
+
+    response = await client.post("/programs", json=spec)
+
+    if stored is None:
+        body = assert_problem(response, 400, "validation-error")
+        assert body["errors"][0]["key"] == "point_value_minor", body
+        assert "6 decimal places" in body["errors"][0]["message"]
+        assert await pool.fetchval("SELECT count(*) FROM programs WHERE slug = $1", slug) == 0
+    else:
+        assert response.status_code == 201, response.text
+        assert response.json()["point_value_minor"] == stored

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import Ledger
+from ledger.bounds import BIGINT_MAX
 from rewards.holds import HoldRequest, hold_points
 from rewards.programs import Enrolment, enrol_member, get_program
 from tests.api.conftest import Client, assert_problem, fund
+from tests.api.test_idempotency import serving
+from tests.api.test_member_api import bearer, token
+from tests.conftest import NewProgram
 
 
 def _spec(slug: str, **fields: Any) -> dict[str, Any]:
@@ -85,3 +90,29 @@ async def test_capturing_more_than_the_hold(
     assert_problem(too_much, 422, "capture-exceeds-hold")
     captured = await client.post(url, json={"points": held.points})
     assert (captured.status_code, captured.json()["status"]) == (200, "captured")
+
+
+async def test_a_hold_worth_more_points_than_a_wallet_can_hold(
+    database_url: str, session: AsyncSession, ledger: Ledger, new_program: NewProgram, pool: Any
+) -> None:
+    """At the smallest point value, an amount of 10^13 minor units is worth
+    10^19 points: more than the ledger counts (bigint), so no wallet holds
+    them. The member is told so; nothing is held."""
+    shop = await new_program(point_value_minor=Decimal("0.000001"))
+    member, _ = await enrol_member(session, ledger, shop, Enrolment(external_id="ann"))
+    await session.commit()
+    await fund(ledger, shop, member, BIGINT_MAX)
+    headers = {**bearer(token(shop.slug, "ann")), "Idempotency-Key": "too-large"}
+    async with serving(database_url) as client:
+        for amount in (10**13, 2**63 - 1):
+            body = {"order_ref": "O-1", "amount_minor": amount}
+            reply = await client.post("/me/holds", json=body, headers=headers)
+            problem = assert_problem(reply, 422, "insufficient-points")
+            assert "more than a wallet can hold" in problem["detail"]
+        # The largest hold the ledger can count is taken.
+        largest = {"order_ref": "O-2", "amount_minor": BIGINT_MAX // 10**6}
+        headers["Idempotency-Key"] = "largest"
+        taken = await client.post("/me/holds", json=largest, headers=headers)
+        assert taken.status_code == 201, taken.text
+    held = await pool.fetch("SELECT points FROM point_holds WHERE member_id = $1", member.id)
+    assert [h["points"] for h in held] == [BIGINT_MAX // 10**6 * 10**6]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import pytest
 
 from api.access import issue_key
-from tests.api.conftest import AUTH, PROBLEM_JSON, PROBLEMS, Client, purchase
+from tests.api.conftest import AUTH, PROBLEM_JSON, PROBLEMS, Client, assert_problem, purchase
 
 
 async def test_purchase_flow_over_http(client: Client, program: str, pool: asyncpg.Pool) -> None:
@@ -96,6 +98,38 @@ async def test_bad_requests_are_problems_and_write_nothing(
         f"/programs/{program}/rules/1/publish", json={"effective_from": "2020-01-01T00:00:00Z"}
     )
     assert past.status_code == 422
+
+
+BONUS = {
+    "name": "double",
+    "multiplier": "2",
+    "starts_at": "2026-01-01T00:00:00Z",
+    "ends_at": "2026-02-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"points_per_unit": "1", "events": {"gym": {"points": "10"}}},
+        {"points_per_unit": "1", "min_spend_minor": "100"},
+        {"points_per_unit": "1", "bonuses": [BONUS | {"budget_points": "500"}]},
+    ],
+)
+async def test_a_rules_document_is_converted_strictly(
+    client: Client, program: str, pool: asyncpg.Pool, rules: dict[str, Any]
+) -> None:
+    """Inside a rules document as in any JSON body, "10" is not the integer 10."""
+    response = await client.post(f"/programs/{program}/rules", json={"rules": rules})
+
+    body = assert_problem(response, 422, "invalid-rules")
+    assert "got `str`" in body["detail"], body
+    drafted = await pool.fetchval(
+        "SELECT count(*) FROM earn_rule_versions v JOIN programs g ON g.id = v.program_id"
+        " WHERE g.slug = $1",
+        program,
+    )
+    assert drafted == 1  # the program's first version only
 
 
 async def test_api_keys_carry_scopes(
