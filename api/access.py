@@ -20,9 +20,10 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from core.principal import ALL_SCOPES, Principal, PrincipalKind
 from ledger import new_id
 
-#: Every scope there is. ``*`` (the admin token) grants all.
+#: Every scope there is. ``*`` (``ALL_SCOPES``, the admin token) grants all.
 SCOPES = frozenset(
     {
         "ledger:read",
@@ -39,16 +40,6 @@ SCOPES = frozenset(
 )
 CACHE_SECONDS = 30.0
 _CHALLENGE = 'Bearer realm="coalition"'
-
-
-class Caller(msgspec.Struct, frozen=True):
-    """The authenticated operator: ``admin`` or ``key:<name>``."""
-
-    actor: str
-    scopes: frozenset[str]
-
-    def allows(self, scope: str) -> bool:
-        return "*" in self.scopes or scope in self.scopes
 
 
 class IssuedKey(msgspec.Struct, frozen=True):
@@ -88,16 +79,17 @@ async def revoke_key(pool: asyncpg.Pool, name: str) -> bool:
 
 
 class Gatekeeper:
-    """Turns a bearer credential into a ``Caller``, or refuses it."""
+    """Turns a bearer credential into the operator ``Principal`` (``admin``
+    or ``key:<name>``), or refuses it."""
 
     def __init__(self, pool: asyncpg.Pool | None, admin_token: str | None) -> None:
         self.pool = pool
         self._admin = admin_token.encode() if admin_token else None
-        self._verified: dict[str, tuple[float, Caller]] = {}
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
-    async def identify(self, presented: str) -> Caller | None:
+    async def identify(self, presented: str) -> Principal | None:
         if self._admin is not None and secrets.compare_digest(presented.encode(), self._admin):
-            return Caller("admin", frozenset({"*"}))
+            return _ADMIN
         cached = self._verified.get(presented)
         if cached and cached[0] > time.monotonic():
             return cached[1]
@@ -112,9 +104,14 @@ class Gatekeeper:
         digest = hashlib.sha256(secret.encode()).digest()
         if row is None or not secrets.compare_digest(bytes(row["secret_sha256"]), digest):
             return None
-        caller = Caller(f"key:{row['name']}", frozenset(row["scopes"]))
-        self._verified[presented] = (time.monotonic() + CACHE_SECONDS, caller)
-        return caller
+        principal = Principal(
+            kind=PrincipalKind.OPERATOR, actor=f"key:{row['name']}", scopes=frozenset(row["scopes"])
+        )
+        self._verified[presented] = (time.monotonic() + CACHE_SECONDS, principal)
+        return principal
+
+
+_ADMIN = Principal(kind=PrincipalKind.OPERATOR, actor="admin", scopes=frozenset({ALL_SCOPES}))
 
 
 def require_scope(scope: str, *, reading: str | None = None) -> Guard:
@@ -129,14 +126,14 @@ def require_scope(scope: str, *, reading: str | None = None) -> Guard:
             raise NotAuthorizedException(
                 detail="a bearer token is required", headers={"WWW-Authenticate": _CHALLENGE}
             )
-        caller = await gatekeeper.identify(presented.strip())
-        if caller is None:
+        principal = await gatekeeper.identify(presented.strip())
+        if principal is None:
             raise NotAuthorizedException(
                 detail="the bearer token is not valid",
                 headers={"WWW-Authenticate": 'Bearer realm="coalition", error="invalid_token"'},
             )
-        if not caller.allows(needed):
+        if not principal.allows(needed):
             raise PermissionDeniedException(detail=f"this credential lacks the scope {needed!r}")
-        connection.state.caller = caller
+        connection.state.principal = principal
 
     return guard

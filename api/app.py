@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import cast
 
 from advanced_alchemy.extensions.litestar import (
@@ -22,6 +23,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.static_files import create_static_files_router
 
 import api
 from api.access import Gatekeeper, require_scope
@@ -49,6 +51,23 @@ MEMBER_SCHEME = "MemberToken"
 
 #: Where the interactive API documentation is served.
 DOCS_PATH = "/schema"
+
+#: Where the documentation page's script is served from: the package itself,
+#: so that the page works offline and behind a firewall.
+DOCS_ASSETS_PATH = f"{DOCS_PATH}/assets"
+DOCS_ASSETS = Path(__file__).parent / "static"
+#: Scalar's standalone build, vendored unchanged (api/static/scalar/LICENSE
+#: names the release): no Python package ships a current one without
+#: bringing a web framework along.
+SCALAR_SCRIPT = f"{DOCS_ASSETS_PATH}/scalar/standalone.js"
+#: Everything that would reach outside: fonts, telemetry, the AI agent and
+#: the developer toolbar (which links to Scalar's hosted services).
+SCALAR_OPTIONS = {
+    "withDefaultFonts": False,
+    "telemetry": False,
+    "agent": {"disabled": True},
+    "showDeveloperTools": "never",
+}
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> Litestar:
@@ -129,7 +148,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         set_default_exception_handler=False,
     )
     return Litestar(
-        route_handlers=[operator_api, programs_api, member_api, health, stripe_webhook],
+        route_handlers=[
+            operator_api,
+            programs_api,
+            member_api,
+            health,
+            stripe_webhook,
+            create_static_files_router(DOCS_ASSETS_PATH, [DOCS_ASSETS], name="docs-assets"),
+        ],
         state=State({"token_verifier": TokenVerifier(settings), "settings": settings}),
         dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
         lifespan=[ledger_lifespan, rate_limit.lifespan],
@@ -165,7 +191,18 @@ def openapi_config() -> OpenAPIConfig:
         version=_version(),
         description=api.__doc__,
         path=DOCS_PATH,
-        render_plugins=[ScalarRenderPlugin(path="/"), JsonRenderPlugin()],
+        render_plugins=[
+            ScalarRenderPlugin(
+                path="/",
+                js_url=SCALAR_SCRIPT,
+                # Scalar's script carries its own styles; Litestar's default
+                # stylesheet and favicon are on a CDN.
+                css_url="data:text/css,",
+                favicon="",
+                options=SCALAR_OPTIONS,
+            ),
+            JsonRenderPlugin(),
+        ],
         components=Components(
             security_schemes={
                 SECURITY_SCHEME: ADMIN_TOKEN_SCHEME,

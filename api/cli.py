@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +22,14 @@ import click
 import msgspec
 
 from api.database import database_url, downgrade, migrate, sqlalchemy_url
-from api.demo import DemoReport, RewardsDemoReport, load_demo, load_rewards_demo
-from api.settings import Settings, SettingsError, load_settings
+from api.demo import DEMO_PROGRAM, DemoReport, RewardsDemoReport, load_demo, load_rewards_demo
+from api.settings import (
+    KEPT_SECRETS_FILE,
+    Settings,
+    SettingsError,
+    load_settings,
+    with_kept_secrets,
+)
 from ledger import Ledger, Violation, check_invariants
 from ledger.connection import create_pool
 
@@ -33,6 +40,9 @@ ASGI_FACTORY = "api.asgi:app_from_environment"
 
 EXIT_FAILURE = 1
 EXIT_BAD_SETTINGS = 2
+
+#: How long the member tokens the command line prints are valid.
+MEMBER_TOKEN_HOURS = 24
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,53 +78,113 @@ def main() -> None:
 def serve(
     host: str | None, port: int | None, workers: int | None, demo: bool, with_worker: bool
 ) -> None:
-    """Migrate the database and serve the HTTP API."""
+    """Migrate the database and serve the HTTP API.
+
+    Prints where it listens, where its data lives and, as shell ``export``
+    lines, the tokens to call it with. Without COALITION_ADMIN_TOKEN (and
+    without MEMBER_JWT_SECRET or MEMBER_JWT_JWKS) it uses secrets made once
+    and kept in the data folder, so saved tokens work after a restart.
+    """
     with _plain_errors():
-        settings = load_settings()
-        settings = msgspec.structs.replace(
-            settings,
-            host=host or settings.host,
-            port=port or settings.port,
-            workers=workers or settings.workers,
+        configured = load_settings()
+        settings = with_kept_secrets(
+            msgspec.structs.replace(
+                configured,
+                host=host or configured.host,
+                port=port or configured.port,
+                workers=workers or configured.workers,
+            )
         )
-        admin_token = settings.admin_token or secrets.token_urlsafe(24)
-        # Without an identity provider, member tokens are signed with a
-        # secret made up for this run (development only).
-        member_secret = settings.member_jwt_secret
-        if not member_secret and not settings.member_jwt_jwks:
-            member_secret = secrets.token_urlsafe(32)
-            os.environ["MEMBER_JWT_SECRET"] = member_secret
         with database_url(settings) as url:
             migrate(url)
-            if demo:
-                _echo_demo(asyncio.run(_load_demo(url)))
+            members = _echo_demo(asyncio.run(_load_demo(url))) if demo else []
             # Workers build the app from the environment (api.asgi).
             os.environ["DATABASE_URL"] = url
-            os.environ["COALITION_ADMIN_TOKEN"] = admin_token
-            click.echo(f"Coalition API docs: http://{settings.host}:{settings.port}/schema")
-            if not settings.admin_token:
-                click.echo(f"Admin token (generated for this run): {admin_token}")
-            if demo and member_secret:
-                token = _member_token(member_secret, settings.member_jwt_audience, "alice")
-                click.echo(f"Member token of demo member alice (24 h): {token}")
+            if settings.admin_token:
+                os.environ["COALITION_ADMIN_TOKEN"] = settings.admin_token
+            if settings.member_jwt_secret:
+                os.environ["MEMBER_JWT_SECRET"] = settings.member_jwt_secret
+            _echo_start(configured, settings, members, with_worker)
             with _background_worker(with_worker):
                 _run_server(settings)
 
 
-def _member_token(secret: str, audience: str, member: str) -> str:
-    import time
+def _echo_start(
+    configured: Settings, settings: Settings, members: list[str], with_worker: bool
+) -> None:
+    """A few lines: the address, the data, then the tokens as ``export``
+    lines, last, so that they can be copied into a shell together."""
+    from api.app import DOCS_PATH
 
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(f"Coalition API: {base} (interactive docs: {base}{DOCS_PATH})")
+    kept = [] if configured.database_url else ["embedded PostgreSQL"]
+    if with_worker and not settings.broker_url:
+        kept.append("worker queue")
+    secret_kept = settings.member_jwt_secret != configured.member_jwt_secret
+    if configured.admin_token is None or secret_kept:
+        kept.append(f"tokens' secrets in {KEPT_SECRETS_FILE}")
+    if configured.database_url:
+        click.echo(f"Database: {_without_password(configured.database_url)}")
+    if kept:
+        click.echo(f"Data folder: {Path(settings.data_dir).resolve()} ({', '.join(kept)})")
+    exports = []
+    # A token set in the environment is the operator's own: not echoed.
+    if configured.admin_token is None:
+        exports.append(f"export ADMIN_TOKEN={settings.admin_token}")
+    if settings.member_jwt_secret and members:
+        first, others = members[0], members[1:]
+        exports.append(f"export MEMBER_TOKEN={member_token(settings, DEMO_PROGRAM, first)}")
+        another = f"; another member's: coalition member-token {others[0]}" if others else ""
+        click.echo(f"Member token: demo member {first}'s, for {MEMBER_TOKEN_HOURS} h{another}")
+    for line in exports:
+        click.echo(line)
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def member_token(
+    settings: Settings, program: str, member: str, hours: int = MEMBER_TOKEN_HOURS
+) -> str:
+    """A member token signed with the development key (HS256)."""
     import jwt
 
-    from api.demo import DEMO_PROGRAM
-
-    claims = {
+    if not settings.member_jwt_secret:
+        raise SettingsError("MEMBER_JWT_SECRET: member tokens come from the identity provider")
+    claims: dict[str, object] = {
         "sub": member,
-        "program": DEMO_PROGRAM,
-        "aud": audience,
-        "exp": int(time.time()) + 24 * 3600,
+        "program": program,
+        "aud": settings.member_jwt_audience,
+        "exp": int(time.time()) + hours * 3600,
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    if settings.member_jwt_issuer:
+        claims["iss"] = settings.member_jwt_issuer
+    return jwt.encode(claims, settings.member_jwt_secret, algorithm="HS256")
+
+
+@main.command("member-token")
+@click.argument("member")
+@click.option("--program", default=DEMO_PROGRAM, show_default=True, help="The member's program.")
+@click.option(
+    "--hours",
+    type=click.IntRange(1, 24 * 365),
+    default=MEMBER_TOKEN_HOURS,
+    show_default=True,
+    help="How long the token is valid.",
+)
+def member_token_command(member: str, program: str, hours: int) -> None:
+    """Print a member token for the member API (development).
+
+    Signed with MEMBER_JWT_SECRET or, without it, with the secret ``serve``
+    keeps in the data folder: e.g. export MEMBER_TOKEN=$(coalition member-token bob).
+    """
+    with _plain_errors():
+        settings = with_kept_secrets(load_settings())
+        click.echo(member_token(settings, program, member, hours))
 
 
 @contextlib.contextmanager
@@ -125,7 +195,9 @@ def _background_worker(enabled: bool) -> Iterator[None]:
         return
     # The worker logs every task at INFO; beside the server only problems show.
     environment = {**os.environ, "COALITION_LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=environment)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "worker", "--quiet"], env=environment
+    )
     try:
         yield
     finally:
@@ -148,7 +220,8 @@ def _run_server(settings: Settings) -> None:
         port=settings.port,
         interface=Interfaces.ASGI,
         workers=settings.workers,
-        log_level=LogLevels(settings.log_level),
+        # Its start-up lines at INFO repeat what ``serve`` has printed.
+        log_level=LogLevels("warning" if settings.log_level == "info" else settings.log_level),
     )
     server.serve()
 
@@ -167,7 +240,12 @@ def _run_server(settings: Settings) -> None:
     show_default=True,
     help="Worker processes.",
 )
-def worker(beat: bool, concurrency: int) -> None:
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No start-up banner, nor the warning about running as root (as serve runs it).",
+)
+def worker(beat: bool, concurrency: int, quiet: bool) -> None:
     """Run the background worker (Celery): settling earnings, sweeping holds."""
     with _plain_errors():
         settings = load_settings()
@@ -184,6 +262,16 @@ def worker(beat: bool, concurrency: int) -> None:
             if beat:
                 beat_file = Path(settings.data_dir).resolve() / "celerybeat-schedule"
                 argv += ["--beat", f"--schedule={beat_file}"]
+            if quiet:
+                # An option of the celery command, before its sub-command.
+                argv.insert(0, "--quiet")
+                # Celery has no setting for it: it warns on every start as
+                # root, which a container or a development machine often is,
+                # and still refuses the case that matters (pickled messages
+                # as root; these tasks accept only JSON).
+                from celery.exceptions import SecurityWarning
+
+                warnings.filterwarnings("ignore", category=SecurityWarning)
             celery_app.worker_main(argv)
 
 
@@ -356,7 +444,8 @@ async def _load_demo(url: str) -> tuple[DemoReport, RewardsDemoReport]:
     return await _with_ledger(url, load)
 
 
-def _echo_demo(reports: tuple[DemoReport, RewardsDemoReport]) -> None:
+def _echo_demo(reports: tuple[DemoReport, RewardsDemoReport]) -> list[str]:
+    """Print what the demo load did; answer the demo's members."""
     report, rewards = reports
     click.echo(
         f"demo: ledger {report.ledger.id} {report.ledger.name!r};"
@@ -364,6 +453,7 @@ def _echo_demo(reports: tuple[DemoReport, RewardsDemoReport]) -> None:
     )
     state = "loaded" if rewards.created else "already there"
     click.echo(f"demo: program {rewards.program!r} {state}; members {', '.join(rewards.members)}")
+    return list(rewards.members)
 
 
 def _counts(counts: dict[str, int]) -> str:

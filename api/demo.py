@@ -15,6 +15,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.models import Program
 from ledger import (
     Account,
     AccountFlags,
@@ -25,7 +26,6 @@ from ledger import (
     TransferFlags,
 )
 from ledger.schemas import Ledger as LedgerDefinition
-from rewards.models import Program
 from rewards.programs import Enrolment, ProgramSpec, enrol_member, open_program
 from rewards.purchases import PurchaseEvent, record_purchase, settle_matured_earnings
 from rewards.redeeming import RewardSpec, add_reward

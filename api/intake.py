@@ -16,23 +16,23 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from api import audit
-from api.access import Caller
+from core import audit
+from core.errors import DomainError
+from core.models import Program
+from core.principal import Principal
 from ledger import Ledger
 from ledger.batching import MicroBatcher, isolate_faults
 from ledger.errors import is_unreachable
-from rewards.errors import RewardsError
-from rewards.models import Program
 from rewards.purchases import PurchaseEvent, PurchaseOutcome, record_purchases
 
 
 class _Submission(msgspec.Struct, frozen=True):
     program: Program
     event: PurchaseEvent
-    caller: Caller
+    principal: Principal
 
 
-Answer = PurchaseOutcome | RewardsError
+Answer = PurchaseOutcome | DomainError
 
 
 class PurchaseIntake:
@@ -57,9 +57,9 @@ class PurchaseIntake:
         )
 
     async def record(
-        self, program: Program, event: PurchaseEvent, caller: Caller
+        self, program: Program, event: PurchaseEvent, principal: Principal
     ) -> PurchaseOutcome:
-        return await self._batcher.submit(_Submission(program, event, caller))
+        return await self._batcher.submit(_Submission(program, event, principal))
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -103,7 +103,7 @@ class PurchaseIntake:
                 now,
                 atomic=True,
                 audit=lambda position, outcome: audit.Line(
-                    actor=group[position].caller.actor,
+                    actor=group[position].principal.actor,
                     action="purchase.record",
                     subject=f"program:{program.slug}:order:{outcome.order_id}",
                     details={

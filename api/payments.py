@@ -12,7 +12,7 @@ import msgspec
 import stripe
 
 from api.settings import Settings
-from rewards.models import Member, Program
+from core.models import Member, Program
 from rewards.payments import POINTS_PURCHASE, price_of_points
 
 

@@ -1,7 +1,10 @@
 """RFC 9457 problem details: every error the API answers with.
 
-Domain errors carry a stable ``type_slug``; here each becomes a problem whose
-``type`` is ``https://coalition.dev/problems/<slug>`` with the right status.
+Domain errors (``core.errors.DomainError``) carry a stable ``type_slug`` and a
+kind; here each becomes a problem whose ``type`` is
+``https://coalition.dev/problems/<slug>`` with its kind's status, so a new
+module's errors need no entry here. The ledger sits below the core: its
+errors keep a small map of their own.
 Unexpected exceptions become a bare 500 problem: the details go to the log,
 never to the client.
 """
@@ -23,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.payments import PaymentsNotConfigured
+from core.errors import DomainError, ErrorKind
 from ledger.errors import (
     UNREACHABLE,
     BatchTooLarge,
@@ -32,40 +36,30 @@ from ledger.errors import (
     is_input_fault,
     refusal,
 )
-from rewards import errors as rewards_errors
-from rewards.purchases import InvalidPurchase
 
 log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://coalition.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
-#: Status of each domain error (ledger and rewards); a subclass not listed
-#: takes its nearest base's.
-DOMAIN_ERROR_STATUS: dict[type[Exception], int] = {
+#: The status of each kind of domain error.
+KIND_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: HTTPStatus.UNPROCESSABLE_ENTITY,
+    ErrorKind.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    ErrorKind.CONFLICT: HTTPStatus.CONFLICT,
+    ErrorKind.FORBIDDEN: HTTPStatus.FORBIDDEN,
+    ErrorKind.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    ErrorKind.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+#: Status of each ledger error (the ledger is below the core and knows no
+#: kinds); a subclass not listed takes its nearest base's.
+LEDGER_ERROR_STATUS: dict[type[LedgerError], int] = {
     LedgerError: HTTPStatus.UNPROCESSABLE_ENTITY,
     # The batch is larger than the ledger takes in one call: content too large.
     BatchTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     InvalidCursor: HTTPStatus.BAD_REQUEST,
     LedgerUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
-    rewards_errors.RewardsError: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.NotFound: HTTPStatus.NOT_FOUND,
-    rewards_errors.Conflict: HTTPStatus.CONFLICT,
-    rewards_errors.MemberNotActive: HTTPStatus.CONFLICT,
-    rewards_errors.LedgerRefused: HTTPStatus.CONFLICT,
-    rewards_errors.InvalidRules: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.PublishInPast: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.ReturnExceedsPurchase: HTTPStatus.UNPROCESSABLE_ENTITY,
-    InvalidPurchase: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.InsufficientPoints: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.RewardUnavailable: HTTPStatus.CONFLICT,
-    rewards_errors.GiftLimitExceeded: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.HoldClosed: HTTPStatus.CONFLICT,
-    rewards_errors.IdempotencyKeyReused: HTTPStatus.CONFLICT,
-    rewards_errors.ProgramExistsWithDifferentFields: HTTPStatus.CONFLICT,
-    rewards_errors.CaptureExceedsHold: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.GiftToSelf: HTTPStatus.UNPROCESSABLE_ENTITY,
-    rewards_errors.VersionAlreadyPublished: HTTPStatus.CONFLICT,
 }
 
 
@@ -199,12 +193,10 @@ def from_validation_exception(exc: ValidationException) -> ProblemDetailsExcepti
     )
 
 
-def _domain_status(exc: Exception) -> int:
-    return next(DOMAIN_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERROR_STATUS)
-
-
 def from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
-    status = _domain_status(exc)
+    status = next(
+        LEDGER_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in LEDGER_ERROR_STATUS
+    )
     headers = None
     detail = str(exc) or _title(exc.type_slug)
     if isinstance(exc, LedgerUnavailable):
@@ -215,8 +207,11 @@ def from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
     return problem(status, exc.type_slug, detail, headers=headers)
 
 
-def from_rewards_error(exc: rewards_errors.RewardsError) -> ProblemDetailsException:
-    return problem(_domain_status(exc), exc.type_slug, str(exc) or _title(exc.type_slug))
+def from_domain_error(exc: DomainError) -> ProblemDetailsException:
+    status = KIND_STATUS[exc.kind]
+    # Every 503 says when to come back.
+    headers = {"Retry-After": "1"} if status == HTTPStatus.SERVICE_UNAVAILABLE else None
+    return problem(status, exc.type_slug, str(exc) or _title(exc.type_slug), headers=headers)
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -351,7 +346,7 @@ def problem_details_config() -> ProblemDetailsConfig:
         HTTPException: from_http_exception,
         ValidationException: from_validation_exception,
         LedgerError: from_ledger_error,
-        rewards_errors.RewardsError: from_rewards_error,
+        DomainError: from_domain_error,
         PaymentsNotConfigured: from_payments_not_configured,
         stripe.StripeError: from_stripe_error,
         # Every class of database error, wrapped by SQLAlchemy (StatementError

@@ -7,8 +7,8 @@ import time
 
 import asyncpg
 
-from rewards.models import Program
-from rewards.programs import read_program
+from core.models import Program
+from core.programs import read_program
 
 
 class ProgramCache:

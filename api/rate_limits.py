@@ -75,15 +75,16 @@ return out
 class LocalCounter:
     """Windows in this process's memory: right for a single process only."""
 
-    def __init__(self, window: float = WINDOW) -> None:
+    def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
         self._window = window
+        self._clock = clock
         self._windows: dict[str, list[float]] = {}
-        self._next_sweep = time.monotonic() + window
+        self._next_sweep = clock() + window
 
     async def hit(self, key: str) -> tuple[int, float]:
         """The key's requests in its window, this one included, and the
         seconds until the window closes (as ``RedisCounter.hit``)."""
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
         entry = self._windows.get(key)

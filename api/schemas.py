@@ -16,7 +16,7 @@ from ledger.schemas import BATCH_MAX, Account, AccountOutcome, Transfer, Transfe
 #: A history cursor is a ledger timestamp (a bigint) in decimal: 19 digits.
 HISTORY_CURSOR_MAX = 19
 
-#: What the document says of a member's status (rewards.models.MemberStatus).
+#: What the document says of a member's status (core.models.MemberStatus).
 MEMBER_STATUS = (
     "`active`, `frozen` or `closed` (e.g. after an erasure): a frozen or closed member"
     " neither earns nor spends points."

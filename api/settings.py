@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -46,7 +49,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
     port: Port = 8000
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
-    #: Bearer token of the operator API; without it ``serve`` makes one up.
+    #: Bearer token of the operator API; without it ``serve`` uses the one it
+    #: keeps in ``data_dir`` (see ``with_kept_secrets``).
     admin_token: Annotated[str, msgspec.Meta(min_length=16)] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 10
@@ -58,6 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     #: Seconds between sweeps voiding timed-out pending transfers (0: none).
     sweep_interval: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0
     #: HS256 key of member tokens (development); production uses a JWKS.
+    #: Without either, ``serve`` uses the one it keeps in ``data_dir``.
     member_jwt_secret: Annotated[str, msgspec.Meta(min_length=32)] | None = None
     #: JSON Web Key Set (the JSON text) of the identity provider (RS256, ES256).
     member_jwt_jwks: Annotated[str, msgspec.Meta(min_length=2)] | None = None
@@ -79,6 +84,65 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+#: Where ``serve`` keeps the secrets it made up, in the data directory.
+KEPT_SECRETS_FILE = "secrets.json"
+
+
+class KeptSecrets(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The development secrets made once per data directory, so that tokens
+    printed by one start keep working after a restart."""
+
+    admin_token: Annotated[str, msgspec.Meta(min_length=16)]
+    member_jwt_secret: Annotated[str, msgspec.Meta(min_length=32)]
+
+
+def kept_secrets(data_dir: str | Path) -> KeptSecrets:
+    """The data directory's secrets, made (readable by the owner only) on first use."""
+    path = Path(data_dir) / KEPT_SECRETS_FILE
+    if path.exists():
+        return _read_secrets(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = KeptSecrets(
+        admin_token=secrets.token_urlsafe(24), member_jwt_secret=secrets.token_urlsafe(32)
+    )
+    # mkstemp makes the file 0600; written aside and linked into place, so
+    # that two starts at once agree on one file and no reader sees half of it.
+    handle, aside = tempfile.mkstemp(dir=path.parent, prefix=".secrets-")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(msgspec.json.encode(made))
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            return _read_secrets(path)
+    finally:
+        os.unlink(aside)
+    return made
+
+
+def _read_secrets(path: Path) -> KeptSecrets:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=KeptSecrets)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise SettingsError(f"{path}: {error} (remove the file to make new secrets)") from None
+
+
+def with_kept_secrets(settings: Settings) -> Settings:
+    """``settings`` with an unset admin token and, without an identity
+    provider, an unset member secret taken from the data directory's kept
+    secrets. The environment always wins: with both set, nothing is made."""
+    needs_admin = settings.admin_token is None
+    needs_member = settings.member_jwt_secret is None and settings.member_jwt_jwks is None
+    if not (needs_admin or needs_member):
+        return settings
+    kept = kept_secrets(settings.data_dir)
+    return msgspec.structs.replace(
+        settings,
+        admin_token=kept.admin_token if needs_admin else settings.admin_token,
+        member_jwt_secret=kept.member_jwt_secret if needs_member else settings.member_jwt_secret,
+    )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

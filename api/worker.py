@@ -1,5 +1,5 @@
-"""The Celery worker: the app, its schedule, and the tasks that call the
-domain's job functions.
+"""The Celery worker: the app, its schedule, and one task per job of the
+modules (``api.modules.MODULES``), the outbox's drain among them.
 
 ``BROKER_URL`` picks the broker (Redis or RabbitMQ in production). Without it
 the broker is a folder under the data directory (kombu's filesystem
@@ -13,36 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_shutdown
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from api.database import sqlalchemy_url
+from api.modules import JOBS
 from api.settings import Settings, SettingsError
+from core.modules import Job, JobContext
 from ledger import Ledger
 from ledger.connection import create_pool
-from rewards import payments, tasks
 
-T = TypeVar("T")
 
-#: Seconds between runs of each periodic job.
-SCHEDULE = {
-    "settle-due-earnings": ("api.worker.settle_due_earnings", 60.0),
-    "expire-pending-transfers": ("api.worker.expire_pending_transfers", 5.0),
-    "evaluate-tiers": ("api.worker.evaluate_tiers", 3600.0),
-    "expire-points": ("api.worker.expire_points", 3600.0),
-    "process-stripe-inbox": ("api.worker.process_stripe_inbox", 10.0),
-}
+def task_name(job: Job) -> str:
+    """The job's task: ``settle-due-earnings`` is ``api.worker.settle_due_earnings``
+    (the names the tasks had before the modules listed them, which queued
+    messages and ``api.routes.stripe`` carry)."""
+    return "api.worker." + job.name.replace("-", "_")
 
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("coalition", set_as_current=False)
     app.conf.update(
-        broker_url=settings.broker_url or "filesystem://",
+        # The host is meaningless to the folder transport, but kombu warns
+        # on every connection that names none.
+        broker_url=settings.broker_url or "filesystem://localhost/",
         broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
@@ -52,14 +52,15 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         timezone="UTC",
         beat_schedule={
-            name: {"task": task, "schedule": every} for name, (task, every) in SCHEDULE.items()
+            job.name: {"task": task_name(job), "schedule": job.every} for job in JOBS.values()
         },
     )
     app.conf.coalition_settings = settings
     if not settings.broker_url:
         for sub in ("queue", "processed", "control"):
             (broker_folder(settings) / sub).mkdir(parents=True, exist_ok=True)
-    _register_tasks(app)
+    for job in JOBS.values():
+        app.task(name=task_name(job), bind=True, shared=False)(_task(job))
     return app
 
 
@@ -97,6 +98,9 @@ class Resources:
         self.engine = create_async_engine(sqlalchemy_url(database_url), pool_size=4)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
+    def context(self) -> JobContext:
+        return JobContext(sessions=self.sessions, ledger=self.ledger, now=datetime.now(UTC))
+
     @classmethod
     def current(cls, database_url: str) -> Resources:
         resources: Resources | None = getattr(cls._local, "resources", None)
@@ -130,38 +134,18 @@ def _database_url(app: Celery) -> str:
     return settings.database_url
 
 
-def run(app: Celery, job: Callable[[Resources], Awaitable[T]]) -> T:
+def run(app: Celery, job: Job) -> int:
+    """Run ``job`` once in this thread's resources, its clock read now."""
     resources = Resources.current(_database_url(app))
-    return resources.loop.run_until_complete(job(resources))
+    return resources.loop.run_until_complete(job.run(resources.context()))
 
 
-async def _expire_pending(resources: Resources) -> int:
-    total = 0
-    while voided := await resources.ledger.expire_pending():
-        total += voided
-    return total
+def _task(job: Job) -> Callable[[Any], int]:
+    def run_job(task: Any) -> int:
+        return run(task.app, job)
 
-
-def _register_tasks(app: Celery) -> None:
-    @app.task(name="api.worker.settle_due_earnings", bind=True, shared=False)
-    def settle_due_earnings(task: Any) -> int:
-        return run(task.app, lambda r: tasks.settle_due_earnings(r.sessions, r.ledger))
-
-    @app.task(name="api.worker.process_stripe_inbox", bind=True, shared=False)
-    def process_stripe_inbox(task: Any) -> int:
-        return run(task.app, lambda r: payments.process_inbox(r.sessions, r.ledger))
-
-    @app.task(name="api.worker.expire_points", bind=True, shared=False)
-    def expire_points(task: Any) -> int:
-        return run(task.app, lambda r: tasks.expire_all_points(r.sessions, r.ledger))
-
-    @app.task(name="api.worker.evaluate_tiers", bind=True, shared=False)
-    def evaluate_tiers(task: Any) -> int:
-        return run(task.app, lambda r: tasks.evaluate_all_tiers(r.sessions))
-
-    @app.task(name="api.worker.expire_pending_transfers", bind=True, shared=False)
-    def expire_pending_transfers(task: Any) -> int:
-        return run(task.app, _expire_pending)
+    run_job.__doc__ = job.summary
+    return run_job
 
 
 @worker_process_shutdown.connect

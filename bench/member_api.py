@@ -43,9 +43,9 @@ from common import argument_parser, bench_database, free_port, serving, venv_com
 
 from api.access import issue_key
 from api.database import migrate, sqlalchemy_url
+from core.codes import AccountCode, derived_id
 from ledger import Account, AccountFlags, Ledger
 from ledger.connection import create_pool
-from rewards.codes import AccountCode, derived_id
 from rewards.programs import ProgramSpec, open_program
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules

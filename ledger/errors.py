@@ -45,6 +45,9 @@ UNREACHABLE: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.InterfaceError,
+    # The server has no connection slot left ("too many clients"): nothing
+    # about the request, and a retry once others have closed succeeds.
+    asyncpg.TooManyConnectionsError,
 )
 
 #: Errors that belong to the data of a request: a value the database (or the

@@ -1,1 +1,1 @@
-"""Partner organisations and the coalition (arrives with the partners issue)."""
+"""Partner firms of a coalition: issuance, acceptance, funding and settlement of points."""

@@ -1,1 +1,1 @@
-"""Programs, members, earn and redeem rules (arrives with the rewards issue)."""
+"""Loyalty rewards: earn rules, purchases, tiers, events, the catalog, holds and expiry."""

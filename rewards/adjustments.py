@@ -7,12 +7,13 @@ from typing import Annotated
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codes import TransferCode, derived_id
+from core.errors import Conflict
+from core.members import lock_member
+from core.models import Member, Program
 from ledger import Ledger, Transfer
 from ledger.bounds import ExternalId, Text500
-from rewards.codes import TransferCode, derived_id
-from rewards.errors import Conflict, InsufficientPoints, LedgerRefused
-from rewards.models import Member, Program
-from rewards.programs import lock_member
+from rewards.errors import InsufficientPoints, LedgerRefused
 
 
 class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

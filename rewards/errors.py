@@ -1,25 +1,8 @@
-"""Typed rewards errors, each with a stable ``type`` slug for API problems."""
+"""The rewards domain's errors, each with its kind (``core.errors``) and a
+stable ``type`` slug for API problems. Not found, conflicts of business keys
+and reused idempotency keys are the core's (``core.errors``)."""
 
-
-class RewardsError(Exception):
-    type_slug = "rewards-error"
-
-
-class NotFound(RewardsError):
-    type_slug = "not-found"
-
-
-class Conflict(RewardsError):
-    """A business key (order, return, event, adjustment id) was recorded
-    with other fields."""
-
-    type_slug = "idempotency-conflict"
-
-
-class IdempotencyKeyReused(Conflict):
-    """The member's Idempotency-Key was used for another request."""
-
-    type_slug = "idempotency-key-reused"
+from core.errors import Conflict, DomainError, ErrorKind
 
 
 class ProgramExistsWithDifferentFields(Conflict):
@@ -28,61 +11,73 @@ class ProgramExistsWithDifferentFields(Conflict):
     type_slug = "program-exists-with-different-fields"
 
 
-class CaptureExceedsHold(RewardsError):
+class CaptureExceedsHold(DomainError):
     """A capture asks for more points than the hold holds."""
 
     type_slug = "capture-exceeds-hold"
+    kind = ErrorKind.INVALID
 
 
-class GiftToSelf(RewardsError):
+class GiftToSelf(DomainError):
     type_slug = "gift-to-self"
+    kind = ErrorKind.INVALID
 
 
-class VersionAlreadyPublished(RewardsError):
+class VersionAlreadyPublished(DomainError):
     """The version is published from another time: its start never moves."""
 
     type_slug = "version-already-published"
+    kind = ErrorKind.CONFLICT
 
 
-class MemberNotActive(RewardsError):
-    type_slug = "member-not-active"
-
-
-class InvalidRules(RewardsError):
+class InvalidRules(DomainError):
     type_slug = "invalid-rules"
+    kind = ErrorKind.INVALID
 
 
-class PublishInPast(RewardsError):
+class PublishInPast(DomainError):
     """Rules take effect now or later: past earnings are never recomputed."""
 
     type_slug = "publish-in-past"
+    kind = ErrorKind.INVALID
 
 
-class ReturnExceedsPurchase(RewardsError):
+class ReturnExceedsPurchase(DomainError):
     type_slug = "return-exceeds-purchase"
+    kind = ErrorKind.INVALID
 
 
-class LedgerRefused(RewardsError):
+class InvalidPurchase(DomainError):
+    type_slug = "invalid-purchase"
+    kind = ErrorKind.INVALID
+
+
+class LedgerRefused(DomainError):
     """The ledger refused a movement this use case needs (its result code)."""
 
     type_slug = "ledger-refused"
+    kind = ErrorKind.CONFLICT
 
 
-class InsufficientPoints(RewardsError):
+class InsufficientPoints(DomainError):
     type_slug = "insufficient-points"
+    kind = ErrorKind.INVALID
 
 
-class RewardUnavailable(RewardsError):
+class RewardUnavailable(DomainError):
     """Not in the catalog, outside its validity, or out of stock."""
 
     type_slug = "reward-unavailable"
+    kind = ErrorKind.CONFLICT
 
 
-class GiftLimitExceeded(RewardsError):
+class GiftLimitExceeded(DomainError):
     type_slug = "gift-limit-exceeded"
+    kind = ErrorKind.INVALID
 
 
-class HoldClosed(RewardsError):
+class HoldClosed(DomainError):
     """The hold was captured, released, or has timed out."""
 
     type_slug = "hold-closed"
+    kind = ErrorKind.CONFLICT

@@ -16,15 +16,16 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codes import TransferCode, derived_id
+from core.errors import Conflict
+from core.members import get_member, require_active
+from core.models import Member, Program
 from ledger import Ledger, Transfer
 from ledger.bounds import MOMENT_RULE, ExternalId, NonEmpty, Text100, check_moment
 from rewards.budgets import take_from_budget
-from rewards.codes import TransferCode, derived_id
 from rewards.connections import session_connection
-from rewards.errors import Conflict
-from rewards.models import Member, Program
-from rewards.programs import get_member, record_transfers, require_active
-from rewards.purchases import InvalidPurchase
+from rewards.errors import InvalidPurchase
+from rewards.programs import record_transfers
 from rewards.rule_versions import parse_rules, rules_in_force
 from rewards.rules import Moment
 
@@ -164,7 +165,7 @@ async def record_event(
                     credit_account_id=member.wallet_account_id,
                     amount=points,
                     ledger=program.ledger_id,
-                    code=TransferCode.EVENT,
+                    code=TransferCode.EVENT_EARN,
                     metadata={"event": event.event, "event_id": event.event_id},
                 )
             ],

@@ -22,10 +22,10 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codes import TransferCode, derived_id
+from core.models import Member, Program
 from ledger import AccountState, Ledger, Transfer
-from rewards.codes import TransferCode, derived_id
 from rewards.errors import LedgerRefused
-from rewards.models import Member, Program
 from rewards.programs import spendable
 
 PAGE = 1000

@@ -14,19 +14,15 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codes import TransferCode, derived_id
+from core.errors import IdempotencyKeyReused, NotFound
+from core.members import lock_member, require_active
+from core.models import Member, Program
 from ledger import Ledger, Transfer, TransferFlags
 from ledger.bounds import BIGINT_MAX, ExternalId, PositiveBigInt
-from rewards.codes import TransferCode, derived_id
-from rewards.errors import (
-    CaptureExceedsHold,
-    HoldClosed,
-    IdempotencyKeyReused,
-    InsufficientPoints,
-    LedgerRefused,
-    NotFound,
-)
-from rewards.models import HoldStatus, Member, PointHold, Program
-from rewards.programs import lock_member, record_transfers, require_active
+from rewards.errors import CaptureExceedsHold, HoldClosed, InsufficientPoints, LedgerRefused
+from rewards.models import HoldStatus, PointHold
+from rewards.programs import record_transfers
 
 
 class HoldRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -135,7 +131,7 @@ async def hold_points(
                 credit_account_id=program.redemption_account_id,
                 amount=points,
                 ledger=program.ledger_id,
-                code=TransferCode.REDEMPTION,
+                code=TransferCode.POINTS_PAYMENT,
                 flags=TransferFlags.PENDING,
                 timeout=request.timeout_seconds,
                 metadata={"order_ref": request.order_ref},

@@ -28,11 +28,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.codes import TransferCode, derived_id
+from core.errors import DomainError
+from core.members import get_member
+from core.models import Member, Program
+from core.programs import get_program
 from ledger import Ledger, Transfer
-from rewards.codes import TransferCode, derived_id
-from rewards.errors import RewardsError
-from rewards.models import Member, Program
-from rewards.programs import get_member, get_program, record_transfers, take_back_points
+from rewards.programs import record_transfers, take_back_points
 from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
 from rewards.rules import points_for_return
 
@@ -67,7 +69,7 @@ async def process_inbox(
             try:
                 async with session.begin_nested():
                     outcome = await handle_event(session, ledger, row.payload)
-            except RewardsError as error:
+            except DomainError as error:
                 # A business refusal is final: keep it visible, do not retry.
                 outcome = f"refused: {error.type_slug}: {error}"[:200]
                 log.warning("stripe event %s refused: %s", row.id, error)
@@ -125,7 +127,7 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
                     credit_account_id=member.wallet_account_id,
                     amount=points,
                     ledger=program.ledger_id,
-                    code=TransferCode.ADJUSTMENT,
+                    code=TransferCode.BOUGHT_POINTS,
                     metadata={"payment_intent": data["id"]},
                 )
             ],
@@ -216,6 +218,7 @@ async def _refund_bought_points(
             ("refund", payment_intent, f"refunded-to-{refunded}"),
             points,
             {"payment_intent": payment_intent, "refunded_minor": refunded},
+            code=TransferCode.BOUGHT_POINTS_REFUND,
         )
     await session.execute(
         text(

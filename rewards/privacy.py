@@ -17,17 +17,9 @@ import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.models import Member, MemberStatus, Program
 from ledger import Ledger, TransferState
-from rewards.models import (
-    Gift,
-    Member,
-    MemberStatus,
-    PointHold,
-    Program,
-    Purchase,
-    PurchaseReturn,
-    Redemption,
-)
+from rewards.models import Gift, PointHold, Purchase, PurchaseReturn, Redemption
 from rewards.programs import MemberBalance, member_balance
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codes import AccountCode, TransferCode, derived_id
+from core.errors import NotFound
+from core.members import find_member, lock_member
+from core.models import Member, MemberStatus, Program
 from ledger import (
     Account,
     AccountFlags,
@@ -23,16 +27,8 @@ from ledger import (
 )
 from ledger.bounds import ExternalId, NonEmpty, Text32, Text100, Text200, Text320
 from ledger.schemas import Ledger as LedgerDefinition
-from rewards.codes import AccountCode, TransferCode, derived_id
 from rewards.connections import Connection
-from rewards.errors import (
-    InsufficientPoints,
-    LedgerRefused,
-    MemberNotActive,
-    NotFound,
-    ProgramExistsWithDifferentFields,
-)
-from rewards.models import Member, MemberStatus, Program
+from rewards.errors import InsufficientPoints, LedgerRefused, ProgramExistsWithDifferentFields
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN)]
@@ -231,13 +227,6 @@ async def open_program(
     return program, True
 
 
-async def get_program(session: AsyncSession, slug: str) -> Program:
-    program = await session.scalar(select(Program).where(Program.slug == slug))
-    if program is None:
-        raise NotFound(f"no program {slug!r}")
-    return program
-
-
 async def enrol_member(
     session: AsyncSession, ledger: Ledger, program: Program, enrolment: Enrolment
 ) -> tuple[Member, bool]:
@@ -269,19 +258,6 @@ async def enrol_member(
     session.add(member)
     await session.flush()
     return member, True
-
-
-async def find_member(session: AsyncSession, program: Program, external_id: str) -> Member | None:
-    return await session.scalar(
-        select(Member).where(Member.program_id == program.id, Member.external_id == external_id)
-    )
-
-
-async def get_member(session: AsyncSession, program: Program, external_id: str) -> Member:
-    member = await find_member(session, program, external_id)
-    if member is None:
-        raise NotFound(f"no member {external_id!r} in program {program.slug!r}")
-    return member
 
 
 async def open_debt_account(
@@ -317,24 +293,6 @@ def pending_points(wallet: AccountState) -> int:
     """Points on their way in or out: earnings not yet posted (pending
     credits) and points held by checkouts (pending debits)."""
     return wallet.credits_pending + wallet.debits_pending
-
-
-class HasStatus(Protocol):
-    external_id: str
-    status: str
-
-
-async def lock_member(session: AsyncSession, member_id: uuid.UUID) -> None:
-    """Lock the member's row to the end of the transaction. Every movement
-    out of a wallet happens under it, and so does expiry, which reads a
-    wallet and then debits it: no spend can land between the two."""
-    await session.execute(select(Member.id).where(Member.id == member_id).with_for_update())
-
-
-def require_active(member: HasStatus) -> None:
-    """Frozen and closed members neither earn nor spend."""
-    if member.status != MemberStatus.ACTIVE:
-        raise MemberNotActive(f"member {member.external_id!r} is {member.status}")
 
 
 async def member_balance(ledger: Ledger, program: Program, member: Member) -> MemberBalance:
@@ -398,12 +356,15 @@ async def take_back_points(
     key: tuple[str, ...],
     points: int,
     metadata: dict[str, Any],
+    *,
+    code: TransferCode,
 ) -> int:
     """Take ``points`` back from the member (a return, a refund): from the
-    wallet what it holds, the shortfall as a debit of the member's debt
-    account; returns the debt recorded. ``key`` names the reversal: each
-    attempt has ids of its own (a refused id stays refused), and an attempt
-    already recorded is reused."""
+    wallet what it holds, under ``code`` (what is being taken back), the
+    shortfall as a ``DEBT`` of the member's debt account (one debt, whatever
+    its cause: the metadata names it); returns the debt recorded. ``key``
+    names the reversal: each attempt has ids of its own (a refused id stays
+    refused), and an attempt already recorded is reused."""
     await lock_member(session, member.id)
     attempts = [
         (
@@ -430,7 +391,7 @@ async def take_back_points(
                     credit_account_id=program.issuance_account_id,
                     amount=take,
                     ledger=program.ledger_id,
-                    code=TransferCode.RETURN_REVERSAL,
+                    code=code,
                     metadata=metadata,
                 )
             )
@@ -460,22 +421,6 @@ async def take_back_points(
 
 
 # -- the read path of the member app: asyncpg, no ORM session ----------------
-
-_PROGRAM_COLUMNS = (
-    "id, slug, name, ledger_id, currency, minor_per_major, point_value_minor,"
-    " return_window_days, gift_daily_limit, tier_basis, tier_window, tier_grace_days,"
-    " expiry_policy, expiry_months, issuance_account_id, redemption_account_id,"
-    " breakage_account_id, created_at, updated_at"
-)
-
-
-async def read_program(pool: asyncpg.Pool, slug: str) -> Program:
-    """The program as a detached object (for reads that need no session)."""
-    row = await pool.fetchrow(f"SELECT {_PROGRAM_COLUMNS} FROM programs WHERE slug = $1", slug)
-    if row is None:
-        raise NotFound(f"no program {slug!r}")
-    return Program(**dict(row))
-
 
 # The member's row joined to the ledger's rows of their accounts: a read of
 # the ledger's table (never a write), so that the hottest read of the member

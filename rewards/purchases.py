@@ -14,33 +14,24 @@ import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.audit import Line
+from core.codes import TransferCode, derived_id
+from core.errors import Conflict, DomainError, NotFound
+from core.members import get_member, lock_member, require_active
+from core.models import Member, Program
 from ledger import Ledger, Transfer, TransferFlags, new_id
 from ledger.bounds import ExternalId, NonNegativeBigInt, PositiveBigInt, check_moment
 from rewards.budgets import lock_budgets, take_from_budget
-from rewards.codes import TransferCode, derived_id
 from rewards.connections import Connection, session_connection
-from rewards.errors import (
-    Conflict,
-    LedgerRefused,
-    NotFound,
-    ReturnExceedsPurchase,
-    RewardsError,
-)
-from rewards.models import Member, Program, Purchase, PurchaseReturn
-from rewards.programs import (
-    get_member,
-    lock_member,
-    record_transfers,
-    require_active,
-    spendable,
-    take_back_points,
-)
+from rewards.errors import InvalidPurchase, LedgerRefused, ReturnExceedsPurchase
+from rewards.models import Purchase, PurchaseReturn
+from rewards.programs import record_transfers, spendable, take_back_points
 from rewards.rule_versions import parse_rules
 from rewards.rules import Basket, EarnRules, Item, Moment, points_for_return, quote_purchase
 from rewards.tiers import qualified_tier, window_at, window_total
@@ -50,10 +41,6 @@ _JSON = msgspec.json.Encoder()
 OrderId = ExternalId
 #: Most items one purchase lists (they are stored with it, as JSON).
 ITEMS_MAX = 1000
-
-
-class InvalidPurchase(RewardsError):
-    type_slug = "invalid-purchase"
 
 
 class PurchaseEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -117,22 +104,9 @@ class PurchaseOutcome(msgspec.Struct, kw_only=True, frozen=True):
     ]
 
 
-class AuditLine(Protocol):
-    """An audit trail line (``api.audit.Line``), written by the batch."""
-
-    @property
-    def actor(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def details(self) -> Any: ...
-
-
 #: The audit line of a newly recorded purchase, from its event's position in
 #: the batch and its outcome.
-Audit = Callable[[int, PurchaseOutcome], AuditLine]
+Audit = Callable[[int, PurchaseOutcome], Line]
 
 
 class ReturnOutcome(msgspec.Struct, kw_only=True, frozen=True):
@@ -186,7 +160,7 @@ async def record_purchases(
     *,
     atomic: bool = False,
     audit: Audit | None = None,
-) -> list[PurchaseOutcome | RewardsError]:
+) -> list[PurchaseOutcome | DomainError]:
     """Price purchases with the rules in force at their time and hold their
     points as pending ledger transfers; count them towards tiers and
     threshold rewards. One answer per event, in order: an outcome, or the
@@ -218,7 +192,7 @@ async def record_purchases(
     assert read is not None
     members = {m.external_id: m for m in _MEMBERS.decode(read["members"])}
     recorded = {r.order_id: r for r in _RECORDEDS.decode(read["recorded"])}
-    answers: list[PurchaseOutcome | RewardsError | None] = []
+    answers: list[PurchaseOutcome | DomainError | None] = []
     fresh: list[tuple[int, PurchaseEvent, _Member]] = []
     claimed: dict[str, int] = {}
     for event in events:
@@ -233,7 +207,7 @@ async def record_purchases(
                 answers.append(None)  # answered as a replay of the first, below
                 continue
             _check(program, member, event, now)
-        except RewardsError as error:
+        except DomainError as error:
             answers.append(error)
             continue
         claimed[event.order_id] = len(answers)
@@ -251,7 +225,7 @@ async def record_purchases(
         if answers[position] is None:  # the same order twice in one batch
             try:
                 answers[position] = _replay(recorded[event.order_id], members[event.member], event)
-            except RewardsError as error:
+            except DomainError as error:
                 answers[position] = error
     return [a for a in answers if a is not None]
 
@@ -593,7 +567,7 @@ async def _write(
     ledger: Ledger,
     program: Program,
     rows: list[_Row],
-    lines: list[AuditLine],
+    lines: list[Line],
     *,
     atomic: bool,
 ) -> None:
@@ -661,7 +635,7 @@ async def _write(
             credit_account_id=row.member.wallet_account_id,
             amount=row.points,
             ledger=program.ledger_id,
-            code=TransferCode.EARN,
+            code=TransferCode.PURCHASE_EARN,
             flags=TransferFlags.PENDING,
             metadata={"order_id": row.event.order_id},
         )
@@ -675,7 +649,7 @@ async def _write(
             credit_account_id=row.member.wallet_account_id,
             amount=threshold.bonus_points,
             ledger=program.ledger_id,
-            code=TransferCode.ADJUSTMENT,
+            code=TransferCode.THRESHOLD_BONUS,
             flags=TransferFlags.PENDING,
             metadata={"threshold": threshold.code, "order_id": row.event.order_id},
         )
@@ -918,6 +892,7 @@ async def _take_back(
         ("return", purchase.order_id, event.return_id),
         points,
         {"order_id": purchase.order_id, "return_id": event.return_id},
+        code=TransferCode.RETURN_REVERSAL,
     )
 
 

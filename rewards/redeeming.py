@@ -16,6 +16,10 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codes import TransferCode, derived_id
+from core.errors import IdempotencyKeyReused, NotFound
+from core.members import find_member, lock_member, require_active
+from core.models import Member, Program
 from ledger import Ledger, Transfer
 from ledger.bounds import (
     MOMENT_RULE,
@@ -27,16 +31,9 @@ from ledger.bounds import (
     Text200,
     check_moment,
 )
-from rewards.codes import TransferCode, derived_id
-from rewards.errors import (
-    GiftLimitExceeded,
-    GiftToSelf,
-    IdempotencyKeyReused,
-    NotFound,
-    RewardUnavailable,
-)
-from rewards.models import CatalogReward, Gift, Member, Program, Redemption
-from rewards.programs import find_member, lock_member, record_transfers, require_active
+from rewards.errors import GiftLimitExceeded, GiftToSelf, RewardUnavailable
+from rewards.models import CatalogReward, Gift, Redemption
+from rewards.programs import record_transfers
 from rewards.rules import Moment
 
 Key = ExternalId
@@ -208,7 +205,7 @@ async def redeem(
                 credit_account_id=program.redemption_account_id,
                 amount=points,
                 ledger=program.ledger_id,
-                code=TransferCode.REDEMPTION,
+                code=TransferCode.CATALOG_REDEMPTION,
                 metadata={"sku": reward.sku, "quantity": request.quantity},
             )
         ],

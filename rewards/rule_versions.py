@@ -8,8 +8,10 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rewards.errors import InvalidRules, NotFound, PublishInPast, VersionAlreadyPublished
-from rewards.models import EarnRuleVersion, Program, RuleStatus
+from core.errors import NotFound
+from core.models import Program
+from rewards.errors import InvalidRules, PublishInPast, VersionAlreadyPublished
+from rewards.models import EarnRuleVersion, RuleStatus
 from rewards.rules import EarnRules
 
 

@@ -12,7 +12,8 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rewards.models import Member, Program, Purchase
+from core.models import Member, Program
+from rewards.models import Purchase
 from rewards.rule_versions import get_version, parse_rules
 from rewards.rules import Basket, Item, points_for_return, quote_purchase
 

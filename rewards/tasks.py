@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.models import Program
 from ledger import Ledger
 from rewards.expiry import expire_points
-from rewards.models import Program
 from rewards.purchases import settle_matured_earnings
 from rewards.tiers import evaluate_tiers
 

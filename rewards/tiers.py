@@ -20,8 +20,9 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.models import Member, Program
 from ledger.bounds import NonEmpty, NonNegativeBigInt, PositiveBigInt, Text100, Text200
-from rewards.models import Member, Program, Purchase, ThresholdReward, Tier
+from rewards.models import Purchase, ThresholdReward, Tier
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")]
 

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from api.database import fresh_database, migrate, postgres_server, sqlalchemy_url
+from core.models import Program
 from ledger import Ledger
 from ledger.connection import create_pool
 from ledger.schemas import Ledger as LedgerDefinition
-from rewards.models import Program
 from rewards.programs import ProgramSpec, open_program
 
 

@@ -22,20 +22,16 @@ from api.routes import MEMBER_READ, MEMBER_WRITE, HoldIdPath, created_or_replaye
 from api.routes.ledger import HistoryCursor
 from api.schemas import MEMBER_STATUS
 from api.settings import Settings
+from core.codes import MOVEMENT_NAMES, movement_name
+from core.members import get_member
+from core.models import Member, Program
+from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import NO_NUL
-from rewards.codes import TransferCode
 from rewards.expiry import Expiring, expiring_soon
 from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
-from rewards.models import Member, Program
 from rewards.privacy import MemberExport, export_member
-from rewards.programs import (
-    MemberBalance,
-    get_member,
-    get_program,
-    member_balance,
-    read_balance,
-)
+from rewards.programs import MemberBalance, member_balance, read_balance
 from rewards.redeeming import (
     GiftOutcome,
     GiftRequest,
@@ -88,9 +84,9 @@ class Movement(msgspec.Struct, kw_only=True):
     kind: Annotated[
         str,
         msgspec.Meta(
-            description="What moved the points: earn, return_reversal, debt, debt_repayment,"
-            " redemption, expiry, adjustment, gift or event (or a number, for a code the"
-            " program does not name)."
+            description="What moved the points: "
+            + ", ".join(MOVEMENT_NAMES.values())
+            + " (or a number, for a code the platform does not name)."
         ),
     ]
     state: Annotated[
@@ -194,16 +190,11 @@ class MemberController(Controller):
             if t.flags & 8 or (t.flags & 2 and t.id in resolved):
                 continue
             sign = 1 if t.credit_account_id == member.wallet_account_id else -1
-            kind = (
-                TransferCode(t.code).name.lower()
-                if t.code in TransferCode._value2member_map_
-                else str(t.code)
-            )
             movements.append(
                 Movement(
                     id=str(t.id),
                     points=sign * t.amount,
-                    kind=kind,
+                    kind=movement_name(t.code),
                     state="pending" if t.flags & 2 else "posted",
                     at=t.created_at,
                     order_id=(t.metadata or {}).get("order_id"),

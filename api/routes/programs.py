@@ -16,8 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import audit
-from api.access import Caller, require_scope
+from api.access import require_scope
 from api.problems import problem_responses
 from api.routes import (
     OPERATOR_READ,
@@ -27,6 +26,11 @@ from api.routes import (
     replayed,
 )
 from api.schemas import MEMBER_STATUS
+from core import audit
+from core.members import get_member
+from core.models import Member, Program
+from core.principal import Principal
+from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import (
     INTEGER_MAX,
@@ -41,7 +45,7 @@ from ledger.bounds import (
 from rewards.adjustments import Adjustment, AdjustmentOutcome, adjust_points
 from rewards.events import BehaviourEvent, EventOutcome, record_event
 from rewards.holds import Capture, HoldView, capture_hold, release_hold
-from rewards.models import EarnRuleVersion, Member, Program
+from rewards.models import EarnRuleVersion
 from rewards.privacy import MemberExport, erase_member, export_member
 from rewards.programs import (
     SLUG_PATTERN,
@@ -49,8 +53,6 @@ from rewards.programs import (
     MemberBalance,
     ProgramSpec,
     enrol_member,
-    get_member,
-    get_program,
     member_balance,
     open_program,
 )
@@ -169,9 +171,9 @@ class MemberView(msgspec.Struct, kw_only=True):
     balance: Annotated[MemberBalance, msgspec.Meta(description="The member's points now.")]
 
 
-def _caller(request: Request[Any, Any, Any]) -> Caller:
-    caller: Caller = request.state.caller
-    return caller
+def _principal(request: Request[Any, Any, Any]) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
 
 
 def _program_view(program: Program) -> ProgramView:
@@ -232,7 +234,7 @@ class ProgramController(Controller):
         program, created = await open_program(db_session, ledger, data)
         if created:
             await audit.record(
-                db_session, _caller(request), "program.open", f"program:{data.slug}", data
+                db_session, _principal(request), "program.open", f"program:{data.slug}", data
             )
         view = _program_view(program)
         return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
@@ -266,7 +268,7 @@ class ProgramController(Controller):
         version = await draft_rules(db_session, program, parse_rules(data.rules), data.note)
         await audit.record(
             db_session,
-            _caller(request),
+            _principal(request),
             "rules.draft",
             f"program:{slug}:rules:{version.version}",
             data,
@@ -311,7 +313,11 @@ class ProgramController(Controller):
             db_session, program, version, data.effective_from, now=datetime.now(UTC)
         )
         await audit.record(
-            db_session, _caller(request), "rules.publish", f"program:{slug}:rules:{version}", data
+            db_session,
+            _principal(request),
+            "rules.publish",
+            f"program:{slug}:rules:{version}",
+            data,
         )
         return _version_view(published)
 
@@ -337,7 +343,7 @@ class ProgramController(Controller):
         if created:
             await audit.record(
                 db_session,
-                _caller(request),
+                _principal(request),
                 "member.enrol",
                 f"program:{slug}:member:{data.external_id}",
                 {"external_id": data.external_id, "consents": data.consents},
@@ -381,7 +387,7 @@ class ProgramController(Controller):
         # requests' purchases (and their audit lines) in one transaction.
         state = request.app.state
         program = await state.programs.get(slug)
-        outcome = await state.intake.record(program, data, _caller(request))
+        outcome = await state.intake.record(program, data, _principal(request))
         return created_or_replayed(outcome)
 
     @post(
@@ -407,7 +413,7 @@ class ProgramController(Controller):
         if not outcome.replayed:
             await audit.record(
                 db_session,
-                _caller(request),
+                _principal(request),
                 "purchase.return",
                 f"program:{slug}:order:{order_id}",
                 outcome,
@@ -431,7 +437,11 @@ class ProgramController(Controller):
         program = await get_program(db_session, slug)
         reward = await add_reward(db_session, program, data)
         await audit.record(
-            db_session, _caller(request), "catalog.add", f"program:{slug}:reward:{data.sku}", data
+            db_session,
+            _principal(request),
+            "catalog.add",
+            f"program:{slug}:reward:{data.sku}",
+            data,
         )
         return RewardView.of(reward)
 
@@ -455,7 +465,7 @@ class ProgramController(Controller):
         view = await capture_hold(db_session, ledger, program, hold_id, data, datetime.now(UTC))
         await audit.record(
             db_session,
-            _caller(request),
+            _principal(request),
             "hold.capture",
             f"program:{slug}:hold:{hold_id}",
             {"points": view.captured_points},
@@ -480,7 +490,7 @@ class ProgramController(Controller):
         program = await get_program(db_session, slug)
         view = await release_hold(db_session, ledger, program, hold_id, datetime.now(UTC))
         await audit.record(
-            db_session, _caller(request), "hold.release", f"program:{slug}:hold:{hold_id}"
+            db_session, _principal(request), "hold.release", f"program:{slug}:hold:{hold_id}"
         )
         return view
 
@@ -501,7 +511,7 @@ class ProgramController(Controller):
         program = await get_program(db_session, slug)
         await define_tier(db_session, program, data)
         await audit.record(
-            db_session, _caller(request), "tier.define", f"program:{slug}:tier:{data.code}", data
+            db_session, _principal(request), "tier.define", f"program:{slug}:tier:{data.code}", data
         )
         return data
 
@@ -523,7 +533,7 @@ class ProgramController(Controller):
         await define_threshold(db_session, program, data)
         await audit.record(
             db_session,
-            _caller(request),
+            _principal(request),
             "threshold.define",
             f"program:{slug}:threshold:{data.code}",
             data,
@@ -552,7 +562,7 @@ class ProgramController(Controller):
         if not outcome.replayed:
             await audit.record(
                 db_session,
-                _caller(request),
+                _principal(request),
                 "event.record",
                 f"program:{slug}:event:{data.event_id}",
                 outcome,
@@ -583,7 +593,7 @@ class ProgramController(Controller):
         if not outcome.replayed:
             await audit.record(
                 db_session,
-                _caller(request),
+                _principal(request),
                 "member.adjust",
                 f"program:{slug}:member:{external_id}",
                 data,
@@ -629,7 +639,7 @@ class ProgramController(Controller):
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
         await audit.record(
-            db_session, _caller(request), "member.export", f"program:{slug}:member:{external_id}"
+            db_session, _principal(request), "member.export", f"program:{slug}:member:{external_id}"
         )
         return await export_member(db_session, ledger, program, member, datetime.now(UTC))
 
@@ -651,6 +661,6 @@ class ProgramController(Controller):
         member = await get_member(db_session, program, external_id)
         alias = await erase_member(db_session, program, member)
         await audit.record(
-            db_session, _caller(request), "member.erase", f"program:{slug}:member:{alias}"
+            db_session, _principal(request), "member.erase", f"program:{slug}:member:{alias}"
         )
         return {"pseudonym": alias}

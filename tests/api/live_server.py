@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import jwt
 
 from api.database import fresh_database, migrate
 from api.settings import ENVIRONMENT
-from tests.api.conftest import ADMIN_TOKEN
+from tests.api.conftest import ADMIN_TOKEN, PUBLISH_LEADS, refused_as_past
 
 MEMBER_SECRET = "a-development-secret-of-32-chars!"
 AUDIENCE = "coalition-members"
@@ -57,7 +57,11 @@ def free_port() -> int:
         return port
 
 
-def wait_until_healthy(server: subprocess.Popen[Any], base_url: str, *, within: float = 60) -> None:
+def wait_until_healthy(
+    server: subprocess.Popen[Any], base_url: str, *, within: float = 120
+) -> None:
+    # A server answers within seconds; the bound is for one that never will,
+    # and is wide: on a busy machine the whole test of ``serve`` took 17 s.
     deadline = time.monotonic() + within
     while True:
         assert server.poll() is None, "the server exited early"
@@ -86,8 +90,15 @@ def _seed(base_url: str) -> None:
             {"slug": PROGRAM, "name": "Live shop", "currency": "ZAR", "point_value_minor": "0.5"},
         )
         post(f"/programs/{PROGRAM}/rules", {"rules": {"points_per_unit": "1"}})
-        start = datetime.now(UTC) + timedelta(milliseconds=300)
-        post(f"/programs/{PROGRAM}/rules/1/publish", {"effective_from": start.isoformat()})
+        # As ``publish_now``, over the network.
+        for lead in PUBLISH_LEADS:
+            start = datetime.now(UTC) + lead
+            published = admin.post(
+                f"/programs/{PROGRAM}/rules/1/publish", json={"effective_from": start.isoformat()}
+            )
+            if not refused_as_past(published):
+                break
+        assert published.status_code == 200, published.text
         for member in MEMBERS:
             post(f"/programs/{PROGRAM}/members", {"external_id": member})
         post(
@@ -98,7 +109,8 @@ def _seed(base_url: str) -> None:
             f"/programs/{PROGRAM}/rewards",
             {"sku": REWARD_SKU, "name": "A mug", "points_price": 10, "stock": 1_000_000},
         )
-        time.sleep(0.4)  # the rules are in force from now on
+        # The rules are in force from then on.
+        time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.001)
 
 
 @contextmanager

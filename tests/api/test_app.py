@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import cast
 
@@ -79,6 +80,34 @@ async def test_docs_page_is_served(anonymous_client: Client) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "openapi.json" in response.text
+
+
+async def test_docs_page_needs_nothing_from_outside(anonymous_client: Client) -> None:
+    page = (await anonymous_client.get("/schema")).text
+    links = re.findall(r"""(?:src|href)=["']([^"']*)["']""", page)
+    scripts = re.findall(r"""<script[^>]*\ssrc=["']([^"']+)["']""", page)
+
+    # Offline or behind a firewall, a page that loads from a CDN stays blank.
+    assert re.findall(r"(?:https?:)?//[\w.-]+", page) == []
+    assert all(link.startswith(("/", "data:")) for link in links), links
+    assert len(scripts) == 1
+    script = await anonymous_client.get(scripts[0])
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert len(script.content) > 100_000  # the whole Scalar build, not a stub
+    # Scalar's own calls home are off.
+    assert '"telemetry":false' in page
+    assert '"withDefaultFonts":false' in page
+
+
+async def test_docs_assets_serve_only_their_folder(anonymous_client: Client) -> None:
+    inside = await anonymous_client.get("/schema/assets/scalar/LICENSE")
+    outside = await anonymous_client.get("/schema/assets/../app.py")
+    escaped = await anonymous_client.get("/schema/assets/%2e%2e/app.py")
+
+    assert inside.status_code == 200
+    assert outside.status_code == 404
+    assert escaped.status_code == 404
 
 
 async def test_health_checks_the_database(anonymous_client: Client) -> None:

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
+import jwt
+import msgspec
 import pytest
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 
 from api.cli import main
 from api.database import alembic_config
-from api.demo import ALICE
+from api.demo import ALICE, DEMO_PROGRAM
 from api.settings import ENVIRONMENT
 from ledger import Ledger, Transfer
 from ledger.connection import create_pool
 from tests.api.conftest import Book
-from tests.api.live_server import free_port, wait_until_healthy
+from tests.api.live_server import AUDIENCE, free_port, wait_until_healthy
 
 SUBCOMMANDS = [
     [],
@@ -33,6 +39,7 @@ SUBCOMMANDS = [
     ["ledger", "check"],
     ["ledger", "expire"],
     ["demo"],
+    ["member-token"],
 ]
 
 
@@ -221,17 +228,17 @@ def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path)
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(server, base, within=30)
+        wait_until_healthy(server, base)
 
         assert server.stdout is not None
-        lines = [server.stdout.readline().strip() for _ in range(5)]
+        lines = [server.stdout.readline().strip() for _ in range(8)]
         assert lines[0].startswith("demo: ledger 1 'demo-points'")
         assert lines[1].startswith("demo: program 'demo-shop' loaded")
-        assert lines[2] == f"Coalition API docs: http://127.0.0.1:{port}/schema"
-        assert lines[3].startswith("Admin token (generated for this run): ")
-        token = lines[3].rpartition(" ")[2]
-        assert lines[4].startswith("Member token of demo member alice (24 h): ")
-        member_token = lines[4].rpartition(" ")[2]
+        assert lines[2] == (
+            f"Coalition API: {base} (interactive docs: http://127.0.0.1:{port}/schema)"
+        )
+        exports = shell_exports(lines)
+        token, member_token = exports["ADMIN_TOKEN"], exports["MEMBER_TOKEN"]
 
         # The workers got the resolved database and the generated token.
         totals = httpx.get(
@@ -246,6 +253,9 @@ def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path)
         )
         assert balance.status_code == 200, balance.text
         assert balance.json()["available"] > 0
+        # The worker's schedule file appears once the worker has started
+        # (after its banner and start-up warnings, when it shows them).
+        wait_for(lambda: any(tmp_path.glob("celerybeat-schedule*")), within=60)
     finally:
         server.terminate()
         try:
@@ -254,6 +264,10 @@ def test_serve_starts_workers_that_answer(private_database: str, tmp_path: Path)
             server.kill()
             server.wait()
     assert server.returncode == 0
+    rest = server.stdout.read()
+    # A quiet start: neither Celery's banner and warnings nor Granian's lines.
+    for noise in ("celery@", "SecurityWarning", "superuser", "No hostname", "[INFO]"):
+        assert noise not in rest, rest
 
 
 def test_api_keys_are_issued_once_and_revoked(private_database: str) -> None:
@@ -272,3 +286,142 @@ def test_api_keys_are_issued_once_and_revoked(private_database: str) -> None:
     assert run(["api-key", "revoke", "pos"], DATABASE_URL=private_database).exit_code == 0
     again = run(["api-key", "revoke", "pos"], DATABASE_URL=private_database)
     assert again.exit_code == 1
+
+
+def shell_exports(lines: list[str]) -> dict[str, str]:
+    """The ``export NAME=value`` lines, as a shell would read them."""
+    found = [re.fullmatch(r"export ([A-Z_]+)=(\S+)", line) for line in lines]
+    return {match[1]: match[2] for match in found if match}
+
+
+def wait_for(condition: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def serving(
+    database: str, data_dir: Path, *args: str, lines: int, **settings: str
+) -> Iterator[tuple[str, list[str]]]:
+    """``coalition serve --no-worker`` on ``database``: its base URL and the
+    first ``lines`` lines it printed."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    env |= {"DATABASE_URL": database, "COALITION_DATA_DIR": str(data_dir), **settings}
+    command = [str(Path(sys.executable).with_name("coalition")), "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--no-worker", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(server, base)
+        assert server.stdout is not None
+        yield base, [server.stdout.readline().strip() for _ in range(lines)]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_serve_prints_tokens_that_work_after_a_restart(
+    private_database: str, tmp_path: Path
+) -> None:
+    with serving(private_database, tmp_path, "--demo", lines=8) as (base, first):
+        exports = shell_exports(first)
+        assert set(exports) == {"ADMIN_TOKEN", "MEMBER_TOKEN"}
+        assert first[-2:] == [
+            f"export ADMIN_TOKEN={exports['ADMIN_TOKEN']}",
+            f"export MEMBER_TOKEN={exports['MEMBER_TOKEN']}",
+        ]
+        assert f"Data folder: {tmp_path.resolve()} (" in "\n".join(first)
+        assert "coalition member-token bob" in "\n".join(first)
+        totals = httpx.get(
+            f"{base}/ledger/ledgers/1/totals", headers=bearer(exports["ADMIN_TOKEN"])
+        )
+        assert totals.status_code == 200, totals.text
+        balance = httpx.get(f"{base}/me/balance", headers=bearer(exports["MEMBER_TOKEN"]))
+        assert balance.status_code == 200, balance.text
+    kept = tmp_path / "secrets.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+    with serving(private_database, tmp_path, lines=4) as (base, second):
+        assert shell_exports(second) == {"ADMIN_TOKEN": exports["ADMIN_TOKEN"]}
+        # The tokens saved from the first start still work.
+        totals = httpx.get(
+            f"{base}/ledger/ledgers/1/totals", headers=bearer(exports["ADMIN_TOKEN"])
+        )
+        assert totals.status_code == 200, totals.text
+        balance = httpx.get(f"{base}/me/balance", headers=bearer(exports["MEMBER_TOKEN"]))
+        assert balance.status_code == 200, balance.text
+
+
+def test_environment_settings_win_over_the_kept_secrets(
+    private_database: str, tmp_path: Path
+) -> None:
+    kept_member_token = run(["member-token", "bob"], COALITION_DATA_DIR=str(tmp_path))
+    assert kept_member_token.exit_code == 0, kept_member_token.output
+    kept = msgspec.json.decode((tmp_path / "secrets.json").read_bytes())
+    admin, secret = "an-operator-token-from-env", "a-member-secret-from-the-environment"
+    from_env = run(
+        ["member-token", "bob"], COALITION_DATA_DIR=str(tmp_path), MEMBER_JWT_SECRET=secret
+    )
+    assert from_env.exit_code == 0, from_env.output
+
+    environment = {"COALITION_ADMIN_TOKEN": admin, "MEMBER_JWT_SECRET": secret}
+    with serving(private_database, tmp_path, "--demo", lines=6, **environment) as (base, lines):
+        exports = shell_exports(lines)
+        # The operator's own token is not echoed; the member token is signed
+        # with the environment's secret.
+        assert set(exports) == {"MEMBER_TOKEN"}
+        assert admin not in "\n".join(lines)
+        jwt.decode(exports["MEMBER_TOKEN"], secret, algorithms=["HS256"], audience=AUDIENCE)
+        ledgers = f"{base}/ledger/ledgers/1/totals"
+        assert httpx.get(ledgers, headers=bearer(admin)).status_code == 200
+        assert httpx.get(ledgers, headers=bearer(kept["admin_token"])).status_code == 401
+        balance = f"{base}/me/balance"
+        assert httpx.get(balance, headers=bearer(from_env.stdout.strip())).status_code == 200
+        assert (
+            httpx.get(balance, headers=bearer(kept_member_token.stdout.strip())).status_code == 401
+        )
+
+
+def test_member_token_is_signed_with_the_kept_secret(tmp_path: Path) -> None:
+    first = run(["member-token", "carol", "--hours", "2"], COALITION_DATA_DIR=str(tmp_path))
+    again = run(["member-token", "carol"], COALITION_DATA_DIR=str(tmp_path))
+
+    assert first.exit_code == 0, first.output
+    secret = msgspec.json.decode((tmp_path / "secrets.json").read_bytes())["member_jwt_secret"]
+    claims = jwt.decode(first.stdout.strip(), secret, algorithms=["HS256"], audience=AUDIENCE)
+    assert (claims["sub"], claims["program"]) == ("carol", DEMO_PROGRAM)
+    assert 2 * 3600 - 60 < claims["exp"] - time.time() <= 2 * 3600
+    assert jwt.decode(again.stdout.strip(), secret, algorithms=["HS256"], audience=AUDIENCE)
+
+
+def test_member_token_needs_a_signing_key_of_its_own(tmp_path: Path) -> None:
+    result = run(["member-token", "carol"], COALITION_DATA_DIR=str(tmp_path), MEMBER_JWT_JWKS="{}")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("coalition: error: MEMBER_JWT_SECRET: ")
+
+
+def test_a_damaged_secrets_file_is_a_setting_error(tmp_path: Path) -> None:
+    (tmp_path / "secrets.json").write_text("{")
+
+    result = run(["member-token", "carol"], COALITION_DATA_DIR=str(tmp_path))
+
+    assert result.exit_code == 2
+    assert "secrets.json" in result.stderr
+    assert "remove the file" in result.stderr

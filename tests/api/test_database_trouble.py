@@ -104,8 +104,9 @@ def test_a_framework_503_says_when_to_come_back() -> None:
         asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         DBAPIError("SELECT 1", {}, asyncpg.InterfaceError("closed"), connection_invalidated=True),
         PoolTimeout("QueuePool limit reached"),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),
     ],
-    ids=["statement-timeout", "connection-closed", "invalidated", "pool-timeout"],
+    ids=["statement-timeout", "connection-closed", "invalidated", "pool-timeout", "no-slot"],
 )
 def test_a_lost_or_stalled_database_is_a_503(error: Exception) -> None:
     answer = from_database_error(error)

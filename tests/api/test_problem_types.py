@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import BIGINT_MAX
 from rewards.holds import HoldRequest, hold_points
-from rewards.programs import Enrolment, enrol_member, get_program
+from rewards.programs import Enrolment, enrol_member
 from tests.api.conftest import Client, assert_problem, fund
 from tests.api.test_idempotency import serving
 from tests.api.test_member_api import bearer, token

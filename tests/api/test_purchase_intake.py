@@ -12,16 +12,18 @@ import asyncpg
 import msgspec
 import pytest
 
-from api.access import Caller
 from api.intake import PurchaseIntake
+from core.codes import derived_id
+from core.principal import Principal, PrincipalKind
+from core.programs import read_program
 from ledger import Ledger
-from rewards.codes import derived_id
 from rewards.errors import LedgerRefused
-from rewards.programs import read_program
 from rewards.purchases import PurchaseEvent, PurchaseOutcome
 from tests.api.conftest import PROBLEMS, Client, open_program, purchase
 
 MEMBERS = ["p-1", "p-2", "p-3"]
+
+OPERATOR = Principal(kind=PrincipalKind.OPERATOR, actor="test", scopes=frozenset({"*"}))
 
 
 async def test_concurrent_purchases_each_get_their_answer(
@@ -81,7 +83,7 @@ async def test_one_failing_event_does_not_fail_its_batch(
     broken = await read_program(pool, other)
     broken.issuance_account_id = uuid.uuid4()  # the ledger will refuse its earnings
     intake = PurchaseIntake(pool, ledger, max_in_flight=1)
-    caller = Caller("test", frozenset({"*"}))
+    caller = OPERATOR
 
     def event(order: str, member: str) -> PurchaseEvent:
         return msgspec.convert(purchase(order, 2_000, member=member), PurchaseEvent)
@@ -133,7 +135,7 @@ async def test_a_batch_commits_whole_or_not_at_all(
     event = msgspec.convert(purchase("A-1", 2_000, member="p-1"), PurchaseEvent)
     try:
         with pytest.raises(RuntimeError):
-            await intake.record(shop, event, Caller("test", frozenset({"*"})))
+            await intake.record(shop, event, OPERATOR)
     finally:
         await intake.close()
     # The ledger's pending earning was written in the same transaction as
@@ -157,7 +159,7 @@ async def test_good_purchases_beside_data_the_database_refuses(
         await client.post(f"/programs/{program}/members", json={"external_id": member})
     shop = await read_program(pool, program)
     intake = PurchaseIntake(pool, ledger, max_in_flight=1)
-    caller = Caller("test", frozenset({"*"}))
+    caller = OPERATOR
     good = [
         msgspec.convert(purchase(f"OK-{m}-{n}", 1_000, member=m), PurchaseEvent)
         for m in members

@@ -24,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
+from core.codes import TransferCode
+from core.members import get_member
+from core.programs import get_program
 from ledger import Ledger, Transfer
-from rewards.codes import TransferCode
 from rewards.payments import process_inbox
-from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
+from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
 from tests.api import live_server
@@ -296,7 +298,7 @@ async def test_a_refund_takes_bought_points_back(
                 credit_account_id=program.redemption_account_id,
                 amount=150,
                 ledger=program.ledger_id,
-                code=TransferCode.REDEMPTION,
+                code=TransferCode.CATALOG_REDEMPTION,
             )
         ]
     )

@@ -1,6 +1,7 @@
-"""The real Celery app and worker run the rewards jobs against PostgreSQL,
+"""The real Celery app and worker run the modules' jobs against PostgreSQL,
 through Redis when one is listening and through the embedded (folder)
-broker always."""
+broker always; the schedule and the outbox's subscribers come from the
+modules (``api.modules``)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ import asyncpg
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api import worker
+from api import modules, worker
 from api.settings import Settings
+from core.modules import Module
+from core.outbox import OutboxEvent, Subscriber, drain, emit, outbox_events
 from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.purchases import PurchaseEvent, record_purchase
@@ -51,11 +55,21 @@ def celery_app(
 ) -> Iterator[Celery]:
     settings = Settings(database_url=database_url, broker_url=request.param, data_dir=str(tmp_path))
     app = worker.create_celery(settings)
+    # A queue of this test's own: other runs on the machine share the Redis
+    # database, and a worker of theirs would take this test's tasks (and
+    # run them on their own database).
+    queue = app.conf.task_default_queue = f"coalition-test-{uuid.uuid4().hex}"
     with start_worker(
         app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30
     ):
         yield app
     worker.Resources.close_all()
+    # Redis keeps the queue's bindings until it is deleted, and a channel
+    # deletes only the bindings it has declared.
+    with app.connection_for_write() as connection:
+        bound = app.amqp.queues[queue](connection.default_channel)
+        bound.declare()
+        bound.delete()
 
 
 @pytest.mark.parametrize("celery_app", BROKERS, indirect=True)
@@ -164,3 +178,75 @@ def test_folder_broker_keeps_its_exchanges_in_the_data_directory(
     assert app.control.ping(timeout=0.1) == []
     assert list(working.iterdir()) == []
     assert any((data / "broker" / "control").glob("*.exchange"))
+
+
+def test_the_schedule_is_every_job_of_the_modules(tmp_path: Path) -> None:
+    app = worker.create_celery(Settings(data_dir=str(tmp_path)))
+    jobs = [job for module in modules.MODULES for job in module.jobs]
+    assert {
+        name: (entry["task"], entry["schedule"]) for name, entry in app.conf.beat_schedule.items()
+    } == {job.name: (worker.task_name(job), job.every) for job in jobs}
+    assert {worker.task_name(job) for job in jobs} <= set(app.tasks)
+    # Names that queued messages and the Stripe webhook carry.
+    assert app.conf.beat_schedule["drain-outbox"]["task"] == "api.worker.drain_outbox"
+    assert (
+        app.conf.beat_schedule["process-stripe-inbox"]["task"] == "api.worker.process_stripe_inbox"
+    )
+
+
+async def test_the_drain_runs_as_a_task_and_once_by_name(database_url: str, tmp_path: Path) -> None:
+    app = worker.create_celery(Settings(database_url=database_url, data_dir=str(tmp_path)))
+    try:
+        handled = await asyncio.to_thread(
+            lambda: app.tasks["api.worker.drain_outbox"].apply().get()
+        )
+    finally:
+        await asyncio.to_thread(worker.Resources.close_all)
+    assert isinstance(handled, int)
+    assert await modules.run_once("drain-outbox", database_url) >= 0
+    with pytest.raises(modules.UnknownJob, match="drain-outbox"):
+        modules.job("drain-the-swamp")
+
+
+async def test_the_drain_hands_a_topic_to_every_module_subscribed_to_it(
+    engine: AsyncEngine,
+) -> None:
+    topic, quiet = f"test.{uuid.uuid4().hex[:8]}", f"test.{uuid.uuid4().hex[:8]}"
+    calls: list[tuple[str, str]] = []
+
+    def recorder(name: str) -> Subscriber:
+        async def record(session: AsyncSession, event: OutboxEvent) -> None:
+            calls.append((name, event.topic))
+
+        return record
+
+    registry = [
+        Module(
+            name="emitter", topics=frozenset({topic, quiet}), subscribers={topic: recorder("a")}
+        ),
+        Module(name="listener", subscribers={topic: recorder("b")}),
+    ]
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as session, session.begin():
+        await emit(session, topic, "member:1", {})
+        silent = await emit(session, quiet, "member:2", {})
+    assert await drain(sessions, modules.subscribers(registry), datetime.now(UTC)) == 2
+    assert calls == [("a", topic), ("b", topic)]
+    async with sessions() as session:
+        handled_at = await session.scalar(
+            select(outbox_events.c.handled_at).where(outbox_events.c.id == silent)
+        )
+    # A declared topic nobody subscribes to yet does not pile up.
+    assert handled_at is not None
+
+
+def test_a_subscription_to_a_topic_no_module_declares_is_refused() -> None:
+    async def nothing(session: AsyncSession, event: OutboxEvent) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="no module declares"):
+        modules.subscribers([Module(name="typo", subscribers={"member.enroled": nothing})])
+    with pytest.raises(ValueError, match="two modules declare"):
+        modules.subscribers(
+            [Module(name=n, topics=frozenset({"member.enrolled"})) for n in ("a", "b")]
+        )

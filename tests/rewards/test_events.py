@@ -8,10 +8,12 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core.members import get_member
+from core.models import Program
+from core.programs import get_program
 from ledger import Ledger
 from rewards.events import BehaviourEvent, record_event
-from rewards.models import Program
-from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
+from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules, EventRule
 from tests.conftest import NewProgram

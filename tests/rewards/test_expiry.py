@@ -8,12 +8,22 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core.codes import TransferCode
+from core.members import lock_member
+from core.models import Member, Program
 from ledger import Ledger, Transfer, check_invariants
-from rewards.codes import TransferCode
 from rewards.expiry import add_months, expire_points, expiring_soon
-from rewards.models import Member, Program
-from rewards.programs import Enrolment, enrol_member, lock_member, member_balance
+from rewards.programs import Enrolment, enrol_member, member_balance
 from tests.conftest import NewProgram
+
+#: The expiry term of these tests: four years. The ledger dates points by
+#: its own clock, so the tests run on whatever day it is, and only a whole
+#: leap cycle moves every day of the calendar by the same number of days.
+#: With other terms, month ends clamp (31 August + 6 months is 28 February,
+#: and back 6 months is 28 August): a wallet last moved on 31 August has
+#: not expired 6 months and 5 seconds later, and two lots credited a second
+#: apart on 29 February expire together.
+TERM = 48
 
 
 async def move(ledger: Ledger, program: Program, member: Member, points: int) -> None:
@@ -30,7 +40,7 @@ async def move(ledger: Ledger, program: Program, member: Member, points: int) ->
                 credit_account_id=wallet if points > 0 else other,
                 amount=abs(points),
                 ledger=program.ledger_id,
-                code=TransferCode.ADJUSTMENT if points > 0 else TransferCode.REDEMPTION,
+                code=TransferCode.ADJUSTMENT if points > 0 else TransferCode.CATALOG_REDEMPTION,
             )
         ]
     )
@@ -45,7 +55,7 @@ def test_month_arithmetic() -> None:
 async def test_fixed_expiry_takes_only_expired_unspent_points(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
-    program = await new_program(expiry_policy="fixed", expiry_months=12)
+    program = await new_program(expiry_policy="fixed", expiry_months=TERM)
     member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="old"))
     await session.commit()
     await move(ledger, program, member, 100)  # the older lot
@@ -54,8 +64,8 @@ async def test_fixed_expiry_takes_only_expired_unspent_points(
     boundary = datetime.now(UTC)
     await asyncio.sleep(0.3)
     await move(ledger, program, member, 50)  # the newer lot
-    # A year after the boundary, only the older lot has expired: 70 left of it.
-    at = add_months(boundary, 12)
+    # A term after the boundary, only the older lot has expired: 70 left of it.
+    at = add_months(boundary, TERM)
     soon = await expiring_soon(ledger, program, member, at - timedelta(days=30))
     assert soon.points == 70
     assert await expire_points(session, ledger, program, at) == 70
@@ -72,14 +82,14 @@ async def test_fixed_expiry_takes_only_expired_unspent_points(
 async def test_inactivity_expires_all_after_quiet_months(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
-    program = await new_program(expiry_policy="inactivity", expiry_months=6)
+    program = await new_program(expiry_policy="inactivity", expiry_months=TERM)
     member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="quiet"))
     await session.commit()
     await move(ledger, program, member, 80)
     now = datetime.now(UTC)
-    assert await expire_points(session, ledger, program, add_months(now, 5)) == 0
+    assert await expire_points(session, ledger, program, add_months(now, TERM - 1)) == 0
     assert (
-        await expire_points(session, ledger, program, add_months(now, 6) + timedelta(seconds=5))
+        await expire_points(session, ledger, program, add_months(now, TERM) + timedelta(seconds=5))
         == 80
     )
     assert (await member_balance(ledger, program, member)).available == 0
@@ -90,13 +100,13 @@ async def test_expiry_waits_out_a_spend_in_progress(
 ) -> None:
     """A spend holds its member's row from its read to its commit: expiry
     skips that member instead of reading a wallet about to change."""
-    program = await new_program(expiry_policy="inactivity", expiry_months=6)
+    program = await new_program(expiry_policy="inactivity", expiry_months=TERM)
     busy, _ = await enrol_member(session, ledger, program, Enrolment(external_id="busy"))
     idle, _ = await enrol_member(session, ledger, program, Enrolment(external_id="idle"))
     await session.commit()
     await move(ledger, program, busy, 80)
     await move(ledger, program, idle, 20)
-    later = add_months(datetime.now(UTC), 6) + timedelta(seconds=5)
+    later = add_months(datetime.now(UTC), TERM) + timedelta(seconds=5)
     async with AsyncSession(engine) as spender:
         await lock_member(spender, busy.id)  # a redemption in progress
         assert await expire_points(session, ledger, program, later) == 20

@@ -10,8 +10,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codes import TransferCode
+from core.models import Member, Program
 from ledger import Ledger, Transfer, check_invariants
-from rewards.codes import TransferCode
 from rewards.errors import CaptureExceedsHold, HoldClosed, InsufficientPoints
 from rewards.holds import (
     Capture,
@@ -21,7 +22,6 @@ from rewards.holds import (
     points_for_amount,
     release_hold,
 )
-from rewards.models import Member, Program
 from rewards.programs import Enrolment, enrol_member, member_balance, read_balance
 from tests.conftest import NewProgram
 

@@ -14,11 +14,12 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import Conflict, DomainError, MemberNotActive, NotFound
+from core.members import get_member
+from core.models import MemberStatus, Program
 from ledger import Ledger
 from rewards.connections import session_connection
-from rewards.errors import Conflict, MemberNotActive, NotFound, RewardsError
-from rewards.models import MemberStatus, Program
-from rewards.programs import Enrolment, enrol_member, get_member, member_balance
+from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.purchases import PurchaseEvent, PurchaseOutcome, record_purchase, record_purchases
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import Bonus, EarnRules, Item
@@ -96,8 +97,8 @@ def _fields(event: PurchaseEvent) -> dict[str, object]:
     return {f: getattr(event, f) for f in event.__struct_fields__}
 
 
-def describe(answer: PurchaseOutcome | RewardsError) -> object:
-    if isinstance(answer, RewardsError):
+def describe(answer: PurchaseOutcome | DomainError) -> object:
+    if isinstance(answer, DomainError):
         return type(answer).__name__
     return (answer.order_id, answer.points, answer.rule_version, answer.replayed)
 
@@ -112,7 +113,7 @@ async def test_a_batch_gives_what_single_events_give(
         try:
             singles.append(describe(await record_purchase(session, ledger, one_by_one, event, now)))
             await session.commit()
-        except RewardsError as error:  # refused before anything was written
+        except DomainError as error:  # refused before anything was written
             singles.append(describe(error))
 
     batched = await twin(session, ledger, new_program)
@@ -122,7 +123,7 @@ async def test_a_batch_gives_what_single_events_give(
     await session.commit()
     assert [describe(a) for a in answers] == singles
     # The batch saw the same error types the singles raised.
-    kinds = {type(a) for a in answers if isinstance(a, RewardsError)}
+    kinds = {type(a) for a in answers if isinstance(a, DomainError)}
     assert kinds == {Conflict, NotFound, MemberNotActive}
     # Some purchases were priced at an upgraded tier, and the bonus budget ran out.
     assert any(isinstance(a, PurchaseOutcome) and a.points > 2 * 40 for a in answers)

@@ -10,13 +10,15 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core.codes import TransferCode
+from core.errors import Conflict, MemberNotActive
+from core.members import get_member
+from core.models import Member, MemberStatus, Program
+from core.programs import get_program
 from ledger import Ledger, Transfer, check_invariants
-from rewards.codes import TransferCode
-from rewards.errors import Conflict, MemberNotActive, PublishInPast, ReturnExceedsPurchase
-from rewards.models import Member, MemberStatus, Program
-from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
+from rewards.errors import InvalidPurchase, PublishInPast, ReturnExceedsPurchase
+from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.purchases import (
-    InvalidPurchase,
     PurchaseEvent,
     ReturnEvent,
     record_purchase,
@@ -60,7 +62,7 @@ async def spend(ledger: Ledger, program: Program, member: Member, points: int) -
                 credit_account_id=program.redemption_account_id,
                 amount=points,
                 ledger=program.ledger_id,
-                code=TransferCode.REDEMPTION,
+                code=TransferCode.CATALOG_REDEMPTION,
             )
         ]
     )

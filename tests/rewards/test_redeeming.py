@@ -10,16 +10,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core.codes import TransferCode
+from core.errors import IdempotencyKeyReused
+from core.members import get_member
+from core.models import Member, Program
+from core.programs import get_program
 from ledger import Ledger, Transfer, check_invariants
-from rewards.codes import TransferCode
-from rewards.errors import (
-    GiftLimitExceeded,
-    IdempotencyKeyReused,
-    InsufficientPoints,
-    RewardUnavailable,
-)
-from rewards.models import CatalogReward, Member, Program
-from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
+from rewards.errors import GiftLimitExceeded, InsufficientPoints, RewardUnavailable
+from rewards.models import CatalogReward
+from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.redeeming import (
     GiftRequest,
     RedemptionRequest,

@@ -9,10 +9,12 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core.codes import derived_id
+from core.members import get_member
+from core.models import Member, Program
+from core.programs import get_program
 from ledger import Ledger, Transfer, TransferFlags
-from rewards.codes import derived_id
-from rewards.models import Member, Program
-from rewards.programs import Enrolment, enrol_member, get_member, get_program, member_balance
+from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.purchases import (
     PurchaseEvent,
     ReturnEvent,

@@ -1,6 +1,7 @@
-"""The audit trail of operator actions, written in the action's own
-transaction: an action that fails leaves no audit line, and one that
-succeeds always has one."""
+"""The audit trail, written by the use case itself in its own transaction,
+whatever door the request came through (HTTP, a Stripe webhook, the CLI, a
+worker job): an action that fails leaves no line, and one that succeeds
+always has one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, func, i
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.access import Caller
+from core.principal import Principal
 from ledger import new_id
 
 audit_events = Table(
@@ -27,22 +28,28 @@ audit_events = Table(
 )
 
 
+class Line(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of the trail, for use cases that write many in one statement."""
+
+    actor: str
+    action: str
+    subject: str
+    details: Any = None
+
+
 async def record(
-    session: AsyncSession, caller: Caller, action: str, subject: str, details: Any = None
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    subject: str,
+    details: Any = None,
 ) -> None:
     await session.execute(
         insert(audit_events).values(
             id=new_id(),
-            actor=caller.actor,
+            actor=principal.actor,
             action=action,
             subject=subject,
             details=msgspec.to_builtins(details) if details is not None else {},
         )
     )
-
-
-class Line(msgspec.Struct, kw_only=True, frozen=True):
-    actor: str
-    action: str
-    subject: str
-    details: Any = None

@@ -1,0 +1,1 @@
+"""Finance: liability, breakage, settlement between partners and invoices, from the ledger."""
