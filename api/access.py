@@ -2,16 +2,24 @@
 
 A key looks like ``ck_<prefix>_<secret>``; only the SHA-256 of the secret is
 stored. A verified key is remembered for a short while so a busy client does
-not cost a query per request; a revoked key stops working within that time.
+not cost a query per request; a revoked key stops working within that time
+(at once in the process that revoked it).
+
+A key's name is its actor in the audit trail (``key:<name>``), so a name is
+never given to a second key, even after the first is revoked.
+
+The scopes are those the modules declare (``api.modules.SCOPES``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -20,62 +28,137 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from api.modules import SCOPES
 from core.principal import ALL_SCOPES, Principal, PrincipalKind
 from ledger import new_id
+from rewards.connections import Connection
 
-#: Every scope there is. ``*`` (``ALL_SCOPES``, the admin token) grants all.
-SCOPES = frozenset(
-    {
-        "ledger:read",
-        "ledger:write",
-        "programs:read",
-        "programs:write",
-        "rules:read",
-        "rules:write",
-        "members:read",
-        "members:write",
-        "purchases:write",
-        "events:write",
-    }
-)
+__all__ = ["SCOPES"]
+
 CACHE_SECONDS = 30.0
 _CHALLENGE = 'Bearer realm="coalition"'
 
+#: A key's name: it appears in paths (``DELETE /api-keys/{name}``) and as the
+#: audit trail's actor.
+KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+#: Two keys issued under one name at once wait for each other here (the
+#: table has no unique index on names: revoked and active keys share it).
+_NAME_LOCK = 1095778633  # "ApiK"
 
-class IssuedKey(msgspec.Struct, frozen=True):
-    id: uuid.UUID
-    name: str
-    key: str
-    scopes: list[str]
+
+class KeyRefused(ValueError):
+    """A key cannot be issued as asked; ``field`` is the request's field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
-async def issue_key(pool: asyncpg.Pool, name: str, scopes: list[str]) -> IssuedKey:
-    unknown = set(scopes) - SCOPES
-    if unknown or not scopes:
-        raise ValueError(
-            f"unknown scopes: {', '.join(sorted(unknown))}"
-            if unknown
-            else "a key needs at least one scope"
+class InvalidKeyRequest(KeyRefused):
+    """Unknown scopes, none at all, or a name of the wrong form."""
+
+
+class KeyNameTaken(KeyRefused):
+    """Another key, active or revoked, has this name."""
+
+
+class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
+    id: Annotated[uuid.UUID, msgspec.Meta(description="The key's id.")]
+    name: Annotated[str, msgspec.Meta(description="The key's name, unique for good.")]
+    key: Annotated[
+        str,
+        msgspec.Meta(
+            description="The key itself, to send as `Authorization: Bearer <key>`: shown"
+            " this once, stored only hashed."
+        ),
+    ]
+    prefix: Annotated[
+        str, msgspec.Meta(description="The key's public part, `ck_<prefix>_...`, to tell it by.")
+    ]
+    scopes: Annotated[list[str], msgspec.Meta(description="The scopes the key grants.")]
+    created_at: Annotated[datetime, msgspec.Meta(description="When the key was issued.")]
+
+
+class KeyView(msgspec.Struct, frozen=True, kw_only=True):
+    """An API key as listed: never its secret."""
+
+    name: Annotated[str, msgspec.Meta(description="The key's name, unique for good.")]
+    prefix: Annotated[
+        str, msgspec.Meta(description="The key's public part, `ck_<prefix>_...`, to tell it by.")
+    ]
+    scopes: Annotated[list[str], msgspec.Meta(description="The scopes the key grants.")]
+    created_at: Annotated[datetime, msgspec.Meta(description="When the key was issued.")]
+    revoked_at: Annotated[
+        datetime | None,
+        msgspec.Meta(description="When the key was revoked; null while it works."),
+    ] = None
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    """The scopes, each once and sorted; refused if empty or unknown."""
+    if not scopes:
+        raise InvalidKeyRequest("scopes", "a key needs at least one scope")
+    if unknown := sorted(set(scopes) - SCOPES.keys()):
+        raise InvalidKeyRequest(
+            "scopes",
+            f"unknown scopes: {', '.join(unknown)}; the scopes are {', '.join(sorted(SCOPES))}",
+        )
+    return sorted(set(scopes))
+
+
+async def issue_key(db: asyncpg.Pool | Connection, name: str, scopes: list[str]) -> IssuedKey:
+    """Issue a key, in a transaction of its own or, on a connection inside
+    one, in the caller's (so that it commits with the caller's audit line)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as acquired:
+            return await issue_key(acquired, name, scopes)
+    connection = db
+    granted = check_scopes(scopes)
+    if not re.fullmatch(KEY_NAME_PATTERN, name):
+        raise InvalidKeyRequest(
+            "name", "1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     key_id = new_id()
-    await pool.execute(
-        "INSERT INTO api_keys (id, name, prefix, secret_sha256, scopes)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        key_id,
-        name,
-        prefix,
-        hashlib.sha256(secret.encode()).digest(),
-        sorted(scopes),
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _NAME_LOCK, name)
+        created_at = await connection.fetchval(
+            "INSERT INTO api_keys (id, name, prefix, secret_sha256, scopes)"
+            " SELECT $1, $2::varchar, $3, $4, $5"
+            " WHERE NOT EXISTS (SELECT FROM api_keys WHERE name = $2::varchar)"
+            " RETURNING created_at",
+            key_id,
+            name,
+            prefix,
+            hashlib.sha256(secret.encode()).digest(),
+            granted,
+        )
+    if created_at is None:
+        raise KeyNameTaken("name", f"a key named {name!r} exists already (names are never reused)")
+    return IssuedKey(
+        id=key_id,
+        name=name,
+        key=f"ck_{prefix}_{secret}",
+        prefix=prefix,
+        scopes=granted,
+        created_at=created_at,
     )
-    return IssuedKey(id=key_id, name=name, key=f"ck_{prefix}_{secret}", scopes=sorted(scopes))
 
 
-async def revoke_key(pool: asyncpg.Pool, name: str) -> bool:
-    status = await pool.execute(
+async def revoke_key(db: asyncpg.Pool | Connection, name: str) -> bool:
+    """Revoke the active key named ``name``; False if there is none."""
+    status = await db.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", name
     )
     return not status.endswith(" 0")
+
+
+async def list_keys(db: asyncpg.Pool | Connection) -> list[KeyView]:
+    rows = await db.fetch(
+        "SELECT name, prefix, scopes, created_at, revoked_at FROM api_keys"
+        " ORDER BY created_at, name"
+    )
+    return [KeyView(**dict(row)) for row in rows]
 
 
 class Gatekeeper:
@@ -109,6 +192,14 @@ class Gatekeeper:
         )
         self._verified[presented] = (time.monotonic() + CACHE_SECONDS, principal)
         return principal
+
+    def forget(self, name: str) -> None:
+        """Stop trusting the remembered verifications of the key ``name``
+        (just revoked): this process refuses it from now on."""
+        actor = f"key:{name}"
+        for presented, (_, principal) in list(self._verified.items()):
+            if principal.actor == actor:
+                self._verified.pop(presented, None)
 
 
 _ADMIN = Principal(kind=PrincipalKind.OPERATOR, actor="admin", scopes=frozenset({ALL_SCOPES}))

@@ -1,4 +1,5 @@
-"""The application factory: one asyncpg pool and one ``Ledger`` per process."""
+"""The application factory: per process, one ``Ledger`` on a pool of its own
+and one asyncpg pool of the app's."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ from api.problems import problem_details_config
 from api.program_cache import ProgramCache
 from api.rate_limits import member_rate_limit
 from api.routes.health import health
+from api.routes.jobs import JobController
+from api.routes.keys import KeyController
 from api.routes.ledger import LedgerController
 from api.routes.members import MemberController
 from api.routes.programs import ProgramController
@@ -80,14 +83,30 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     @asynccontextmanager
     async def ledger_lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(
+        # Two pools: the ledger's (its writer and its reads) and the app's
+        # (keys, programs, the intake's transactions, member balance reads).
+        # The intake posts with ``create_transfers_within`` on its own
+        # connection, from the app's pool: the ledger's function is the
+        # boundary, and the posting commits with the intake's rows.
+        ledger = await Ledger.connect(
             url,
-            max_size=settings.db_pool_size,
+            max_size=settings.ledger_pool_size,
             command_timeout=settings.db_command_timeout,
             connect_timeout=settings.db_connect_timeout,
         )
-        ledger = Ledger(pool)
+        try:
+            pool = await create_pool(
+                url,
+                min_size=1,
+                max_size=settings.db_pool_size,
+                command_timeout=settings.db_command_timeout,
+                connect_timeout=settings.db_connect_timeout,
+            )
+        except BaseException:
+            await ledger.close()
+            raise
         app.state.ledger = ledger
+        app.state.pool = pool
         app.state.gatekeeper = Gatekeeper(pool, settings.admin_token)
         app.state.programs = ProgramCache(pool)
         intake = app.state.intake = PurchaseIntake(pool, ledger)
@@ -121,6 +140,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     programs_api = Router(
         path="/", route_handlers=[ProgramController], security=[{SECURITY_SCHEME: []}]
     )
+    operations_api = Router(
+        path="/", route_handlers=[JobController, KeyController], security=[{SECURITY_SCHEME: []}]
+    )
     # One database transaction per request, committed when the answer is a
     # success and rolled back otherwise.
     database = SQLAlchemyAsyncConfig(
@@ -151,6 +173,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         route_handlers=[
             operator_api,
             programs_api,
+            operations_api,
             member_api,
             health,
             stripe_webhook,

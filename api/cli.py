@@ -1,4 +1,5 @@
-"""``coalition``: serve the API, migrate the database, check the ledger, load a demo.
+"""``coalition``: serve the API, migrate the database, check the ledger, load a
+demo, run a job once.
 
 Errors end in one line on stderr: exit code 2 for bad settings, 1 for
 failures at run time.
@@ -291,7 +292,7 @@ def api_key_group() -> None:
 )
 def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
     """Issue a key; it is printed once and stored only hashed."""
-    from api.access import issue_key
+    from api.access import KeyRefused, issue_key
 
     with _plain_errors():
         settings = load_settings()
@@ -300,7 +301,7 @@ def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
                 issued = asyncio.run(
                     _with_ledger(url, lambda ledger: issue_key(ledger.pool, name, list(scopes)))
                 )
-            except ValueError as error:
+            except KeyRefused as error:
                 _fail(f"api-key: {error}", EXIT_BAD_SETTINGS)
     click.echo(issued.key)
 
@@ -308,7 +309,7 @@ def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
 @api_key_group.command("revoke")
 @click.argument("name")
 def api_key_revoke(name: str) -> None:
-    """Revoke the keys with this name."""
+    """Revoke the key with this name."""
     from api.access import revoke_key
 
     with _plain_errors():
@@ -380,18 +381,64 @@ def ledger_check(ledger_id: int | None) -> None:
 @ledger_group.command("expire")
 def ledger_expire() -> None:
     """Void every pending transfer whose timeout has passed (the sweeper, once)."""
+    from api.modules import run_once
+
     with _plain_errors():
         settings = load_settings()
         with database_url(settings) as url:
-            voided = asyncio.run(_with_ledger(url, _expire))
+            voided = asyncio.run(run_once("expire-pending-transfers", url))
     click.echo(f"ledger expire: {voided} pending transfers voided")
 
 
-async def _expire(ledger: Ledger) -> int:
-    total = 0
-    while voided := await ledger.expire_pending():
-        total += voided
-    return total
+@main.group("jobs")
+def jobs_group() -> None:
+    """The modules' jobs, which the worker runs on its schedule."""
+
+
+@jobs_group.command("list")
+def jobs_list() -> None:
+    """List every job: its name, how often the worker runs it, what it does."""
+    from api.modules import JOBS
+
+    rows = [(name, f"every {job.every:g} s", job.summary) for name, job in sorted(JOBS.items())]
+    widths = [max(len(row[n]) for row in rows) for n in (0, 1)]
+    for name, every, summary in rows:
+        click.echo(f"{name:<{widths[0]}}  {every:<{widths[1]}}  {summary}")
+
+
+@jobs_group.command("run")
+@click.argument("name")
+@click.option(
+    "--now",
+    metavar="ISO",
+    help="The clock the job reads what is due by, with its offset"
+    " (e.g. 2026-12-01T00:00:00+00:00) [default: now].",
+)
+def jobs_run(name: str, now: str | None) -> None:
+    """Run the job NAME once, now (or as of --now), and print how many
+    things it did."""
+    from api.modules import UnknownJob, job, run_once
+
+    with _plain_errors():
+        try:
+            job(name)
+        except UnknownJob as error:
+            _fail(f"jobs: {error}", EXIT_BAD_SETTINGS)
+        clock = _moment(now) if now is not None else datetime.now(UTC)
+        settings = load_settings()
+        with database_url(settings) as url:
+            done = asyncio.run(run_once(name, url, now=clock))
+    click.echo(f"jobs run: {name} did {done} (as of {clock.isoformat()})")
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"--now: {text!r} is not an ISO 8601 date and time", EXIT_BAD_SETTINGS)
+    if moment.utcoffset() is None:
+        _fail(f"--now: {text!r} has no offset (e.g. +00:00 or Z)", EXIT_BAD_SETTINGS)
+    return moment
 
 
 @main.command()

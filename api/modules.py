@@ -1,6 +1,7 @@
 """The modules of this installation, in one list. The worker schedules their
 jobs and drains the outbox for the topics they declare; the CLI and the
-operator API run a job once by its name (``job``, ``run_once``).
+operator API run a job once by its name (``job``, ``run_once``); API keys
+carry the scopes they declare (``SCOPES``).
 
 A new module adds its ``Module`` to ``MODULES``; nothing else here changes.
 """
@@ -14,11 +15,13 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from api.database import sqlalchemy_url
+from core import constraints
+from core import models as core_models
 from core.modules import Job, JobContext, Module
 from core.outbox import OutboxEvent, Subscriber, drain
 from ledger import Ledger
 from ledger.connection import create_pool
-from rewards import payments, tasks
+from rewards import models, payments, tasks
 
 #: Events a run of the drain takes at most (one transaction each); the
 #: rest wait for the next run, so that one run cannot go on for ever.
@@ -54,6 +57,10 @@ async def _process_stripe_inbox(context: JobContext) -> int:
 
 LEDGER = Module(
     name="ledger",
+    scopes={
+        "ledger:read": "Read ledgers, their totals, accounts, balances and transfers.",
+        "ledger:write": "Create ledgers, accounts and transfers.",
+    },
     jobs=(
         Job(
             name="expire-pending-transfers",
@@ -64,8 +71,15 @@ LEDGER = Module(
     ),
 )
 
+# The platform's own operations besides the outbox: what the operator API
+# offers to run the service.
 CORE = Module(
     name="core",
+    scopes={
+        "jobs:run": "Run any registered job once, now (POST /jobs/{name}/runs).",
+        "keys:manage": "Issue, list and revoke API keys, granting at most the caller's own scopes.",
+    },
+    constraints=core_models.CONSTRAINTS,
     jobs=(
         Job(
             name="drain-outbox",
@@ -78,6 +92,17 @@ CORE = Module(
 
 REWARDS = Module(
     name="rewards",
+    scopes={
+        "programs:read": "Read programs.",
+        "programs:write": "Open programs; define their tiers, thresholds and catalog rewards.",
+        "rules:read": "Read earn rule versions and simulate them.",
+        "rules:write": "Draft and publish earn rule versions.",
+        "members:read": "Read members, their balances and their data exports.",
+        "members:write": "Enrol and erase members; adjust their points.",
+        "purchases:write": "Record purchases and returns; capture and release holds.",
+        "events:write": "Record members' behaviour events.",
+    },
+    constraints=models.CONSTRAINTS,
     jobs=(
         Job(
             name="settle-due-earnings",
@@ -120,6 +145,18 @@ def jobs_by_name(modules: Iterable[Module]) -> dict[str, Job]:
     return found
 
 
+def scopes_of(modules: Iterable[Module]) -> dict[str, str]:
+    """Every scope the modules declare, with what it grants."""
+    found: dict[str, str] = {}
+    for module in modules:
+        for scope, grants in module.scopes.items():
+            # Two modules granting one scope would each widen the other's keys.
+            if scope in found:
+                raise ValueError(f"two modules declare the scope {scope}")
+            found[scope] = grants
+    return found
+
+
 def subscribers(modules: Iterable[Module]) -> dict[str, Subscriber]:
     """What the drain hands each declared topic to: every module's
     subscriber of it, one after the other (a topic nobody subscribes to
@@ -154,7 +191,10 @@ def _in_turn(found: tuple[Subscriber, ...]) -> Subscriber:
 
 
 JOBS = jobs_by_name(MODULES)
+#: Scope -> what it grants: every scope an API key may carry.
+SCOPES = scopes_of(MODULES)
 SUBSCRIBERS = subscribers(MODULES)
+CONSTRAINTS = constraints.by_name(c for module in MODULES for c in module.constraints)
 
 
 class UnknownJob(LookupError):

@@ -25,8 +25,10 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from api.modules import CONSTRAINTS
 from api.payments import PaymentsNotConfigured
-from core.errors import DomainError, ErrorKind
+from core.constraints import violation
+from core.errors import AlreadyExists, ConcurrentChange, DomainError, ErrorKind
 from ledger.errors import (
     UNREACHABLE,
     BatchTooLarge,
@@ -93,6 +95,10 @@ class Problem(msgspec.Struct, kw_only=True):
         list[ProblemError] | None,
         msgspec.Meta(description="The rejected fields, for validation-error (400)."),
     ] = None
+    field: Annotated[
+        str | None,
+        msgspec.Meta(description="The field whose value is taken, for already-exists (409)."),
+    ] = None
 
 
 def problem(
@@ -127,8 +133,8 @@ STATUS_MEANINGS: dict[int, str] = {
     HTTPStatus.FORBIDDEN: "The token lacks the scope the operation needs: forbidden.",
     HTTPStatus.NOT_FOUND: "What the path names does not exist: not-found.",
     HTTPStatus.CONFLICT: "The request conflicts with the state of the records: the type"
-    " names which conflict (e.g. idempotency-key-reused, concurrent-change, which is safe"
-    " to retry).",
+    " names which conflict (e.g. idempotency-key-reused; already-exists, naming the taken"
+    " `field`; concurrent-change, which is safe to retry).",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The body or the batch is larger than accepted:"
     " request-entity-too-large, batch-too-large.",
     HTTPStatus.UNPROCESSABLE_ENTITY: "Well-formed, but refused by the rules of the domain"
@@ -209,9 +215,14 @@ def from_ledger_error(exc: LedgerError) -> ProblemDetailsException:
 
 def from_domain_error(exc: DomainError) -> ProblemDetailsException:
     status = KIND_STATUS[exc.kind]
-    # Every 503 says when to come back.
-    headers = {"Retry-After": "1"} if status == HTTPStatus.SERVICE_UNAVAILABLE else None
-    return problem(status, exc.type_slug, str(exc) or _title(exc.type_slug), headers=headers)
+    # Every 503, and every refusal the same request can outlive, says when
+    # to come back.
+    retry = exc.retryable or status == HTTPStatus.SERVICE_UNAVAILABLE
+    headers = {"Retry-After": "1"} if retry else None
+    extra = {"field": exc.field} if isinstance(exc, AlreadyExists) and exc.field else None
+    return problem(
+        status, exc.type_slug, str(exc) or _title(exc.type_slug), headers=headers, extra=extra
+    )
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -239,9 +250,16 @@ def from_database_error(exc: Exception) -> ProblemDetailsException:
     left a plain 500."""
     cause = _driver_error(exc)
     if isinstance(cause, asyncpg.UniqueViolationError):
-        # Two requests raced to create the same thing; the loser may retry.
+        # Its constraint says whether a field is taken (retrying cannot
+        # help) or two requests raced on a key looked up first.
         log.info("integrity error: %s", cause)
-        return _concurrent_change("another request changed the same record; retrying is safe")
+        constraint = getattr(cause, "constraint_name", None)
+        meaning = violation(CONSTRAINTS, constraint)
+        if meaning is None:
+            # Not declared by any module: say what it is, promise nothing.
+            log.warning("unique constraint %s has no declared meaning", constraint)
+            meaning = AlreadyExists("the request conflicts with a record that exists")
+        return from_domain_error(meaning)
     if isinstance(cause, asyncpg.IntegrityConstraintViolationError):
         log.info("integrity error: %s", cause)
         constraint = getattr(cause, "constraint_name", None)
@@ -266,7 +284,7 @@ def from_database_error(exc: Exception) -> ProblemDetailsException:
 
 
 def _concurrent_change(detail: str) -> ProblemDetailsException:
-    return problem(HTTPStatus.CONFLICT, "concurrent-change", detail, headers={"Retry-After": "1"})
+    return from_domain_error(ConcurrentChange(detail))
 
 
 def _invalid_data(detail: str) -> ProblemDetailsException:

@@ -26,6 +26,7 @@ ENVIRONMENT: dict[str, str] = {
     "COALITION_ADMIN_TOKEN": "admin_token",
     "COALITION_LOG_LEVEL": "log_level",
     "COALITION_DB_POOL_SIZE": "db_pool_size",
+    "COALITION_LEDGER_POOL_SIZE": "ledger_pool_size",
     "COALITION_DB_COMMAND_TIMEOUT": "db_command_timeout",
     "COALITION_DB_CONNECT_TIMEOUT": "db_connect_timeout",
     "COALITION_SWEEP_INTERVAL": "sweep_interval",
@@ -53,7 +54,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     #: keeps in ``data_dir`` (see ``with_kept_secrets``).
     admin_token: Annotated[str, msgspec.Meta(min_length=16)] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 10
+    #: Connections of the app's own pools, per process: the asyncpg pool
+    #: (API keys, programs, purchase intake, member balance reads) and the
+    #: ORM's (as many again may overflow it).
+    db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 8
+    #: Connections of the ledger's pool, per process: its writer (two batches
+    #: in flight) and its reads. Apart from the app's, so neither waits for
+    #: the other's connections.
+    ledger_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 4
     #: Seconds a request's statement may run before it is cancelled and the
     #: request answered 503: a frozen database answers fast, never hangs.
     db_command_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0

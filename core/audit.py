@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, func, insert
+from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,3 +53,20 @@ async def record(
             details=msgspec.to_builtins(details) if details is not None else {},
         )
     )
+
+
+async def recorded(session: AsyncSession, action: str, subject: str, **details: Any) -> bool:
+    """Whether the trail has a line of ``action`` on ``subject`` whose
+    details hold ``details``: a use case whose change committed elsewhere
+    first (through the ledger's writer) writes its line on the retry that
+    finds none, so a failure between the two leaves no change unaudited."""
+    found = await session.scalar(
+        select(audit_events.c.id)
+        .where(
+            audit_events.c.action == action,
+            audit_events.c.subject == subject,
+            audit_events.c.details.contains(details),
+        )
+        .limit(1)
+    )
+    return found is not None

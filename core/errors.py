@@ -80,3 +80,13 @@ class MemberNotActive(DomainError):
 
     type_slug = "member-not-active"
     kind = ErrorKind.CONFLICT
+
+
+class ConcurrentChange(DomainError):
+    """Another request changed the same record at the same moment (a lost
+    race on a key looked up first): the same request, sent again, answers
+    the winner's outcome."""
+
+    type_slug = "concurrent-change"
+    kind = ErrorKind.CONFLICT
+    retryable = True

@@ -19,6 +19,8 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Numeric, Strin
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.constraints import race
+
 
 class MemberStatus(enum.StrEnum):
     ACTIVE = "active"
@@ -70,3 +72,15 @@ class Member(UUIDv7AuditBase):
     tier_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: When the member's tier was last evaluated for a downgrade.
     tier_reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+#: Every look-up of these keys comes before the write (slugs under a lock of
+#: their own, members by external id; ledger ids from a sequence and account
+#: ids derived from the enrolment), so a violation is a lost race.
+CONSTRAINTS = (
+    race("uq_programs_slug", "program slug"),
+    race("uq_programs_ledger_id", "program ledger"),
+    race("uq_members_program_id", "member external id"),
+    race("uq_members_wallet_account_id", "member enrolment"),
+    race("uq_members_debt_account_id", "member debt account"),
+)

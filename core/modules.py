@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.constraints import Constraint
 from core.outbox import Subscriber
 from ledger import Ledger
 
@@ -54,3 +55,6 @@ class Module:
     #: Topic (of any module) -> what this module does with its events, in
     #: the transaction that marks each one handled (``core.outbox``).
     subscribers: Mapping[str, Subscriber] = field(default_factory=dict)
+    #: What a violation of each of this module's unique constraints means
+    #: (``core.constraints``).
+    constraints: tuple[Constraint, ...] = ()

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from ledger import repository
+from ledger.connection import create_pool
 from ledger.errors import BatchTooLarge, InvalidCursor
 from ledger.schemas import (
     BATCH_MAX,
@@ -41,9 +42,35 @@ class Ledger:
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = BATCH_MAX) -> None:
         self.pool = pool
         self._writer = TransferWriter(pool, max_batch=max_batch)
+        self._owns_pool = False
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        max_size: int,
+        command_timeout: float = 60,
+        connect_timeout: float = 60,
+    ) -> Ledger:
+        """A ledger on a pool of its own, closed by ``close``: the app's
+        queries then never wait behind the writer's batches for a connection,
+        nor the writer behind them."""
+        pool = await create_pool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            command_timeout=command_timeout,
+            connect_timeout=connect_timeout,
+        )
+        ledger = cls(pool)
+        ledger._owns_pool = True
+        return ledger
 
     async def close(self) -> None:
         await self._writer.close()
+        if self._owns_pool:
+            await self.pool.close()
 
     # -- writes ---------------------------------------------------------------
 
@@ -196,6 +223,12 @@ class Ledger:
     async def ledgers(self) -> list[LedgerDefinition]:
         rows = await self.pool.fetch("SELECT id, name, asset_scale FROM ledgers ORDER BY id")
         return [LedgerDefinition(**dict(row)) for row in rows]
+
+    async def ledger_named(self, name: str) -> LedgerDefinition | None:
+        row = await self.pool.fetchrow(
+            "SELECT id, name, asset_scale FROM ledgers WHERE name = $1", name
+        )
+        return LedgerDefinition(**dict(row)) if row is not None else None
 
 
 def _check_batch(size: int) -> None:

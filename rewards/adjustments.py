@@ -7,10 +7,12 @@ from typing import Annotated
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.codes import TransferCode, derived_id
 from core.errors import Conflict
 from core.members import lock_member
 from core.models import Member, Program
+from core.principal import Principal
 from ledger import Ledger, Transfer
 from ledger.bounds import ExternalId, Text500
 from rewards.errors import InsufficientPoints, LedgerRefused
@@ -49,21 +51,33 @@ class AdjustmentOutcome(msgspec.Struct, kw_only=True, frozen=True):
     replayed: Annotated[
         bool,
         msgspec.Meta(
-            description="True when this adjustment id was recorded before: the first"
+            description="True when this adjustment id was made before: the first"
             " outcome again, nothing moved twice."
         ),
     ]
 
 
 async def adjust_points(
-    session: AsyncSession, ledger: Ledger, program: Program, member: Member, adjustment: Adjustment
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    adjustment: Adjustment,
+    principal: Principal,
 ) -> AdjustmentOutcome:
-    """Credit or debit the wallet against the issuance account. A debit can
-    never take more than the wallet holds."""
+    """Credit or debit the wallet against the issuance account, and audit
+    it. A debit can never take more than the wallet holds.
+
+    The transfer commits through the ledger's writer, before the session:
+    a retry after a failure between the two finds it (``exists``) and
+    writes the audit line that is missing, so every adjustment ends with
+    exactly one line; ``replayed`` is for an adjustment made (and audited)
+    before."""
     wallet, issuance = member.wallet_account_id, program.issuance_account_id
     credit = adjustment.points > 0
-    if not credit:
-        await lock_member(session, member.id)
+    # Credits too: a duplicate sent at the same moment waits for the first
+    # to commit its audit line, then finds it.
+    await lock_member(session, member.id)
     [outcome] = await ledger.create_transfers(
         [
             Transfer(
@@ -83,8 +97,12 @@ async def adjust_points(
         raise Conflict(f"adjustment {adjustment.adjustment_id!r} was made with other fields")
     if outcome.result not in ("ok", "exists"):
         raise LedgerRefused(f"adjustment refused: {outcome.result}")
+    subject = f"program:{program.slug}:member:{member.external_id}"
+    made = outcome.result == "exists" and await audit.recorded(
+        session, "member.adjust", subject, adjustment_id=adjustment.adjustment_id
+    )
+    if not made:
+        await audit.record(session, principal, "member.adjust", subject, adjustment)
     return AdjustmentOutcome(
-        adjustment_id=adjustment.adjustment_id,
-        points=adjustment.points,
-        replayed=outcome.result == "exists",
+        adjustment_id=adjustment.adjustment_id, points=adjustment.points, replayed=made
     )

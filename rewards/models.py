@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.constraints import race, taken
+
 
 class RuleStatus(enum.StrEnum):
     DRAFT = "draft"
@@ -193,3 +195,26 @@ class ThresholdReward(UUIDv7AuditBase):
     code: Mapped[str] = mapped_column(String(50))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     bonus_points: Mapped[int] = mapped_column(BigInteger)
+
+
+CONSTRAINTS = (
+    taken("uq_catalog_rewards_sku", "sku", "a reward with this sku is in the program's catalog"),
+    taken("uq_tiers_code", "code", "a tier with this code is in the program's ladder"),
+    taken("uq_tiers_rank", "rank", "a tier of this rank is in the program's ladder"),
+    taken("uq_threshold_rewards_code", "code", "a threshold with this code is in the program"),
+    # Looked up first (or numbered from the last): a violation is a lost race.
+    race("uq_earn_rule_versions_program_id", "rule version number"),
+    race("uq_purchases_program_id", "order id"),
+    race("uq_purchase_returns_purchase_id", "return id"),
+    race("uq_redemptions_key", "redemption idempotency key"),
+    race("uq_gifts_key", "gift idempotency key"),
+    race("uq_point_holds_key", "hold idempotency key"),
+    race("point_holds_transfer_id_key", "hold"),
+    race("uq_behaviour_events_id", "event id"),
+    race("uq_threshold_grants_standing", "threshold grant"),
+    # Ids derived from the request's business key.
+    race("behaviour_events_pkey", "event id"),
+    race("threshold_grants_pkey", "threshold grant"),
+    race("points_purchases_pkey", "payment"),
+    race("stripe_events_pkey", "Stripe event"),
+)

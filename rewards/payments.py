@@ -14,7 +14,10 @@ in the ``stripe_events`` inbox; the worker hands each stored event to
 
 Payments name their member with metadata ``program`` and ``member``. Every
 step is idempotent (order, return and transfer ids derive from Stripe's ids),
-so an event processed twice changes nothing.
+so an event processed twice changes nothing. Each change is audited as
+``system:stripe``, once: atomic steps write their line in their own
+transaction, and bought points (posted through the ledger's writer) get
+theirs from whichever run finds none.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core import audit
 from core.codes import TransferCode, derived_id
 from core.errors import DomainError
 from core.members import get_member
 from core.models import Member, Program
+from core.principal import system
 from core.programs import get_program
 from ledger import Ledger, Transfer
 from rewards.programs import record_transfers, take_back_points
@@ -41,6 +46,8 @@ from rewards.rules import points_for_return
 log = logging.getLogger(__name__)
 
 POINTS_PURCHASE = "points_purchase"
+#: Who acts, in the audit trail, for what Stripe reports.
+STRIPE = system("stripe")
 
 
 def price_of_points(program: Program, points: int) -> int:
@@ -132,6 +139,15 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
                 )
             ],
         )
+        subject = f"program:{program.slug}:member:{member.external_id}"
+        if not await audit.recorded(session, "points.buy", subject, payment_intent=data["id"]):
+            await audit.record(
+                session,
+                STRIPE,
+                "points.buy",
+                subject,
+                {"payment_intent": data["id"], "points": points, "amount_minor": paid},
+            )
         return f"points bought: {points}"
     if kind == "payment_intent.succeeded" or (
         kind == "charge.succeeded" and not data.get("payment_intent")
@@ -152,6 +168,17 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
             # the purchase, its ledger transfers and that mark commit together.
             atomic=True,
         )
+        if not result.replayed:
+            await audit.record(
+                session,
+                STRIPE,
+                "purchase.record",
+                f"program:{program.slug}:order:{result.order_id}",
+                {
+                    "points": result.points,
+                    "amount_minor": int(data.get("amount_received") or data["amount"]),
+                },
+            )
         return f"purchase: {result.points} points"
     if kind == "charge.refunded":
         order = data.get("payment_intent") or data["id"]
@@ -176,6 +203,14 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
             order,
             ReturnEvent(return_id=f"refunded-to-{refunded}", amount_minor=refunded - int(already)),
         )
+        if not returned.replayed:
+            await audit.record(
+                session,
+                STRIPE,
+                "purchase.return",
+                f"program:{program.slug}:order:{order}",
+                returned,
+            )
         return f"return: {returned.points_reversed} points"
     return f"ignored: {kind}"
 
@@ -226,5 +261,18 @@ async def _refund_bought_points(
             " debt_points = debt_points + :debt WHERE payment_intent = :pi"
         ),
         {"refunded": refunded, "reversed": reversed_after, "debt": debt, "pi": payment_intent},
+    )
+    # In the transaction that records the refund: written once with it.
+    await audit.record(
+        session,
+        STRIPE,
+        "points.refund",
+        f"program:{program.slug}:member:{member.external_id}",
+        {
+            "payment_intent": payment_intent,
+            "refunded_minor": refunded,
+            "points": points,
+            "debt": debt,
+        },
     )
     return f"refund of bought points: {points} points back ({debt} as debt)"

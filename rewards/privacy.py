@@ -9,7 +9,6 @@ addresses: the append-only audit trail names members by them.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from core.models import Member, MemberStatus, Program
 from ledger import Ledger, TransferState
 from rewards.models import Gift, PointHold, Purchase, PurchaseReturn, Redemption
 from rewards.programs import MemberBalance, member_balance
+from rewards.pseudonyms import PREFIX, erasures, pseudonym
 
 
 class MemberExport(msgspec.Struct, kw_only=True):
@@ -176,16 +176,15 @@ async def export_member(
     )
 
 
-def pseudonym(program: Program, external_id: str) -> str:
-    digest = hashlib.sha256(f"{program.id}:{external_id}".encode()).hexdigest()[:24]
-    return f"erased-{digest}"
-
-
 async def erase_member(session: AsyncSession, program: Program, member: Member) -> str:
-    """Remove the member's personal data; returns the pseudonym now in its place."""
-    if member.external_id.startswith("erased-"):
+    """Remove the member's personal data; returns the pseudonym now in its
+    place. The external id is free again: enrolled anew, it is a new member
+    (``rewards.programs.enrol_member``)."""
+    if member.external_id.startswith(PREFIX):
         return member.external_id
-    alias = pseudonym(program, member.external_id)
+    alias = pseudonym(
+        program, member.external_id, await erasures(session, program, member.external_id)
+    )
     member.external_id = alias
     member.email = None
     member.phone = None

@@ -18,17 +18,18 @@ from core.models import Member, MemberStatus, Program
 from ledger import (
     Account,
     AccountFlags,
-    AccountState,
     Ledger,
     Transfer,
     TransferFlags,
     TransferOutcome,
-    new_id,
 )
 from ledger.bounds import ExternalId, NonEmpty, Text32, Text100, Text200, Text320
+from ledger.reads import ACCOUNT_BALANCES, debit_balance, pending
+from ledger.reads import spendable as spendable  # rewards' use cases import it from here
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.connections import Connection
 from rewards.errors import InsufficientPoints, LedgerRefused, ProgramExistsWithDifferentFields
+from rewards.pseudonyms import erasures
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN)]
@@ -163,6 +164,9 @@ class MemberBalance(msgspec.Struct, kw_only=True, frozen=True):
     currency: Annotated[str, msgspec.Meta(description="The program's currency, ISO 4217.")]
 
 
+#: Where programs' own ids are derived (``derived_id`` keys ids by a program).
+_PROGRAMS = uuid.UUID(int=0)
+
 #: First key of the advisory lock that serializes the opening of one slug
 #: (the ledger writer's lock has a key of its own).
 _OPENING_LOCK = 1886547815
@@ -175,8 +179,10 @@ async def open_program(
     whether it is new. Idempotent by slug: the same spec again answers the
     program, another spec under its slug is refused.
 
-    Ledger writes are idempotent (derived ids), so a retry after a failure
-    between them and the commit of the row converges.
+    The ledger's writes commit on their own, before the row. A retry after
+    a failure between them and the commit of the row converges: it adopts
+    the ledger named for the slug, and the program's id (so its accounts'
+    ids) is derived from the slug.
     """
     # Concurrent opens of one slug wait here for the first to commit, then
     # find its row (instead of losing a race on the unique slug).
@@ -196,9 +202,15 @@ async def open_program(
                 f"program {spec.slug!r} exists with other {', '.join(different)}"
             )
         return existing, False
-    ledger_id = int(await session.scalar(text("SELECT nextval('program_ledger_id_seq')")) or 0)
-    program_id = new_id()
-    await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=f"program:{spec.slug}"))
+    name = f"program:{spec.slug}"
+    earlier = await ledger.ledger_named(name)
+    if earlier is not None:
+        ledger_id = earlier.id
+    else:
+        ledger_id = int(await session.scalar(text("SELECT nextval('program_ledger_id_seq')")) or 0)
+        await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=name))
+    # No row is ever deleted, so a slug names one program for good.
+    program_id = derived_id(_PROGRAMS, "program", spec.slug)
     accounts = {
         code: derived_id(program_id, "account", code.name.lower())
         for code in (AccountCode.ISSUANCE, AccountCode.REDEMPTION, AccountCode.BREAKAGE)
@@ -230,11 +242,19 @@ async def open_program(
 async def enrol_member(
     session: AsyncSession, ledger: Ledger, program: Program, enrolment: Enrolment
 ) -> tuple[Member, bool]:
-    """The member with this external id, enrolled now if new (and whether new)."""
+    """The member with this external id, enrolled now if new (and whether new).
+
+    The wallet's id is derived from the external id and how many members
+    under it were erased, so that a retry after a failure between the
+    wallet and the row opens the same wallet again, while an id enrolled
+    after an erasure gets a wallet of its own (the erased member keeps
+    theirs, and their history)."""
     member = await find_member(session, program, enrolment.external_id)
     if member is not None:
         return member, False
-    wallet = derived_id(program.id, "wallet", enrolment.external_id)
+    erased = await erasures(session, program, enrolment.external_id)
+    life = (str(erased),) if erased else ()
+    wallet = derived_id(program.id, "wallet", enrolment.external_id, *life)
     outcomes = await ledger.create_accounts(
         [
             Account(
@@ -267,7 +287,9 @@ async def open_debt_account(
     credited beyond what it was debited: repayments stop at the debt."""
     if member.debt_account_id is not None:
         return member.debt_account_id
-    debt = derived_id(program.id, "debt", member.external_id)
+    # From the wallet, which is the member's alone (their external id may
+    # have been erased and enrolled again).
+    debt = derived_id(program.id, "debt", str(member.wallet_account_id))
     outcomes = await ledger.create_accounts(
         [
             Account(
@@ -284,17 +306,6 @@ async def open_debt_account(
     return debt
 
 
-def spendable(wallet: AccountState) -> int:
-    """Points a wallet can pay with now: posted credits less posted and held debits."""
-    return wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
-
-
-def pending_points(wallet: AccountState) -> int:
-    """Points on their way in or out: earnings not yet posted (pending
-    credits) and points held by checkouts (pending debits)."""
-    return wallet.credits_pending + wallet.debits_pending
-
-
 async def member_balance(ledger: Ledger, program: Program, member: Member) -> MemberBalance:
     ids = [member.wallet_account_id]
     if member.debt_account_id is not None:
@@ -303,9 +314,9 @@ async def member_balance(ledger: Ledger, program: Program, member: Member) -> Me
     wallet = states[member.wallet_account_id]
     debt = 0
     if member.debt_account_id is not None:
-        account = states[member.debt_account_id]
-        debt = account.debits_posted - account.credits_posted
-    return _balance(program, spendable(wallet), pending_points(wallet), debt)
+        debt = debit_balance(states[member.debt_account_id])
+    # A wallet's pending points: earnings not yet posted and points held by checkouts.
+    return _balance(program, spendable(wallet), pending(wallet), debt)
 
 
 def _balance(program: Program, available: int, pending: int, debt: int) -> MemberBalance:
@@ -422,21 +433,20 @@ async def take_back_points(
 
 # -- the read path of the member app: asyncpg, no ORM session ----------------
 
-# The member's row joined to the ledger's rows of their accounts: a read of
-# the ledger's table (never a write), so that the hottest read of the member
-# app is one key look-up and one round trip. ``available`` is ``spendable``,
-# ``pending`` is ``pending_points``.
-_BALANCE = """SELECT w.credits_posted - w.debits_posted - w.debits_pending AS available,
-    w.credits_pending + w.debits_pending AS pending,
-    coalesce(d.debits_posted - d.credits_posted, 0) AS debt
+# The member's row joined to the ledger's view of their accounts' balances,
+# so that the hottest read of the member app is one key look-up and one round
+# trip. The view is the ledger's public read (ledger/reads.py): the same
+# derivations as ``member_balance``, stated once by the ledger.
+_BALANCE = f"""SELECT w.spendable AS available, w.pending, coalesce(d.debit_balance, 0) AS debt
 FROM members m
-JOIN accounts w ON w.id = m.wallet_account_id
-LEFT JOIN accounts d ON d.id = m.debt_account_id
+JOIN {ACCOUNT_BALANCES} w ON w.id = m.wallet_account_id
+LEFT JOIN {ACCOUNT_BALANCES} d ON d.id = m.debt_account_id
 WHERE m.program_id = $1 AND m.external_id = $2"""
 
 
 async def read_balance(pool: asyncpg.Pool, program: Program, external_id: str) -> MemberBalance:
-    """A member's balance in one query (``member_balance`` without a session)."""
+    """A member's balance in one query (``member_balance`` without a session),
+    on the app's pool: the view is read like any of the app's tables."""
     row = await pool.fetchrow(_BALANCE, program.id, external_id)
     if row is None:
         raise NotFound(f"no member {external_id!r} in program {program.slug!r}")

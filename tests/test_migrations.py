@@ -1,7 +1,7 @@
 """The schema comes only from Alembic: up to head, down to base, up again,
 one revision at a time.
 
-On the way the ledger's SQL functions are watched: each downgrade gives
+On the way the ledger's SQL functions (and its view) are watched: each downgrade gives
 back the functions its revision started from, and at head the database runs
 exactly the current files under ``ledger/sql``.
 """
@@ -17,10 +17,15 @@ from alembic.script import ScriptDirectory
 
 from api.database import alembic_config, downgrade, fresh_database, migrate
 
+# The ledger's functions and its views (ledger_account_balances), by name.
 _FUNCTIONS = """
     SELECT p.oid::regprocedure::text AS signature, pg_get_functiondef(p.oid) AS definition
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = 'public' AND p.proname LIKE 'ledger\\_%'
+    UNION ALL
+    SELECT c.relname, pg_get_viewdef(c.oid)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'v' AND c.relname LIKE 'ledger\\_%'
 """
 
 

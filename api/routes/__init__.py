@@ -47,5 +47,13 @@ def replayed(model: type[Any], what: str = "request") -> dict[int, ResponseSpec]
 # or a stored bound (422); any write may meet a conflicting one (409).
 OPERATOR_READ = (400, 401, 403, 404, 503)
 OPERATOR_WRITE = (400, 401, 403, 404, 409, 413, 422, 503)
+#: Reads and writes whose path names nothing that could be missing.
+OPERATOR_LIST = tuple(s for s in OPERATOR_READ if s != 404)
+OPERATOR_CREATE = tuple(s for s in OPERATOR_WRITE if s != 404)
+#: A removal names what goes (404); it takes no body.
+OPERATOR_DELETE = OPERATOR_READ
+#: Running a job on demand: it may meet a conflicting write (409, to retry)
+#: or fail (500 job-failed: what it did stays done, and a run again is safe).
+JOB_RUN = (400, 401, 403, 404, 409, 500, 503)
 MEMBER_READ = (400, 401, 404, 429, 503)
 MEMBER_WRITE = (400, 401, 404, 409, 413, 422, 429, 503)

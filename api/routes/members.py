@@ -153,12 +153,11 @@ class MemberController(Controller):
     )
     async def balance(self, request: Request[Any, Any, Any]) -> Response[MemberBalance | None]:
         # The hot read: programs from a short-lived cache, then one key
-        # look-up on the ledger's pool; no ORM session, no transaction.
+        # look-up on the app's pool; no ORM session, no transaction.
         identity: MemberIdentity = request.state.member_identity
         programs: ProgramCache = request.app.state.programs
         program = await programs.get(identity.program)
-        ledger: Ledger = request.app.state.ledger
-        balance = await read_balance(ledger.pool, program, identity.member)
+        balance = await read_balance(request.app.state.pool, program, identity.member)
         etag = '"' + hashlib.sha256(msgspec.json.encode(balance)).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:

@@ -589,15 +589,9 @@ class ProgramController(Controller):
     ) -> Response[AdjustmentOutcome]:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
-        outcome = await adjust_points(db_session, ledger, program, member, data)
-        if not outcome.replayed:
-            await audit.record(
-                db_session,
-                _principal(request),
-                "member.adjust",
-                f"program:{slug}:member:{external_id}",
-                data,
-            )
+        outcome = await adjust_points(
+            db_session, ledger, program, member, data, _principal(request)
+        )
         return created_or_replayed(outcome)
 
     @post(

@@ -164,6 +164,7 @@ def live_api(server_url: str) -> Iterator[LiveApi]:
             "COALITION_MEMBER_RATE_LIMIT": "100000",
             "COALITION_SWEEP_INTERVAL": "0",
             "COALITION_DB_POOL_SIZE": "4",
+            "COALITION_LEDGER_POOL_SIZE": "2",
             "COALITION_LOG_LEVEL": "warning",
             "STRIPE_API_KEY": "sk_test_coalition",
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,

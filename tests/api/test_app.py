@@ -67,6 +67,9 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/programs/{slug}/members/{external_id}/export",
         "/programs/{slug}/members/{external_id}/erase",
         "/me/export",
+        "/jobs/{name}/runs",
+        "/api-keys",
+        "/api-keys/{name}",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]

@@ -60,6 +60,8 @@ class World:
     slug: str
     book: Book
     hold_id: str
+    #: An API key's name, taken.
+    key_name: str = ""
     now: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -114,6 +116,9 @@ async def world(burst_client: AsyncTestClient[Litestar]) -> World:
             f"/programs/{slug}/rewards", json={"sku": "MUG", "name": "Mug", "points_price": 10}
         )
         assert reward.status_code == 201, reward.text
+        key_name = f"burst-{uuid.uuid4().hex[:8]}"
+        key = await client.post("/api-keys", json={"name": key_name, "scopes": ["ledger:read"]})
+        assert key.status_code == 201, key.text
     finally:
         for name in AUTH:
             del client.headers[name]
@@ -126,7 +131,7 @@ async def world(burst_client: AsyncTestClient[Litestar]) -> World:
         },
     )
     assert hold.status_code == 201, hold.text
-    return World(slug=slug, book=book, hold_id=hold.json()["id"])
+    return World(slug=slug, book=book, hold_id=hold.json()["id"], key_name=key_name)
 
 
 def ledger_requests(w: World) -> Iterator[Bad]:
@@ -440,6 +445,33 @@ def member_requests(w: World) -> Iterator[Bad]:
         yield Bad("POST", "/me/points-purchases", body, member="ann")
 
 
+def operations_requests(w: World) -> Iterator[Bad]:
+    fields: dict[str, Any]
+    for name in ("settle-everything", "a%00b", "j" * 101, "Settle-Due-Earnings"):
+        yield Bad("POST", f"/jobs/{name}/runs")
+    key = {"name": "burst-new", "scopes": ["ledger:read"]}
+    for fields in (
+        {"name": w.key_name},
+        {"scopes": []},
+        {"scopes": ["root"]},
+        {"scopes": ["*"]},
+        {"scopes": ["ledger:read", NUL]},
+        {"scopes": ["ledger:read"] * 65},
+        {"scopes": "ledger:read"},
+        {"name": NUL},
+        {"name": "n" * 101},
+        {"name": "with space"},
+        {"name": ""},
+        {"name": 7},
+        {"expires_at": w.now},
+    ):
+        yield Bad("POST", "/api-keys", key | fields)
+    yield Bad("POST", "/api-keys", {"scopes": ["ledger:read"]})
+    yield Bad("POST", "/api-keys", raw=DEEP_BODY)
+    for name in ("no-such-key", "a%00b", "-dash", "k" * 101):
+        yield Bad("DELETE", f"/api-keys/{name}")
+
+
 async def table_counts(pool: asyncpg.Pool) -> dict[str, int]:
     tables = await pool.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -458,6 +490,7 @@ async def test_a_burst_of_invalid_requests_is_refused_and_writes_nothing(
         *ledger_requests(world),
         *program_requests(world),
         *member_requests(world),
+        *operations_requests(world),
     ]
     assert len(requests) >= 150
     before = await table_counts(pool)

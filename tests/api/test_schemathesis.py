@@ -9,9 +9,9 @@ pytest integration cannot load the schema from a fixture under pytest 9.2.)
 
 Deterministic (a fixed seed, no example database), so that a failure here is
 a finding that repeats, not a flake. Path parameters naming the seeded
-program and a member (not the one whose token is used: an erasure would end it)
-are used half of the time, so that generated requests
-reach the handlers' logic and not only their 404.
+program and a member (not the one whose token is used: an erasure would end it),
+and a job (``drain-outbox``, harmless to run), are used half of the time, so
+that generated requests reach the handlers' logic and not only their 404.
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def _schema(live: LiveApi) -> schemathesis.BaseSchema:
     ) -> st.SearchStrategy[dict[str, Any]]:
         if not path_parameters:
             return st.just(path_parameters)
-        known = {"slug": PROGRAM, "external_id": MEMBERS[1]}
+        # A job that is harmless at any time (a run hands on the outbox's events).
+        known = {"slug": PROGRAM, "external_id": MEMBERS[1], "name": "drain-outbox"}
         real = {k: known.get(k, v) for k, v in path_parameters.items()}
         return st.sampled_from([path_parameters, real])
 
