@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -228,3 +229,9 @@ def require_scope(scope: str, *, reading: str | None = None) -> Guard:
         connection.state.principal = principal
 
     return guard
+
+
+def operator(request: Request[Any, Any, Any]) -> Principal:
+    """The operator the guard admitted (``require_scope``)."""
+    principal: Principal = request.state.principal
+    return principal

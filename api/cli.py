@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+import asyncpg
 import click
 import msgspec
 
@@ -299,7 +300,7 @@ def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
         with database_url(settings) as url:
             try:
                 issued = asyncio.run(
-                    _with_ledger(url, lambda ledger: issue_key(ledger.pool, name, list(scopes)))
+                    _with_pool(url, lambda pool: issue_key(pool, name, list(scopes)))
                 )
             except KeyRefused as error:
                 _fail(f"api-key: {error}", EXIT_BAD_SETTINGS)
@@ -315,21 +316,32 @@ def api_key_revoke(name: str) -> None:
     with _plain_errors():
         settings = load_settings()
         with database_url(settings) as url:
-            revoked = asyncio.run(_with_ledger(url, lambda ledger: revoke_key(ledger.pool, name)))
+            revoked = asyncio.run(_with_pool(url, lambda pool: revoke_key(pool, name)))
     if not revoked:
         _fail(f"api-key: no active key named {name!r}", EXIT_FAILURE)
     click.echo(f"api-key: {name} revoked")
 
 
+async def _with_pool(url: str, use: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Run ``use`` on a small pool of its own (the app's tables, no ledger), closed after."""
+    pool = await create_pool(url, min_size=1, max_size=2)
+    try:
+        return await use(pool)
+    finally:
+        await pool.close()
+
+
 async def _with_ledger(url: str, use: Callable[[Ledger], Awaitable[T]]) -> T:
     """Run ``use`` with a ledger on a small pool of its own, closed after."""
-    pool = await create_pool(url, min_size=1, max_size=2)
-    ledger = Ledger(pool)
-    try:
-        return await use(ledger)
-    finally:
-        await ledger.close()
-        await pool.close()
+
+    async def on_ledger(pool: asyncpg.Pool) -> T:
+        ledger = Ledger(pool)
+        try:
+            return await use(ledger)
+        finally:
+            await ledger.close()
+
+    return await _with_pool(url, on_ledger)
 
 
 @main.command("migrate")

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.codes import TransferCode, derived_id
 from core.models import Member, Program
 from ledger import AccountState, Ledger, Transfer
+from ledger.reads import spendable
 from rewards.errors import LedgerRefused
-from rewards.programs import spendable
 
 PAGE = 1000
 

@@ -24,8 +24,7 @@ from ledger import (
     TransferOutcome,
 )
 from ledger.bounds import ExternalId, NonEmpty, Text32, Text100, Text200, Text320
-from ledger.reads import ACCOUNT_BALANCES, debit_balance, pending
-from ledger.reads import spendable as spendable  # rewards' use cases import it from here
+from ledger.reads import ACCOUNT_BALANCES, debit_balance, pending, spendable
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.connections import Connection
 from rewards.errors import InsufficientPoints, LedgerRefused, ProgramExistsWithDifferentFields

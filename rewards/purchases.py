@@ -27,11 +27,12 @@ from core.members import get_member, lock_member, require_active
 from core.models import Member, Program
 from ledger import Ledger, Transfer, TransferFlags, new_id
 from ledger.bounds import ExternalId, NonNegativeBigInt, PositiveBigInt, check_moment
+from ledger.reads import spendable
 from rewards.budgets import lock_budgets, take_from_budget
 from rewards.connections import Connection, session_connection
 from rewards.errors import InvalidPurchase, LedgerRefused, ReturnExceedsPurchase
 from rewards.models import Purchase, PurchaseReturn
-from rewards.programs import record_transfers, spendable, take_back_points
+from rewards.programs import record_transfers, take_back_points
 from rewards.rule_versions import parse_rules
 from rewards.rules import Basket, EarnRules, Item, Moment, points_for_return, quote_purchase
 from rewards.tiers import qualified_tier, window_at, window_total

@@ -18,13 +18,12 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.access import require_scope
+from api.access import operator, require_scope
 from api.modules import JOBS, UnknownJob, job
 from api.problems import MEDIA_TYPE, Problem, from_database_error, problem, problem_responses
 from api.routes import JOB_RUN
 from core import audit
 from core.modules import JobContext
-from core.principal import Principal
 from ledger import Ledger
 from ledger.errors import LedgerUnavailable
 
@@ -119,7 +118,7 @@ class JobController(Controller):
                 f"the job {name} failed; what it did before stays done, and running it"
                 " again is safe",
             ) from None
-        principal: Principal = request.state.principal
+        principal = operator(request)
         await audit.record(
             db_session, principal, "job.run", f"job:{name}", {"done": done, "ran_at": context.now}
         )

@@ -29,13 +29,13 @@ from api.access import (
     check_scopes,
     issue_key,
     list_keys,
+    operator,
     require_scope,
     revoke_key,
 )
 from api.problems import not_found, problem, problem_responses
 from api.routes import OPERATOR_CREATE, OPERATOR_DELETE, OPERATOR_LIST
 from core import audit
-from core.principal import Principal
 from ledger.bounds import Text100
 from rewards.connections import session_connection
 
@@ -73,11 +73,6 @@ class KeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ]
 
 
-def _principal(request: Request[Any, Any, Any]) -> Principal:
-    principal: Principal = request.state.principal
-    return principal
-
-
 def _refused(error: KeyRefused) -> ProblemDetailsException:
     if isinstance(error, KeyNameTaken):
         status, slug = HTTPStatus.CONFLICT, "api-key-name-taken"
@@ -107,7 +102,7 @@ class KeyController(Controller):
         db_session: NamedDependency[AsyncSession],
         data: JSONBody[KeyRequest],
     ) -> IssuedKey:
-        principal = _principal(request)
+        principal = operator(request)
         try:
             wanted = check_scopes(data.scopes)
             if lacking := [scope for scope in wanted if not principal.allows(scope)]:
@@ -154,7 +149,7 @@ class KeyController(Controller):
     ) -> None:
         if not await revoke_key(await session_connection(db_session), name):
             raise not_found(f"an active API key named {name!r}")
-        await audit.record(db_session, _principal(request), "api-key.revoke", f"api-key:{name}")
+        await audit.record(db_session, operator(request), "api-key.revoke", f"api-key:{name}")
         # Committed before this server forgets the key, so that no request
         # can verify it again in between and be trusted for a while more.
         await db_session.commit()

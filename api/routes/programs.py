@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.access import require_scope
+from api.access import operator, require_scope
 from api.problems import problem_responses
 from api.routes import (
     OPERATOR_READ,
@@ -29,7 +29,6 @@ from api.schemas import MEMBER_STATUS
 from core import audit
 from core.members import get_member
 from core.models import Member, Program
-from core.principal import Principal
 from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import (
@@ -171,11 +170,6 @@ class MemberView(msgspec.Struct, kw_only=True):
     balance: Annotated[MemberBalance, msgspec.Meta(description="The member's points now.")]
 
 
-def _principal(request: Request[Any, Any, Any]) -> Principal:
-    principal: Principal = request.state.principal
-    return principal
-
-
 def _program_view(program: Program) -> ProgramView:
     return ProgramView(
         slug=program.slug,
@@ -234,7 +228,7 @@ class ProgramController(Controller):
         program, created = await open_program(db_session, ledger, data)
         if created:
             await audit.record(
-                db_session, _principal(request), "program.open", f"program:{data.slug}", data
+                db_session, operator(request), "program.open", f"program:{data.slug}", data
             )
         view = _program_view(program)
         return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
@@ -268,7 +262,7 @@ class ProgramController(Controller):
         version = await draft_rules(db_session, program, parse_rules(data.rules), data.note)
         await audit.record(
             db_session,
-            _principal(request),
+            operator(request),
             "rules.draft",
             f"program:{slug}:rules:{version.version}",
             data,
@@ -314,7 +308,7 @@ class ProgramController(Controller):
         )
         await audit.record(
             db_session,
-            _principal(request),
+            operator(request),
             "rules.publish",
             f"program:{slug}:rules:{version}",
             data,
@@ -343,7 +337,7 @@ class ProgramController(Controller):
         if created:
             await audit.record(
                 db_session,
-                _principal(request),
+                operator(request),
                 "member.enrol",
                 f"program:{slug}:member:{data.external_id}",
                 {"external_id": data.external_id, "consents": data.consents},
@@ -387,7 +381,7 @@ class ProgramController(Controller):
         # requests' purchases (and their audit lines) in one transaction.
         state = request.app.state
         program = await state.programs.get(slug)
-        outcome = await state.intake.record(program, data, _principal(request))
+        outcome = await state.intake.record(program, data, operator(request))
         return created_or_replayed(outcome)
 
     @post(
@@ -413,7 +407,7 @@ class ProgramController(Controller):
         if not outcome.replayed:
             await audit.record(
                 db_session,
-                _principal(request),
+                operator(request),
                 "purchase.return",
                 f"program:{slug}:order:{order_id}",
                 outcome,
@@ -438,7 +432,7 @@ class ProgramController(Controller):
         reward = await add_reward(db_session, program, data)
         await audit.record(
             db_session,
-            _principal(request),
+            operator(request),
             "catalog.add",
             f"program:{slug}:reward:{data.sku}",
             data,
@@ -465,7 +459,7 @@ class ProgramController(Controller):
         view = await capture_hold(db_session, ledger, program, hold_id, data, datetime.now(UTC))
         await audit.record(
             db_session,
-            _principal(request),
+            operator(request),
             "hold.capture",
             f"program:{slug}:hold:{hold_id}",
             {"points": view.captured_points},
@@ -490,7 +484,7 @@ class ProgramController(Controller):
         program = await get_program(db_session, slug)
         view = await release_hold(db_session, ledger, program, hold_id, datetime.now(UTC))
         await audit.record(
-            db_session, _principal(request), "hold.release", f"program:{slug}:hold:{hold_id}"
+            db_session, operator(request), "hold.release", f"program:{slug}:hold:{hold_id}"
         )
         return view
 
@@ -511,7 +505,7 @@ class ProgramController(Controller):
         program = await get_program(db_session, slug)
         await define_tier(db_session, program, data)
         await audit.record(
-            db_session, _principal(request), "tier.define", f"program:{slug}:tier:{data.code}", data
+            db_session, operator(request), "tier.define", f"program:{slug}:tier:{data.code}", data
         )
         return data
 
@@ -533,7 +527,7 @@ class ProgramController(Controller):
         await define_threshold(db_session, program, data)
         await audit.record(
             db_session,
-            _principal(request),
+            operator(request),
             "threshold.define",
             f"program:{slug}:threshold:{data.code}",
             data,
@@ -562,7 +556,7 @@ class ProgramController(Controller):
         if not outcome.replayed:
             await audit.record(
                 db_session,
-                _principal(request),
+                operator(request),
                 "event.record",
                 f"program:{slug}:event:{data.event_id}",
                 outcome,
@@ -589,9 +583,7 @@ class ProgramController(Controller):
     ) -> Response[AdjustmentOutcome]:
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
-        outcome = await adjust_points(
-            db_session, ledger, program, member, data, _principal(request)
-        )
+        outcome = await adjust_points(db_session, ledger, program, member, data, operator(request))
         return created_or_replayed(outcome)
 
     @post(
@@ -633,7 +625,7 @@ class ProgramController(Controller):
         program = await get_program(db_session, slug)
         member = await get_member(db_session, program, external_id)
         await audit.record(
-            db_session, _principal(request), "member.export", f"program:{slug}:member:{external_id}"
+            db_session, operator(request), "member.export", f"program:{slug}:member:{external_id}"
         )
         return await export_member(db_session, ledger, program, member, datetime.now(UTC))
 
@@ -655,6 +647,6 @@ class ProgramController(Controller):
         member = await get_member(db_session, program, external_id)
         alias = await erase_member(db_session, program, member)
         await audit.record(
-            db_session, _principal(request), "member.erase", f"program:{slug}:member:{alias}"
+            db_session, operator(request), "member.erase", f"program:{slug}:member:{alias}"
         )
         return {"pseudonym": alias}
