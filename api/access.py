@@ -9,6 +9,12 @@ A key's name is its actor in the audit trail (``key:<name>``), so a name is
 never given to a second key, even after the first is revoked.
 
 The scopes are those the modules declare (``api.modules.SCOPES``).
+
+A key may be bound to one program (its tenant): it then acts in that
+program only, its look-ups are filtered by it, and it cannot act on what
+belongs to the platform as a whole (jobs, the raw ledger). A key grants at
+most its issuer's scopes and tenant: a key bound to a program issues, lists
+and revokes only keys bound to the same program.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from api.modules import SCOPES
+from core.errors import NotFound
 from core.principal import ALL_SCOPES, Principal, PrincipalKind
+from core.programs import read_program
 from ledger import new_id
 from rewards.connections import Connection
 
@@ -63,6 +71,10 @@ class KeyNameTaken(KeyRefused):
     """Another key, active or revoked, has this name."""
 
 
+class KeyBeyondIssuer(KeyRefused):
+    """The key would grant a scope its issuer lacks."""
+
+
 class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
     id: Annotated[uuid.UUID, msgspec.Meta(description="The key's id.")]
     name: Annotated[str, msgspec.Meta(description="The key's name, unique for good.")]
@@ -77,6 +89,12 @@ class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
         str, msgspec.Meta(description="The key's public part, `ck_<prefix>_...`, to tell it by.")
     ]
     scopes: Annotated[list[str], msgspec.Meta(description="The scopes the key grants.")]
+    program: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The slug of the one program the key acts in; null: every program."
+        ),
+    ]
     created_at: Annotated[datetime, msgspec.Meta(description="When the key was issued.")]
 
 
@@ -88,6 +106,12 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
         str, msgspec.Meta(description="The key's public part, `ck_<prefix>_...`, to tell it by.")
     ]
     scopes: Annotated[list[str], msgspec.Meta(description="The scopes the key grants.")]
+    program: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The slug of the one program the key acts in; null: every program."
+        ),
+    ]
     created_at: Annotated[datetime, msgspec.Meta(description="When the key was issued.")]
     revoked_at: Annotated[
         datetime | None,
@@ -107,25 +131,41 @@ def check_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
-async def issue_key(db: asyncpg.Pool | Connection, name: str, scopes: list[str]) -> IssuedKey:
-    """Issue a key, in a transaction of its own or, on a connection inside
-    one, in the caller's (so that it commits with the caller's audit line)."""
+async def issue_key(
+    db: asyncpg.Pool | Connection,
+    name: str,
+    scopes: list[str],
+    program: str | None = None,
+    *,
+    principal: Principal,
+) -> IssuedKey:
+    """Issue a key on behalf of ``principal``, bound to the program with the
+    slug ``program`` (None: the issuer's own program, or every program for
+    an issuer of the platform), in a transaction of its own or, on a
+    connection inside one, in the caller's (so that it commits with the
+    caller's audit line). A program outside the issuer's tenant is refused
+    exactly as a missing one is."""
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as acquired:
-            return await issue_key(acquired, name, scopes)
+            return await issue_key(acquired, name, scopes, program, principal=principal)
     connection = db
     granted = check_scopes(scopes)
+    if lacking := [scope for scope in granted if not principal.allows(scope)]:
+        raise KeyBeyondIssuer(
+            "scopes", f"this credential cannot grant {', '.join(lacking)}, which it lacks"
+        )
     if not re.fullmatch(KEY_NAME_PATTERN, name):
         raise InvalidKeyRequest(
             "name", "1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+    program_id, program = await _key_program(connection, principal, program)
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     key_id = new_id()
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _NAME_LOCK, name)
         created_at = await connection.fetchval(
-            "INSERT INTO api_keys (id, name, prefix, secret_sha256, scopes)"
-            " SELECT $1, $2::varchar, $3, $4, $5"
+            "INSERT INTO api_keys (id, name, prefix, secret_sha256, scopes, program_id)"
+            " SELECT $1, $2::varchar, $3, $4, $5, $6"
             " WHERE NOT EXISTS (SELECT FROM api_keys WHERE name = $2::varchar)"
             " RETURNING created_at",
             key_id,
@@ -133,6 +173,7 @@ async def issue_key(db: asyncpg.Pool | Connection, name: str, scopes: list[str])
             prefix,
             hashlib.sha256(secret.encode()).digest(),
             granted,
+            program_id,
         )
     if created_at is None:
         raise KeyNameTaken("name", f"a key named {name!r} exists already (names are never reused)")
@@ -142,22 +183,51 @@ async def issue_key(db: asyncpg.Pool | Connection, name: str, scopes: list[str])
         key=f"ck_{prefix}_{secret}",
         prefix=prefix,
         scopes=granted,
+        program=program,
         created_at=created_at,
     )
 
 
-async def revoke_key(db: asyncpg.Pool | Connection, name: str) -> bool:
-    """Revoke the active key named ``name``; False if there is none."""
+async def _key_program(
+    connection: Connection, principal: Principal, slug: str | None
+) -> tuple[uuid.UUID | None, str | None]:
+    """The id and slug of the program a new key is bound to."""
+    if slug is None:
+        if principal.program_id is None:
+            return None, None
+        # The issuer's own tenant: a key never reaches wider than its issuer's.
+        own = await connection.fetchval(
+            "SELECT slug FROM programs WHERE id = $1", principal.program_id
+        )
+        return principal.program_id, own
+    try:
+        # Filtered by the issuer's tenant, like every program look-up.
+        program = await read_program(connection, principal, slug)
+    except NotFound as error:
+        raise InvalidKeyRequest("program", str(error)) from None
+    return program.id, program.slug
+
+
+async def revoke_key(db: asyncpg.Pool | Connection, name: str, *, principal: Principal) -> bool:
+    """Revoke the active key named ``name`` within ``principal``'s tenant;
+    False if there is none (a key of another program is none)."""
     status = await db.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", name
+        "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
+        " AND ($2::uuid IS NULL OR program_id = $2::uuid)",
+        name,
+        principal.program_id,
     )
     return not status.endswith(" 0")
 
 
-async def list_keys(db: asyncpg.Pool | Connection) -> list[KeyView]:
+async def list_keys(db: asyncpg.Pool | Connection, *, principal: Principal) -> list[KeyView]:
+    """Every key within ``principal``'s tenant, active and revoked."""
     rows = await db.fetch(
-        "SELECT name, prefix, scopes, created_at, revoked_at FROM api_keys"
-        " ORDER BY created_at, name"
+        "SELECT k.name, k.prefix, k.scopes, p.slug AS program, k.created_at, k.revoked_at"
+        " FROM api_keys k LEFT JOIN programs p ON p.id = k.program_id"
+        " WHERE $1::uuid IS NULL OR k.program_id = $1::uuid"
+        " ORDER BY k.created_at, k.name",
+        principal.program_id,
     )
     return [KeyView(**dict(row)) for row in rows]
 
@@ -181,7 +251,7 @@ class Gatekeeper:
         if not presented.startswith("ck_") or not prefix or not secret or self.pool is None:
             return None
         row = await self.pool.fetchrow(
-            "SELECT name, secret_sha256, scopes FROM api_keys"
+            "SELECT name, secret_sha256, scopes, program_id FROM api_keys"
             " WHERE prefix = $1 AND revoked_at IS NULL",
             prefix,
         )
@@ -189,7 +259,10 @@ class Gatekeeper:
         if row is None or not secrets.compare_digest(bytes(row["secret_sha256"]), digest):
             return None
         principal = Principal(
-            kind=PrincipalKind.OPERATOR, actor=f"key:{row['name']}", scopes=frozenset(row["scopes"])
+            kind=PrincipalKind.OPERATOR,
+            actor=f"key:{row['name']}",
+            scopes=frozenset(row["scopes"]),
+            program_id=row["program_id"],
         )
         self._verified[presented] = (time.monotonic() + CACHE_SECONDS, principal)
         return principal
@@ -204,6 +277,10 @@ class Gatekeeper:
 
 
 _ADMIN = Principal(kind=PrincipalKind.OPERATOR, actor="admin", scopes=frozenset({ALL_SCOPES}))
+
+#: Who acts through the command line (``coalition api-key ...``): whoever
+#: can reach the database can do everything.
+CONSOLE = Principal(kind=PrincipalKind.OPERATOR, actor="console", scopes=frozenset({ALL_SCOPES}))
 
 
 def require_scope(scope: str, *, reading: str | None = None) -> Guard:
@@ -229,6 +306,21 @@ def require_scope(scope: str, *, reading: str | None = None) -> Guard:
         connection.state.principal = principal
 
     return guard
+
+
+async def platform_only(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """A guard, after ``require_scope``, for what belongs to the platform as a
+    whole (jobs that run over every program, the raw ledger): a key bound
+    to one program is refused with 403. Not 404: the refusal depends on the
+    credential alone, never on another program's data, so it reveals
+    nothing, and the route exists for the caller to see in the reference."""
+    principal: Principal = connection.state.principal
+    if principal.program_id is not None:
+        raise PermissionDeniedException(
+            detail=f"{principal.actor} acts in one program only; this belongs to the platform"
+        )
 
 
 def operator(request: Request[Any, Any, Any]) -> Principal:

@@ -41,9 +41,10 @@ from api.routes.jobs import JobController
 from api.routes.keys import KeyController
 from api.routes.ledger import LedgerController
 from api.routes.members import MemberController
+from api.routes.program_settings import ProgramSettingsController
 from api.routes.programs import ProgramController
-from api.routes.stripe import stripe_webhook
 from api.settings import Settings, SettingsError
+from api.stripe.webhooks import stripe_webhook
 from ledger import Ledger
 from ledger.connection import create_pool
 
@@ -138,7 +139,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         security=[{MEMBER_SCHEME: []}],
     )
     programs_api = Router(
-        path="/", route_handlers=[ProgramController], security=[{SECURITY_SCHEME: []}]
+        path="/",
+        route_handlers=[ProgramController, ProgramSettingsController],
+        security=[{SECURITY_SCHEME: []}],
     )
     operations_api = Router(
         path="/", route_handlers=[JobController, KeyController], security=[{SECURITY_SCHEME: []}]

@@ -291,16 +291,26 @@ def api_key_group() -> None:
     required=True,
     help="A scope to grant (repeat the option), e.g. purchases:write.",
 )
-def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
+@click.option(
+    "--program",
+    default=None,
+    help="The slug of the one program the key may act in [default: every program].",
+)
+def api_key_create(name: str, scopes: tuple[str, ...], program: str | None) -> None:
     """Issue a key; it is printed once and stored only hashed."""
-    from api.access import KeyRefused, issue_key
+    from api.access import CONSOLE, KeyRefused, issue_key
 
     with _plain_errors():
         settings = load_settings()
         with database_url(settings) as url:
             try:
                 issued = asyncio.run(
-                    _with_pool(url, lambda pool: issue_key(pool, name, list(scopes)))
+                    _with_pool(
+                        url,
+                        lambda pool: issue_key(
+                            pool, name, list(scopes), program, principal=CONSOLE
+                        ),
+                    )
                 )
             except KeyRefused as error:
                 _fail(f"api-key: {error}", EXIT_BAD_SETTINGS)
@@ -311,12 +321,14 @@ def api_key_create(name: str, scopes: tuple[str, ...]) -> None:
 @click.argument("name")
 def api_key_revoke(name: str) -> None:
     """Revoke the key with this name."""
-    from api.access import revoke_key
+    from api.access import CONSOLE, revoke_key
 
     with _plain_errors():
         settings = load_settings()
         with database_url(settings) as url:
-            revoked = asyncio.run(_with_pool(url, lambda pool: revoke_key(pool, name)))
+            revoked = asyncio.run(
+                _with_pool(url, lambda pool: revoke_key(pool, name, principal=CONSOLE))
+            )
     if not revoked:
         _fail(f"api-key: no active key named {name!r}", EXIT_FAILURE)
     click.echo(f"api-key: {name} revoked")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Program
+from core.principal import system
 from ledger import (
     Account,
     AccountFlags,
@@ -27,10 +28,12 @@ from ledger import (
 )
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.programs import Enrolment, ProgramSpec, enrol_member, open_program
-from rewards.purchases import PurchaseEvent, record_purchase, settle_matured_earnings
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent
 from rewards.redeeming import RewardSpec, add_reward
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules, Item
+from rewards.settlement import settle_matured_earnings
 from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
 
 DEMO_LEDGER = LedgerDefinition(id=1, name="demo-points", asset_scale=0)
@@ -179,6 +182,7 @@ async def load_rewards_demo(
     existing = await session.scalar(select(Program).where(Program.slug == DEMO_PROGRAM))
     if existing is not None:
         return RewardsDemoReport(program=DEMO_PROGRAM, created=False, members=list(DEMO_MEMBERS))
+    principal = system("demo")
     program, _ = await open_program(
         session,
         ledger,
@@ -189,6 +193,7 @@ async def load_rewards_demo(
             point_value_minor=Decimal(1),
             return_window_days=0,
         ),
+        principal=principal,
     )
     for rank, (code, threshold, perks) in enumerate(
         (
@@ -202,6 +207,7 @@ async def load_rewards_demo(
             session,
             program,
             TierSpec(code=code, name=code.title(), rank=rank, threshold=threshold, perks=perks),
+            principal=principal,
         )
     rules = EarnRules(
         points_per_unit=Decimal(1),
@@ -209,10 +215,13 @@ async def load_rewards_demo(
         excluded_categories=frozenset({"tobacco"}),
         tier_multipliers={"silver": Decimal("1.25"), "gold": Decimal("1.5")},
     )
-    version = await draft_rules(session, program, rules, note="launch rules")
-    await publish_rules(session, program, version.version, now, now=now)
+    version = await draft_rules(session, program, rules, note="launch rules", principal=principal)
+    await publish_rules(session, program, version.version, now, now=now, principal=principal)
     await define_threshold(
-        session, program, ThresholdSpec(code="spend-1000", amount_minor=100_000, bonus_points=250)
+        session,
+        program,
+        ThresholdSpec(code="spend-1000", amount_minor=100_000, bonus_points=250),
+        principal=principal,
     )
     for sku, name, price, stock in (
         ("COFFEE", "Coffee voucher", 300, None),
@@ -220,7 +229,10 @@ async def load_rewards_demo(
         ("HAMPER", "Gift hamper", 5_000, 10),
     ):
         await add_reward(
-            session, program, RewardSpec(sku=sku, name=name, points_price=price, stock=stock)
+            session,
+            program,
+            RewardSpec(sku=sku, name=name, points_price=price, stock=stock),
+            principal=principal,
         )
     for name, amount in zip(DEMO_MEMBERS, (250_000, 48_000, 120_000), strict=True):
         await enrol_member(
@@ -230,6 +242,7 @@ async def load_rewards_demo(
             Enrolment(
                 external_id=name, email=f"{name}@example.com", consents={"marketing": name != "bob"}
             ),
+            principal=principal,
         )
         await record_purchase(
             session,

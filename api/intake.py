@@ -1,7 +1,7 @@
 """Purchase events of concurrent requests, recorded a batch at a time.
 
 Each HTTP request submits its event and waits; one transaction records a
-whole batch (``rewards.purchases.record_purchases``) with its audit lines, so
+whole batch (``rewards.purchase_recording.record_purchases``) with its audit lines, so
 the cost of a purchase falls with load instead of rising. If a batch fails
 for a reason of its own (a race on an order id, data the database refuses),
 it is split until the failing event is alone (``ledger.batching``), so that
@@ -23,7 +23,8 @@ from core.principal import Principal
 from ledger import Ledger
 from ledger.batching import MicroBatcher, isolate_faults
 from ledger.errors import is_unreachable
-from rewards.purchases import PurchaseEvent, PurchaseOutcome, record_purchases
+from rewards.purchase_recording import record_purchases
+from rewards.purchases import PurchaseEvent, PurchaseOutcome
 
 
 class _Submission(msgspec.Struct, frozen=True):

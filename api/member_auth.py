@@ -4,7 +4,9 @@ RS256 and ES256 tokens are checked against a configured JSON Web Key Set;
 HS256 is accepted only with a configured secret (for development). The
 audience and, when configured, the issuer are checked, and so is expiry. The
 token's ``sub`` is the member's external id and its ``program`` claim the
-program's slug: a member can only ever see their own data.
+program's slug: a member can only ever see their own data. The identity
+carries the member ``Principal``, bound to that program, for the look-ups
+and the audit lines of the member's requests.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Scope
 
 from api.settings import Settings, SettingsError
+from core import principal
+from core.principal import Principal
+from core.programs import program_id_for
 
 _ASYMMETRIC = ("RS256", "ES256")
 #: Verified tokens remembered at most (a member app sends the same token
@@ -31,6 +36,8 @@ _CHALLENGE = 'Bearer realm="coalition-members"'
 class MemberIdentity(msgspec.Struct, frozen=True):
     program: str
     member: str
+    #: Built once per token (verified tokens are remembered with it).
+    principal: Principal
 
 
 class InvalidToken(Exception):
@@ -83,7 +90,12 @@ class TokenVerifier:
         program, member = claims.get("program"), claims.get("sub")
         if not isinstance(program, str) or not isinstance(member, str) or not program:
             raise InvalidToken("the token names no program or member")
-        return MemberIdentity(program=program, member=member), float(claims["exp"])
+        identity = MemberIdentity(
+            program=program,
+            member=member,
+            principal=principal.member(program_id_for(program), member),
+        )
+        return identity, float(claims["exp"])
 
     def _key_for(self, header: dict[str, Any]) -> Any:
         algorithm = header.get("alg")

@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from api.database import sqlalchemy_url
+from api.stripe.module import STRIPE
 from core import constraints
 from core import models as core_models
 from core.modules import Job, JobContext, Module
 from core.outbox import OutboxEvent, Subscriber, drain
 from ledger import Ledger
 from ledger.connection import create_pool
-from rewards import models, payments, tasks
+from rewards import models, tasks
 
 #: Events a run of the drain takes at most (one transaction each); the
 #: rest wait for the next run, so that one run cannot go on for ever.
@@ -49,10 +50,6 @@ async def _evaluate_tiers(context: JobContext) -> int:
 
 async def _expire_points(context: JobContext) -> int:
     return await tasks.expire_all_points(context.sessions, context.ledger, context.now)
-
-
-async def _process_stripe_inbox(context: JobContext) -> int:
-    return await payments.process_inbox(context.sessions, context.ledger)
 
 
 LEDGER = Module(
@@ -122,16 +119,10 @@ REWARDS = Module(
             run=_expire_points,
             every=3600.0,
         ),
-        Job(
-            name="process-stripe-inbox",
-            summary="Process the Stripe events received and not yet processed.",
-            run=_process_stripe_inbox,
-            every=10.0,
-        ),
     ),
 )
 
-MODULES: tuple[Module, ...] = (LEDGER, CORE, REWARDS)
+MODULES: tuple[Module, ...] = (LEDGER, CORE, REWARDS, STRIPE)
 
 
 def jobs_by_name(modules: Iterable[Module]) -> dict[str, Job]:

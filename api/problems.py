@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.modules import CONSTRAINTS
-from api.payments import PaymentsNotConfigured
+from api.stripe.gateway import PaymentsNotConfigured
 from core.constraints import violation
 from core.errors import AlreadyExists, ConcurrentChange, DomainError, ErrorKind
 from ledger.errors import (

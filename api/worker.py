@@ -33,7 +33,7 @@ from ledger.connection import create_pool
 def task_name(job: Job) -> str:
     """The job's task: ``settle-due-earnings`` is ``api.worker.settle_due_earnings``
     (the names the tasks had before the modules listed them, which queued
-    messages and ``api.routes.stripe`` carry)."""
+    messages and ``api.stripe.webhooks`` carry)."""
     return "api.worker." + job.name.replace("-", "_")
 
 

@@ -44,6 +44,7 @@ from common import argument_parser, bench_database, free_port, serving, venv_com
 from api.access import issue_key
 from api.database import migrate, sqlalchemy_url
 from core.codes import AccountCode, derived_id
+from core.principal import system
 from ledger import Account, AccountFlags, Ledger
 from ledger.connection import create_pool
 from rewards.programs import ProgramSpec, open_program
@@ -67,6 +68,7 @@ async def load_program(url: str) -> tuple[str, uuid.UUID, int]:
             session,
             ledger,
             ProgramSpec(slug=SLUG, name="Bench", currency="ZAR", point_value_minor=Decimal(1)),
+            principal=system("bench"),
         )
         past = datetime.now(UTC) - timedelta(days=1)
         # A program as operators run them: a ladder and a threshold reward,
@@ -75,17 +77,25 @@ async def load_program(url: str) -> tuple[str, uuid.UUID, int]:
             (("blue", 0), ("silver", 500_000), ("gold", 2_000_000)), start=1
         ):
             await define_tier(
-                session, program, TierSpec(code=code, name=code, rank=rank, threshold=threshold)
+                session,
+                program,
+                TierSpec(code=code, name=code, rank=rank, threshold=threshold),
+                principal=system("bench"),
             )
         await define_threshold(
-            session, program, ThresholdSpec(code="spend-1k", amount_minor=100_000, bonus_points=500)
+            session,
+            program,
+            ThresholdSpec(code="spend-1k", amount_minor=100_000, bonus_points=500),
+            principal=system("bench"),
         )
         rules = EarnRules(
             points_per_unit=Decimal(1),
             tier_multipliers={"silver": Decimal("1.5"), "gold": Decimal(2)},
         )
-        version = await draft_rules(session, program, rules)
-        await publish_rules(session, program, version.version, past, now=past)
+        version = await draft_rules(session, program, rules, principal=system("bench"))
+        await publish_rules(
+            session, program, version.version, past, now=past, principal=system("bench")
+        )
         await session.commit()
     await ledger.close()
     await pool.close()
@@ -279,7 +289,9 @@ def run(args: argparse.Namespace, url: str) -> None:
     async def key() -> str:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
-            return (await issue_key(pool, "bench", ["purchases:write"])).key
+            return (
+                await issue_key(pool, "bench", ["purchases:write"], principal=system("bench"))
+            ).key
         finally:
             await pool.close()
 

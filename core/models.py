@@ -39,7 +39,7 @@ class Program(UUIDv7AuditBase):
     #: What one point is worth in the currency's minor units when redeemed.
     point_value_minor: Mapped[Decimal] = mapped_column(Numeric(18, 6))
     return_window_days: Mapped[int] = mapped_column(Integer, default=30)
-    #: Points a member may give away per calendar day (UTC).
+    #: Points a member may give away per calendar day (of ``time_zone``).
     gift_daily_limit: Mapped[int] = mapped_column(BigInteger, default=10000)
     #: What qualifies for tiers: "spend" (minor units) or "points" earned.
     tier_basis: Mapped[str] = mapped_column(String(8), default="spend")
@@ -50,6 +50,12 @@ class Program(UUIDv7AuditBase):
     #: credited) or "inactivity" (all expire after that long without activity).
     expiry_policy: Mapped[str] = mapped_column(String(12), default="none")
     expiry_months: Mapped[int] = mapped_column(Integer, default=24)
+    #: The IANA zone every calendar rule counts in (days, months, years):
+    #: see ``core.calendar``.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: When the program began: its creation, or earlier for a program whose
+    #: history is imported. Its first rule version may take effect from then.
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     issuance_account_id: Mapped[uuid.UUID]
     redemption_account_id: Mapped[uuid.UUID]
     breakage_account_id: Mapped[uuid.UUID]

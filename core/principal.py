@@ -51,6 +51,14 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return self.program_id is None or self.program_id == program_id
 
 
+def member(program_id: uuid.UUID, external_id: str) -> Principal:
+    """A member acting on their own data, in their program only (a member
+    token's ``sub`` and ``program``)."""
+    return Principal(
+        kind=PrincipalKind.MEMBER, actor=f"member:{external_id}", program_id=program_id
+    )
+
+
 def system(job: str) -> Principal:
     """A scheduled or on-demand job of the platform itself."""
     return Principal(

@@ -9,17 +9,19 @@ counter's row lock, so concurrent events cannot both take the last points.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit, calendar
 from core.codes import TransferCode, derived_id
 from core.errors import Conflict
 from core.members import get_member, require_active
 from core.models import Member, Program
+from core.principal import Principal
 from ledger import Ledger, Transfer
 from ledger.bounds import MOMENT_RULE, ExternalId, NonEmpty, Text100, check_moment
 from rewards.budgets import take_from_budget
@@ -50,7 +52,8 @@ class BehaviourEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
         Moment,
         msgspec.Meta(
             description="When it happened (not in the future): it picks the rules in force"
-            f" and the UTC day and month the caps count in. {MOMENT_RULE}"
+            " and the day and month (of the program's time zone) the caps count in."
+            f" {MOMENT_RULE}"
         ),
     ]
 
@@ -84,8 +87,18 @@ _EVENT_ID_LOCK = 1702260340
 
 
 async def record_event(
-    session: AsyncSession, ledger: Ledger, program: Program, event: BehaviourEvent, now: datetime
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    event: BehaviourEvent,
+    now: datetime,
+    *,
+    principal: Principal,
 ) -> EventOutcome:
+    """Grant the event's points and record it, audited. The points commit
+    through the ledger's writer first; a retry after a failure before the
+    event's row committed finds the transfer (``exists``) and writes the row
+    and its audit line, which commit together: one line per event."""
     member = await get_member(session, program, event.member)
     # The id is looked up under a lock of its own: a duplicate sent at the
     # same moment waits for the first to commit, then answers its outcome.
@@ -128,13 +141,12 @@ async def record_event(
         await session.execute(
             text("SELECT 1 FROM members WHERE id = :id FOR UPDATE"), {"id": member.id}
         )
-        at = event.occurred_at.astimezone(UTC)
-        day = datetime.combine(at.date(), time.min, tzinfo=UTC)
-        month = day.replace(day=1)
-        next_month = (month + timedelta(days=32)).replace(day=1)
-        for cap, start, end, name in (
-            (rule.per_member_per_day, day, day + timedelta(days=1), "day_cap"),
-            (rule.per_member_per_month, month, next_month, "month_cap"),
+        # The program's days and months, not UTC's.
+        day = calendar.local_day(event.occurred_at, program.time_zone)
+        month = calendar.local_month(event.occurred_at, program.time_zone)
+        for cap, (start, end), name in (
+            (rule.per_member_per_day, day, "day_cap"),
+            (rule.per_member_per_month, month, "month_cap"),
         ):
             if cap is None:
                 continue
@@ -190,9 +202,17 @@ async def record_event(
             "transfer": transfer_id,
         },
     )
-    return EventOutcome(
+    outcome = EventOutcome(
         event_id=event.event_id, points=points, limited_by=limited_by, replayed=False
     )
+    await audit.record(
+        session,
+        principal,
+        "event.record",
+        f"program:{program.slug}:event:{event.event_id}",
+        outcome,
+    )
+    return outcome
 
 
 async def _granted_between(

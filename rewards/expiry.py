@@ -22,6 +22,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import calendar
 from core.codes import TransferCode, derived_id
 from core.models import Member, Program
 from ledger import AccountState, Ledger, Transfer
@@ -41,15 +42,19 @@ class Expiring(msgspec.Struct, kw_only=True, frozen=True):
     ]
 
 
-def add_months(moment: datetime, months: int) -> datetime:
-    index = moment.year * 12 + moment.month - 1 + months
-    year, month = divmod(index, 12)
-    for day in (moment.day, 30, 29, 28):
-        try:
-            return moment.replace(year=year, month=month + 1, day=day)
-        except ValueError:
-            continue
-    raise AssertionError("unreachable: every month has a 28th")
+def add_months(moment: datetime, months: int, zone: str = calendar.DEFAULT_TIME_ZONE) -> datetime:
+    """``moment`` moved by ``months`` on the wall clock of ``zone`` (see
+    ``core.calendar.add_months``)."""
+    return calendar.add_months(moment, months, zone)
+
+
+def cutoff(program: Program, at: datetime) -> datetime:
+    """Points credited (or a wallet last moved) up to this instant have
+    expired by ``at``: ``expiry_months`` before it on the program's local
+    calendar. So a lot credited late on 31 January, local time, under a
+    1-month term expires at the local end of February (month ends clamp),
+    not at the end of February in UTC."""
+    return add_months(at, -program.expiry_months, program.time_zone)
 
 
 async def due_at(
@@ -68,10 +73,10 @@ async def _due(
         return []
     wallets = [m.wallet_account_id for m in members]
     states = {s.id: s for s in await ledger.lookup_accounts(wallets)}
-    cutoff = add_months(at, -program.expiry_months)
+    before = cutoff(program, at)
     due: list[tuple[Member, int, AccountState]] = []
     if program.expiry_policy == "fixed":
-        credits = await ledger.posted_credits_up_to(wallets, cutoff)
+        credits = await ledger.posted_credits_up_to(wallets, before)
         for member in members:
             state = states[member.wallet_account_id]
             amount = min(credits[member.wallet_account_id] - state.debits_posted, spendable(state))
@@ -82,7 +87,7 @@ async def _due(
         for member in members:
             moved = last[member.wallet_account_id]
             state = states[member.wallet_account_id]
-            if moved is not None and moved <= cutoff and spendable(state) > 0:
+            if moved is not None and moved <= before and spendable(state) > 0:
                 due.append((member, spendable(state), state))
     return due
 
@@ -124,8 +129,10 @@ async def _expire(
     transfers = [
         Transfer(
             # Derived from the wallet's state as read: a rerun of the same
-            # expiry is the same transfer, a later one a new transfer.
-            id=derived_id(program.id, "expire", member.external_id, str(state.debits_posted)),
+            # expiry is the same transfer, a later one a new transfer. From
+            # the member's id: one enrolled again under an erased member's
+            # external id has a wallet, and expiries, of their own.
+            id=derived_id(program.id, "expire", str(member.id), str(state.debits_posted)),
             debit_account_id=member.wallet_account_id,
             credit_account_id=program.breakage_account_id,
             amount=points,

@@ -14,10 +14,12 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.codes import TransferCode, derived_id
 from core.errors import IdempotencyKeyReused, NotFound
 from core.members import lock_member, require_active
 from core.models import Member, Program
+from core.principal import Principal
 from ledger import Ledger, Transfer, TransferFlags
 from ledger.bounds import BIGINT_MAX, ExternalId, PositiveBigInt
 from rewards.errors import CaptureExceedsHold, HoldClosed, InsufficientPoints, LedgerRefused
@@ -121,7 +123,9 @@ async def hold_points(
         # ledger counts (bigint): no wallet holds them, and the ledger would
         # refuse the transfer itself, not the member's balance.
         raise InsufficientPoints(f"{points} points are needed, more than a wallet can hold")
-    transfer_id = derived_id(program.id, "hold", member.external_id, key)
+    # From the member's id, not their external id: one enrolled again after
+    # an erasure is another member, whose keys start afresh.
+    transfer_id = derived_id(program.id, "hold", str(member.id), key)
     await record_transfers(
         ledger,
         [
@@ -177,7 +181,13 @@ async def capture_hold(
     hold_id: uuid.UUID,
     capture: Capture,
     now: datetime,
+    *,
+    principal: Principal,
 ) -> HoldView:
+    """Capture the hold, audited. The capture commits through the ledger's
+    writer first; a retry after a failure before the hold's row committed
+    finds it (``exists``) and writes the row and its audit line, which
+    commit together: one line per capture."""
     hold = await _locked(session, program, hold_id)
     if hold.status == HoldStatus.CAPTURED:
         return _view(hold, now, replayed=True)
@@ -187,6 +197,13 @@ async def capture_hold(
     await _resolve(ledger, hold, program, TransferFlags.POST_PENDING, points)
     hold.status, hold.captured_points = HoldStatus.CAPTURED, points
     await session.flush()
+    await audit.record(
+        session,
+        principal,
+        "hold.capture",
+        f"program:{program.slug}:hold:{hold_id}",
+        {"points": points},
+    )
     return _view(hold, now)
 
 
@@ -197,7 +214,11 @@ async def release_hold(
     hold_id: uuid.UUID,
     now: datetime,
     member: Member | None = None,
+    *,
+    principal: Principal,
 ) -> HoldView:
+    """Release the hold (``member``: only one of theirs), audited once, as
+    a capture is."""
     hold = await _locked(session, program, hold_id)
     if member is not None and hold.member_id != member.id:
         raise NotFound(f"no hold {hold_id}")
@@ -206,6 +227,7 @@ async def release_hold(
     await _resolve(ledger, hold, program, TransferFlags.VOID_PENDING, 0)
     hold.status = HoldStatus.RELEASED
     await session.flush()
+    await audit.record(session, principal, "hold.release", f"program:{program.slug}:hold:{hold_id}")
     return _view(hold, now)
 
 

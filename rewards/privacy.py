@@ -16,7 +16,9 @@ import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.models import Member, MemberStatus, Program
+from core.principal import Principal
 from ledger import Ledger, TransferState
 from rewards.models import Gift, PointHold, Purchase, PurchaseReturn, Redemption
 from rewards.programs import MemberBalance, member_balance
@@ -90,8 +92,18 @@ def _row(obj: Any, *fields: str) -> dict[str, Any]:
 
 
 async def export_member(
-    session: AsyncSession, ledger: Ledger, program: Program, member: Member, now: datetime
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    now: datetime,
+    *,
+    principal: Principal,
 ) -> MemberExport:
+    """All of the member's data; each export is audited (who read it, when)."""
+    await audit.record(
+        session, principal, "member.export", f"program:{program.slug}:member:{member.external_id}"
+    )
     purchases = list(
         await session.scalars(
             select(Purchase).where(Purchase.member_id == member.id).order_by(Purchase.occurred_at)
@@ -176,10 +188,13 @@ async def export_member(
     )
 
 
-async def erase_member(session: AsyncSession, program: Program, member: Member) -> str:
-    """Remove the member's personal data; returns the pseudonym now in its
-    place. The external id is free again: enrolled anew, it is a new member
-    (``rewards.programs.enrol_member``)."""
+async def erase_member(
+    session: AsyncSession, program: Program, member: Member, *, principal: Principal
+) -> str:
+    """Remove the member's personal data, audited under the pseudonym;
+    returns the pseudonym now in its place. The external id is free again:
+    enrolled anew, it is a new member (``rewards.programs.enrol_member``).
+    A member erased already stays as they are, and nothing is audited again."""
     if member.external_id.startswith(PREFIX):
         return member.external_id
     alias = pseudonym(
@@ -191,4 +206,5 @@ async def erase_member(session: AsyncSession, program: Program, member: Member) 
     member.consents = {}
     member.status = MemberStatus.CLOSED
     await session.flush()
+    await audit.record(session, principal, "member.erase", f"program:{program.slug}:member:{alias}")
     return alias

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
 
@@ -11,10 +12,13 @@ import msgspec
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit, calendar
 from core.codes import AccountCode, TransferCode, derived_id
-from core.errors import NotFound
+from core.errors import Forbidden, NotFound
 from core.members import find_member, lock_member
 from core.models import Member, MemberStatus, Program
+from core.principal import Principal
+from core.programs import program_id_for
 from ledger import (
     Account,
     AccountFlags,
@@ -23,11 +27,28 @@ from ledger import (
     TransferFlags,
     TransferOutcome,
 )
-from ledger.bounds import ExternalId, NonEmpty, Text32, Text100, Text200, Text320
+from ledger.bounds import (
+    ExternalId,
+    NonEmpty,
+    Text32,
+    Text100,
+    Text200,
+    Text320,
+    check_moment,
+)
 from ledger.reads import ACCOUNT_BALANCES, debit_balance, pending, spendable
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.connections import Connection
 from rewards.errors import InsufficientPoints, LedgerRefused, ProgramExistsWithDifferentFields
+from rewards.program_settings import (
+    GiftDailyLimit,
+    ReturnWindowDays,
+    StartedAt,
+    TierBasis,
+    TierGraceDays,
+    TierWindow,
+    TimeZoneName,
+)
 from rewards.pseudonyms import erasures
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -74,15 +95,7 @@ class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
             " (100 for ZAR, 1 for JPY).",
         ),
     ] = 100
-    return_window_days: Annotated[
-        int,
-        msgspec.Meta(
-            ge=0,
-            le=365,
-            description="Days a purchase may be returned in; its points stay pending until"
-            " the window ends.",
-        ),
-    ] = 30
+    return_window_days: ReturnWindowDays = 30
     expiry_policy: Annotated[
         Literal["none", "fixed", "inactivity"],
         msgspec.Meta(
@@ -99,8 +112,17 @@ class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
             description="Months of the expiry policy (unused with `none`).",
         ),
     ] = 24
+    # The settings an operator may change later (rewards.program_settings).
+    tier_basis: TierBasis = "spend"
+    tier_window: TierWindow = "calendar_year"
+    tier_grace_days: TierGraceDays = 30
+    gift_daily_limit: GiftDailyLimit = 10_000
+    time_zone: TimeZoneName = calendar.DEFAULT_TIME_ZONE
+    #: None: the program starts when it is opened.
+    started_at: StartedAt | None = None
 
     def __post_init__(self) -> None:
+        check_moment("started_at", self.started_at)
         # msgspec bounds numbers but not Decimals. The bounds are the stored
         # value's: the column (NUMERIC(18, 6)) rounds to 6 places, so
         # 0.0000004 would be stored as 0 (a point worth nothing) and
@@ -163,16 +185,13 @@ class MemberBalance(msgspec.Struct, kw_only=True, frozen=True):
     currency: Annotated[str, msgspec.Meta(description="The program's currency, ISO 4217.")]
 
 
-#: Where programs' own ids are derived (``derived_id`` keys ids by a program).
-_PROGRAMS = uuid.UUID(int=0)
-
 #: First key of the advisory lock that serializes the opening of one slug
 #: (the ledger writer's lock has a key of its own).
 _OPENING_LOCK = 1886547815
 
 
 async def open_program(
-    session: AsyncSession, ledger: Ledger, spec: ProgramSpec
+    session: AsyncSession, ledger: Ledger, spec: ProgramSpec, *, principal: Principal
 ) -> tuple[Program, bool]:
     """Open a program: its ledger and system accounts, then its row; and
     whether it is new. Idempotent by slug: the same spec again answers the
@@ -181,8 +200,16 @@ async def open_program(
     The ledger's writes commit on their own, before the row. A retry after
     a failure between them and the commit of the row converges: it adopts
     the ledger named for the slug, and the program's id (so its accounts'
-    ids) is derived from the slug.
+    ids) is derived from the slug. The audit line commits with the row, so
+    the open that creates it writes the one line, retry or not.
+
+    A principal bound to one program opens no other: refused whatever the
+    slug holds, so the answer tells nothing of another tenant's programs.
     """
+    program_id = program_id_for(spec.slug)
+    if not principal.sees_program(program_id):
+        raise Forbidden(f"{principal.actor} acts in one program only and cannot open another")
+    calendar.time_zone(spec.time_zone)  # UnknownTimeZone (422) before anything is written
     # Concurrent opens of one slug wait here for the first to commit, then
     # find its row (instead of losing a race on the unique slug).
     await session.execute(
@@ -193,6 +220,8 @@ async def open_program(
     # as every later one.
     fields = msgspec.structs.asdict(spec)
     fields["point_value_minor"] = point_value = _at_column_scale(spec.point_value_minor)
+    if spec.started_at is None:
+        del fields["started_at"]  # "when it was opened": whenever that was
     existing = await session.scalar(select(Program).where(Program.slug == spec.slug))
     if existing is not None:
         different = [name for name, value in fields.items() if getattr(existing, name) != value]
@@ -209,7 +238,6 @@ async def open_program(
         ledger_id = int(await session.scalar(text("SELECT nextval('program_ledger_id_seq')")) or 0)
         await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=name))
     # No row is ever deleted, so a slug names one program for good.
-    program_id = derived_id(_PROGRAMS, "program", spec.slug)
     accounts = {
         code: derived_id(program_id, "account", code.name.lower())
         for code in (AccountCode.ISSUANCE, AccountCode.REDEMPTION, AccountCode.BREAKAGE)
@@ -229,17 +257,29 @@ async def open_program(
         return_window_days=spec.return_window_days,
         expiry_policy=spec.expiry_policy,
         expiry_months=spec.expiry_months,
+        tier_basis=spec.tier_basis,
+        tier_window=spec.tier_window,
+        tier_grace_days=spec.tier_grace_days,
+        gift_daily_limit=spec.gift_daily_limit,
+        time_zone=spec.time_zone,
+        started_at=spec.started_at if spec.started_at is not None else datetime.now(UTC),
         issuance_account_id=accounts[AccountCode.ISSUANCE],
         redemption_account_id=accounts[AccountCode.REDEMPTION],
         breakage_account_id=accounts[AccountCode.BREAKAGE],
     )
     session.add(program)
     await session.flush()
+    await audit.record(session, principal, "program.open", f"program:{spec.slug}", spec)
     return program, True
 
 
 async def enrol_member(
-    session: AsyncSession, ledger: Ledger, program: Program, enrolment: Enrolment
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    enrolment: Enrolment,
+    *,
+    principal: Principal,
 ) -> tuple[Member, bool]:
     """The member with this external id, enrolled now if new (and whether new).
 
@@ -247,7 +287,8 @@ async def enrol_member(
     under it were erased, so that a retry after a failure between the
     wallet and the row opens the same wallet again, while an id enrolled
     after an erasure gets a wallet of its own (the erased member keeps
-    theirs, and their history)."""
+    theirs, and their history). The audit line commits with the row: one
+    line per member, however many tries it took."""
     member = await find_member(session, program, enrolment.external_id)
     if member is not None:
         return member, False
@@ -276,6 +317,13 @@ async def enrol_member(
     )
     session.add(member)
     await session.flush()
+    await audit.record(
+        session,
+        principal,
+        "member.enrol",
+        f"program:{program.slug}:member:{enrolment.external_id}",
+        {"external_id": enrolment.external_id, "consents": enrolment.consents},
+    )
     return member, True
 
 

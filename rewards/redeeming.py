@@ -9,17 +9,19 @@ a row lock.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit, calendar
 from core.codes import TransferCode, derived_id
 from core.errors import IdempotencyKeyReused, NotFound
 from core.members import find_member, lock_member, require_active
 from core.models import Member, Program
+from core.principal import Principal
 from ledger import Ledger, Transfer
 from ledger.bounds import (
     MOMENT_RULE,
@@ -147,10 +149,15 @@ class GiftOutcome(msgspec.Struct, kw_only=True, frozen=True):
     replayed: Annotated[bool, msgspec.Meta(description=_REPLAYED)]
 
 
-async def add_reward(session: AsyncSession, program: Program, spec: RewardSpec) -> CatalogReward:
+async def add_reward(
+    session: AsyncSession, program: Program, spec: RewardSpec, *, principal: Principal
+) -> CatalogReward:
     reward = CatalogReward(program_id=program.id, **msgspec.structs.asdict(spec))
     session.add(reward)
     await session.flush()
+    await audit.record(
+        session, principal, "catalog.add", f"program:{program.slug}:reward:{spec.sku}", spec
+    )
     return reward
 
 
@@ -195,7 +202,9 @@ async def redeem(
             raise RewardUnavailable(f"{request.sku!r} is out of stock")
         reward.stock -= request.quantity
     points = reward.points_price * request.quantity
-    transfer_id = derived_id(program.id, "redeem", member.external_id, key)
+    # From the member's id, not their external id: one enrolled again after
+    # an erasure is another member, whose keys start afresh.
+    transfer_id = derived_id(program.id, "redeem", str(member.id), key)
     await record_transfers(
         ledger,
         [
@@ -270,10 +279,13 @@ async def give_gift(
     require_active(recipient)
     if recipient.id == sender.id:
         raise GiftToSelf("a member cannot give points to themselves")
-    day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
+    # The limit is per day of the program's calendar, not of UTC.
+    day_start, day_end = calendar.local_day(now, program.time_zone)
     given = await session.scalar(
         select(func.coalesce(func.sum(Gift.points), 0)).where(
-            Gift.sender_id == sender.id, Gift.created_at >= day_start
+            Gift.sender_id == sender.id,
+            Gift.created_at >= day_start,
+            Gift.created_at < day_end,
         )
     )
     if int(given or 0) + request.points > program.gift_daily_limit:
@@ -281,7 +293,7 @@ async def give_gift(
             f"gifts today would total {int(given or 0) + request.points} points,"
             f" more than the daily limit of {program.gift_daily_limit}"
         )
-    transfer_id = derived_id(program.id, "gift", sender.external_id, key)
+    transfer_id = derived_id(program.id, "gift", str(sender.id), key)
     await record_transfers(
         ledger,
         [

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.models import Program
 from ledger import Ledger
 from rewards.expiry import expire_points
-from rewards.purchases import settle_matured_earnings
+from rewards.settlement import settle_matured_earnings
 from rewards.tiers import evaluate_tiers
 
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Protocol, TypeVar
 
 import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit, calendar
 from core.models import Member, Program
+from core.principal import Principal
 from ledger.bounds import NonEmpty, NonNegativeBigInt, PositiveBigInt, Text100, Text200
 from rewards.models import Purchase, ThresholdReward, Tier
 
@@ -122,29 +124,25 @@ class TierProgress(msgspec.Struct, kw_only=True, frozen=True):
     ]
 
 
-def add_years(moment: datetime, years: int) -> datetime:
-    try:
-        return moment.replace(year=moment.year + years)
-    except ValueError:  # 29 February in a year without one
-        return moment.replace(year=moment.year + years, day=28)
-
-
 def window_at(program: Program, enrolled_at: datetime, at: datetime) -> tuple[datetime, datetime]:
     """The qualifying window containing ``at`` for a member enrolled at
-    ``enrolled_at``: [start, end)."""
-    at = at.astimezone(UTC)
+    ``enrolled_at``: [start, end), counted in the program's time zone (the
+    year from local 1 January, anniversaries at the local time of enrolment)."""
+    zone = program.time_zone
     if program.tier_window == "calendar_year":
-        start = datetime(at.year, 1, 1, tzinfo=UTC)
-        return start, add_years(start, 1)
+        return calendar.local_year(at, zone)
     if program.tier_window == "anniversary":
-        enrolled = enrolled_at.astimezone(UTC)
-        years = max(0, at.year - enrolled.year)
-        start = add_years(enrolled, years)
+        years = max(0, _local_year(at, zone) - _local_year(enrolled_at, zone))
+        start = calendar.add_years(enrolled_at, years, zone)
         if start > at:
-            start = add_years(enrolled, years - 1)
-        return start, add_years(start, 1)
+            start = calendar.add_years(enrolled_at, years - 1, zone)
+        return start, calendar.add_years(start, 1, zone)
     # rolling 12 months: the year up to and including ``at``
-    return add_years(at, -1), at + timedelta(microseconds=1)
+    return calendar.add_years(at, -1, zone), at + timedelta(microseconds=1)
+
+
+def _local_year(at: datetime, zone: str) -> int:
+    return at.astimezone(calendar.time_zone(zone)).year
 
 
 async def qualifying(
@@ -179,7 +177,9 @@ async def ladder(session: AsyncSession, program: Program) -> list[Tier]:
     return list(tiers)
 
 
-async def define_tier(session: AsyncSession, program: Program, spec: TierSpec) -> Tier:
+async def define_tier(
+    session: AsyncSession, program: Program, spec: TierSpec, *, principal: Principal
+) -> Tier:
     tier = Tier(
         program_id=program.id,
         code=spec.code,
@@ -190,11 +190,14 @@ async def define_tier(session: AsyncSession, program: Program, spec: TierSpec) -
     )
     session.add(tier)
     await session.flush()
+    await audit.record(
+        session, principal, "tier.define", f"program:{program.slug}:tier:{spec.code}", spec
+    )
     return tier
 
 
 async def define_threshold(
-    session: AsyncSession, program: Program, spec: ThresholdSpec
+    session: AsyncSession, program: Program, spec: ThresholdSpec, *, principal: Principal
 ) -> ThresholdReward:
     reward = ThresholdReward(
         program_id=program.id,
@@ -204,6 +207,13 @@ async def define_threshold(
     )
     session.add(reward)
     await session.flush()
+    await audit.record(
+        session,
+        principal,
+        "threshold.define",
+        f"program:{program.slug}:threshold:{spec.code}",
+        spec,
+    )
     return reward
 
 
@@ -262,9 +272,10 @@ def _closed_window(
 ) -> tuple[datetime, datetime] | None:
     """The window to judge the member's tier on now, if one is due."""
     assert member.tier_since is not None
+    zone = program.time_zone
     if program.tier_window == "rolling_12_months":
-        review = add_years(member.tier_reviewed_at or member.tier_since, 1)
-        return (add_years(review, -1), review) if now >= review + grace else None
+        review = calendar.add_years(member.tier_reviewed_at or member.tier_since, 1, zone)
+        return (calendar.add_years(review, -1, zone), review) if now >= review + grace else None
     current_start, _ = window_at(program, member.created_at, now)
     previous = window_at(program, member.created_at, current_start - timedelta(microseconds=1))
     if now < previous[1] + grace:

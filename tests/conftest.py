@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 
 from api.database import fresh_database, migrate, postgres_server, sqlalchemy_url
 from core.models import Program
+from core.principal import system
 from ledger import Ledger
 from ledger.connection import create_pool
 from ledger.schemas import Ledger as LedgerDefinition
@@ -96,7 +97,9 @@ def new_program(session: AsyncSession, ledger: Ledger) -> NewProgram:
             "point_value_minor": Decimal(1),
             **fields,
         }
-        program, _ = await open_program(session, ledger, msgspec.convert(values, ProgramSpec))
+        program, _ = await open_program(
+            session, ledger, msgspec.convert(values, ProgramSpec), principal=system("test")
+        )
         await session.commit()
         return program
 

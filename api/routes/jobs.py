@@ -1,5 +1,8 @@
 """Run a registered job once, now, on demand (the worker runs the same jobs
-on its schedule). Each run is audited under the operator who asked."""
+on its schedule). Each run is audited under the operator who asked.
+
+Jobs run over every program, so a key bound to one program may not run
+them (403, see ``api.access.platform_only``)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.access import operator, require_scope
+from api.access import operator, platform_only, require_scope
 from api.modules import JOBS, UnknownJob, job
 from api.problems import MEDIA_TYPE, Problem, from_database_error, problem, problem_responses
 from api.routes import JOB_RUN
@@ -65,11 +68,12 @@ class JobController(Controller):
 
     @post(
         "/{name:str}/runs",
-        guards=[require_scope("jobs:run")],
+        guards=[require_scope("jobs:run"), platform_only],
         summary="Run a job once, now",
         description="Runs the job as the worker would, by the server's clock, and answers"
         " how many things it did. Jobs are safe to run at any time and more than once:"
-        " each run does what is due, and nothing twice.",
+        " each run does what is due, and nothing twice. A job runs over every program:"
+        " a key bound to one program is refused (403).",
         status_code=HTTPStatus.OK,
         responses={
             **problem_responses(*JOB_RUN),

@@ -1,8 +1,9 @@
 """The operator API of API keys: issue (the key shown once), list, revoke.
 Every change is audited under the operator who made it.
 
-A caller grants at most the scopes it holds itself: a key that may manage
-keys cannot mint one stronger than itself.
+A caller grants at most the scopes and the tenant it holds itself: a key
+that may manage keys cannot mint one stronger than itself, and a key bound
+to a program issues, lists and revokes only keys of that program.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from api.access import (
     SCOPES,
     Gatekeeper,
     IssuedKey,
+    KeyBeyondIssuer,
     KeyNameTaken,
     KeyRefused,
     KeyView,
-    check_scopes,
     issue_key,
     list_keys,
     operator,
@@ -38,6 +39,7 @@ from api.routes import OPERATOR_CREATE, OPERATOR_DELETE, OPERATOR_LIST
 from core import audit
 from ledger.bounds import Text100
 from rewards.connections import session_connection
+from rewards.programs import SLUG_PATTERN
 
 #: More scopes than there are, so that a list of every one fits.
 MAX_SCOPES = 64
@@ -71,9 +73,24 @@ class KeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             examples=[["ledger:read"]],
         ),
     ]
+    program: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=SLUG_PATTERN,
+                description="The slug of the one program the key may act in; left out: the"
+                " caller's own program, or every program for a caller of the whole platform."
+                " A caller bound to a program can name only that one.",
+                examples=["shop"],
+            ),
+        ]
+        | None
+    ) = None
 
 
 def _refused(error: KeyRefused) -> ProblemDetailsException:
+    if isinstance(error, KeyBeyondIssuer):
+        return problem(HTTPStatus.FORBIDDEN, "forbidden", str(error))
     if isinstance(error, KeyNameTaken):
         status, slug = HTTPStatus.CONFLICT, "api-key-name-taken"
     else:
@@ -90,9 +107,11 @@ class KeyController(Controller):
     @post(
         "/",
         summary="Issue an API key",
-        description="Issues a key with the scopes asked for; the key is in this answer"
-        " only (the server keeps its hash). Unknown scopes or none: 422 naming `scopes`;"
-        " a scope the caller lacks: 403; a name already used: 409 naming `name`.",
+        description="Issues a key with the scopes asked for, bound to a program if asked"
+        " (or if the caller is); the key is in this answer only (the server keeps its"
+        " hash). Unknown scopes or none: 422 naming `scopes`; a scope the caller lacks:"
+        " 403; a name already used: 409 naming `name`; a program that is not there, or"
+        " not the caller's: 422 naming `program`.",
         status_code=HTTPStatus.CREATED,
         responses=problem_responses(*OPERATOR_CREATE),
     )
@@ -104,14 +123,13 @@ class KeyController(Controller):
     ) -> IssuedKey:
         principal = operator(request)
         try:
-            wanted = check_scopes(data.scopes)
-            if lacking := [scope for scope in wanted if not principal.allows(scope)]:
-                raise problem(
-                    HTTPStatus.FORBIDDEN,
-                    "forbidden",
-                    f"scopes: this credential cannot grant {', '.join(lacking)}, which it lacks",
-                )
-            issued = await issue_key(await session_connection(db_session), data.name, wanted)
+            issued = await issue_key(
+                await session_connection(db_session),
+                data.name,
+                data.scopes,
+                data.program,
+                principal=principal,
+            )
         except KeyRefused as error:
             raise _refused(error) from None
         await audit.record(
@@ -119,7 +137,12 @@ class KeyController(Controller):
             principal,
             "api-key.issue",
             f"api-key:{issued.name}",
-            {"id": str(issued.id), "prefix": issued.prefix, "scopes": issued.scopes},
+            {
+                "id": str(issued.id),
+                "prefix": issued.prefix,
+                "scopes": issued.scopes,
+                "program": issued.program,
+            },
         )
         return issued
 
@@ -127,17 +150,21 @@ class KeyController(Controller):
         "/",
         summary="List API keys",
         description="Every key issued, active and revoked, oldest first: names, prefixes,"
-        " scopes and dates, never a secret.",
+        " scopes, programs and dates, never a secret. A caller bound to a program sees"
+        " the keys of that program only.",
         responses=problem_responses(*OPERATOR_LIST),
     )
-    async def list_all(self, db_session: NamedDependency[AsyncSession]) -> list[KeyView]:
-        return await list_keys(await session_connection(db_session))
+    async def list_all(
+        self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+    ) -> list[KeyView]:
+        return await list_keys(await session_connection(db_session), principal=operator(request))
 
     @delete(
         "/{name:str}",
         summary="Revoke an API key",
         description="The key stops working at once on this server, and within"
-        f" {CACHE_SECONDS:.0f} s on every other. A name with no active key: 404.",
+        f" {CACHE_SECONDS:.0f} s on every other. A name with no active key (or, for a"
+        " caller bound to a program, none of that program): 404.",
         status_code=HTTPStatus.NO_CONTENT,
         responses=problem_responses(*OPERATOR_DELETE),
     )
@@ -147,9 +174,10 @@ class KeyController(Controller):
         db_session: NamedDependency[AsyncSession],
         name: KeyNamePath,
     ) -> None:
-        if not await revoke_key(await session_connection(db_session), name):
+        principal = operator(request)
+        if not await revoke_key(await session_connection(db_session), name, principal=principal):
             raise not_found(f"an active API key named {name!r}")
-        await audit.record(db_session, operator(request), "api-key.revoke", f"api-key:{name}")
+        await audit.record(db_session, principal, "api-key.revoke", f"api-key:{name}")
         # Committed before this server forgets the key, so that no request
         # can verify it again in between and be trusted for a while more.
         await db_session.commit()

@@ -4,6 +4,10 @@ Handlers translate HTTP to ``ledger.Ledger`` calls and back; the ledger
 decides everything else. A transfer or account that fails is a per-item
 result in a 200 answer, as in TigerBeetle; only a request that cannot be
 taken at all is an HTTP error.
+
+The ledger's accounts and transfers belong to every program at once, with
+no tenant of their own to filter by: a key bound to one program may not
+use these routes (403, see ``api.access.platform_only``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter, PathParameter, QueryParameter
 
+from api.access import platform_only
 from api.problems import not_found, problem, problem_responses
 from api.schemas import (
     HISTORY_CURSOR_MAX,
@@ -51,7 +56,7 @@ HistoryCursor = Annotated[
 
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
     """Every ledger route may answer 401 (no token), 403 (an API key without the
-    scope) and 503 (the database is unavailable)."""
+    scope, or bound to one program) and 503 (the database is unavailable)."""
     return problem_responses(
         HTTPStatus.UNAUTHORIZED,
         HTTPStatus.FORBIDDEN,
@@ -72,6 +77,8 @@ _BODY = (
 class LedgerController(Controller):
     path = "/ledger"
     tags = ["ledger"]
+    # After the router's scope guard, which identifies the caller.
+    guards = [platform_only]
 
     @post(
         "/ledgers",

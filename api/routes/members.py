@@ -1,4 +1,8 @@
-"""The member app API: a member's own balance and history, nothing else."""
+"""The member app API: a member's own balance and history, nothing else.
+
+The token's identity carries the member ``Principal``, bound to the
+token's program: the program is looked up with it, as every operator
+look-up is, and the member's use cases audit under it."""
 
 from __future__ import annotations
 
@@ -15,16 +19,17 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MO
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.member_auth import MemberIdentity, require_member
-from api.payments import PointsPayment, start_points_payment
 from api.problems import problem_responses
 from api.program_cache import ProgramCache
 from api.routes import MEMBER_READ, MEMBER_WRITE, HoldIdPath, created_or_replayed, replayed
 from api.routes.ledger import HistoryCursor
 from api.schemas import MEMBER_STATUS
 from api.settings import Settings
+from api.stripe.gateway import PointsPayment, start_points_payment
 from core.codes import MOVEMENT_NAMES, movement_name
 from core.members import get_member
 from core.models import Member, Program
+from core.principal import Principal
 from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import NO_NUL
@@ -116,8 +121,13 @@ class MovementPage(msgspec.Struct, kw_only=True):
 
 async def _me(request: Request[Any, Any, Any], session: AsyncSession) -> tuple[Program, Member]:
     identity: MemberIdentity = request.state.member_identity
-    program = await get_program(session, identity.program)
+    program = await get_program(session, identity.principal, identity.program)
     return program, await get_member(session, program, identity.member)
+
+
+def _principal(request: Request[Any, Any, Any]) -> Principal:
+    identity: MemberIdentity = request.state.member_identity
+    return identity.principal
 
 
 class MemberController(Controller):
@@ -156,7 +166,7 @@ class MemberController(Controller):
         # look-up on the app's pool; no ORM session, no transaction.
         identity: MemberIdentity = request.state.member_identity
         programs: ProgramCache = request.app.state.programs
-        program = await programs.get(identity.program)
+        program = await programs.get(identity.program, principal=identity.principal)
         balance = await read_balance(request.app.state.pool, program, identity.member)
         etag = '"' + hashlib.sha256(msgspec.json.encode(balance)).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
@@ -293,7 +303,13 @@ class MemberController(Controller):
     ) -> HoldView:
         program, member = await _me(request, db_session)
         return await release_hold(
-            db_session, ledger, program, hold_id, datetime.now(UTC), member=member
+            db_session,
+            ledger,
+            program,
+            hold_id,
+            datetime.now(UTC),
+            member=member,
+            principal=_principal(request),
         )
 
     @get(
@@ -352,4 +368,6 @@ class MemberController(Controller):
         ledger: NamedDependency[Ledger],
     ) -> MemberExport:
         program, member = await _me(request, db_session)
-        return await export_member(db_session, ledger, program, member, datetime.now(UTC))
+        return await export_member(
+            db_session, ledger, program, member, datetime.now(UTC), principal=_principal(request)
+        )

@@ -1,5 +1,10 @@
 """The operator API of loyalty programs: programs, earn rule versions,
-members, purchases and returns. Every change is audited."""
+members, purchases and returns.
+
+Each handler parses, calls one use case and maps its answer; the use case
+writes the audit line. The program of the path and the member of the path
+come from dependencies that look them up for the caller: a program outside
+the caller's tenant is not found, exactly as a missing one."""
 
 from __future__ import annotations
 
@@ -10,10 +15,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.access import operator, require_scope
@@ -26,7 +30,6 @@ from api.routes import (
     replayed,
 )
 from api.schemas import MEMBER_STATUS
-from core import audit
 from core.members import get_member
 from core.models import Member, Program
 from core.programs import get_program
@@ -55,15 +58,10 @@ from rewards.programs import (
     member_balance,
     open_program,
 )
-from rewards.purchases import (
-    PurchaseEvent,
-    PurchaseOutcome,
-    ReturnEvent,
-    ReturnOutcome,
-    return_purchase,
-)
+from rewards.purchases import PurchaseEvent, PurchaseOutcome, ReturnEvent, ReturnOutcome
 from rewards.redeeming import RewardSpec, RewardView, add_reward
-from rewards.rule_versions import draft_rules, get_version, parse_rules, publish_rules
+from rewards.returns import return_purchase
+from rewards.rule_versions import draft_rules, list_rules, parse_rules, publish_rules
 from rewards.rules import Moment
 from rewards.simulator import SimulationReport, simulate
 from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
@@ -91,6 +89,20 @@ class ProgramView(msgspec.Struct, kw_only=True):
             description="Days a purchase may be returned in: its points stay pending until then."
         ),
     ]
+    time_zone: Annotated[
+        str,
+        msgspec.Meta(
+            description="The IANA time zone the program's days, months and years count in"
+            " (e.g. Africa/Johannesburg)."
+        ),
+    ]
+    started_at: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="When the program began: its first rule version may take effect"
+            " from then on."
+        ),
+    ]
 
 
 class RuleDraft(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -116,7 +128,8 @@ class Publication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         Moment,
         msgspec.Meta(
             description="When the version starts to price purchases: now or later, not in"
-            f" the past. {MOMENT_RULE}"
+            " the past; except the program's first published version, which may start as"
+            f" early as the program's `started_at` (a history import). {MOMENT_RULE}"
         ),
     ]
 
@@ -178,6 +191,8 @@ def _program_view(program: Program) -> ProgramView:
         ledger_id=program.ledger_id,
         point_value_minor=program.point_value_minor,
         return_window_days=program.return_window_days,
+        time_zone=program.time_zone,
+        started_at=program.started_at,
     )
 
 
@@ -203,9 +218,26 @@ async def _member_view(
     )
 
 
+async def _program(
+    request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession], slug: SlugPath
+) -> Program:
+    """The program of the path, looked up within the caller's tenant."""
+    return await get_program(db_session, operator(request), slug)
+
+
+async def _member(
+    db_session: NamedDependency[AsyncSession],
+    program: NamedDependency[Program],
+    external_id: ExternalIdPath,
+) -> Member:
+    """The member of the path, in the program of the path."""
+    return await get_member(db_session, program, external_id)
+
+
 class ProgramController(Controller):
     path = "/programs"
     tags = ["programs"]
+    dependencies = {"program": Provide(_program), "member": Provide(_member)}
 
     @post(
         "/",
@@ -225,11 +257,7 @@ class ProgramController(Controller):
         ledger: NamedDependency[Ledger],
         data: JSONBody[ProgramSpec],
     ) -> Response[ProgramView]:
-        program, created = await open_program(db_session, ledger, data)
-        if created:
-            await audit.record(
-                db_session, operator(request), "program.open", f"program:{data.slug}", data
-            )
+        program, created = await open_program(db_session, ledger, data, principal=operator(request))
         view = _program_view(program)
         return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
@@ -239,10 +267,8 @@ class ProgramController(Controller):
         summary="A program",
         responses=problem_responses(*OPERATOR_READ),
     )
-    async def show_program(
-        self, db_session: NamedDependency[AsyncSession], slug: SlugPath
-    ) -> ProgramView:
-        return _program_view(await get_program(db_session, slug))
+    async def show_program(self, program: NamedDependency[Program]) -> ProgramView:
+        return _program_view(program)
 
     @post(
         "/{slug:str}/rules",
@@ -255,17 +281,12 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         data: JSONBody[RuleDraft],
     ) -> RuleVersionView:
-        program = await get_program(db_session, slug)
-        version = await draft_rules(db_session, program, parse_rules(data.rules), data.note)
-        await audit.record(
-            db_session,
-            operator(request),
-            "rules.draft",
-            f"program:{slug}:rules:{version.version}",
-            data,
+        rules = parse_rules(data.rules)
+        version = await draft_rules(
+            db_session, program, rules, data.note, principal=operator(request)
         )
         return _version_view(version)
 
@@ -276,15 +297,9 @@ class ProgramController(Controller):
         responses=problem_responses(*OPERATOR_READ),
     )
     async def list_rules(
-        self, db_session: NamedDependency[AsyncSession], slug: SlugPath
+        self, db_session: NamedDependency[AsyncSession], program: NamedDependency[Program]
     ) -> list[RuleVersionView]:
-        program = await get_program(db_session, slug)
-        versions = await db_session.scalars(
-            select(EarnRuleVersion)
-            .where(EarnRuleVersion.program_id == program.id)
-            .order_by(EarnRuleVersion.version)
-        )
-        return [_version_view(v) for v in versions]
+        return [_version_view(v) for v in await list_rules(db_session, program)]
 
     @post(
         "/{slug:str}/rules/{version:int}/publish",
@@ -297,21 +312,17 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         version: VersionPath,
         data: JSONBody[Publication],
     ) -> RuleVersionView:
-        program = await get_program(db_session, slug)
-        await get_version(db_session, program, version)
         published = await publish_rules(
-            db_session, program, version, data.effective_from, now=datetime.now(UTC)
-        )
-        await audit.record(
             db_session,
-            operator(request),
-            "rules.publish",
-            f"program:{slug}:rules:{version}",
-            data,
+            program,
+            version,
+            data.effective_from,
+            now=datetime.now(UTC),
+            principal=operator(request),
         )
         return _version_view(published)
 
@@ -329,19 +340,12 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         data: JSONBody[Enrolment],
     ) -> Response[MemberView]:
-        program = await get_program(db_session, slug)
-        member, created = await enrol_member(db_session, ledger, program, data)
-        if created:
-            await audit.record(
-                db_session,
-                operator(request),
-                "member.enrol",
-                f"program:{slug}:member:{data.external_id}",
-                {"external_id": data.external_id, "consents": data.consents},
-            )
+        member, created = await enrol_member(
+            db_session, ledger, program, data, principal=operator(request)
+        )
         view = await _member_view(ledger, program, member)
         return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
@@ -353,13 +357,10 @@ class ProgramController(Controller):
     )
     async def show_member(
         self,
-        db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
-        external_id: ExternalIdPath,
+        program: NamedDependency[Program],
+        member: NamedDependency[Member],
     ) -> MemberView:
-        program = await get_program(db_session, slug)
-        member = await get_member(db_session, program, external_id)
         return await _member_view(ledger, program, member)
 
     @post(
@@ -380,7 +381,7 @@ class ProgramController(Controller):
         # The hot write: no ORM session; the intake records concurrent
         # requests' purchases (and their audit lines) in one transaction.
         state = request.app.state
-        program = await state.programs.get(slug)
+        program = await state.programs.get(slug, principal=operator(request))
         outcome = await state.intake.record(program, data, operator(request))
         return created_or_replayed(outcome)
 
@@ -402,16 +403,10 @@ class ProgramController(Controller):
         order_id: OrderIdPath,
         data: JSONBody[ReturnEvent],
     ) -> Response[ReturnOutcome]:
-        program = await get_program(db_session, slug)
-        outcome = await return_purchase(db_session, ledger, program, order_id, data)
-        if not outcome.replayed:
-            await audit.record(
-                db_session,
-                operator(request),
-                "purchase.return",
-                f"program:{slug}:order:{order_id}",
-                outcome,
-            )
+        program = await get_program(db_session, operator(request), slug)
+        outcome = await return_purchase(
+            db_session, ledger, program, order_id, data, principal=operator(request)
+        )
         return created_or_replayed(outcome)
 
     @post(
@@ -425,18 +420,10 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         data: JSONBody[RewardSpec],
     ) -> RewardView:
-        program = await get_program(db_session, slug)
-        reward = await add_reward(db_session, program, data)
-        await audit.record(
-            db_session,
-            operator(request),
-            "catalog.add",
-            f"program:{slug}:reward:{data.sku}",
-            data,
-        )
+        reward = await add_reward(db_session, program, data, principal=operator(request))
         return RewardView.of(reward)
 
     @post(
@@ -451,20 +438,19 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         hold_id: HoldIdPath,
         data: JSONBody[Capture],
     ) -> HoldView:
-        program = await get_program(db_session, slug)
-        view = await capture_hold(db_session, ledger, program, hold_id, data, datetime.now(UTC))
-        await audit.record(
+        return await capture_hold(
             db_session,
-            operator(request),
-            "hold.capture",
-            f"program:{slug}:hold:{hold_id}",
-            {"points": view.captured_points},
+            ledger,
+            program,
+            hold_id,
+            data,
+            datetime.now(UTC),
+            principal=operator(request),
         )
-        return view
 
     @post(
         "/{slug:str}/holds/{hold_id:uuid}/release",
@@ -478,15 +464,12 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         hold_id: HoldIdPath,
     ) -> HoldView:
-        program = await get_program(db_session, slug)
-        view = await release_hold(db_session, ledger, program, hold_id, datetime.now(UTC))
-        await audit.record(
-            db_session, operator(request), "hold.release", f"program:{slug}:hold:{hold_id}"
+        return await release_hold(
+            db_session, ledger, program, hold_id, datetime.now(UTC), principal=operator(request)
         )
-        return view
 
     @post(
         "/{slug:str}/tiers",
@@ -499,14 +482,10 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         data: JSONBody[TierSpec],
     ) -> TierSpec:
-        program = await get_program(db_session, slug)
-        await define_tier(db_session, program, data)
-        await audit.record(
-            db_session, operator(request), "tier.define", f"program:{slug}:tier:{data.code}", data
-        )
+        await define_tier(db_session, program, data, principal=operator(request))
         return data
 
     @post(
@@ -520,18 +499,10 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         data: JSONBody[ThresholdSpec],
     ) -> ThresholdSpec:
-        program = await get_program(db_session, slug)
-        await define_threshold(db_session, program, data)
-        await audit.record(
-            db_session,
-            operator(request),
-            "threshold.define",
-            f"program:{slug}:threshold:{data.code}",
-            data,
-        )
+        await define_threshold(db_session, program, data, principal=operator(request))
         return data
 
     @post(
@@ -548,19 +519,12 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         data: JSONBody[BehaviourEvent],
     ) -> Response[EventOutcome]:
-        program = await get_program(db_session, slug)
-        outcome = await record_event(db_session, ledger, program, data, datetime.now(UTC))
-        if not outcome.replayed:
-            await audit.record(
-                db_session,
-                operator(request),
-                "event.record",
-                f"program:{slug}:event:{data.event_id}",
-                outcome,
-            )
+        outcome = await record_event(
+            db_session, ledger, program, data, datetime.now(UTC), principal=operator(request)
+        )
         return created_or_replayed(outcome)
 
     @post(
@@ -577,12 +541,10 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
-        external_id: ExternalIdPath,
+        program: NamedDependency[Program],
+        member: NamedDependency[Member],
         data: JSONBody[Adjustment],
     ) -> Response[AdjustmentOutcome]:
-        program = await get_program(db_session, slug)
-        member = await get_member(db_session, program, external_id)
         outcome = await adjust_points(db_session, ledger, program, member, data, operator(request))
         return created_or_replayed(outcome)
 
@@ -596,7 +558,7 @@ class ProgramController(Controller):
     async def simulate_rules(
         self,
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         version: VersionPath,
         days: Annotated[
             int,
@@ -605,7 +567,6 @@ class ProgramController(Controller):
             ),
         ] = 30,
     ) -> SimulationReport:
-        program = await get_program(db_session, slug)
         return await simulate(db_session, program, version, days, datetime.now(UTC))
 
     @get(
@@ -619,15 +580,12 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
-        external_id: ExternalIdPath,
+        program: NamedDependency[Program],
+        member: NamedDependency[Member],
     ) -> MemberExport:
-        program = await get_program(db_session, slug)
-        member = await get_member(db_session, program, external_id)
-        await audit.record(
-            db_session, operator(request), "member.export", f"program:{slug}:member:{external_id}"
+        return await export_member(
+            db_session, ledger, program, member, datetime.now(UTC), principal=operator(request)
         )
-        return await export_member(db_session, ledger, program, member, datetime.now(UTC))
 
     @post(
         "/{slug:str}/members/{external_id:str}/erase",
@@ -640,13 +598,8 @@ class ProgramController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
-        external_id: ExternalIdPath,
+        program: NamedDependency[Program],
+        member: NamedDependency[Member],
     ) -> dict[str, str]:
-        program = await get_program(db_session, slug)
-        member = await get_member(db_session, program, external_id)
-        alias = await erase_member(db_session, program, member)
-        await audit.record(
-            db_session, operator(request), "member.erase", f"program:{slug}:member:{alias}"
-        )
+        alias = await erase_member(db_session, program, member, principal=operator(request))
         return {"pseudonym": alias}

@@ -38,6 +38,7 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/ledger/transfers/{transfer_id}",
         "/programs",
         "/programs/{slug}",
+        "/programs/{slug}/settings",
         "/programs/{slug}/rules",
         "/programs/{slug}/rules/{version}/publish",
         "/programs/{slug}/members",
@@ -132,6 +133,21 @@ async def test_health_is_503_problem_when_the_database_fails(
 
     body = assert_problem(response, 503, "database-unavailable")
     assert "10.0.0.7" not in response.text
+    assert body["detail"] == "the database does not answer"
+
+
+async def test_health_is_503_when_the_apps_own_pool_fails(
+    client: Client, app: Litestar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ledger's pool answers; the app's (keys, programs, the intake) does not.
+    async def refuse(*args: object) -> None:
+        raise ConnectionRefusedError("no database at 10.0.0.8")
+
+    monkeypatch.setattr(app.state, "pool", SimpleNamespace(fetchval=refuse))
+    response = await client.get("/health")
+
+    body = assert_problem(response, 503, "database-unavailable")
+    assert "10.0.0.8" not in response.text
     assert body["detail"] == "the database does not answer"
 
 

@@ -421,12 +421,13 @@ async def test_unknown_program_field_is_refused_not_ignored(client: Client) -> N
             "name": "Strict",
             "currency": "ZAR",
             "point_value_minor": "1",
-            "tier_grace_days": 10,
+            # tier_grace_days is a setting of the open now; this is no field.
+            "tier_grace_period": 10,
         },
     )
 
     body = assert_problem(response, 400, "validation-error")
-    assert "tier_grace_days" in body["detail"]
+    assert "tier_grace_period" in body["detail"]
 
 
 @pytest.mark.parametrize(

@@ -286,6 +286,12 @@ def test_api_keys_are_issued_once_and_revoked(private_database: str) -> None:
     assert run(["api-key", "revoke", "pos"], DATABASE_URL=private_database).exit_code == 0
     again = run(["api-key", "revoke", "pos"], DATABASE_URL=private_database)
     assert again.exit_code == 1
+    nowhere = run(
+        ["api-key", "create", "shop", "--scope", "programs:read", "--program", "no-such-shop"],
+        DATABASE_URL=private_database,
+    )
+    assert nowhere.exit_code == 2
+    assert "program: no program 'no-such-shop'" in nowhere.stderr
 
 
 def shell_exports(lines: list[str]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.app import create_app
 from api.settings import Settings
+from core.principal import system
 from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member
 from rewards.redeeming import RewardSpec, add_reward
@@ -92,14 +93,28 @@ async def shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -
     """Ann holds 1,000 points; Ben can receive gifts; a mug costs 40; a gym
     visit earns 50, once a day."""
     program = await new_program()
-    await add_reward(session, program, RewardSpec(sku="MUG", name="Mug", points_price=40))
+    await add_reward(
+        session,
+        program,
+        RewardSpec(sku="MUG", name="Mug", points_price=40),
+        principal=system("test"),
+    )
     events = {"gym-visit": EventRule(points=50, per_member_per_day=50)}
     rules = await draft_rules(
-        session, program, EarnRules(points_per_unit=Decimal(1), events=events)
+        session,
+        program,
+        EarnRules(points_per_unit=Decimal(1), events=events),
+        principal=system("test"),
     )
-    await publish_rules(session, program, rules.version, RULES_FROM, now=RULES_FROM)
-    ann, _ = await enrol_member(session, ledger, program, Enrolment(external_id="ann"))
-    await enrol_member(session, ledger, program, Enrolment(external_id="ben"))
+    await publish_rules(
+        session, program, rules.version, RULES_FROM, now=RULES_FROM, principal=system("test")
+    )
+    ann, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="ann"), principal=system("test")
+    )
+    await enrol_member(
+        session, ledger, program, Enrolment(external_id="ben"), principal=system("test")
+    )
     await session.commit()
     await fund(ledger, program, ann, 1_000)
     return program.slug

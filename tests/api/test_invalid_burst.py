@@ -241,7 +241,12 @@ def program_requests(w: World) -> Iterator[Bad]:
         {"minor_per_major": "100"},
         {"return_window_days": 2**40},
         {"expiry_months": "24"},
-        {"tier_grace_days": 30},
+        # Settable since programs got their calendar (issue 9): bad values
+        # and an unknown field instead.
+        {"tier_grace_days": -1},
+        {"time_zone": "Mars/Olympus"},
+        {"time_zone": "../zoneinfo/UTC"},
+        {"tier_grace_period": 30},
     ):
         yield Bad("POST", "/programs", spec | fields)
     yield Bad("POST", "/programs", raw=DEEP_BODY)

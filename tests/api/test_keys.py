@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.api.conftest import Client, assert_problem
+from tests.api.conftest import Client, assert_problem, open_program
 
 
 def unique(name: str) -> str:
@@ -160,3 +160,68 @@ async def test_managing_keys_needs_the_keys_manage_scope(client: Client) -> None
 @pytest.mark.parametrize("name", ["a%00b", "-leading-dash", "x" * 101, "sp%20ace"])
 async def test_a_malformed_name_in_the_path_is_400(client: Client, name: str) -> None:
     assert_problem(await client.delete(f"/api-keys/{name}"), 400, "validation-error")
+
+
+async def test_a_key_bound_to_a_program_acts_in_it_and_grants_no_wider(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    own, other = await open_program(client), await open_program(client)
+    issued = await issue_key_for(client, unique("shop"), own, "programs:read", "keys:manage")
+    as_shop = bearer(issued["key"])
+
+    assert issued["program"] == own
+    assert (await listed(client, issued["name"]))["program"] == own
+    assert (await client.get(f"/programs/{own}", headers=as_shop)).status_code == 200
+    hidden = assert_problem(
+        await client.get(f"/programs/{other}", headers=as_shop), 404, "not-found"
+    )
+    assert hidden["detail"] == f"no program {other!r}"
+    child = await issue(client, unique("child"), "programs:read", **as_shop)
+    assert child["program"] == own  # the issuer's tenant, though none was asked
+    unbound = await issue(client, unique("platform"), "programs:read")
+    assert unbound["program"] is None
+    seen = (await client.get("/api-keys", headers=as_shop)).json()
+    assert {key["name"] for key in seen} == {issued["name"], child["name"]}
+    trail = await pool.fetchval(
+        "SELECT details->>'program' FROM audit_events WHERE action = 'api-key.issue'"
+        " AND subject = $1",
+        f"api-key:{child['name']}",
+    )
+    assert trail == own
+
+
+async def test_a_key_for_a_program_that_is_not_there_is_422_naming_the_field(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    before = await counts(pool)
+
+    response = await client.post(
+        "/api-keys",
+        json={"name": unique("x"), "scopes": ["programs:read"], "program": "no-such-shop"},
+    )
+
+    body = assert_problem(response, 422, "invalid-api-key")
+    assert body["detail"] == "program: no program 'no-such-shop'"
+    assert [error["key"] for error in body["errors"]] == ["program"]
+    assert await counts(pool) == before
+
+
+async def test_a_key_bound_to_a_program_runs_no_platform_job(client: Client) -> None:
+    shop = await open_program(client)
+    issued = await issue_key_for(client, unique("jobs"), shop, "jobs:run", "ledger:read")
+
+    for response in (
+        await client.post("/jobs/drain-outbox/runs", headers=bearer(issued["key"])),
+        await client.get("/ledger/ledgers", headers=bearer(issued["key"])),
+    ):
+        body = assert_problem(response, 403, "forbidden")
+        assert "one program only" in body["detail"]
+
+
+async def issue_key_for(client: Client, name: str, program: str, *scopes: str) -> dict[str, Any]:
+    response = await client.post(
+        "/api-keys", json={"name": name, "scopes": list(scopes), "program": program}
+    )
+    assert response.status_code == 201, response.text
+    issued: dict[str, Any] = response.json()
+    return issued

@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.app import create_app
 from api.member_auth import InvalidToken, TokenVerifier
 from api.settings import Settings, SettingsError
+from core.principal import system
 from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member
-from rewards.purchases import PurchaseEvent, record_purchase
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
 from tests.api.conftest import ADMIN_TOKEN, PROBLEMS, fund
@@ -87,12 +89,21 @@ async def member_client(database_url: str) -> AsyncIterator[AsyncTestClient[Lite
 async def shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -> str:
     program = await new_program()
     now = datetime.now(UTC)
-    version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
+    version = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=system("test")
+    )
     await publish_rules(
-        session, program, version.version, now - timedelta(days=1), now=now - timedelta(days=1)
+        session,
+        program,
+        version.version,
+        now - timedelta(days=1),
+        now=now - timedelta(days=1),
+        principal=system("test"),
     )
     for name, amount in (("ann", 2500), ("ben", 900)):
-        await enrol_member(session, ledger, program, Enrolment(external_id=name))
+        await enrol_member(
+            session, ledger, program, Enrolment(external_id=name), principal=system("test")
+        )
         await record_purchase(
             session,
             ledger,
@@ -124,9 +135,9 @@ async def test_member_sees_own_balance_and_history(
     assert (movement["points"], movement["kind"], movement["state"]) == (25, "earn", "pending")
     # Once settled, the earning shows once, as posted.
     from core.programs import get_program as load_program
-    from rewards.purchases import settle_matured_earnings
+    from rewards.settlement import settle_matured_earnings
 
-    program = await load_program(session, shop)
+    program = await load_program(session, system("test"), shop)
     await settle_matured_earnings(
         session, ledger, datetime.now(UTC) + timedelta(days=60), program=program
     )
@@ -232,7 +243,7 @@ async def test_redeem_and_gift_over_http(
         json={"sku": "MUG", "name": "Mug", "points_price": 40, "stock": 5},
     )
     assert added.status_code == 201, added.text
-    program = await get_program(session, shop)
+    program = await get_program(session, system("test"), shop)
     ann = await get_member(session, program, "ann")
     await fund(ledger, program, ann, 100)
     headers = bearer(token(shop, "ann"))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.app import create_app
 from api.settings import Settings, load_settings
+from core.principal import system
 from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member
 from tests.api.conftest import ADMIN_TOKEN
@@ -26,7 +27,9 @@ async def test_member_reads_do_not_wait_for_the_ledgers_connections(
     database_url: str, session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await new_program()
-    await enrol_member(session, ledger, program, Enrolment(external_id="ann"))
+    await enrol_member(
+        session, ledger, program, Enrolment(external_id="ann"), principal=system("test")
+    )
     await session.commit()
     settings = Settings(
         admin_token=ADMIN_TOKEN,

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.principal import system
 from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import BIGINT_MAX
@@ -71,8 +72,10 @@ async def test_republishing_at_another_time(client: Client, program: str) -> Non
 async def test_capturing_more_than_the_hold(
     client: Client, program: str, session: AsyncSession, ledger: Ledger
 ) -> None:
-    shop = await get_program(session, program)
-    member, _ = await enrol_member(session, ledger, shop, Enrolment(external_id="payer"))
+    shop = await get_program(session, system("test"), program)
+    member, _ = await enrol_member(
+        session, ledger, shop, Enrolment(external_id="payer"), principal=system("test")
+    )
     await session.commit()
     await fund(ledger, shop, member, 500)
     # 50 minor units at 0.5 a point: 100 points held.
@@ -100,7 +103,9 @@ async def test_a_hold_worth_more_points_than_a_wallet_can_hold(
     10^19 points: more than the ledger counts (bigint), so no wallet holds
     them. The member is told so; nothing is held."""
     shop = await new_program(point_value_minor=Decimal("0.000001"))
-    member, _ = await enrol_member(session, ledger, shop, Enrolment(external_id="ann"))
+    member, _ = await enrol_member(
+        session, ledger, shop, Enrolment(external_id="ann"), principal=system("test")
+    )
     await session.commit()
     await fund(ledger, shop, member, BIGINT_MAX)
     headers = {**bearer(token(shop.slug, "ann")), "Idempotency-Key": "too-large"}

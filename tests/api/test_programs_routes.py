@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from api.access import issue_key
+from core.principal import system
 from tests.api.conftest import AUTH, PROBLEM_JSON, PROBLEMS, Client, assert_problem, purchase
 
 
@@ -135,7 +136,7 @@ async def test_a_rules_document_is_converted_strictly(
 async def test_api_keys_carry_scopes(
     anonymous_client: Client, program: str, pool: asyncpg.Pool
 ) -> None:
-    reader = await issue_key(pool, f"reader-{program}", ["programs:read"])
+    reader = await issue_key(pool, f"reader-{program}", ["programs:read"], principal=system("test"))
     headers = {"Authorization": f"Bearer {reader.key}"}
     shown = await anonymous_client.get(f"/programs/{program}", headers=headers)
     assert shown.status_code == 200, shown.text
@@ -151,8 +152,10 @@ async def test_api_keys_carry_scopes(
     anonymous = await anonymous_client.get(f"/programs/{program}")
     assert anonymous.status_code == 401
     with pytest.raises(ValueError, match="unknown scopes"):
-        await issue_key(pool, "bad", ["everything"])
-    events_key = await issue_key(pool, f"events-{program}", ["events:write"])
+        await issue_key(pool, "bad", ["everything"], principal=system("test"))
+    events_key = await issue_key(
+        pool, f"events-{program}", ["events:write"], principal=system("test")
+    )
     assert events_key.scopes == ["events:write"]
     assert AUTH  # the admin token still reaches everything (used by `client`)
 

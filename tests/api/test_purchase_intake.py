@@ -14,7 +14,7 @@ import pytest
 
 from api.intake import PurchaseIntake
 from core.codes import derived_id
-from core.principal import Principal, PrincipalKind
+from core.principal import Principal, PrincipalKind, system
 from core.programs import read_program
 from ledger import Ledger
 from rewards.errors import LedgerRefused
@@ -79,8 +79,8 @@ async def test_one_failing_event_does_not_fail_its_batch(
     for slug in (program, other):
         for member in MEMBERS:
             await client.post(f"/programs/{slug}/members", json={"external_id": member})
-    good = await read_program(pool, program)
-    broken = await read_program(pool, other)
+    good = await read_program(pool, system("test"), program)
+    broken = await read_program(pool, system("test"), other)
     broken.issuance_account_id = uuid.uuid4()  # the ledger will refuse its earnings
     intake = PurchaseIntake(pool, ledger, max_in_flight=1)
     caller = OPERATOR
@@ -121,7 +121,7 @@ async def test_a_batch_commits_whole_or_not_at_all(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await client.post(f"/programs/{program}/members", json={"external_id": "p-1"})
-    shop = await read_program(pool, program)
+    shop = await read_program(pool, system("test"), program)
 
     post_within = ledger.create_transfers_within
 
@@ -157,7 +157,7 @@ async def test_good_purchases_beside_data_the_database_refuses(
     members = [f"q-{n}" for n in range(20)]
     for member in members:
         await client.post(f"/programs/{program}/members", json={"external_id": member})
-    shop = await read_program(pool, program)
+    shop = await read_program(pool, system("test"), program)
     intake = PurchaseIntake(pool, ledger, max_in_flight=1)
     caller = OPERATOR
     good = [

@@ -22,6 +22,7 @@ from api import rate_limits
 from api.app import create_app
 from api.rate_limits import LocalCounter, RedisCounter
 from api.settings import Settings
+from core.principal import system
 from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member
 from tests.api.conftest import ADMIN_TOKEN, PROBLEM_JSON, PROBLEMS
@@ -78,7 +79,9 @@ async def member(session: AsyncSession, ledger: Ledger, new_program: NewProgram)
     """A program's slug with one member; the member's name is unique to the
     run, so that Redis keys of an earlier run (a minute old at most) miss."""
     program = await new_program()
-    await enrol_member(session, ledger, program, Enrolment(external_id=RUN_MEMBER))
+    await enrol_member(
+        session, ledger, program, Enrolment(external_id=RUN_MEMBER), principal=system("test")
+    )
     await session.commit()
     return program.slug
 

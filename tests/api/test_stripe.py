@@ -24,11 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
+from api.stripe.inbox import process_inbox
 from core.codes import TransferCode
 from core.members import get_member
+from core.principal import system
 from core.programs import get_program
 from ledger import Ledger, Transfer
-from rewards.payments import process_inbox
 from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
@@ -90,9 +91,13 @@ def event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
 async def shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -> str:
     program = await new_program()
     past = datetime.now(UTC) - timedelta(days=1)
-    version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
-    await publish_rules(session, program, version.version, past, now=past)
-    await enrol_member(session, ledger, program, Enrolment(external_id="payer"))
+    version = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=system("test")
+    )
+    await publish_rules(session, program, version.version, past, now=past, principal=system("test"))
+    await enrol_member(
+        session, ledger, program, Enrolment(external_id="payer"), principal=system("test")
+    )
     await session.commit()
     return program.slug
 
@@ -132,11 +137,12 @@ async def test_payment_becomes_a_purchase_once_and_a_refund_a_return(
     first = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
     again = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
     assert (first.status_code, first.json()["stored"]) == (201, True)
-    assert (again.status_code, again.json()["stored"]) == (201, False)
+    # A replay creates nothing: 200, as a repeated Idempotency-Key answers.
+    assert (again.status_code, again.json()["stored"]) == (200, False)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     await process_inbox(sessions, ledger)
     await process_inbox(sessions, ledger)  # nothing left: processed once
-    program = await get_program(session, shop)
+    program = await get_program(session, system("test"), shop)
     member = await get_member(session, program, "payer")
     assert (await member_balance(ledger, program, member)).pending == 250
 
@@ -202,7 +208,7 @@ async def test_buying_points_through_stripe(
         await stripe_client.post("/webhooks/stripe", content=body, headers=signed_headers)
     ).status_code == 201
     await process_inbox(async_sessionmaker(engine, expire_on_commit=False), ledger)
-    program = await get_program(session, shop)
+    program = await get_program(session, system("test"), shop)
     member = await get_member(session, program, "payer")
     assert (await member_balance(ledger, program, member)).available == 500
 
@@ -237,7 +243,7 @@ async def test_points_are_not_credited_beyond_the_payment(
         "SELECT outcome FROM stripe_events WHERE id = $1", sent.json()["id"]
     )
     assert outcome.startswith("refused: paid 10")
-    program = await get_program(session, shop)
+    program = await get_program(session, system("test"), shop)
     member = await get_member(session, program, "payer")
     assert (await member_balance(ledger, program, member)).available == 0
 
@@ -283,7 +289,7 @@ async def test_a_refund_takes_bought_points_back(
         }
 
     assert (await deliver("payment_intent.succeeded", paid)) == "points bought: 400"
-    program = await get_program(session, shop)
+    program = await get_program(session, system("test"), shop)
     member = await get_member(session, program, "payer")
     # Half refunded: half the points go back.
     half = await deliver("charge.refunded", refund(200))
@@ -311,3 +317,168 @@ async def test_a_refund_takes_bought_points_back(
     await session.refresh(member)
     balance = await member_balance(ledger, program, member)
     assert (balance.available, balance.debt) == (0, 150)
+
+
+async def deliver(
+    client: AsyncTestClient[Litestar],
+    sessions: async_sessionmaker[AsyncSession],
+    ledger: Ledger,
+    pool: asyncpg.Pool,
+    kind: str,
+    obj: dict[str, Any],
+) -> str:
+    """Send the event signed, process the inbox, answer the event's outcome."""
+    body, headers = signed(event(kind, obj))
+    sent = await client.post("/webhooks/stripe", content=body, headers=headers)
+    assert sent.status_code == 201, sent.text
+    await process_inbox(sessions, ledger)
+    outcome: str = await pool.fetchval(
+        "SELECT outcome FROM stripe_events WHERE id = $1", sent.json()["id"]
+    )
+    return outcome
+
+
+async def test_a_refund_without_metadata_finds_the_payment_it_refunds(
+    stripe_client: AsyncTestClient[Litestar],
+    engine: AsyncEngine,
+    session: AsyncSession,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+) -> None:
+    """Stripe does not copy a PaymentIntent's metadata to its Charge: a
+    refund is resolved by the charge's payment intent, against what was
+    recorded when the intent succeeded (points bought, or a purchase)."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    bought, spent = f"pi_{uuid.uuid4().hex[:12]}", f"pi_{uuid.uuid4().hex[:12]}"
+    points = {"kind": "points_purchase", "program": shop, "member": "payer", "points": "400"}
+    assert (
+        await deliver(
+            stripe_client,
+            sessions,
+            ledger,
+            pool,
+            "payment_intent.succeeded",
+            {"id": bought, "amount": 400, "currency": "zar", "metadata": points},
+        )
+    ) == "points bought: 400"
+    assert (
+        await deliver(
+            stripe_client,
+            sessions,
+            ledger,
+            pool,
+            "payment_intent.succeeded",
+            {
+                "id": spent,
+                "amount": 20_000,
+                "currency": "zar",
+                "created": int(time.time()) - 5,
+                "metadata": {"program": shop, "member": "payer"},
+            },
+        )
+    ) == "purchase: 200 points"
+
+    def charge(intent: str, amount: int, refunded: int) -> dict[str, Any]:
+        # As Stripe sends it: the charge's metadata is its own, here empty.
+        return {
+            "id": f"ch_{uuid.uuid4().hex[:12]}",
+            "object": "charge",
+            "payment_intent": intent,
+            "amount": amount,
+            "amount_refunded": refunded,
+            "currency": "zar",
+            "metadata": {},
+        }
+
+    refund = charge(bought, 400, 100)
+    assert (await deliver(stripe_client, sessions, ledger, pool, "charge.refunded", refund)) == (
+        "refund of bought points: 100 points back (0 as debt)"
+    )
+    returned = charge(spent, 20_000, 5_000)
+    assert (
+        await deliver(stripe_client, sessions, ledger, pool, "charge.refunded", returned)
+    ) == "return: 50 points"
+    program = await get_program(session, system("test"), shop)
+    member = await get_member(session, program, "payer")
+    assert (await member_balance(ledger, program, member)).available == 300
+    # A quarter of the purchase refunded: a quarter of its 200 points will not be posted.
+    assert (
+        await pool.fetchval("SELECT points_reversed FROM purchases WHERE order_id = $1", spent)
+    ) == 50
+    lines = await pool.fetch(
+        "SELECT actor, action FROM audit_events WHERE subject IN ($1, $2)"
+        " AND action NOT LIKE 'member.%' ORDER BY occurred_at",
+        f"program:{shop}:member:payer",
+        f"program:{shop}:order:{spent}",
+    )
+    assert [(r["actor"], r["action"]) for r in lines] == [
+        ("system:stripe", "points.buy"),
+        ("system:stripe", "purchase.record"),
+        ("system:stripe", "points.refund"),
+        ("system:stripe", "purchase.return"),
+    ]
+
+
+async def test_the_replay_of_a_webhook_is_documented(
+    stripe_client: AsyncTestClient[Litestar],
+) -> None:
+    schema = (await stripe_client.get("/schema/openapi.json")).json()
+    responses = schema["paths"]["/webhooks/stripe"]["post"]["responses"]
+    assert {"200", "201", "400"} <= set(responses)
+    assert "repeated" in responses["200"]["description"]
+
+
+async def test_a_signed_event_without_an_id_is_refused_and_nothing_stored(
+    stripe_client: AsyncTestClient[Litestar], pool: asyncpg.Pool
+) -> None:
+    before = await pool.fetchval("SELECT count(*) FROM stripe_events")
+    for bad in ({"type": "charge.refunded"}, {"id": "", "type": "x"}, {"id": "evt_\x00"}):
+        body, headers = signed(bad)
+        response = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json()["type"] == PROBLEMS + "malformed-event"
+    body, headers = signed([1, 2])  # type: ignore[arg-type]
+    response = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert await pool.fetchval("SELECT count(*) FROM stripe_events") == before
+
+
+async def test_a_malformed_payment_is_refused_and_blocks_nothing_behind_it(
+    stripe_client: AsyncTestClient[Litestar],
+    engine: AsyncEngine,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+) -> None:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    buyer = {"program": shop, "member": "payer"}
+    points = buyer | {"kind": "points_purchase", "points": "5"}
+
+    def intent(**fields: Any) -> dict[str, Any]:
+        return {"id": f"pi_{uuid.uuid4().hex[:12]}", "amount": 5, "currency": "zar"} | fields
+
+    malformed = {
+        "an amount that is no number": intent(amount="lots", metadata=points),
+        "an amount no column holds": intent(amount=10**30, metadata=points),
+        "no points": intent(metadata=points | {"points": None}),
+        "points that are no number": intent(metadata=points | {"points": "many"}),
+        "no id": {"amount": 5, "currency": "zar", "metadata": points},
+        "a time no calendar holds": intent(created=10**15, metadata=buyer),
+    }
+    for why, obj in malformed.items():
+        outcome = await deliver(
+            stripe_client, sessions, ledger, pool, "payment_intent.succeeded", obj
+        )
+        assert outcome.startswith("refused:"), (why, outcome)
+    # Each was refused once and for all: the next event is processed.
+    assert (
+        await deliver(
+            stripe_client,
+            sessions,
+            ledger,
+            pool,
+            "payment_intent.succeeded",
+            intent(metadata=points),
+        )
+    ) == "points bought: 5"

@@ -25,9 +25,11 @@ from api import modules, worker
 from api.settings import Settings
 from core.modules import Module
 from core.outbox import OutboxEvent, Subscriber, drain, emit, outbox_events
+from core.principal import system
 from ledger import Ledger
 from rewards.programs import Enrolment, enrol_member, member_balance
-from rewards.purchases import PurchaseEvent, record_purchase
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
 from tests.conftest import NewProgram
@@ -78,11 +80,20 @@ async def test_worker_settles_due_earnings_once(
 ) -> None:
     program = await new_program(return_window_days=0)
     now = datetime.now(UTC)
-    version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
-    await publish_rules(
-        session, program, version.version, now - timedelta(days=1), now=now - timedelta(days=1)
+    version = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=system("test")
     )
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="w-1"))
+    await publish_rules(
+        session,
+        program,
+        version.version,
+        now - timedelta(days=1),
+        now=now - timedelta(days=1),
+        principal=system("test"),
+    )
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="w-1"), principal=system("test")
+    )
     await record_purchase(
         session,
         ledger,
@@ -123,7 +134,9 @@ async def test_worker_processes_the_stripe_inbox(
     pool: asyncpg.Pool,
 ) -> None:
     program = await new_program()
-    await enrol_member(session, ledger, program, Enrolment(external_id="w-2"))
+    await enrol_member(
+        session, ledger, program, Enrolment(external_id="w-2"), principal=system("test")
+    )
     await session.commit()
     event_id = f"evt_{uuid.uuid4().hex[:12]}"
     payload = {
@@ -160,7 +173,9 @@ async def test_worker_processes_the_stripe_inbox(
         await asyncio.sleep(0.1)
     outcome = await pool.fetchval("SELECT outcome FROM stripe_events WHERE id = $1", event_id)
     assert outcome == "points bought: 77"
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="w-2"))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="w-2"), principal=system("test")
+    )
     assert (await member_balance(ledger, program, member)).available == 77
 
 

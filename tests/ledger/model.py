@@ -1,6 +1,6 @@
 """An independent, in-memory model of the ledger's semantics.
 
-Written from the specification (README, "The ledger"), not from the SQL: it
+Written from the specification (docs/ledger.md), not from the SQL: it
 posts transfers one at a time, in plain Python, and the tests hold the real
 ledger to the same answers.
 """

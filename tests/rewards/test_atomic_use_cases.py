@@ -17,11 +17,12 @@ import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from api.stripe.events import handle_event
 from core import audit
 from core.codes import AccountCode
 from core.models import Program
+from core.principal import system
 from ledger import Ledger
-from rewards.payments import handle_event
 from rewards.programs import Enrolment, ProgramSpec, enrol_member, member_balance, open_program
 from tests.conftest import NewProgram
 
@@ -97,12 +98,12 @@ async def test_opening_a_program_converges_after_a_failure(
     PROGRAM_FAILURES[failure](monkeypatch, ledger)
     async with AsyncSession(engine) as session:
         with pytest.raises(Injected):
-            await open_program(session, ledger, spec(slug))
+            await open_program(session, ledger, spec(slug), principal=system("test"))
         await session.rollback()
     monkeypatch.undo()
 
     async with AsyncSession(engine, expire_on_commit=False) as session:
-        program, created = await open_program(session, ledger, spec(slug))
+        program, created = await open_program(session, ledger, spec(slug), principal=system("test"))
         await session.commit()
     assert created
     assert await ledger_state(pool, slug) == (1, 3, 1)
@@ -119,12 +120,12 @@ async def test_parallel_opens_after_a_failure_give_one_program(
     fail_once(monkeypatch, ledger, "create_accounts")
     async with AsyncSession(engine) as session:
         with pytest.raises(Injected):
-            await open_program(session, ledger, spec(slug))
+            await open_program(session, ledger, spec(slug), principal=system("test"))
     monkeypatch.undo()
 
     async def open_once() -> tuple[Program, bool]:
         async with AsyncSession(engine, expire_on_commit=False) as session:
-            opened = await open_program(session, ledger, spec(slug))
+            opened = await open_program(session, ledger, spec(slug), principal=system("test"))
             await session.commit()
             return opened
 
@@ -162,12 +163,18 @@ async def test_enrolling_converges_after_a_failure(
     ENROLMENT_FAILURES[failure](monkeypatch, ledger)
     async with AsyncSession(engine) as session:
         with pytest.raises(Injected):
-            await enrol_member(session, ledger, program, Enrolment(external_id="twice"))
+            await enrol_member(
+                session, ledger, program, Enrolment(external_id="twice"), principal=system("test")
+            )
     monkeypatch.undo()
 
     async with AsyncSession(engine, expire_on_commit=False) as session:
         member, created = await enrol_member(
-            session, ledger, program, Enrolment(external_id="twice")
+            session,
+            ledger,
+            program,
+            Enrolment(external_id="twice"),
+            principal=system("test"),
         )
         await session.commit()
     assert created
@@ -200,7 +207,9 @@ async def test_a_stripe_purchase_is_audited_once(
 ) -> None:
     program = await new_program()
     async with AsyncSession(engine) as session:
-        await enrol_member(session, ledger, program, Enrolment(external_id="payer"))
+        await enrol_member(
+            session, ledger, program, Enrolment(external_id="payer"), principal=system("test")
+        )
         await session.commit()
     event = _intent(program, "payer")
     for _ in range(2):
@@ -220,7 +229,9 @@ async def test_bought_points_whose_audit_failed_are_audited_by_the_retry(
 ) -> None:
     program = await new_program()
     async with AsyncSession(engine, expire_on_commit=False) as session:
-        member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="buyer"))
+        member, _ = await enrol_member(
+            session, ledger, program, Enrolment(external_id="buyer"), principal=system("test")
+        )
         await session.commit()
     event = _intent(
         program,

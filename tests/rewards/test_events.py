@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.members import get_member
 from core.models import Program
+from core.principal import system
 from core.programs import get_program
 from ledger import Ledger
 from rewards.events import BehaviourEvent, record_event
@@ -30,9 +31,14 @@ async def event_program(session: AsyncSession, new_program: NewProgram) -> Progr
             "survey": EventRule(points=10, budget_points=50),
         },
     )
-    version = await draft_rules(session, program, rules)
+    version = await draft_rules(session, program, rules, principal=system("test"))
     await publish_rules(
-        session, program, version.version, START - timedelta(days=1), now=START - timedelta(days=1)
+        session,
+        program,
+        version.version,
+        START - timedelta(days=1),
+        now=START - timedelta(days=1),
+        principal=system("test"),
     )
     await session.commit()
     return program
@@ -42,7 +48,9 @@ async def test_daily_and_monthly_caps(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await event_program(session, new_program)
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="gym"))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="gym"), principal=system("test")
+    )
     await session.commit()
     now = START + timedelta(days=40)
 
@@ -53,6 +61,7 @@ async def test_daily_and_monthly_caps(
             program,
             BehaviourEvent(member="gym", event_id=f"V-{n}", event="gym-visit", occurred_at=at),
             now,
+            principal=system("test"),
         )
         await session.commit()
         return outcome.points, outcome.limited_by
@@ -70,6 +79,7 @@ async def test_daily_and_monthly_caps(
             member="gym", event_id="V-4", event="gym-visit", occurred_at=START + timedelta(days=2)
         ),
         now,
+        principal=system("test"),
     )
     assert (replay.points, replay.replayed) == (20, True)
     unknown = await record_event(
@@ -78,6 +88,7 @@ async def test_daily_and_monthly_caps(
         program,
         BehaviourEvent(member="gym", event_id="X-1", event="skydive", occurred_at=START),
         now,
+        principal=system("test"),
     )
     assert (unknown.points, unknown.limited_by) == (0, "no_rule")
     assert (await member_balance(ledger, program, member)).available == 170
@@ -88,13 +99,15 @@ async def test_budget_is_never_overspent(
 ) -> None:
     program = await event_program(session, new_program)
     for n in range(12):
-        await enrol_member(session, ledger, program, Enrolment(external_id=f"s{n}"))
+        await enrol_member(
+            session, ledger, program, Enrolment(external_id=f"s{n}"), principal=system("test")
+        )
     await session.commit()
     slug = program.slug
 
     async def answer(n: int) -> int:
         async with AsyncSession(engine, expire_on_commit=False) as own:
-            own_program = await get_program(own, slug)
+            own_program = await get_program(own, system("test"), slug)
             outcome = await record_event(
                 own,
                 ledger,
@@ -103,6 +116,7 @@ async def test_budget_is_never_overspent(
                     member=f"s{n}", event_id=f"S-{n}", event="survey", occurred_at=START
                 ),
                 START + timedelta(hours=1),
+                principal=system("test"),
             )
             await own.commit()
             return outcome.points
@@ -121,7 +135,9 @@ async def test_caps_count_the_event_s_own_day_even_when_late(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await event_program(session, new_program)
-    await enrol_member(session, ledger, program, Enrolment(external_id="late"))
+    await enrol_member(
+        session, ledger, program, Enrolment(external_id="late"), principal=system("test")
+    )
     await session.commit()
     now = START + timedelta(days=10)
     later = await record_event(
@@ -132,6 +148,7 @@ async def test_caps_count_the_event_s_own_day_even_when_late(
             member="late", event_id="L-2", event="gym-visit", occurred_at=START + timedelta(days=1)
         ),
         now,
+        principal=system("test"),
     )
     # Reported afterwards, a visit of the day before still has its own day's cap.
     earlier = await record_event(
@@ -140,6 +157,7 @@ async def test_caps_count_the_event_s_own_day_even_when_late(
         program,
         BehaviourEvent(member="late", event_id="L-1", event="gym-visit", occurred_at=START),
         now,
+        principal=system("test"),
     )
     await session.commit()
     assert (later.points, earlier.points) == (50, 50)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from core.codes import TransferCode
 from core.members import lock_member
 from core.models import Member, Program
+from core.principal import system
 from ledger import Ledger, Transfer, check_invariants
 from rewards.expiry import add_months, expire_points, expiring_soon
 from rewards.programs import Enrolment, enrol_member, member_balance
@@ -56,7 +57,9 @@ async def test_fixed_expiry_takes_only_expired_unspent_points(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await new_program(expiry_policy="fixed", expiry_months=TERM)
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="old"))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="old"), principal=system("test")
+    )
     await session.commit()
     await move(ledger, program, member, 100)  # the older lot
     await move(ledger, program, member, -30)  # spends the older lot first
@@ -83,7 +86,9 @@ async def test_inactivity_expires_all_after_quiet_months(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await new_program(expiry_policy="inactivity", expiry_months=TERM)
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="quiet"))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="quiet"), principal=system("test")
+    )
     await session.commit()
     await move(ledger, program, member, 80)
     now = datetime.now(UTC)
@@ -101,8 +106,12 @@ async def test_expiry_waits_out_a_spend_in_progress(
     """A spend holds its member's row from its read to its commit: expiry
     skips that member instead of reading a wallet about to change."""
     program = await new_program(expiry_policy="inactivity", expiry_months=TERM)
-    busy, _ = await enrol_member(session, ledger, program, Enrolment(external_id="busy"))
-    idle, _ = await enrol_member(session, ledger, program, Enrolment(external_id="idle"))
+    busy, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="busy"), principal=system("test")
+    )
+    idle, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="idle"), principal=system("test")
+    )
     await session.commit()
     await move(ledger, program, busy, 80)
     await move(ledger, program, idle, 20)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.codes import TransferCode
 from core.models import Member, Program
+from core.principal import system
 from ledger import Ledger, Transfer, check_invariants
 from rewards.errors import CaptureExceedsHold, HoldClosed, InsufficientPoints
 from rewards.holds import (
@@ -27,7 +28,9 @@ from tests.conftest import NewProgram
 
 
 async def funded(session: AsyncSession, ledger: Ledger, program: Program, points: int) -> Member:
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id="payer"))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id="payer"), principal=system("test")
+    )
     await session.commit()
     [outcome] = await ledger.create_transfers(
         [
@@ -92,13 +95,17 @@ async def test_hold_then_partial_capture(
     )
     assert replay.replayed and replay.id == held.id
     with pytest.raises(CaptureExceedsHold):
-        await capture_hold(session, ledger, program, held.id, Capture(points=301), now)
-    captured = await capture_hold(session, ledger, program, held.id, Capture(points=250), now)
+        await capture_hold(
+            session, ledger, program, held.id, Capture(points=301), now, principal=system("test")
+        )
+    captured = await capture_hold(
+        session, ledger, program, held.id, Capture(points=250), now, principal=system("test")
+    )
     await session.commit()
     assert (captured.status, captured.captured_points) == ("captured", 250)
     assert (await member_balance(ledger, program, member)).available == 250
     with pytest.raises(HoldClosed):
-        await release_hold(session, ledger, program, held.id, now)
+        await release_hold(session, ledger, program, held.id, now, principal=system("test"))
     assert await check_invariants(ledger.pool, program.ledger_id) == []
 
 
@@ -111,7 +118,7 @@ async def test_release_and_timeout(
     first = await hold_points(
         session, ledger, program, member, "a", HoldRequest(order_ref="A", amount_minor=60), now
     )
-    released = await release_hold(session, ledger, program, first.id, now)
+    released = await release_hold(session, ledger, program, first.id, now, principal=system("test"))
     await session.commit()
     assert released.status == "released"
     assert (await member_balance(ledger, program, member)).available == 100
@@ -129,7 +136,15 @@ async def test_release_and_timeout(
     await asyncio.sleep(1.2)
     # The ledger's clock says it timed out: a capture is refused, the sweeper frees it.
     with pytest.raises(HoldClosed, match="pending_expired"):
-        await capture_hold(session, ledger, program, short.id, Capture(), datetime.now(UTC))
+        await capture_hold(
+            session,
+            ledger,
+            program,
+            short.id,
+            Capture(),
+            datetime.now(UTC),
+            principal=system("test"),
+        )
     await session.commit()  # nothing changed; ends the transaction and its row lock
     while await ledger.expire_pending():
         pass
@@ -153,7 +168,9 @@ async def test_held_points_are_pending_until_resolved(
         await read_balance(ledger.pool, program, member.external_id),
     ):
         assert (balance.available, balance.pending) == (380, 120)
-    await capture_hold(session, ledger, program, held.id, Capture(points=100), now)
+    await capture_hold(
+        session, ledger, program, held.id, Capture(points=100), now, principal=system("test")
+    )
     await session.commit()
     for balance in (
         await member_balance(ledger, program, member),

@@ -11,15 +11,20 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.stripe.events import handle_event
+from api.stripe.gateway import POINTS_PURCHASE
 from core.codes import TransferCode
 from core.models import Member, Program
+from core.principal import system
 from ledger import Ledger, Transfer, TransferFlags
+from rewards.bought_points import price_of_points
 from rewards.holds import Capture, HoldRequest, capture_hold, hold_points
-from rewards.payments import POINTS_PURCHASE, handle_event, price_of_points
 from rewards.programs import Enrolment, enrol_member
-from rewards.purchases import PurchaseEvent, record_purchase, settle_matured_earnings
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
+from rewards.settlement import settle_matured_earnings
 from rewards.tiers import ThresholdSpec, define_threshold
 from tests.conftest import NewProgram
 
@@ -32,7 +37,9 @@ async def wallet_codes(ledger: Ledger, member: Member) -> list[tuple[TransferCod
 
 
 async def enrol(session: AsyncSession, ledger: Ledger, program: Program, name: str) -> Member:
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id=name))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id=name), principal=system("test")
+    )
     await session.commit()
     return member
 
@@ -42,10 +49,17 @@ async def test_a_threshold_bonus_is_earned_and_settled_as_one(
 ) -> None:
     program = await new_program(return_window_days=30)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
-    await publish_rules(session, program, version.version, start, now=start)
+    version = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=system("test")
+    )
+    await publish_rules(
+        session, program, version.version, start, now=start, principal=system("test")
+    )
     await define_threshold(
-        session, program, ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500)
+        session,
+        program,
+        ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500),
+        principal=system("test"),
     )
     member = await enrol(session, ledger, program, "eve")
     day = start + timedelta(days=1)
@@ -89,7 +103,9 @@ async def test_a_captured_hold_is_a_points_payment(
         session, ledger, program, member, "k-1", HoldRequest(order_ref="O-1", amount_minor=300), now
     )
     await session.commit()
-    await capture_hold(session, ledger, program, hold.id, Capture(points=200), now)
+    await capture_hold(
+        session, ledger, program, hold.id, Capture(points=200), now, principal=system("test")
+    )
     await session.commit()
     assert await wallet_codes(ledger, member) == [
         (TransferCode.ADJUSTMENT, "posted"),

@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import Conflict, DomainError, MemberNotActive, NotFound
 from core.members import get_member
 from core.models import MemberStatus, Program
+from core.principal import system
 from ledger import Ledger
 from rewards.connections import session_connection
 from rewards.programs import Enrolment, enrol_member, member_balance
-from rewards.purchases import PurchaseEvent, PurchaseOutcome, record_purchase, record_purchases
+from rewards.purchase_recording import record_purchase, record_purchases
+from rewards.purchases import PurchaseEvent, PurchaseOutcome
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import Bonus, EarnRules, Item
 from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
@@ -36,9 +38,12 @@ async def twin(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -
     program = await new_program(return_window_days=30)
     for rank, (code, threshold) in enumerate((("blue", 0), ("silver", 5_000), ("gold", 12_000))):
         spec = TierSpec(code=code, name=code, rank=rank + 1, threshold=threshold)
-        await define_tier(session, program, spec)
+        await define_tier(session, program, spec, principal=system("test"))
     await define_threshold(
-        session, program, ThresholdSpec(code="spend-8k", amount_minor=8_000, bonus_points=300)
+        session,
+        program,
+        ThresholdSpec(code="spend-8k", amount_minor=8_000, bonus_points=300),
+        principal=system("test"),
     )
     rules = EarnRules(
         points_per_unit=Decimal(1),
@@ -53,11 +58,15 @@ async def twin(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -
             ),
         ),
     )
-    version = await draft_rules(session, program, rules)
+    version = await draft_rules(session, program, rules, principal=system("test"))
     start = YEAR - timedelta(days=1)
-    await publish_rules(session, program, version.version, start, now=start)
+    await publish_rules(
+        session, program, version.version, start, now=start, principal=system("test")
+    )
     for name in MEMBERS:
-        await enrol_member(session, ledger, program, Enrolment(external_id=name))
+        await enrol_member(
+            session, ledger, program, Enrolment(external_id=name), principal=system("test")
+        )
     member = await get_member(session, program, "dee")
     member.status = MemberStatus.FROZEN
     await session.commit()

@@ -14,19 +14,17 @@ from core.codes import TransferCode
 from core.errors import Conflict, MemberNotActive
 from core.members import get_member
 from core.models import Member, MemberStatus, Program
+from core.principal import system
 from core.programs import get_program
 from ledger import Ledger, Transfer, check_invariants
 from rewards.errors import InvalidPurchase, PublishInPast, ReturnExceedsPurchase
 from rewards.programs import Enrolment, enrol_member, member_balance
-from rewards.purchases import (
-    PurchaseEvent,
-    ReturnEvent,
-    record_purchase,
-    return_purchase,
-    settle_matured_earnings,
-)
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent, ReturnEvent
+from rewards.returns import return_purchase
 from rewards.rule_versions import draft_rules, publish_rules, rules_in_force
 from rewards.rules import EarnRules
+from rewards.settlement import settle_matured_earnings
 from tests.conftest import NewProgram
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -35,14 +33,25 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 async def with_rules(
     session: AsyncSession, program: Program, rate: str, effective_from: datetime
 ) -> int:
-    version = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(rate)))
-    await publish_rules(session, program, version.version, effective_from, now=effective_from)
+    version = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(rate)), principal=system("test")
+    )
+    await publish_rules(
+        session,
+        program,
+        version.version,
+        effective_from,
+        now=effective_from,
+        principal=system("test"),
+    )
     await session.commit()
     return version.version
 
 
 async def enrol(session: AsyncSession, ledger: Ledger, program: Program, name: str) -> Member:
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id=name))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id=name), principal=system("test")
+    )
     await session.commit()
     return member
 
@@ -74,10 +83,18 @@ async def test_enrolment_is_idempotent(
 ) -> None:
     program = await new_program()
     first, created = await enrol_member(
-        session, ledger, program, Enrolment(external_id="m-1", email="a@example.com")
+        session,
+        ledger,
+        program,
+        Enrolment(external_id="m-1", email="a@example.com"),
+        principal=system("test"),
     )
     again, created_again = await enrol_member(
-        session, ledger, program, Enrolment(external_id="m-1")
+        session,
+        ledger,
+        program,
+        Enrolment(external_id="m-1"),
+        principal=system("test"),
     )
     assert (created, created_again) == (True, False)
     assert again.id == first.id
@@ -167,9 +184,11 @@ async def test_rate_change_leaves_past_earnings_untouched(
     await session.commit()
     # Halve the rate from tomorrow: a purchase before then keeps the old rate,
     # even one reported after the change was published.
-    v2 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal("0.5")))
+    v2 = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal("0.5")), principal=system("test")
+    )
     tomorrow = NOW + timedelta(days=1)
-    await publish_rules(session, program, v2.version, tomorrow, now=NOW)
+    await publish_rules(session, program, v2.version, tomorrow, now=NOW, principal=system("test"))
     await session.commit()
     late_report = await record_purchase(
         session, ledger, program, purchase("dan", "D-2", 10_000, NOW), NOW
@@ -185,8 +204,17 @@ async def test_rate_change_leaves_past_earnings_untouched(
     )
     assert replay.points == 100
     with pytest.raises(PublishInPast):
-        v3 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(3)))
-        await publish_rules(session, program, v3.version, NOW - timedelta(hours=1), now=NOW)
+        v3 = await draft_rules(
+            session, program, EarnRules(points_per_unit=Decimal(3)), principal=system("test")
+        )
+        await publish_rules(
+            session,
+            program,
+            v3.version,
+            NOW - timedelta(hours=1),
+            now=NOW,
+            principal=system("test"),
+        )
     assert (await rules_in_force(session, program, NOW)).version == 1  # type: ignore[union-attr]
 
 
@@ -199,17 +227,27 @@ async def test_return_before_posting_shrinks_what_is_posted(
     await record_purchase(session, ledger, program, purchase("erin", "E-1", 10_000), NOW)
     await session.commit()
     first = await return_purchase(
-        session, ledger, program, "E-1", ReturnEvent(return_id="R-1", amount_minor=2_500)
+        session,
+        ledger,
+        program,
+        "E-1",
+        ReturnEvent(return_id="R-1", amount_minor=2_500),
+        principal=system("test"),
     )
     await session.commit()
     assert (first.points_reversed, first.debt_points) == (25, 0)
     with pytest.raises(ReturnExceedsPurchase):
         await return_purchase(
-            session, ledger, program, "E-1", ReturnEvent(return_id="R-2", amount_minor=7_501)
+            session,
+            ledger,
+            program,
+            "E-1",
+            ReturnEvent(return_id="R-2", amount_minor=7_501),
+            principal=system("test"),
         )
     slug = program.slug
     await session.rollback()  # expires every loaded object
-    program = await get_program(session, slug)
+    program = await get_program(session, system("test"), slug)
     member = await get_member(session, program, "erin")
     await settle_matured_earnings(session, ledger, NOW + timedelta(days=7), program=program)
     await session.commit()
@@ -229,7 +267,12 @@ async def test_return_after_partial_redemption_records_a_debt(
     assert await spend(ledger, program, member, 80) == "ok"
 
     outcome = await return_purchase(
-        session, ledger, program, "F-1", ReturnEvent(return_id="R-1", amount_minor=10_000)
+        session,
+        ledger,
+        program,
+        "F-1",
+        ReturnEvent(return_id="R-1", amount_minor=10_000),
+        principal=system("test"),
     )
     await session.commit()
     assert (outcome.points_reversed, outcome.debt_points) == (100, 80)
@@ -239,7 +282,12 @@ async def test_return_after_partial_redemption_records_a_debt(
     # The spent points cannot be spent again, and the replay changes nothing.
     assert await spend(ledger, program, member, 1) == "exceeds_credits"
     replay = await return_purchase(
-        session, ledger, program, "F-1", ReturnEvent(return_id="R-1", amount_minor=10_000)
+        session,
+        ledger,
+        program,
+        "F-1",
+        ReturnEvent(return_id="R-1", amount_minor=10_000),
+        principal=system("test"),
     )
     assert (replay.replayed, replay.debt_points) == (True, 80)
     # The next earning repays the debt first.
@@ -292,10 +340,18 @@ async def test_bonus_budget_is_never_overspent(
         budget_points=15,
     )
     version = await draft_rules(
-        session, program, EarnRules(points_per_unit=Decimal(1), bonuses=(bonus,))
+        session,
+        program,
+        EarnRules(points_per_unit=Decimal(1), bonuses=(bonus,)),
+        principal=system("test"),
     )
     await publish_rules(
-        session, program, version.version, NOW - timedelta(days=1), now=NOW - timedelta(days=1)
+        session,
+        program,
+        version.version,
+        NOW - timedelta(days=1),
+        now=NOW - timedelta(days=1),
+        principal=system("test"),
     )
     await session.commit()
     await enrol(session, ledger, program, "bea")

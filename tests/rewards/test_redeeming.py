@@ -14,6 +14,7 @@ from core.codes import TransferCode
 from core.errors import IdempotencyKeyReused
 from core.members import get_member
 from core.models import Member, Program
+from core.principal import system
 from core.programs import get_program
 from ledger import Ledger, Transfer, check_invariants
 from rewards.errors import GiftLimitExceeded, InsufficientPoints, RewardUnavailable
@@ -33,7 +34,9 @@ from tests.conftest import NewProgram
 async def funded(
     session: AsyncSession, ledger: Ledger, program: Program, name: str, points: int
 ) -> Member:
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id=name))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id=name), principal=system("test")
+    )
     await session.commit()
     if points:
         [outcome] = await ledger.create_transfers(
@@ -56,14 +59,19 @@ async def test_concurrent_redemptions_never_overspend(
     engine: AsyncEngine, session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await new_program()
-    await add_reward(session, program, RewardSpec(sku="MUG", name="Mug", points_price=30, stock=50))
+    await add_reward(
+        session,
+        program,
+        RewardSpec(sku="MUG", name="Mug", points_price=30, stock=50),
+        principal=system("test"),
+    )
     await session.commit()
     await funded(session, ledger, program, "ann", 100)
     slug = program.slug
 
     async def attempt(n: int) -> str:
         async with AsyncSession(engine, expire_on_commit=False) as own:
-            own_program = await get_program(own, slug)
+            own_program = await get_program(own, system("test"), slug)
             member = await get_member(own, own_program, "ann")
             try:
                 await redeem(
@@ -98,7 +106,12 @@ async def test_redemption_key_replays_and_stock(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await new_program()
-    await add_reward(session, program, RewardSpec(sku="CAP", name="Cap", points_price=10, stock=1))
+    await add_reward(
+        session,
+        program,
+        RewardSpec(sku="CAP", name="Cap", points_price=10, stock=1),
+        principal=system("test"),
+    )
     await session.commit()
     member = await funded(session, ledger, program, "ben", 100)
     now = datetime.now(UTC)
@@ -125,7 +138,7 @@ async def test_twenty_parallel_gifts_each_counted_once(
 
     async def send(n: int) -> None:
         async with AsyncSession(engine, expire_on_commit=False) as own:
-            own_program = await get_program(own, slug)
+            own_program = await get_program(own, system("test"), slug)
             sender = await get_member(own, own_program, "cat")
             await give_gift(
                 own,
@@ -166,7 +179,7 @@ async def test_gift_daily_limit(
         )
     slug = program.slug
     await session.rollback()  # expires every loaded object
-    program = await get_program(session, slug)
+    program = await get_program(session, system("test"), slug)
     sender = await get_member(session, program, "eve")
     await give_gift(session, ledger, program, sender, "g3", GiftRequest(to="fay", points=40), now)
     await session.commit()

@@ -8,10 +8,13 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.principal import system
 from ledger import Ledger
 from rewards.models import Purchase
 from rewards.programs import Enrolment, enrol_member
-from rewards.purchases import PurchaseEvent, ReturnEvent, record_purchase, return_purchase
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent, ReturnEvent
+from rewards.returns import return_purchase
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules, Item
 from rewards.simulator import simulate
@@ -24,10 +27,14 @@ async def test_halving_the_rate_shows_before_publishing(
     program = await new_program()
     now = datetime.now(UTC)
     start = now - timedelta(days=20)
-    v1 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
-    await publish_rules(session, program, v1.version, start, now=start)
+    v1 = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=system("test")
+    )
+    await publish_rules(session, program, v1.version, start, now=start, principal=system("test"))
     for name in ("a", "b"):
-        await enrol_member(session, ledger, program, Enrolment(external_id=name))
+        await enrol_member(
+            session, ledger, program, Enrolment(external_id=name), principal=system("test")
+        )
     for n, (name, amount, days_ago) in enumerate(
         (("a", 10_000, 2), ("a", 5_000, 10), ("b", 3_000, 1), ("b", 8_000, 40))
     ):
@@ -44,9 +51,16 @@ async def test_halving_the_rate_shows_before_publishing(
             now,
         )
     await return_purchase(
-        session, ledger, program, "S-0", ReturnEvent(return_id="R", amount_minor=5_000)
+        session,
+        ledger,
+        program,
+        "S-0",
+        ReturnEvent(return_id="R", amount_minor=5_000),
+        principal=system("test"),
     )
-    v2 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal("0.5")))
+    v2 = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal("0.5")), principal=system("test")
+    )
     await session.commit()
     purchases_before = await session.scalar(select(func.count()).select_from(Purchase))
 
@@ -67,9 +81,13 @@ async def test_a_return_is_netted_alike_on_both_sides_for_itemized_purchases(
     program = await new_program()
     now = datetime.now(UTC)
     start = now - timedelta(days=5)
-    v1 = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
-    await publish_rules(session, program, v1.version, start, now=start)
-    await enrol_member(session, ledger, program, Enrolment(external_id="i"))
+    v1 = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=system("test")
+    )
+    await publish_rules(session, program, v1.version, start, now=start, principal=system("test"))
+    await enrol_member(
+        session, ledger, program, Enrolment(external_id="i"), principal=system("test")
+    )
     items = (Item(sku="A", amount_minor=9_000), Item(sku="B", amount_minor=9_000))
     await record_purchase(
         session,
@@ -86,9 +104,16 @@ async def test_a_return_is_netted_alike_on_both_sides_for_itemized_purchases(
         now,
     )
     await return_purchase(
-        session, ledger, program, "I-1", ReturnEvent(return_id="R", amount_minor=9_000)
+        session,
+        ledger,
+        program,
+        "I-1",
+        ReturnEvent(return_id="R", amount_minor=9_000),
+        principal=system("test"),
     )
-    same = await draft_rules(session, program, EarnRules(points_per_unit=Decimal(1)))
+    same = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=system("test")
+    )
     await session.commit()
 
     report = await simulate(session, program, same.version, days=30, now=now)

@@ -12,18 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from core.codes import derived_id
 from core.members import get_member
 from core.models import Member, Program
+from core.principal import system
 from core.programs import get_program
 from ledger import Ledger, Transfer, TransferFlags
 from rewards.programs import Enrolment, enrol_member, member_balance
-from rewards.purchases import (
-    PurchaseEvent,
-    ReturnEvent,
-    record_purchase,
-    return_purchase,
-    settle_matured_earnings,
-)
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent, ReturnEvent
+from rewards.returns import return_purchase
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
+from rewards.settlement import settle_matured_earnings
 from rewards.tiers import (
     ThresholdSpec,
     TierSpec,
@@ -50,11 +48,13 @@ async def ladder_program(
             TierSpec(
                 code=code, name=code.title(), rank=rank, threshold=threshold, perks=[f"{code}-perk"]
             ),
+            principal=system("test"),
         )
     version = await draft_rules(
         session,
         program,
         EarnRules(points_per_unit=Decimal(1), tier_multipliers={"gold": Decimal(2)}),
+        principal=system("test"),
     )
     await publish_rules(
         session,
@@ -62,6 +62,7 @@ async def ladder_program(
         version.version,
         YEAR_START - timedelta(days=400),
         now=YEAR_START - timedelta(days=400),
+        principal=system("test"),
     )
     await session.commit()
     return program
@@ -90,7 +91,9 @@ async def buy(
 
 
 async def enrol(session: AsyncSession, ledger: Ledger, program: Program, name: str) -> Member:
-    member, _ = await enrol_member(session, ledger, program, Enrolment(external_id=name))
+    member, _ = await enrol_member(
+        session, ledger, program, Enrolment(external_id=name), principal=system("test")
+    )
     await session.commit()
     return member
 
@@ -154,7 +157,12 @@ async def test_returns_count_against_qualifying_spend(
     await buy(session, ledger, program, "cy", "C-1", 12_000, YEAR_START + timedelta(days=1))
     assert member.tier_code == "silver"
     await return_purchase(
-        session, ledger, program, "C-1", ReturnEvent(return_id="R", amount_minor=5_000)
+        session,
+        ledger,
+        program,
+        "C-1",
+        ReturnEvent(return_id="R", amount_minor=5_000),
+        principal=system("test"),
     )
     await session.commit()
     progress = await tier_progress(session, program, member, YEAR_START + timedelta(days=2))
@@ -167,7 +175,10 @@ async def test_threshold_reward_granted_once_under_concurrency(
 ) -> None:
     program = await ladder_program(session, new_program)
     await define_threshold(
-        session, program, ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500)
+        session,
+        program,
+        ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500),
+        principal=system("test"),
     )
     await session.commit()
     await enrol(session, ledger, program, "dee")
@@ -176,7 +187,7 @@ async def test_threshold_reward_granted_once_under_concurrency(
 
     async def purchase(n: int) -> bool:
         async with AsyncSession(engine, expire_on_commit=False) as own:
-            own_program = await get_program(own, slug)
+            own_program = await get_program(own, system("test"), slug)
             try:
                 await record_purchase(
                     own,
@@ -216,7 +227,10 @@ async def test_threshold_reward_is_taken_back_when_returns_undo_it(
 ) -> None:
     program = await ladder_program(session, new_program, return_window_days=30)
     await define_threshold(
-        session, program, ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500)
+        session,
+        program,
+        ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500),
+        principal=system("test"),
     )
     await session.commit()
     member = await enrol(session, ledger, program, "eve")
@@ -227,7 +241,12 @@ async def test_threshold_reward_is_taken_back_when_returns_undo_it(
     assert (await member_balance(ledger, program, member)).pending == 60 + 500
     # A return inside the window takes eve back under the threshold.
     await return_purchase(
-        session, ledger, program, "E-1", ReturnEvent(return_id="R-1", amount_minor=2_000)
+        session,
+        ledger,
+        program,
+        "E-1",
+        ReturnEvent(return_id="R-1", amount_minor=2_000),
+        principal=system("test"),
     )
     await session.commit()
     await settle_matured_earnings(session, ledger, day + timedelta(days=31), program=program)
@@ -253,7 +272,10 @@ async def test_a_threshold_settlement_already_in_the_ledger_stands(
     return then changes the decision: the rerun adopts what was recorded."""
     program = await ladder_program(session, new_program, return_window_days=30)
     await define_threshold(
-        session, program, ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500)
+        session,
+        program,
+        ThresholdSpec(code="spend-5k", amount_minor=5_000, bonus_points=500),
+        principal=system("test"),
     )
     await session.commit()
     member = await enrol(session, ledger, program, "fay")
@@ -273,7 +295,12 @@ async def test_a_threshold_settlement_already_in_the_ledger_stands(
     )
     assert posted.result == "ok"
     await return_purchase(
-        session, ledger, program, "F-1", ReturnEvent(return_id="R-1", amount_minor=3_000)
+        session,
+        ledger,
+        program,
+        "F-1",
+        ReturnEvent(return_id="R-1", amount_minor=3_000),
+        principal=system("test"),
     )
     await session.commit()
     await settle_matured_earnings(session, ledger, day + timedelta(days=31), program=program)

@@ -1,8 +1,5 @@
-"""Stripe: taking payments for points, and reading its webhooks.
-
-The ``stripe`` package does the talking (and the signature checks); the
-rewards domain sees only the events' plain content (``rewards.payments``).
-"""
+"""Talking to Stripe: PaymentIntents for points bought, and the webhook
+signature check (both with the ``stripe`` package)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,11 @@ import stripe
 
 from api.settings import Settings
 from core.models import Member, Program
-from rewards.payments import POINTS_PURCHASE, price_of_points
+from rewards.bought_points import price_of_points
+
+#: The PaymentIntent's metadata ``kind`` of a payment for points (any other
+#: succeeded payment with a program and member is a purchase).
+POINTS_PURCHASE = "points_purchase"
 
 
 class PaymentsNotConfigured(Exception):
@@ -60,6 +61,7 @@ async def start_points_payment(
         params={
             "amount": amount,
             "currency": program.currency.lower(),
+            # What the webhook's processing reads back (``api.stripe.events``).
             "metadata": {
                 "kind": POINTS_PURCHASE,
                 "program": program.slug,
@@ -81,12 +83,16 @@ async def start_points_payment(
 
 
 def verify_webhook(settings: Settings, payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The event, if the signature is Stripe's; raises ``ValueError`` otherwise."""
+    """The event, if the signature is Stripe's; raises ``ValueError`` otherwise
+    (or if the signed body is not a JSON object)."""
     if not settings.stripe_webhook_secret:
         raise PaymentsNotConfigured("STRIPE_WEBHOOK_SECRET is not set")
     try:
         event = stripe.Webhook.construct_event(payload, signature, settings.stripe_webhook_secret)
     except stripe.SignatureVerificationError as error:
         raise ValueError(f"the signature does not match: {error.user_message or error}") from None
+    except (ValueError, TypeError, AttributeError):
+        # Signed, so sent with the secret, but not an event Stripe would send.
+        raise ValueError("the signed body is not a JSON object") from None
     event_dict: dict[str, Any] = event.to_dict()
     return event_dict

@@ -1,0 +1,205 @@
+"""What Stripe's events mean to the domains: each one handled is turned into
+a call of a domain use case, acting as ``system:stripe``.
+
+- ``payment_intent.succeeded`` paying for points (metadata ``kind`` =
+  ``points_purchase``, with ``program``, ``member`` and ``points``) credits
+  the points bought (``rewards.bought_points``);
+- ``payment_intent.succeeded`` for an order (metadata ``program`` and
+  ``member``), or ``charge.succeeded`` of a charge without a payment intent,
+  is a purchase whose order id is the payment intent's (or the charge's) id;
+- ``charge.refunded`` names the payment by the charge's ``payment_intent``
+  (or its own id): it takes back the refunded share of the points that
+  payment bought, or returns the newly refunded part of the purchase it
+  paid for. The program and member are the ones recorded when the payment
+  succeeded; the Charge's metadata is not read (Stripe does not copy a
+  PaymentIntent's metadata to its charges).
+
+Every step is idempotent (order, return and transfer ids derive from
+Stripe's ids), so an event handled twice changes nothing. An event whose
+content is malformed is refused (kept on the inbox row, not retried).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.stripe.gateway import POINTS_PURCHASE
+from core import audit
+from core.members import get_member
+from core.models import Member, Program
+from core.principal import system
+from core.programs import get_program
+from ledger import Ledger
+from ledger.bounds import BIGINT_MAX, ExternalId, NonNegativeBigInt
+from rewards.bought_points import (
+    PaymentShort,
+    PointsPaid,
+    credit_bought_points,
+    refund_bought_points,
+)
+from rewards.purchase_recording import record_purchase
+from rewards.purchases import PurchaseEvent
+from rewards.refunds import return_refunded_part
+
+#: Who acts, in the audit trail, for what Stripe reports.
+STRIPE = system("stripe")
+
+# Seconds since 1970 that Python's datetime can hold (to 9998, as elsewhere).
+_CREATED_MAX = 253370764800
+
+
+class _Metadata(msgspec.Struct, kw_only=True):
+    """What the shop (or ``api.stripe.gateway``) put on the PaymentIntent."""
+
+    kind: str | None = None
+    program: ExternalId | None = None
+    member: ExternalId | None = None
+    points: Annotated[int, msgspec.Meta(gt=0, le=BIGINT_MAX)] | None = None
+
+
+class _Payment(msgspec.Struct, kw_only=True):
+    """The fields read of a PaymentIntent or a Charge (the event's object)."""
+
+    id: ExternalId
+    amount: NonNegativeBigInt = 0
+    amount_received: NonNegativeBigInt | None = None
+    amount_refunded: NonNegativeBigInt = 0
+    currency: Annotated[str, msgspec.Meta(max_length=3)] = ""
+    created: Annotated[int, msgspec.Meta(ge=0, le=_CREATED_MAX)] | None = None
+    #: A Charge's PaymentIntent: its id, or the object when expanded.
+    payment_intent: ExternalId | dict[str, Any] | None = None
+    metadata: _Metadata = msgspec.field(default_factory=_Metadata)
+
+    @property
+    def paid(self) -> int:
+        return self.amount if self.amount_received is None else self.amount_received
+
+    @property
+    def intent_id(self) -> str | None:
+        if isinstance(self.payment_intent, dict):
+            found = self.payment_intent.get("id")
+            return found if isinstance(found, str) and found else None
+        return self.payment_intent
+
+
+_HANDLED = frozenset({"payment_intent.succeeded", "charge.succeeded", "charge.refunded"})
+
+
+async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, Any]) -> str:
+    """Handle one event in the session's transaction; answers the outcome
+    kept on its inbox row. A domain refusal raises its ``DomainError``."""
+    kind = event.get("type")
+    if kind not in _HANDLED:
+        return f"ignored: {kind}"
+    data = event.get("data")
+    try:
+        payment = msgspec.convert(
+            data.get("object") if isinstance(data, dict) else None, _Payment, strict=False
+        )
+    except msgspec.ValidationError as error:
+        return f"refused: malformed {kind}: {error}"
+    if kind == "charge.refunded":
+        return await _refund(session, ledger, payment)
+    if kind == "charge.succeeded" and payment.intent_id is not None:
+        # Its payment intent's own event is the purchase.
+        return f"ignored: {kind} of a payment intent"
+    found = await _payer(session, payment)
+    if found is None:
+        return "ignored: no member in metadata"
+    program, member = found
+    if kind == "payment_intent.succeeded" and payment.metadata.kind == POINTS_PURCHASE:
+        return await _points_bought(session, ledger, program, member, payment)
+    return await _purchase(session, ledger, program, member, payment)
+
+
+async def _payer(session: AsyncSession, payment: _Payment) -> tuple[Program, Member] | None:
+    """The member a succeeded payment names in its metadata."""
+    if not payment.metadata.program or not payment.metadata.member:
+        return None
+    program = await get_program(session, STRIPE, payment.metadata.program)
+    return program, await get_member(session, program, payment.metadata.member)
+
+
+async def _points_bought(
+    session: AsyncSession, ledger: Ledger, program: Program, member: Member, payment: _Payment
+) -> str:
+    if payment.metadata.points is None:
+        return "refused: no points in metadata"
+    try:
+        bought = await credit_bought_points(
+            session,
+            ledger,
+            program,
+            member,
+            PointsPaid(
+                payment_id=payment.id,
+                points=payment.metadata.points,
+                paid_minor=payment.paid,
+                currency=payment.currency,
+            ),
+            principal=STRIPE,
+        )
+    except PaymentShort as error:
+        return f"refused: {error}"
+    return f"points bought: {bought.points}"
+
+
+async def _purchase(
+    session: AsyncSession, ledger: Ledger, program: Program, member: Member, payment: _Payment
+) -> str:
+    now = datetime.now(UTC)
+    # Stripe's objects carry their creation time; without one, the time to
+    # the second, so that a replay soon after records the same purchase.
+    created = payment.created if payment.created is not None else int(now.timestamp())
+    at = datetime.fromtimestamp(created, UTC)
+    result = await record_purchase(
+        session,
+        ledger,
+        program,
+        PurchaseEvent(
+            member=member.external_id,
+            order_id=payment.id,
+            amount_minor=payment.paid,
+            currency=payment.currency.upper(),
+            occurred_at=min(at, now),
+        ),
+        now,
+        # The event's transaction only marks the inbox row after this: the
+        # purchase, its ledger transfers and that mark commit together.
+        atomic=True,
+    )
+    if not result.replayed:
+        await audit.record(
+            session,
+            STRIPE,
+            "purchase.record",
+            f"program:{program.slug}:order:{result.order_id}",
+            {"points": result.points, "amount_minor": payment.paid},
+        )
+    return f"purchase: {result.points} points"
+
+
+async def _refund(session: AsyncSession, ledger: Ledger, charge: _Payment) -> str:
+    # Stripe reports the total refunded so far on the charge.
+    payment_id = charge.intent_id or charge.id
+    bought = await refund_bought_points(
+        session, ledger, payment_id, charge.amount_refunded, principal=STRIPE
+    )
+    if bought is not None:
+        if bought.replayed:
+            return "ignored: nothing new refunded"
+        return (
+            f"refund of bought points: {bought.points} points back ({bought.debt_points} as debt)"
+        )
+    refunded = await return_refunded_part(
+        session, ledger, payment_id, charge.amount_refunded, principal=STRIPE
+    )
+    if refunded is None:
+        return "ignored: no such purchase"
+    if refunded.returned is None:
+        return "ignored: nothing new refunded"
+    return f"return: {refunded.returned.points_reversed} points"

@@ -1,0 +1,234 @@
+"""Points a member buys with money: credited once the payment has
+succeeded, never beyond what it paid, and taken back in proportion when it
+is refunded (what the wallet no longer holds becomes the member's debt).
+
+Nothing here knows who took the payment. A payment provider's integration
+(today ``api.stripe``) turns what the provider reports into these calls,
+naming the payment by the provider's id for it (a Stripe PaymentIntent's
+id). Each payment is kept as a row (``points_purchases``) when its points
+are credited: a refund names only the payment, and it is resolved against
+that row, so the program and the member are the ones recorded when the
+payment succeeded, whatever the refund carries.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.codes import TransferCode, derived_id
+from core.errors import DomainError
+from core.models import Member, Program
+from core.principal import Principal
+from ledger import Ledger, Transfer
+from rewards.programs import record_transfers, take_back_points
+from rewards.rules import points_for_return
+
+
+class PaymentShort(DomainError):
+    """The payment does not cover the points it names (or is in another
+    currency than the program's): nothing is credited."""
+
+    type_slug = "payment-short"
+
+
+def price_of_points(program: Program, points: int) -> int:
+    """What ``points`` cost, in minor units: their redemption value, rounded up."""
+    return math.ceil(Decimal(points) * program.point_value_minor)
+
+
+class PointsPaid(msgspec.Struct, kw_only=True, frozen=True):
+    """A succeeded payment for points, as the provider reports it."""
+
+    payment_id: Annotated[str, msgspec.Meta(description="The provider's id of the payment.")]
+    points: int
+    #: What was paid, in minor units of ``currency`` (the provider's own case).
+    paid_minor: int
+    currency: str
+
+
+class BoughtPoints(msgspec.Struct, kw_only=True, frozen=True):
+    payment_id: str
+    points: int
+    paid_minor: int
+    #: The payment's points were credited before: nothing moved twice.
+    replayed: bool
+
+
+class BoughtPointsRefund(msgspec.Struct, kw_only=True, frozen=True):
+    payment_id: str
+    #: The refunded total so far (at most what was paid).
+    refunded_minor: int
+    #: Points taken back by this refund, and of those the debt recorded.
+    points: int
+    debt_points: int
+    #: Nothing new was refunded (the same total reported again).
+    replayed: bool
+
+
+def _subject(program: Program, member: Member) -> str:
+    return f"program:{program.slug}:member:{member.external_id}"
+
+
+async def credit_bought_points(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    paid: PointsPaid,
+    *,
+    principal: Principal,
+) -> BoughtPoints:
+    """Credit the points a payment bought, once per payment, with the row a
+    refund will be resolved against and the audit line.
+
+    The transfer goes through the ledger's writer (so that a refund later in
+    the same transaction can post through it too) and commits before the
+    session: a retry after a failure between the two finds it (``exists``)
+    and writes the row and the audit line that are missing.
+
+    The points named travel with the payment, but the amount is what was
+    paid: a payment that does not cover its points is ``PaymentShort``."""
+    price = price_of_points(program, paid.points)
+    if (
+        paid.points <= 0
+        or paid.paid_minor <= 0
+        or paid.currency.upper() != program.currency
+        or paid.paid_minor < price
+    ):
+        raise PaymentShort(f"paid {paid.paid_minor} {paid.currency} for {paid.points} points")
+    await session.execute(
+        text(
+            "INSERT INTO points_purchases (payment_intent, program_id, member_id, points,"
+            " amount_minor) VALUES (:payment, :program, :member, :points, :paid)"
+            " ON CONFLICT DO NOTHING"
+        ),
+        {
+            "payment": paid.payment_id,
+            "program": program.id,
+            "member": member.id,
+            "points": paid.points,
+            "paid": paid.paid_minor,
+        },
+    )
+    [outcome] = await record_transfers(
+        ledger,
+        [
+            Transfer(
+                id=derived_id(program.id, "bought", paid.payment_id),
+                debit_account_id=program.issuance_account_id,
+                credit_account_id=member.wallet_account_id,
+                amount=paid.points,
+                ledger=program.ledger_id,
+                code=TransferCode.BOUGHT_POINTS,
+                metadata={"payment_intent": paid.payment_id},
+            )
+        ],
+    )
+    subject = _subject(program, member)
+    made = outcome.result == "exists" and await audit.recorded(
+        session, "points.buy", subject, payment_intent=paid.payment_id
+    )
+    if not made:
+        await audit.record(
+            session,
+            principal,
+            "points.buy",
+            subject,
+            {
+                "payment_intent": paid.payment_id,
+                "points": paid.points,
+                "amount_minor": paid.paid_minor,
+            },
+        )
+    return BoughtPoints(
+        payment_id=paid.payment_id, points=paid.points, paid_minor=paid.paid_minor, replayed=made
+    )
+
+
+async def refund_bought_points(
+    session: AsyncSession,
+    ledger: Ledger,
+    payment_id: str,
+    refunded_minor: int,
+    *,
+    principal: Principal,
+) -> BoughtPointsRefund | None:
+    """Take back the share of bought points that the refunded total so far
+    pays back (cumulative, like returns: each refund takes only what is
+    new); None if the payment bought no points (that ``principal`` sees).
+
+    The reversal goes through the ledger's writer before the session
+    commits; a retry after a failure between the two reuses it (its ids
+    derive from the payment and the total), then records the row's new
+    totals and the audit line together."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT program_id, member_id, points, amount_minor, refunded_minor,"
+                " points_reversed FROM points_purchases WHERE payment_intent = :payment"
+                " FOR UPDATE"
+            ),
+            {"payment": payment_id},
+        )
+    ).first()
+    if row is None or not principal.sees_program(row.program_id):
+        return None
+    program = await session.get_one(Program, row.program_id)
+    member = await session.get_one(Member, row.member_id)
+    refunded = min(refunded_minor, row.amount_minor)
+    if refunded <= row.refunded_minor:
+        return BoughtPointsRefund(
+            payment_id=payment_id,
+            refunded_minor=row.refunded_minor,
+            points=0,
+            debt_points=0,
+            replayed=True,
+        )
+    reversed_after = points_for_return(row.points, row.amount_minor, refunded)
+    points = reversed_after - row.points_reversed
+    debt = 0
+    if points:
+        debt = await take_back_points(
+            session,
+            ledger,
+            program,
+            member,
+            ("refund", payment_id, f"refunded-to-{refunded}"),
+            points,
+            {"payment_intent": payment_id, "refunded_minor": refunded},
+            code=TransferCode.BOUGHT_POINTS_REFUND,
+        )
+    await session.execute(
+        text(
+            "UPDATE points_purchases SET refunded_minor = :refunded, points_reversed = :reversed,"
+            " debt_points = debt_points + :debt WHERE payment_intent = :payment"
+        ),
+        {"refunded": refunded, "reversed": reversed_after, "debt": debt, "payment": payment_id},
+    )
+    # With the new totals: a refund seen again finds them and writes nothing.
+    await audit.record(
+        session,
+        principal,
+        "points.refund",
+        _subject(program, member),
+        {
+            "payment_intent": payment_id,
+            "refunded_minor": refunded,
+            "points": points,
+            "debt": debt,
+        },
+    )
+    return BoughtPointsRefund(
+        payment_id=payment_id,
+        refunded_minor=refunded,
+        points=points,
+        debt_points=debt,
+        replayed=False,
+    )
