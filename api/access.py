@@ -6,7 +6,9 @@ not cost a query per request; a revoked key stops working within that time
 (at once in the process that revoked it).
 
 A key's name is its actor in the audit trail (``key:<name>``), so a name is
-never given to a second key, even after the first is revoked.
+never given to a second key, even after the first is revoked (a unique
+index on names, migration 0019). A repeat of the request that issued a key,
+a short while after, re-issues that key with a fresh secret (``issue_key``).
 
 The scopes are those the modules declare (``api.modules.SCOPES``).
 
@@ -24,7 +26,7 @@ import re
 import secrets
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -50,9 +52,9 @@ _CHALLENGE = 'Bearer realm="coalition"'
 #: A key's name: it appears in paths (``DELETE /api-keys/{name}``) and as the
 #: audit trail's actor.
 KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-#: Two keys issued under one name at once wait for each other here (the
-#: table has no unique index on names: revoked and active keys share it).
-_NAME_LOCK = 1095778633  # "ApiK"
+#: How long after a key's issue a repeat of the request that issued it
+#: re-issues it (a fresh secret) rather than being refused (``issue_key``).
+REISSUE_WINDOW = timedelta(minutes=15)
 
 
 class KeyRefused(ValueError):
@@ -96,6 +98,14 @@ class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ]
     created_at: Annotated[datetime, msgspec.Meta(description="When the key was issued.")]
+    reissued: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True when this answers a repeat of the request that issued the key"
+            f" (within {REISSUE_WINDOW.seconds // 60} minutes): the same key with a fresh secret"
+            " and prefix; the secret answered before no longer works."
+        ),
+    ] = False
 
 
 class KeyView(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,7 +154,26 @@ async def issue_key(
     an issuer of the platform), in a transaction of its own or, on a
     connection inside one, in the caller's (so that it commits with the
     caller's audit line). A program outside the issuer's tenant is refused
-    exactly as a missing one is."""
+    exactly as a missing one is.
+
+    The secret is shown once and stored only hashed, so a retry after a
+    lost answer cannot be shown it again. Instead, a repeat of the same
+    request (same name, scopes and program, same issuer) within
+    ``REISSUE_WINDOW`` of the key's issue re-issues that key: the same id
+    and name, a fresh secret and prefix (``reissued``); the earlier secret
+    stops working when this commits (a server's cache of it must be dropped:
+    ``Gatekeeper.forget``). Any other request under a taken name, a revoked
+    key's included, is ``KeyNameTaken``. Of two identical requests at once,
+    the one that commits last holds the working secret.
+
+    Whether the key was used meanwhile is not asked. Knowing it would cost
+    a write on the hot path (a ``last_used_at`` on each verification), and
+    it would not change what a re-issue can do: it grants nothing new (the
+    same scopes and program, to the issuer who was shown the earlier
+    secret), and only that issuer can cause it, who could revoke the key
+    anyway. The window keeps a stale repeat from rotating a key long in use
+    under its users; a key issued by someone else, or before issuers were
+    kept, is never re-issued."""
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as acquired:
             return await issue_key(acquired, name, scopes, program, principal=principal)
@@ -160,31 +189,50 @@ async def issue_key(
         )
     program_id, program = await _key_program(connection, principal, program)
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    key_id = new_id()
+    digest = hashlib.sha256(secret.encode()).digest()
     async with connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _NAME_LOCK, name)
-        created_at = await connection.fetchval(
-            "INSERT INTO api_keys (id, name, prefix, secret_sha256, scopes, program_id)"
-            " SELECT $1, $2::varchar, $3, $4, $5, $6"
-            " WHERE NOT EXISTS (SELECT FROM api_keys WHERE name = $2::varchar)"
-            " RETURNING created_at",
-            key_id,
+        # A second issue of one name waits here for the first to commit (the
+        # unique index on names), then inserts nothing.
+        row = await connection.fetchrow(
+            "INSERT INTO api_keys (id, name, prefix, secret_sha256, scopes, program_id, issued_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING"
+            " RETURNING id, created_at",
+            new_id(),
             name,
             prefix,
-            hashlib.sha256(secret.encode()).digest(),
+            digest,
             granted,
             program_id,
+            principal.actor,
         )
-    if created_at is None:
+        reissued = row is None
+        if reissued:
+            # Under the row's lock, so the comparison and the new secret are one.
+            row = await connection.fetchrow(
+                "UPDATE api_keys SET prefix = $2, secret_sha256 = $3"
+                " WHERE name = $1 AND revoked_at IS NULL AND scopes = $4::text[]"
+                " AND program_id IS NOT DISTINCT FROM $5::uuid AND issued_by = $6"
+                " AND created_at > now() - $7::interval"
+                " RETURNING id, created_at",
+                name,
+                prefix,
+                digest,
+                granted,
+                program_id,
+                principal.actor,
+                REISSUE_WINDOW,
+            )
+    if row is None:
         raise KeyNameTaken("name", f"a key named {name!r} exists already (names are never reused)")
     return IssuedKey(
-        id=key_id,
+        id=row["id"],
         name=name,
         key=f"ck_{prefix}_{secret}",
         prefix=prefix,
         scopes=granted,
         program=program,
-        created_at=created_at,
+        created_at=row["created_at"],
+        reissued=reissued,
     )
 
 

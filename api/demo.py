@@ -260,6 +260,7 @@ async def load_rewards_demo(
                 ),
             ),
             now,
+            principal=principal,
         )
     await settle_matured_earnings(session, ledger, now, program=program)
     return RewardsDemoReport(program=DEMO_PROGRAM, created=True, members=list(DEMO_MEMBERS))

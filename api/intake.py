@@ -1,8 +1,9 @@
 """Purchase events of concurrent requests, recorded a batch at a time.
 
 Each HTTP request submits its event and waits; one transaction records a
-whole batch (``rewards.purchase_recording.record_purchases``) with its audit lines, so
-the cost of a purchase falls with load instead of rising. If a batch fails
+whole batch (``rewards.purchase_recording.record_purchases``, which writes
+each purchase's audit line, naming its own request's principal), so the
+cost of a purchase falls with load instead of rising. If a batch fails
 for a reason of its own (a race on an order id, data the database refuses),
 it is split until the failing event is alone (``ledger.batching``), so that
 the failure is that event's answer alone.
@@ -16,7 +17,6 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from core import audit
 from core.errors import DomainError
 from core.models import Program
 from core.principal import Principal
@@ -95,23 +95,14 @@ class PurchaseIntake:
         async with self._pool.acquire() as connection, connection.transaction():
             # Atomic: after the ledger call nothing here waits on a lock
             # another caller could hold while waiting on the ledger's writer.
-            # The audit lines go in with the purchases' write statement.
             outcomes = await record_purchases(
                 connection,
                 self._ledger,
                 program,
                 [s.event for s in group],
                 now,
+                principals=[s.principal for s in group],
                 atomic=True,
-                audit=lambda position, outcome: audit.Line(
-                    actor=group[position].principal.actor,
-                    action="purchase.record",
-                    subject=f"program:{program.slug}:order:{outcome.order_id}",
-                    details={
-                        "points": outcome.points,
-                        "amount_minor": group[position].event.amount_minor,
-                    },
-                ),
             )
         return outcomes
 

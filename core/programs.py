@@ -68,3 +68,15 @@ async def read_program(
     if row is None:
         raise NotFound(f"no program {slug!r}")
     return Program(**dict(row))
+
+
+async def lock_program(session: AsyncSession, program: Program) -> None:
+    """Lock the program's row to the end of the transaction, for a change to
+    what the program defines (its rule versions, catalog, tiers, thresholds)
+    that is idempotent by a natural key: of two identical requests at once,
+    the second waits and finds the first's record instead of losing a race
+    on a unique key. ``FOR NO KEY UPDATE``: rows that only refer to the
+    program (members, purchases) are written meanwhile as ever."""
+    await session.execute(
+        select(Program.id).where(Program.id == program.id).with_for_update(key_share=True)
+    )

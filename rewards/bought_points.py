@@ -168,17 +168,20 @@ async def refund_bought_points(
     commits; a retry after a failure between the two reuses it (its ids
     derive from the payment and the total), then records the row's new
     totals and the audit line together."""
+    # The tenant in the query: a principal of another program neither sees
+    # nor locks the row.
     row = (
         await session.execute(
             text(
                 "SELECT program_id, member_id, points, amount_minor, refunded_minor,"
                 " points_reversed FROM points_purchases WHERE payment_intent = :payment"
+                " AND (CAST(:program AS uuid) IS NULL OR program_id = CAST(:program AS uuid))"
                 " FOR UPDATE"
             ),
-            {"payment": payment_id},
+            {"payment": payment_id, "program": principal.program_id},
         )
     ).first()
-    if row is None or not principal.sees_program(row.program_id):
+    if row is None:
         return None
     program = await session.get_one(Program, row.program_id)
     member = await session.get_one(Member, row.member_id)

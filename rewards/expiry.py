@@ -42,19 +42,13 @@ class Expiring(msgspec.Struct, kw_only=True, frozen=True):
     ]
 
 
-def add_months(moment: datetime, months: int, zone: str = calendar.DEFAULT_TIME_ZONE) -> datetime:
-    """``moment`` moved by ``months`` on the wall clock of ``zone`` (see
-    ``core.calendar.add_months``)."""
-    return calendar.add_months(moment, months, zone)
-
-
 def cutoff(program: Program, at: datetime) -> datetime:
     """Points credited (or a wallet last moved) up to this instant have
     expired by ``at``: ``expiry_months`` before it on the program's local
     calendar. So a lot credited late on 31 January, local time, under a
     1-month term expires at the local end of February (month ends clamp),
     not at the end of February in UTC."""
-    return add_months(at, -program.expiry_months, program.time_zone)
+    return calendar.add_months(at, -program.expiry_months, program.time_zone)
 
 
 async def due_at(

@@ -17,12 +17,14 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.errors import NotFound
+from core.members import find_member, lock_member
 from core.models import Member, MemberStatus, Program
 from core.principal import Principal
 from ledger import Ledger, TransferState
 from rewards.models import Gift, PointHold, Purchase, PurchaseReturn, Redemption
 from rewards.programs import MemberBalance, member_balance
-from rewards.pseudonyms import PREFIX, erasures, pseudonym
+from rewards.pseudonyms import PREFIX, erasures, last_erased, pseudonym
 
 
 class MemberExport(msgspec.Struct, kw_only=True):
@@ -195,6 +197,10 @@ async def erase_member(
     returns the pseudonym now in its place. The external id is free again:
     enrolled anew, it is a new member (``rewards.programs.enrol_member``).
     A member erased already stays as they are, and nothing is audited again."""
+    # Under the member's lock, read afresh: of two erasures at once, the
+    # second finds the member erased and audits nothing.
+    await lock_member(session, member.id)
+    await session.refresh(member)
     if member.external_id.startswith(PREFIX):
         return member.external_id
     alias = pseudonym(
@@ -207,4 +213,23 @@ async def erase_member(
     member.status = MemberStatus.CLOSED
     await session.flush()
     await audit.record(session, principal, "member.erase", f"program:{program.slug}:member:{alias}")
+    return alias
+
+
+async def erase_by_external_id(
+    session: AsyncSession, program: Program, external_id: str, *, principal: Principal
+) -> str:
+    """Erase the member the operator knows as ``external_id``; returns the
+    pseudonym in its place. Idempotent: once the erasure committed, no
+    member goes by the id any longer, so the same request again (a retry
+    after a lost answer) answers the pseudonym of the id's last erased
+    member and writes nothing. An id never enrolled is not found. An id
+    enrolled again after its erasure names the new member, who is erased in
+    turn."""
+    member = await find_member(session, program, external_id)
+    if member is not None:
+        return await erase_member(session, program, member, principal=principal)
+    alias = await last_erased(session, program, external_id)
+    if alias is None:
+        raise NotFound(f"no member {external_id!r} in program {program.slug!r}")
     return alias

@@ -42,3 +42,10 @@ async def erasures(session: AsyncSession, program: Program, external_id: str) ->
             if name not in taken:
                 return start
             start += 1
+
+
+async def last_erased(session: AsyncSession, program: Program, external_id: str) -> str | None:
+    """The pseudonym of the last member erased under ``external_id``; None
+    if none ever was."""
+    count = await erasures(session, program, external_id)
+    return pseudonym(program, external_id, count - 1) if count else None

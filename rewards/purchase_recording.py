@@ -1,22 +1,23 @@
 """Recording purchases: each earns pending points (held until its return
 window ends, see ``rewards.settlement``), counts towards tiers and threshold
-rewards, and is idempotent by its order id. The hot path of the intake
-(``api.intake``): a fixed number of statements per batch."""
+rewards, is audited (``purchase.record``, by whoever reported it), and is
+idempotent by its order id. The hot path of the intake (``api.intake``): a
+fixed number of statements per batch."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit import Line
 from core.codes import TransferCode, derived_id
 from core.errors import Conflict, DomainError, NotFound
 from core.members import get_member, require_active
 from core.models import Program
+from core.principal import Principal
 from ledger import Ledger, Transfer, TransferFlags, new_id
 from rewards.connections import Connection, session_connection
 from rewards.errors import InvalidPurchase
@@ -36,10 +37,6 @@ from rewards.purchases import PurchaseEvent, PurchaseOutcome
 
 _JSON = msgspec.json.Encoder()
 
-#: The audit line of a newly recorded purchase, from its event's position in
-#: the batch and its outcome.
-Audit = Callable[[int, PurchaseOutcome], Line]
-
 
 async def record_purchase(
     session: AsyncSession,
@@ -48,14 +45,21 @@ async def record_purchase(
     event: PurchaseEvent,
     now: datetime,
     *,
+    principal: Principal,
     atomic: bool = False,
 ) -> PurchaseOutcome:
-    """``record_purchases`` for one event, inside the session's transaction
-    (``atomic``: the ledger transfers too, when nothing after this in the
-    transaction waits on the ledger's writer)."""
+    """``record_purchases`` for one event reported by ``principal``, inside
+    the session's transaction (``atomic``: the ledger transfers too, when
+    nothing after this in the transaction waits on the ledger's writer)."""
     member = await get_member(session, program, event.member)
     [outcome] = await record_purchases(
-        await session_connection(session), ledger, program, [event], now, atomic=atomic
+        await session_connection(session),
+        ledger,
+        program,
+        [event],
+        now,
+        principals=[principal],
+        atomic=atomic,
     )
     if isinstance(outcome, Exception):
         raise outcome
@@ -72,8 +76,8 @@ async def record_purchases(
     events: Sequence[PurchaseEvent],
     now: datetime,
     *,
+    principals: Sequence[Principal],
     atomic: bool = False,
-    audit: Audit | None = None,
 ) -> list[PurchaseOutcome | DomainError]:
     """Price purchases with the rules in force at their time and hold their
     points as pending ledger transfers; count them towards tiers and
@@ -94,9 +98,14 @@ async def record_purchases(
     pending earning whose purchase is missing until the event is sent again,
     and the derived transfer id makes that retry converge.
 
-    ``audit`` gives each new purchase's audit line, inserted by the batch's
-    write statement (a round trip fewer than a statement of its own).
+    ``principals`` are the events' own, in order (the batch gathers
+    requests of several callers): each new purchase's ``purchase.record``
+    line names its event's principal. The lines go in with the batch's write
+    statement (no round trip of their own), so a purchase is recorded with
+    its line or not at all; a replay writes none.
     """
+    if len(principals) != len(events):
+        raise ValueError(f"{len(events)} events but {len(principals)} principals")
     read = await read_batch(
         connection,
         program.id,
@@ -128,7 +137,7 @@ async def record_purchases(
         answers.append(None)
     if fresh:
         rows = await price_and_count(connection, program, parse_terms(read.terms), fresh)
-        lines = [audit(row.position, row.outcome()) for row in rows] if audit else []
+        lines = [_audit_row(program, row, principals[row.position]) for row in rows]
         await _write(connection, ledger, program, rows, lines, atomic=atomic)
         for row in rows:
             answers[row.position] = row.outcome()
@@ -157,7 +166,7 @@ async def _write(
     ledger: Ledger,
     program: Program,
     rows: list[PricedPurchase],
-    lines: list[Line],
+    lines: list[AuditRow],
     *,
     atomic: bool,
 ) -> None:
@@ -187,16 +196,7 @@ async def _write(
             for m in moved.values()
         ],
         [grant for grant, _, _ in grants],
-        [
-            AuditRow(
-                id=new_id(),
-                actor=line.actor,
-                action=line.action,
-                subject=line.subject,
-                details=_JSON.encode(line.details or {}).decode(),
-            )
-            for line in lines
-        ],
+        lines,
     )
     if len(written.inserted) != len(rows):
         # Another request's purchase took the order id since this batch
@@ -234,6 +234,20 @@ async def _write(
     ]
     if transfers:
         await record_transfers(ledger, transfers, within=connection if atomic else None)
+
+
+def _audit_row(program: Program, row: PricedPurchase, principal: Principal) -> AuditRow:
+    """The ``purchase.record`` line of a new purchase (``core.audit``'s
+    shape, for the batch's own statement)."""
+    return AuditRow(
+        id=new_id(),
+        actor=principal.actor,
+        action="purchase.record",
+        subject=f"program:{program.slug}:order:{row.event.order_id}",
+        details=_JSON.encode(
+            {"points": row.outcome().points, "amount_minor": row.event.amount_minor}
+        ).decode(),
+    )
 
 
 def _grants(

@@ -9,7 +9,7 @@ a row lock.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, calendar
 from core.codes import TransferCode, derived_id
-from core.errors import IdempotencyKeyReused, NotFound
+from core.errors import AlreadyExists, IdempotencyKeyReused, NotFound
 from core.members import find_member, lock_member, require_active
 from core.models import Member, Program
 from core.principal import Principal
+from core.programs import lock_program
 from ledger import Ledger, Transfer
 from ledger.bounds import (
     MOMENT_RULE,
@@ -110,7 +111,8 @@ class RewardView(msgspec.Struct, kw_only=True, frozen=True):
             name=reward.name,
             points_price=reward.points_price,
             stock=reward.stock,
-            valid_until=reward.valid_until,
+            # In UTC, as stored: a new reward answers as it reads back later.
+            valid_until=reward.valid_until.astimezone(UTC) if reward.valid_until else None,
         )
 
 
@@ -151,14 +153,36 @@ class GiftOutcome(msgspec.Struct, kw_only=True, frozen=True):
 
 async def add_reward(
     session: AsyncSession, program: Program, spec: RewardSpec, *, principal: Principal
-) -> CatalogReward:
-    reward = CatalogReward(program_id=program.id, **msgspec.structs.asdict(spec))
+) -> tuple[CatalogReward, bool]:
+    """Add a reward to the catalog, audited; and whether it is new.
+    Idempotent by SKU: the same spec again (a retry after a lost answer)
+    answers the reward and writes nothing; another spec under the SKU is
+    refused, naming ``sku``. Compared as the reward stands now: once a unit
+    is redeemed, its ``stock`` is no longer the spec's."""
+    await lock_program(session, program)
+    fields = msgspec.structs.asdict(spec)
+    existing = await session.scalar(
+        select(CatalogReward).where(
+            CatalogReward.program_id == program.id, CatalogReward.sku == spec.sku
+        )
+    )
+    if existing is not None:
+        if different := [
+            name for name, value in fields.items() if getattr(existing, name) != value
+        ]:
+            raise AlreadyExists(
+                f"a reward with sku {spec.sku!r} is in the program's catalog with other"
+                f" {', '.join(different)}",
+                field="sku",
+            )
+        return existing, False
+    reward = CatalogReward(program_id=program.id, **fields)
     session.add(reward)
     await session.flush()
     await audit.record(
         session, principal, "catalog.add", f"program:{program.slug}:reward:{spec.sku}", spec
     )
-    return reward
+    return reward, True
 
 
 async def list_rewards(session: AsyncSession, program: Program, now: datetime) -> list[RewardView]:

@@ -10,12 +10,13 @@ metadata, which Stripe does not copy from the PaymentIntent) is needed.
 from __future__ import annotations
 
 import msgspec
-from sqlalchemy import exists, select
+from sqlalchemy import exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict
 from core.models import Program
 from core.principal import Principal
+from core.programs import readable_programs
 from ledger import Ledger
 from rewards.models import Purchase
 from rewards.purchase_repository import lock_purchase
@@ -52,18 +53,16 @@ async def return_refunded_part(
     # Per program, so that each probe is one of the (program_id, order_id)
     # unique index (order ids are unique only within a program).
     query = (
-        select(Program.id)
+        readable_programs(principal)
         .where(exists().where(Purchase.program_id == Program.id, Purchase.order_id == payment_id))
         .limit(2)
     )
-    if principal.program_id is not None:
-        query = query.where(Program.id == principal.program_id)
     found = (await session.scalars(query)).all()
     if not found:
         return None
     if len(found) > 1:
         raise PaymentInSeveralPrograms(f"payment {payment_id!r} is an order of several programs")
-    program = await session.get_one(Program, found[0])
+    [program] = found
     # Locked before the refunded total is compared, so that two refunds of
     # one payment processed at once cannot both return the same part.
     purchase = await lock_purchase(session, program.id, payment_id)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.errors import NotFound
 from core.models import Program
 from core.principal import Principal
+from core.programs import lock_program
 from rewards.errors import InvalidRules, PublishInPast, VersionAlreadyPublished
 from rewards.models import EarnRuleVersion, RuleStatus
 from rewards.rules import EarnRules
@@ -25,15 +26,50 @@ async def draft_rules(
     *,
     principal: Principal,
 ) -> EarnRuleVersion:
-    """A new draft version (numbered after the last one), audited."""
-    last = await session.scalar(
-        select(func.max(EarnRuleVersion.version)).where(EarnRuleVersion.program_id == program.id)
+    """The draft version of ``rules`` (see ``draft_rules_once``)."""
+    version, _ = await draft_rules_once(session, program, rules, note, principal=principal)
+    return version
+
+
+async def draft_rules_once(
+    session: AsyncSession,
+    program: Program,
+    rules: EarnRules,
+    note: str | None = None,
+    *,
+    principal: Principal,
+) -> tuple[EarnRuleVersion, bool]:
+    """A new draft version (numbered after the last one), audited; and
+    whether it is new. Drafting exactly the document and note of the
+    program's latest version while that one is still a draft answers that
+    draft and writes nothing: a retry after a lost answer drafts no second
+    version. Anything else, the same document after the latest version was
+    published included, is a new version.
+
+    Under the program's row lock: two identical drafts at once give one
+    version, and two different ones two numbers."""
+    await lock_program(session, program)
+    # As stored and read back (JSON: lists, not tuples), so that a repeated
+    # document compares equal.
+    document = msgspec.json.decode(msgspec.json.encode(rules))
+    latest = await session.scalar(
+        select(EarnRuleVersion)
+        .where(EarnRuleVersion.program_id == program.id)
+        .order_by(EarnRuleVersion.version.desc())
+        .limit(1)
     )
+    if (
+        latest is not None
+        and latest.status == RuleStatus.DRAFT
+        and latest.rules == document
+        and latest.note == note
+    ):
+        return latest, False
     version = EarnRuleVersion(
         program_id=program.id,
-        version=(last or 0) + 1,
+        version=(latest.version if latest is not None else 0) + 1,
         status=RuleStatus.DRAFT,
-        rules=msgspec.to_builtins(rules),
+        rules=document,
         note=note,
     )
     session.add(version)
@@ -45,7 +81,7 @@ async def draft_rules(
         f"program:{program.slug}:rules:{version.version}",
         {"rules": version.rules, "note": note},
     )
-    return version
+    return version, True
 
 
 async def list_rules(session: AsyncSession, program: Program) -> list[EarnRuleVersion]:
@@ -69,14 +105,24 @@ async def publish_rules(
 ) -> EarnRuleVersion:
     """Publish a draft to take effect at ``effective_from`` (not in the past:
     events already priced keep their points), audited; publishing it again
-    from the same time answers it and writes nothing. A missing version is
-    missing whatever the time asked."""
+    from the same time answers it and writes nothing, also once that time
+    has passed (a retry after a lost answer). A missing version is missing
+    whatever the time asked.
+
+    Under the program's row lock, taken before anything is read: of two
+    publications at once (of one version, or of two first versions) the
+    second sees the first; and the program's start is the one the lock
+    found, since a change of the settings takes the same lock."""
+    started_at = await _lock_program_start(session, program)
     version = await get_version(session, program, number)
+    # A version published from this very time is the answer of a publish
+    # sent again, whatever the clock says now: checked before the time.
+    published = version.status == RuleStatus.PUBLISHED
+    if published and version.effective_from == effective_from:
+        return version
     if effective_from < now:
-        await _check_start_in_past(session, program, version, effective_from)
-    if version.status == RuleStatus.PUBLISHED:
-        if version.effective_from == effective_from:
-            return version
+        await _check_start_in_past(session, program, started_at, version, effective_from)
+    if published:
         raise VersionAlreadyPublished(
             f"version {number} is already published from {version.effective_from}"
         )
@@ -94,17 +140,30 @@ async def publish_rules(
     return version
 
 
+async def _lock_program_start(session: AsyncSession, program: Program) -> datetime:
+    """Lock the program's row to the end of the transaction and answer its
+    ``started_at`` as locked, not as ``program`` was loaded before the lock.
+    ``FOR NO KEY UPDATE``: purchases and members referring to the program
+    are written meanwhile as ever."""
+    started_at = await session.scalar(
+        select(Program.started_at).where(Program.id == program.id).with_for_update(key_share=True)
+    )
+    assert started_at is not None  # programs are never deleted
+    return started_at
+
+
 async def _check_start_in_past(
-    session: AsyncSession, program: Program, version: EarnRuleVersion, effective_from: datetime
+    session: AsyncSession,
+    program: Program,
+    started_at: datetime,
+    version: EarnRuleVersion,
+    effective_from: datetime,
 ) -> None:
     """A version takes effect now or later, so that events already priced
     keep their points; except the program's first published version, which
-    may take effect as early as the program's start (``started_at``): nothing
-    was priced under rules before it, and a history imported since then
-    earns under it. Otherwise ``PublishInPast``."""
-    # Under the program's row lock: of two first versions published at
-    # once, the second sees the first and is refused.
-    await session.execute(select(Program.id).where(Program.id == program.id).with_for_update())
+    may take effect as early as the program's start (``started_at``, read
+    under the lock): nothing was priced under rules before it, and a history
+    imported since then earns under it. Otherwise ``PublishInPast``."""
     other = await session.scalar(
         select(EarnRuleVersion.version)
         .where(
@@ -120,10 +179,10 @@ async def _check_start_in_past(
             f"effective_from {when} is in the past: only a program's first published version"
             f" may take effect in the past, and version {other} is published"
         )
-    if effective_from < program.started_at:
+    if effective_from < started_at:
         raise PublishInPast(
             f"effective_from {when} is in the past and before the program's start"
-            f" ({program.started_at.isoformat()}): the first version may take effect from"
+            f" ({started_at.isoformat()}): the first version may take effect from"
             " the program's started_at on, not earlier"
         )
 

@@ -21,8 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, calendar
+from core.errors import AlreadyExists
 from core.models import Member, Program
 from core.principal import Principal
+from core.programs import lock_program
 from ledger.bounds import NonEmpty, NonNegativeBigInt, PositiveBigInt, Text100, Text200
 from rewards.models import Purchase, ThresholdReward, Tier
 
@@ -179,7 +181,18 @@ async def ladder(session: AsyncSession, program: Program) -> list[Tier]:
 
 async def define_tier(
     session: AsyncSession, program: Program, spec: TierSpec, *, principal: Principal
-) -> Tier:
+) -> tuple[Tier, bool]:
+    """Add a tier to the ladder, audited; and whether it is new. Idempotent
+    by code: the same spec again answers the tier and writes nothing;
+    another spec under the code is refused naming ``code``, and a rank
+    another tier holds naming ``rank`` (by its constraint)."""
+    await lock_program(session, program)
+    existing = await session.scalar(
+        select(Tier).where(Tier.program_id == program.id, Tier.code == spec.code)
+    )
+    if existing is not None:
+        _refuse_other_fields(existing, spec, "a tier with this code is in the program's ladder")
+        return existing, False
     tier = Tier(
         program_id=program.id,
         code=spec.code,
@@ -193,12 +206,24 @@ async def define_tier(
     await audit.record(
         session, principal, "tier.define", f"program:{program.slug}:tier:{spec.code}", spec
     )
-    return tier
+    return tier, True
 
 
 async def define_threshold(
     session: AsyncSession, program: Program, spec: ThresholdSpec, *, principal: Principal
-) -> ThresholdReward:
+) -> tuple[ThresholdReward, bool]:
+    """Add a threshold reward, audited; and whether it is new. Idempotent by
+    code: the same spec again answers it and writes nothing; another spec
+    under the code is refused naming ``code``."""
+    await lock_program(session, program)
+    existing = await session.scalar(
+        select(ThresholdReward).where(
+            ThresholdReward.program_id == program.id, ThresholdReward.code == spec.code
+        )
+    )
+    if existing is not None:
+        _refuse_other_fields(existing, spec, "a threshold with this code is in the program")
+        return existing, False
     reward = ThresholdReward(
         program_id=program.id,
         code=spec.code,
@@ -214,7 +239,17 @@ async def define_threshold(
         f"program:{program.slug}:threshold:{spec.code}",
         spec,
     )
-    return reward
+    return reward, True
+
+
+def _refuse_other_fields(
+    existing: Tier | ThresholdReward, spec: TierSpec | ThresholdSpec, taken: str
+) -> None:
+    """``AlreadyExists`` naming ``code`` if the stored record differs from
+    the spec in any field (a repeat of the same spec is no conflict)."""
+    fields = msgspec.structs.asdict(spec)
+    if different := [name for name, value in fields.items() if getattr(existing, name) != value]:
+        raise AlreadyExists(f"{taken}, with other {', '.join(different)}", field="code")
 
 
 class Rung(Protocol):

@@ -256,11 +256,6 @@ def job(name: str) -> Request:
     return operator(f"/jobs/{name}/runs")
 
 
-#: What a retry after a crash answers where the first run had committed it
-#: all: the use case has no idempotency key, so it cannot tell its own
-#: earlier success from another's.
-NOT_IDEMPOTENT = "a retry after its COMMIT answers 409 already-exists ({}); nothing half-written"
-
 USE_CASES = [
     UseCase("open program", (), open_program),
     UseCase(
@@ -299,7 +294,6 @@ USE_CASES = [
             "/programs/{slug}/rewards",
             {"sku": "MUG", "name": "Mug", "points_price": 40, "stock": 5},
         ),
-        broken=NOT_IDEMPOTENT.format("sku"),
     ),
     UseCase(
         "tier define",
@@ -307,7 +301,6 @@ USE_CASES = [
         operator(
             "/programs/{slug}/tiers", {"code": "gold", "name": "Gold", "rank": 2, "threshold": 1000}
         ),
-        broken=NOT_IDEMPOTENT.format("code"),
     ),
     UseCase(
         "threshold define",
@@ -316,14 +309,11 @@ USE_CASES = [
             "/programs/{slug}/thresholds",
             {"code": "big-spender", "amount_minor": 1000, "bonus_points": 50},
         ),
-        broken=NOT_IDEMPOTENT.format("code"),
     ),
     UseCase(
         "rules draft",
         (program,),
         operator("/programs/{slug}/rules", {"rules": {"points_per_unit": "1"}, "note": "launch"}),
-        broken="a retry after its COMMIT drafts again: a second earn_rule_versions row"
-        " (version 2) and a second rules.draft audit line (no idempotency key)",
     ),
     UseCase(
         "rules publish",
@@ -366,15 +356,11 @@ USE_CASES = [
         "erase",
         (program, ann, funded),
         operator("/programs/{slug}/members/ann/erase"),
-        broken="a retry after its COMMIT answers 404 not-found: the member now goes by its"
-        " pseudonym; nothing half-written",
     ),
     UseCase(
         "API key issue",
         (),
         issue_key,
-        broken="a retry after its COMMIT answers 409 api-key-name-taken, and the secret shown"
-        " once went with the lost answer; nothing half-written",
     ),
     UseCase(
         "settle job",

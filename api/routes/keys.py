@@ -1,5 +1,7 @@
 """The operator API of API keys: issue (the key shown once), list, revoke.
-Every change is audited under the operator who made it.
+Every change is audited under the operator who made it; a re-issue (the
+issue's request repeated a moment later, see ``api.access.issue_key``)
+answers that issue again, and its line stands.
 
 A caller grants at most the scopes and the tenant it holds itself: a key
 that may manage keys cannot mint one stronger than itself, and a key bound
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.access import (
     CACHE_SECONDS,
     KEY_NAME_PATTERN,
+    REISSUE_WINDOW,
     SCOPES,
     Gatekeeper,
     IssuedKey,
@@ -111,7 +114,14 @@ class KeyController(Controller):
         " (or if the caller is); the key is in this answer only (the server keeps its"
         " hash). Unknown scopes or none: 422 naming `scopes`; a scope the caller lacks:"
         " 403; a name already used: 409 naming `name`; a program that is not there, or"
-        " not the caller's: 422 naming `program`.",
+        " not the caller's: 422 naming `program`."
+        "\n\nA retry after a lost answer cannot be shown the key again. So the same"
+        " request again (same name, scopes and program, from the same caller) within"
+        f" {REISSUE_WINDOW.seconds // 60} minutes of the key's issue re-issues that key:"
+        " 201 with the same `id` and `name`, a fresh key and `prefix`, and `reissued` true;"
+        " the key answered before stops working at once on this server, and within"
+        f" {CACHE_SECONDS:.0f} s on every other. Later, or with any field changed, the name"
+        " is taken: 409.",
         status_code=HTTPStatus.CREATED,
         responses=problem_responses(*OPERATOR_CREATE),
     )
@@ -132,17 +142,22 @@ class KeyController(Controller):
             )
         except KeyRefused as error:
             raise _refused(error) from None
+        if issued.reissued:
+            # The issue's audit line stands (who issued which key, with what):
+            # a re-issue answers the same request again, as a replay does.
+            # Committed before this server forgets the earlier secret, so that
+            # no request can verify it again in between and be trusted a while.
+            await db_session.commit()
+            gatekeeper: Gatekeeper = request.app.state.gatekeeper
+            gatekeeper.forget(issued.name)
+            return issued
         await audit.record(
             db_session,
             principal,
             "api-key.issue",
             f"api-key:{issued.name}",
-            {
-                "id": str(issued.id),
-                "prefix": issued.prefix,
-                "scopes": issued.scopes,
-                "program": issued.program,
-            },
+            # Not the prefix: a re-issue changes it, the id names the key for good.
+            {"id": str(issued.id), "scopes": issued.scopes, "program": issued.program},
         )
         return issued
 

@@ -4,26 +4,25 @@ a change affects: later evaluations only, never what was posted before)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, get, patch
-from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.access import operator, require_scope
 from api.problems import problem_responses
 from api.routes import OPERATOR_READ, OPERATOR_WRITE
-from core.programs import get_program
+from api.routes.paths import path_program
+from core.models import Program
 from rewards.program_settings import ProgramSettings, SettingsChange, change_settings
-from rewards.programs import SLUG_PATTERN
-
-SlugPath = Annotated[str, PathParameter(pattern=SLUG_PATTERN, description="The program's slug.")]
 
 
 class ProgramSettingsController(Controller):
     path = "/programs"
     tags = ["programs"]
+    dependencies = {"program": Provide(path_program)}
 
     @get(
         "/{slug:str}/settings",
@@ -31,13 +30,8 @@ class ProgramSettingsController(Controller):
         summary="A program's settings",
         responses=problem_responses(*OPERATOR_READ),
     )
-    async def show_settings(
-        self,
-        request: Request[Any, Any, Any],
-        db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
-    ) -> ProgramSettings:
-        return ProgramSettings.of(await get_program(db_session, operator(request), slug))
+    async def show_settings(self, program: NamedDependency[Program]) -> ProgramSettings:
+        return ProgramSettings.of(program)
 
     @patch(
         "/{slug:str}/settings",
@@ -54,9 +48,7 @@ class ProgramSettingsController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         data: JSONBody[SettingsChange],
     ) -> ProgramSettings:
-        principal = operator(request)
-        program = await get_program(db_session, principal, slug)
-        return await change_settings(db_session, program, data, principal=principal)
+        return await change_settings(db_session, program, data, principal=operator(request))

@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,10 +30,10 @@ from api.routes import (
     created_or_replayed,
     replayed,
 )
+from api.routes.paths import SlugPath, path_program
 from api.schemas import MEMBER_STATUS
 from core.members import get_member
 from core.models import Member, Program
-from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import (
     INTEGER_MAX,
@@ -48,9 +49,8 @@ from rewards.adjustments import Adjustment, AdjustmentOutcome, adjust_points
 from rewards.events import BehaviourEvent, EventOutcome, record_event
 from rewards.holds import Capture, HoldView, capture_hold, release_hold
 from rewards.models import EarnRuleVersion
-from rewards.privacy import MemberExport, erase_member, export_member
+from rewards.privacy import MemberExport, erase_by_external_id, export_member
 from rewards.programs import (
-    SLUG_PATTERN,
     Enrolment,
     MemberBalance,
     ProgramSpec,
@@ -61,7 +61,7 @@ from rewards.programs import (
 from rewards.purchases import PurchaseEvent, PurchaseOutcome, ReturnEvent, ReturnOutcome
 from rewards.redeeming import RewardSpec, RewardView, add_reward
 from rewards.returns import return_purchase
-from rewards.rule_versions import draft_rules, list_rules, parse_rules, publish_rules
+from rewards.rule_versions import draft_rules_once, list_rules, parse_rules, publish_rules
 from rewards.rules import Moment
 from rewards.simulator import SimulationReport, simulate
 from rewards.tiers import ThresholdSpec, TierSpec, define_threshold, define_tier
@@ -137,8 +137,8 @@ class Publication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         check_moment("effective_from", self.effective_from)
 
 
-# Path parameters, bounded like the columns they are looked up in.
-SlugPath = Annotated[str, Parameter(pattern=SLUG_PATTERN, description="The program's slug.")]
+# Path parameters, bounded like the columns they are looked up in (the
+# slug's in api.routes.paths).
 VersionPath = Annotated[
     int, Parameter(ge=1, le=INTEGER_MAX, description="The rule version's number.")
 ]
@@ -183,6 +183,26 @@ class MemberView(msgspec.Struct, kw_only=True):
     balance: Annotated[MemberBalance, msgspec.Meta(description="The member's points now.")]
 
 
+T = TypeVar("T")
+
+
+def _found_again(model: type[Any], what: str) -> dict[int, ResponseSpec]:
+    """The OpenAPI answer of a create idempotent by a natural key (a SKU, a
+    code), besides its 201: the same request again finds what it made."""
+    return {
+        HTTP_200_OK: ResponseSpec(
+            data_container=model,
+            description=f"The same {what}; nothing written.",
+            generate_examples=False,
+        )
+    }
+
+
+def _created_or_found(view: T, created: bool) -> Response[T]:
+    """201 for a new record, 200 for one the same request made before."""
+    return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+
 def _program_view(program: Program) -> ProgramView:
     return ProgramView(
         slug=program.slug,
@@ -218,13 +238,6 @@ async def _member_view(
     )
 
 
-async def _program(
-    request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession], slug: SlugPath
-) -> Program:
-    """The program of the path, looked up within the caller's tenant."""
-    return await get_program(db_session, operator(request), slug)
-
-
 async def _member(
     db_session: NamedDependency[AsyncSession],
     program: NamedDependency[Program],
@@ -237,7 +250,7 @@ async def _member(
 class ProgramController(Controller):
     path = "/programs"
     tags = ["programs"]
-    dependencies = {"program": Provide(_program), "member": Provide(_member)}
+    dependencies = {"program": Provide(path_program), "member": Provide(_member)}
 
     @post(
         "/",
@@ -274,8 +287,12 @@ class ProgramController(Controller):
         "/{slug:str}/rules",
         guards=[require_scope("rules:write")],
         status_code=HTTP_201_CREATED,
-        summary="Draft an earn rule version",
-        responses=problem_responses(*OPERATOR_WRITE),
+        summary="Draft an earn rule version (200: the latest version, a draft of these rules"
+        " and note)",
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **_found_again(RuleVersionView, "draft: the latest version is a draft of these rules"),
+        },
     )
     async def draft(
         self,
@@ -283,12 +300,12 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         data: JSONBody[RuleDraft],
-    ) -> RuleVersionView:
+    ) -> Response[RuleVersionView]:
         rules = parse_rules(data.rules)
-        version = await draft_rules(
+        version, created = await draft_rules_once(
             db_session, program, rules, data.note, principal=operator(request)
         )
-        return _version_view(version)
+        return _created_or_found(_version_view(version), created)
 
     @get(
         "/{slug:str}/rules",
@@ -399,11 +416,10 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        slug: SlugPath,
+        program: NamedDependency[Program],
         order_id: OrderIdPath,
         data: JSONBody[ReturnEvent],
     ) -> Response[ReturnOutcome]:
-        program = await get_program(db_session, operator(request), slug)
         outcome = await return_purchase(
             db_session, ledger, program, order_id, data, principal=operator(request)
         )
@@ -413,8 +429,11 @@ class ProgramController(Controller):
         "/{slug:str}/rewards",
         guards=[require_scope("programs:write")],
         status_code=HTTP_201_CREATED,
-        summary="Add a reward to the catalog",
-        responses=problem_responses(*OPERATOR_WRITE),
+        summary="Add a reward to the catalog (idempotent by SKU: 200 when it is there as asked)",
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **_found_again(RewardView, "reward: the catalog holds the SKU with these fields"),
+        },
     )
     async def add_catalog_reward(
         self,
@@ -422,9 +441,9 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         data: JSONBody[RewardSpec],
-    ) -> RewardView:
-        reward = await add_reward(db_session, program, data, principal=operator(request))
-        return RewardView.of(reward)
+    ) -> Response[RewardView]:
+        reward, created = await add_reward(db_session, program, data, principal=operator(request))
+        return _created_or_found(RewardView.of(reward), created)
 
     @post(
         "/{slug:str}/holds/{hold_id:uuid}/capture",
@@ -475,8 +494,11 @@ class ProgramController(Controller):
         "/{slug:str}/tiers",
         guards=[require_scope("programs:write")],
         status_code=HTTP_201_CREATED,
-        summary="Add a tier to the ladder",
-        responses=problem_responses(*OPERATOR_WRITE),
+        summary="Add a tier to the ladder (idempotent by code: 200 when it is there as asked)",
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **_found_again(TierSpec, "tier: the ladder holds the code with these fields"),
+        },
     )
     async def add_tier(
         self,
@@ -484,16 +506,22 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         data: JSONBody[TierSpec],
-    ) -> TierSpec:
-        await define_tier(db_session, program, data, principal=operator(request))
-        return data
+    ) -> Response[TierSpec]:
+        _, created = await define_tier(db_session, program, data, principal=operator(request))
+        return _created_or_found(data, created)
 
     @post(
         "/{slug:str}/thresholds",
         guards=[require_scope("programs:write")],
         status_code=HTTP_201_CREATED,
-        summary="Add a spend threshold that grants bonus points once per window",
-        responses=problem_responses(*OPERATOR_WRITE),
+        summary="Add a spend threshold that grants bonus points once per window (idempotent"
+        " by code: 200 when it is there as asked)",
+        responses={
+            **problem_responses(*OPERATOR_WRITE),
+            **_found_again(
+                ThresholdSpec, "threshold: the program holds the code with these fields"
+            ),
+        },
     )
     async def add_threshold(
         self,
@@ -501,9 +529,9 @@ class ProgramController(Controller):
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         data: JSONBody[ThresholdSpec],
-    ) -> ThresholdSpec:
-        await define_threshold(db_session, program, data, principal=operator(request))
-        return data
+    ) -> Response[ThresholdSpec]:
+        _, created = await define_threshold(db_session, program, data, principal=operator(request))
+        return _created_or_found(data, created)
 
     @post(
         "/{slug:str}/events",
@@ -592,6 +620,10 @@ class ProgramController(Controller):
         guards=[require_scope("members:write")],
         status_code=HTTP_200_OK,
         summary="Erase a member's personal data (the ledger keeps a pseudonymous record)",
+        description="Answers the pseudonym now in the member's place. Idempotent: once the"
+        " member is erased, no member goes by the external id, and the same request again"
+        " answers the pseudonym of the id's last erased member, writing nothing. An id never"
+        " enrolled: 404.",
         responses=problem_responses(*OPERATOR_WRITE),
     )
     async def erase(
@@ -599,7 +631,9 @@ class ProgramController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
-        member: NamedDependency[Member],
+        external_id: ExternalIdPath,
     ) -> dict[str, str]:
-        alias = await erase_member(db_session, program, member, principal=operator(request))
+        alias = await erase_by_external_id(
+            db_session, program, external_id, principal=operator(request)
+        )
         return {"pseudonym": alias}

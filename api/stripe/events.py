@@ -28,7 +28,6 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.stripe.gateway import POINTS_PURCHASE
-from core import audit
 from core.members import get_member
 from core.models import Member, Program
 from core.principal import system
@@ -168,18 +167,12 @@ async def _purchase(
             occurred_at=min(at, now),
         ),
         now,
+        principal=STRIPE,
         # The event's transaction only marks the inbox row after this: the
-        # purchase, its ledger transfers and that mark commit together.
+        # purchase, its ledger transfers, its audit line and that mark
+        # commit together.
         atomic=True,
     )
-    if not result.replayed:
-        await audit.record(
-            session,
-            STRIPE,
-            "purchase.record",
-            f"program:{program.slug}:order:{result.order_id}",
-            {"points": result.points, "amount_minor": payment.paid},
-        )
     return f"purchase: {result.points} points"
 
 

@@ -116,6 +116,7 @@ async def shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -
                 occurred_at=now,
             ),
             now,
+            principal=system("test"),
         )
     await session.commit()
     return program.slug

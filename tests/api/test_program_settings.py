@@ -9,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from litestar import Litestar
+from litestar.routes import HTTPRoute
 
+from api.routes.paths import path_program
 from tests.api.conftest import Client, assert_problem, purchase
 
 
@@ -136,9 +139,10 @@ async def test_a_history_is_imported_under_a_first_version_in_the_past(client: C
     )
     assert opened.status_code == 201, opened.text
     assert datetime.fromisoformat(opened.json()["started_at"]) == start
-    for _ in range(2):
+    # Two versions: the second differs (an identical draft answers the first).
+    for points in ("1", "2"):
         drafted = await client.post(
-            f"/programs/{slug}/rules", json={"rules": {"points_per_unit": "1"}}
+            f"/programs/{slug}/rules", json={"rules": {"points_per_unit": points}}
         )
         assert drafted.status_code == 201, drafted.text
     # Not before the program's start, even for the first version.
@@ -166,3 +170,24 @@ async def test_a_history_is_imported_under_a_first_version_in_the_past(client: C
     )
     assert bought.status_code == 201, bought.text
     assert (bought.json()["points"], bought.json()["rule_version"]) == (123, 1)
+
+
+def test_every_program_route_looks_its_program_up_in_one_place(app: Litestar) -> None:
+    """The handlers under /programs/{slug} take the program from the one
+    provider (api.routes.paths), not the slug to look it up again: the
+    tenant's filter and the 404 are the same everywhere. The purchase is
+    the exception: the hot path reads programs from the app's cache."""
+    seen = []
+    for route in app.routes:
+        if not (isinstance(route, HTTPRoute) and route.path.startswith("/programs/{slug")):
+            continue
+        for handler in route.route_handlers:
+            if handler.handler_name in ("options_handler", "purchase"):
+                continue
+            parameters = handler.parsed_fn_signature.parameters
+            provided = handler.resolve_dependencies().get("program")
+            assert "slug" not in parameters, (route.path, handler.handler_name)
+            assert "program" in parameters, (route.path, handler.handler_name)
+            assert provided is not None and provided.dependency is path_program, route.path
+            seen.append(handler.handler_name)
+    assert {"show_settings", "change_settings", "return_"} <= set(seen)

@@ -69,7 +69,7 @@ async def test_settled_earnings_and_bonuses_show_their_order(
     event = PurchaseEvent(
         member="ivy", order_id="I-1", amount_minor=6_000, currency="ZAR", occurred_at=now
     )
-    await record_purchase(session, ledger, program, event, now)
+    await record_purchase(session, ledger, program, event, now, principal=system("test"))
     await session.commit()
     headers = member_token(program.slug, "ivy")
 

@@ -482,3 +482,68 @@ async def test_a_malformed_payment_is_refused_and_blocks_nothing_behind_it(
             intent(metadata=points),
         )
     ) == "points bought: 5"
+
+
+async def test_an_event_that_fails_holds_up_no_other(
+    engine: AsyncEngine, ledger: Ledger, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event whose handling raises (not a business refusal) is noted on
+    its row and retried later with a growing delay, while younger events go
+    on; after MAX_ATTEMPTS tries it is left failed for an operator."""
+    from api.stripe import inbox
+
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    poison, healthy = f"evt_poison_{uuid.uuid4().hex}", f"evt_ok_{uuid.uuid4().hex}"
+    for event_id, age in ((poison, timedelta(hours=2)), (healthy, timedelta(hours=1))):
+        await pool.execute(
+            "INSERT INTO stripe_events (id, type, payload, received_at)"
+            " VALUES ($1, 'customer.created', $2, now() - $3::interval)",
+            event_id,
+            {"id": event_id, "type": "customer.created"},
+            age,
+        )
+    handle = inbox.handle_event
+
+    async def failing(session: AsyncSession, ledger: Ledger, payload: dict[str, Any]) -> str:
+        if payload["id"] == poison:
+            raise RuntimeError("a bug met this event")
+        return await handle(session, ledger, payload)
+
+    monkeypatch.setattr(inbox, "handle_event", failing)
+
+    async def row(event_id: str) -> asyncpg.Record:
+        found = await pool.fetchrow(
+            "SELECT processed_at, outcome, attempts, last_error, next_attempt_at, failed_at"
+            " FROM stripe_events WHERE id = $1",
+            event_id,
+        )
+        assert found is not None
+        return found
+
+    now = datetime.now(UTC)
+    await process_inbox(sessions, ledger, now=now)
+    done = await row(healthy)
+    assert done["processed_at"] is not None
+    assert done["outcome"] == "ignored: customer.created"
+    failed = await row(poison)
+    assert failed["processed_at"] is None and failed["failed_at"] is None
+    assert failed["attempts"] == 1
+    assert failed["last_error"] == "RuntimeError: a bug met this event"
+    assert failed["next_attempt_at"] == now + timedelta(seconds=1)
+    # Not due yet: left alone.
+    await process_inbox(sessions, ledger, now=now)
+    assert (await row(poison))["attempts"] == 1
+    # Each try waits twice as long as the last, up to MAX_BACKOFF.
+    later = now
+    for tries in range(2, inbox.MAX_ATTEMPTS + 1):
+        later = (await row(poison))["next_attempt_at"]
+        await process_inbox(sessions, ledger, now=later)
+        noted = await row(poison)
+        assert noted["attempts"] == tries
+        expected = min(inbox.MAX_BACKOFF, timedelta(seconds=2 ** (tries - 1)))
+        assert noted["next_attempt_at"] == later + expected
+    left = await row(poison)
+    assert left["failed_at"] == later and left["processed_at"] is None
+    # Failed for good: no run takes it again, however late.
+    await process_inbox(sessions, ledger, now=later + timedelta(days=30))
+    assert (await row(poison))["attempts"] == inbox.MAX_ATTEMPTS

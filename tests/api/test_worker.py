@@ -106,6 +106,7 @@ async def test_worker_settles_due_earnings_once(
             occurred_at=now - timedelta(minutes=1),
         ),
         now,
+        principal=system("test"),
     )
     await session.commit()
     assert (await member_balance(ledger, program, member)).pending == 42

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core import calendar
 from core.codes import TransferCode
 from core.members import lock_member
 from core.models import Member, Program
 from core.principal import system
 from ledger import Ledger, Transfer, check_invariants
-from rewards.expiry import add_months, expire_points, expiring_soon
+from rewards.expiry import expire_points, expiring_soon
 from rewards.programs import Enrolment, enrol_member, member_balance
 from tests.conftest import NewProgram
 
@@ -49,8 +50,12 @@ async def move(ledger: Ledger, program: Program, member: Member, points: int) ->
 
 
 def test_month_arithmetic() -> None:
-    assert add_months(datetime(2026, 1, 31, tzinfo=UTC), 1) == datetime(2026, 2, 28, tzinfo=UTC)
-    assert add_months(datetime(2026, 3, 15, tzinfo=UTC), -15) == datetime(2024, 12, 15, tzinfo=UTC)
+    assert calendar.add_months(datetime(2026, 1, 31, tzinfo=UTC), 1, "UTC") == datetime(
+        2026, 2, 28, tzinfo=UTC
+    )
+    assert calendar.add_months(datetime(2026, 3, 15, tzinfo=UTC), -15, "UTC") == datetime(
+        2024, 12, 15, tzinfo=UTC
+    )
 
 
 async def test_fixed_expiry_takes_only_expired_unspent_points(
@@ -68,7 +73,7 @@ async def test_fixed_expiry_takes_only_expired_unspent_points(
     await asyncio.sleep(0.3)
     await move(ledger, program, member, 50)  # the newer lot
     # A term after the boundary, only the older lot has expired: 70 left of it.
-    at = add_months(boundary, TERM)
+    at = calendar.add_months(boundary, TERM, "UTC")
     soon = await expiring_soon(ledger, program, member, at - timedelta(days=30))
     assert soon.points == 70
     assert await expire_points(session, ledger, program, at) == 70
@@ -92,9 +97,14 @@ async def test_inactivity_expires_all_after_quiet_months(
     await session.commit()
     await move(ledger, program, member, 80)
     now = datetime.now(UTC)
-    assert await expire_points(session, ledger, program, add_months(now, TERM - 1)) == 0
     assert (
-        await expire_points(session, ledger, program, add_months(now, TERM) + timedelta(seconds=5))
+        await expire_points(session, ledger, program, calendar.add_months(now, TERM - 1, "UTC"))
+        == 0
+    )
+    assert (
+        await expire_points(
+            session, ledger, program, calendar.add_months(now, TERM, "UTC") + timedelta(seconds=5)
+        )
         == 80
     )
     assert (await member_balance(ledger, program, member)).available == 0
@@ -115,7 +125,7 @@ async def test_expiry_waits_out_a_spend_in_progress(
     await session.commit()
     await move(ledger, program, busy, 80)
     await move(ledger, program, idle, 20)
-    later = add_months(datetime.now(UTC), TERM) + timedelta(seconds=5)
+    later = calendar.add_months(datetime.now(UTC), TERM, "UTC") + timedelta(seconds=5)
     async with AsyncSession(engine) as spender:
         await lock_member(spender, busy.id)  # a redemption in progress
         assert await expire_points(session, ledger, program, later) == 20

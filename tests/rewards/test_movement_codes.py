@@ -66,7 +66,7 @@ async def test_a_threshold_bonus_is_earned_and_settled_as_one(
     event = PurchaseEvent(
         member="eve", order_id="E-1", amount_minor=6_000, currency="ZAR", occurred_at=day
     )
-    await record_purchase(session, ledger, program, event, now=day)
+    await record_purchase(session, ledger, program, event, now=day, principal=system("test"))
     await session.commit()
     await settle_matured_earnings(session, ledger, day + timedelta(days=31), program=program)
     await session.commit()

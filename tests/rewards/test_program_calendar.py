@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core import calendar
 from core.calendar import UnknownTimeZone
@@ -19,6 +19,7 @@ from ledger import Ledger
 from rewards.errors import GiftLimitExceeded, PublishInPast
 from rewards.events import BehaviourEvent, record_event
 from rewards.expiry import cutoff
+from rewards.program_settings import SettingsChange, change_settings
 from rewards.purchase_recording import record_purchase
 from rewards.purchases import PurchaseEvent
 from rewards.redeeming import GiftRequest, give_gift
@@ -209,6 +210,7 @@ async def test_first_version_may_start_when_the_program_did(
             occurred_at=datetime(2024, 6, 1, tzinfo=UTC),
         ),
         now,
+        principal=system("test"),
     )
     await session.commit()
     assert (imported.points, imported.rule_version) == (100, first.version)
@@ -227,4 +229,68 @@ async def test_a_program_without_a_past_start_keeps_refusing_past_versions(
     with pytest.raises(PublishInPast):
         await publish_rules(
             session, program, version.version, now - timedelta(days=1), now, principal=OPERATOR
+        )
+
+
+async def _publish_lines(session: AsyncSession, slug: str, number: int) -> int:
+    count = await session.scalar(
+        text("SELECT count(*) FROM audit_events WHERE action = 'rules.publish' AND subject = :s"),
+        {"s": f"program:{slug}:rules:{number}"},
+    )
+    assert count is not None
+    return int(count)
+
+
+async def test_a_publish_sent_again_after_its_start_has_passed_is_replayed(
+    session: AsyncSession, new_program: NewProgram
+) -> None:
+    program = await new_program()
+    now = datetime.now(UTC)
+    first = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=OPERATOR
+    )
+    await publish_rules(session, program, first.version, now, now, principal=OPERATOR)
+    second = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(2)), principal=OPERATOR
+    )
+    start = now + timedelta(hours=1)
+    await publish_rules(session, program, second.version, start, now, principal=OPERATOR)
+    await session.commit()
+    # The answer was lost; the caller sends the same publish once the
+    # version has taken effect: the first answer, not publish-in-past.
+    again = await publish_rules(
+        session, program, second.version, start, start + timedelta(hours=1), principal=OPERATOR
+    )
+    await session.commit()
+    assert (again.version, again.effective_from) == (second.version, start)
+    assert await _publish_lines(session, program.slug, second.version) == 1
+
+
+async def test_the_first_version_is_checked_against_the_start_as_locked(
+    session: AsyncSession, engine: AsyncEngine, new_program: NewProgram
+) -> None:
+    # The program as loaded (started 2024), then a settings change that
+    # moves the start to 2025 commits before the publication locks the row:
+    # a start in 2024 is before the program's start as it now stands.
+    program = await new_program(started_at=datetime(2024, 1, 1, tzinfo=UTC))
+    version = await draft_rules(
+        session, program, EarnRules(points_per_unit=Decimal(1)), principal=OPERATOR
+    )
+    await session.commit()
+    async with AsyncSession(engine) as other, other.begin():
+        await change_settings(
+            other,
+            program,
+            SettingsChange(started_at=datetime(2025, 1, 1, tzinfo=UTC)),
+            principal=OPERATOR,
+        )
+    now = datetime.now(UTC)
+    with pytest.raises(PublishInPast, match="program's start"):
+        await publish_rules(
+            session,
+            program,
+            version.version,
+            datetime(2024, 6, 1, tzinfo=UTC),
+            now,
+            principal=OPERATOR,
         )

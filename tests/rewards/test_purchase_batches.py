@@ -120,14 +120,26 @@ async def test_a_batch_gives_what_single_events_give(
     singles: list[object] = []
     for event in events():
         try:
-            singles.append(describe(await record_purchase(session, ledger, one_by_one, event, now)))
+            singles.append(
+                describe(
+                    await record_purchase(
+                        session, ledger, one_by_one, event, now, principal=system("test")
+                    )
+                )
+            )
             await session.commit()
         except DomainError as error:  # refused before anything was written
             singles.append(describe(error))
 
     batched = await twin(session, ledger, new_program)
+    batch = events()
     answers = await record_purchases(
-        await session_connection(session), ledger, batched, events(), now
+        await session_connection(session),
+        ledger,
+        batched,
+        batch,
+        now,
+        principals=[system("test")] * len(batch),
     )
     await session.commit()
     assert [describe(a) for a in answers] == singles

@@ -108,7 +108,9 @@ async def test_purchase_earns_pending_points_then_settles(
     program = await new_program(return_window_days=14)
     await with_rules(session, program, "2", NOW - timedelta(days=30))
     member = await enrol(session, ledger, program, "alice")
-    outcome = await record_purchase(session, ledger, program, purchase("alice", "A-1", 12_345), NOW)
+    outcome = await record_purchase(
+        session, ledger, program, purchase("alice", "A-1", 12_345), NOW, principal=system("test")
+    )
     await session.commit()
     assert (outcome.points, outcome.replayed) == (246, False)
     balance = await member_balance(ledger, program, member)
@@ -139,12 +141,18 @@ async def test_replayed_order_is_counted_once(
     program = await new_program()
     await with_rules(session, program, "1", NOW - timedelta(days=1))
     member = await enrol(session, ledger, program, "bob")
-    first = await record_purchase(session, ledger, program, purchase("bob", "B-1", 5000), NOW)
+    first = await record_purchase(
+        session, ledger, program, purchase("bob", "B-1", 5000), NOW, principal=system("test")
+    )
     await session.commit()
-    replay = await record_purchase(session, ledger, program, purchase("bob", "B-1", 5000), NOW)
+    replay = await record_purchase(
+        session, ledger, program, purchase("bob", "B-1", 5000), NOW, principal=system("test")
+    )
     assert (replay.points, replay.replayed) == (first.points, True)
     with pytest.raises(Conflict):
-        await record_purchase(session, ledger, program, purchase("bob", "B-1", 5001), NOW)
+        await record_purchase(
+            session, ledger, program, purchase("bob", "B-1", 5001), NOW, principal=system("test")
+        )
     assert (await member_balance(ledger, program, member)).pending == 50
 
 
@@ -158,7 +166,14 @@ async def test_twenty_parallel_deliveries_are_counted_once(
     async def deliver() -> bool:
         async with AsyncSession(engine, expire_on_commit=False) as own:
             try:
-                await record_purchase(own, ledger, program, purchase("carol", "C-1", 7000), NOW)
+                await record_purchase(
+                    own,
+                    ledger,
+                    program,
+                    purchase("carol", "C-1", 7000),
+                    NOW,
+                    principal=system("test"),
+                )
                 await own.commit()
             except Exception:
                 return False
@@ -168,7 +183,9 @@ async def test_twenty_parallel_deliveries_are_counted_once(
     assert any(results)
     assert (await member_balance(ledger, program, member)).pending == 70
     # A later delivery is a replay, not an error.
-    again = await record_purchase(session, ledger, program, purchase("carol", "C-1", 7000), NOW)
+    again = await record_purchase(
+        session, ledger, program, purchase("carol", "C-1", 7000), NOW, principal=system("test")
+    )
     assert again.replayed
 
 
@@ -179,7 +196,12 @@ async def test_rate_change_leaves_past_earnings_untouched(
     await with_rules(session, program, "1", NOW - timedelta(days=10))
     await enrol(session, ledger, program, "dan")
     before = await record_purchase(
-        session, ledger, program, purchase("dan", "D-1", 10_000, NOW - timedelta(days=2)), NOW
+        session,
+        ledger,
+        program,
+        purchase("dan", "D-1", 10_000, NOW - timedelta(days=2)),
+        NOW,
+        principal=system("test"),
     )
     await session.commit()
     # Halve the rate from tomorrow: a purchase before then keeps the old rate,
@@ -191,16 +213,26 @@ async def test_rate_change_leaves_past_earnings_untouched(
     await publish_rules(session, program, v2.version, tomorrow, now=NOW, principal=system("test"))
     await session.commit()
     late_report = await record_purchase(
-        session, ledger, program, purchase("dan", "D-2", 10_000, NOW), NOW
+        session, ledger, program, purchase("dan", "D-2", 10_000, NOW), NOW, principal=system("test")
     )
     after = await record_purchase(
-        session, ledger, program, purchase("dan", "D-3", 10_000, tomorrow), tomorrow
+        session,
+        ledger,
+        program,
+        purchase("dan", "D-3", 10_000, tomorrow),
+        tomorrow,
+        principal=system("test"),
     )
     await session.commit()
     assert (before.points, late_report.points, after.points) == (100, 100, 50)
     assert (before.rule_version, after.rule_version) == (1, 2)
     replay = await record_purchase(
-        session, ledger, program, purchase("dan", "D-1", 10_000, NOW - timedelta(days=2)), NOW
+        session,
+        ledger,
+        program,
+        purchase("dan", "D-1", 10_000, NOW - timedelta(days=2)),
+        NOW,
+        principal=system("test"),
     )
     assert replay.points == 100
     with pytest.raises(PublishInPast):
@@ -224,7 +256,9 @@ async def test_return_before_posting_shrinks_what_is_posted(
     program = await new_program(return_window_days=7)
     await with_rules(session, program, "1", NOW - timedelta(days=1))
     member = await enrol(session, ledger, program, "erin")
-    await record_purchase(session, ledger, program, purchase("erin", "E-1", 10_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase("erin", "E-1", 10_000), NOW, principal=system("test")
+    )
     await session.commit()
     first = await return_purchase(
         session,
@@ -261,7 +295,9 @@ async def test_return_after_partial_redemption_records_a_debt(
     program = await new_program(return_window_days=0)
     await with_rules(session, program, "1", NOW - timedelta(days=1))
     member = await enrol(session, ledger, program, "finn")
-    await record_purchase(session, ledger, program, purchase("finn", "F-1", 10_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase("finn", "F-1", 10_000), NOW, principal=system("test")
+    )
     await settle_matured_earnings(session, ledger, NOW, program=program)
     await session.commit()
     assert await spend(ledger, program, member, 80) == "ok"
@@ -291,7 +327,9 @@ async def test_return_after_partial_redemption_records_a_debt(
     )
     assert (replay.replayed, replay.debt_points) == (True, 80)
     # The next earning repays the debt first.
-    await record_purchase(session, ledger, program, purchase("finn", "F-2", 10_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase("finn", "F-2", 10_000), NOW, principal=system("test")
+    )
     await settle_matured_earnings(session, ledger, NOW, program=program)
     await session.commit()
     balance = await member_balance(ledger, program, member)
@@ -314,15 +352,23 @@ async def test_bad_purchases_are_refused(
                 member="gail", order_id="G-1", amount_minor=100, currency="USD", occurred_at=NOW
             ),
             NOW,
+            principal=system("test"),
         )
     with pytest.raises(InvalidPurchase, match="future"):
         await record_purchase(
-            session, ledger, program, purchase("gail", "G-2", 100, NOW + timedelta(hours=1)), NOW
+            session,
+            ledger,
+            program,
+            purchase("gail", "G-2", 100, NOW + timedelta(hours=1)),
+            NOW,
+            principal=system("test"),
         )
     member.status = MemberStatus.FROZEN
     await session.commit()
     with pytest.raises(MemberNotActive):
-        await record_purchase(session, ledger, program, purchase("gail", "G-3", 100), NOW)
+        await record_purchase(
+            session, ledger, program, purchase("gail", "G-3", 100), NOW, principal=system("test")
+        )
     assert (await member_balance(ledger, program, member)).pending == 0
 
 
@@ -358,7 +404,12 @@ async def test_bonus_budget_is_never_overspent(
     earned = []
     for n in range(3):
         outcome = await record_purchase(
-            session, ledger, program, purchase("bea", f"BB-{n}", 1000), NOW
+            session,
+            ledger,
+            program,
+            purchase("bea", f"BB-{n}", 1000),
+            NOW,
+            principal=system("test"),
         )
         await session.commit()
         earned.append(outcome.points)

@@ -12,7 +12,7 @@ from core.audit import audit_events
 from core.codes import TransferCode
 from core.members import get_member
 from core.models import Program
-from core.principal import Principal, PrincipalKind
+from core.principal import Principal, PrincipalKind, system
 from core.programs import get_program
 from ledger import Ledger, check_invariants
 from rewards.programs import member_balance
@@ -42,7 +42,9 @@ async def posted_purchase(
 ) -> None:
     await with_rules(session, program, "1", NOW - timedelta(days=1))
     await enrol(session, ledger, program, member)
-    await record_purchase(session, ledger, program, purchase(member, order, 10_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase(member, order, 10_000), NOW, principal=system("test")
+    )
     await settle_matured_earnings(session, ledger, NOW, program=program)
     await session.commit()
 

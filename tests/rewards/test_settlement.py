@@ -73,7 +73,9 @@ async def test_a_matured_earning_repays_the_debt_in_the_same_step(
     await with_rules(session, program, "1", NOW - timedelta(days=1))
     member = await enrol(session, ledger, program, "gus")
     # A debt of 80: 100 earned and posted, 80 spent, then all of it returned.
-    await record_purchase(session, ledger, program, purchase("gus", "G-1", 10_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase("gus", "G-1", 10_000), NOW, principal=system("test")
+    )
     await settle_matured_earnings(session, ledger, NOW, program=program)
     await session.commit()
     assert await spend(ledger, program, member, 80) == "ok"
@@ -88,7 +90,9 @@ async def test_a_matured_earning_repays_the_debt_in_the_same_step(
     await session.commit()
     assert returned.debt_points == 80
     # A new earning of 150, pending until the job settles it.
-    await record_purchase(session, ledger, program, purchase("gus", "G-2", 15_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase("gus", "G-2", 15_000), NOW, principal=system("test")
+    )
     await session.commit()
     before = await read_balance(ledger.pool, program, "gus")
     assert (before.available, before.pending, before.debt) == (0, 150, 80)
@@ -135,7 +139,9 @@ async def test_a_debt_larger_than_the_earning_takes_all_of_it(
     program = await new_program(return_window_days=0)
     await with_rules(session, program, "1", NOW - timedelta(days=1))
     member = await enrol(session, ledger, program, "hal")
-    await record_purchase(session, ledger, program, purchase("hal", "H-1", 10_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase("hal", "H-1", 10_000), NOW, principal=system("test")
+    )
     await settle_matured_earnings(session, ledger, NOW, program=program)
     await session.commit()
     assert await spend(ledger, program, member, 100) == "ok"
@@ -148,7 +154,9 @@ async def test_a_debt_larger_than_the_earning_takes_all_of_it(
         principal=system("test"),
     )
     await session.commit()
-    await record_purchase(session, ledger, program, purchase("hal", "H-2", 3_000), NOW)
+    await record_purchase(
+        session, ledger, program, purchase("hal", "H-2", 3_000), NOW, principal=system("test")
+    )
     await settle_matured_earnings(session, ledger, NOW, program=program)
     await session.commit()
     balance = await read_balance(ledger.pool, program, "hal")

@@ -49,6 +49,7 @@ async def test_halving_the_rate_shows_before_publishing(
                 member=name, order_id=f"S-{n}", amount_minor=amount, currency="ZAR", occurred_at=at
             ),
             now,
+            principal=system("test"),
         )
     await return_purchase(
         session,
@@ -102,6 +103,7 @@ async def test_a_return_is_netted_alike_on_both_sides_for_itemized_purchases(
             items=items,
         ),
         now,
+        principal=system("test"),
     )
     await return_purchase(
         session,

@@ -85,6 +85,7 @@ async def buy(
             member=member, order_id=order, amount_minor=amount, currency="ZAR", occurred_at=at
         ),
         now=at,
+        principal=system("test"),
     )
     await session.commit()
     return outcome.points
@@ -201,6 +202,7 @@ async def test_threshold_reward_granted_once_under_concurrency(
                         occurred_at=now,
                     ),
                     now,
+                    principal=system("test"),
                 )
                 await own.commit()
             except Exception:
