@@ -38,6 +38,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from api.modules import SCOPES
+from core import audit
 from core.errors import NotFound
 from core.principal import ALL_SCOPES, Principal, PrincipalKind
 from core.programs import read_program
@@ -222,6 +223,17 @@ async def issue_key(
                 principal.actor,
                 REISSUE_WINDOW,
             )
+        elif row is not None:
+            # With the key, whatever door issued it (the API, the CLI); a
+            # re-issue answers the same request again, as a replay does.
+            # Not the prefix: a re-issue changes it, the id names the key.
+            await audit.record_on(
+                connection,
+                principal,
+                "api-key.issue",
+                f"api-key:{name}",
+                {"id": str(row["id"]), "scopes": granted, "program": program},
+            )
     if row is None:
         raise KeyNameTaken("name", f"a key named {name!r} exists already (names are never reused)")
     return IssuedKey(
@@ -257,15 +269,22 @@ async def _key_program(
 
 
 async def revoke_key(db: asyncpg.Pool | Connection, name: str, *, principal: Principal) -> bool:
-    """Revoke the active key named ``name`` within ``principal``'s tenant;
-    False if there is none (a key of another program is none)."""
-    status = await db.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
-        " AND ($2::uuid IS NULL OR program_id = $2::uuid)",
-        name,
-        principal.program_id,
-    )
-    return not status.endswith(" 0")
+    """Revoke the active key named ``name`` within ``principal``'s tenant,
+    audited; False if there is none (a key of another program is none)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as acquired:
+            return await revoke_key(acquired, name, principal=principal)
+    async with db.transaction():
+        status = await db.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
+            " AND ($2::uuid IS NULL OR program_id = $2::uuid)",
+            name,
+            principal.program_id,
+        )
+        revoked = not status.endswith(" 0")
+        if revoked:
+            await audit.record_on(db, principal, "api-key.revoke", f"api-key:{name}")
+    return revoked
 
 
 async def list_keys(db: asyncpg.Pool | Connection, *, principal: Principal) -> list[KeyView]:

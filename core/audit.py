@@ -5,7 +5,7 @@ always has one."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, func, insert, select
@@ -52,6 +52,33 @@ async def record(
             subject=subject,
             details=msgspec.to_builtins(details) if details is not None else {},
         )
+    )
+
+
+class Executes(Protocol):
+    """A raw connection (asyncpg's, or a pool's proxy of one)."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
+async def record_on(
+    connection: Executes,
+    principal: Principal,
+    action: str,
+    subject: str,
+    details: Any = None,
+) -> None:
+    """``record`` for use cases that run on a raw connection rather than a
+    session (API keys): in the connection's transaction."""
+    await connection.execute(
+        # Sent as text and cast by the server, whatever codec the connection has.
+        "INSERT INTO audit_events (id, actor, action, subject, details)"
+        " VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+        new_id(),
+        principal.actor,
+        action,
+        subject,
+        msgspec.json.encode(details if details is not None else {}).decode(),
     )
 
 

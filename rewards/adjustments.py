@@ -63,6 +63,7 @@ async def adjust_points(
     program: Program,
     member: Member,
     adjustment: Adjustment,
+    *,
     principal: Principal,
 ) -> AdjustmentOutcome:
     """Credit or debit the wallet against the issuance account, and audit

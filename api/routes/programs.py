@@ -573,7 +573,9 @@ class ProgramController(Controller):
         member: NamedDependency[Member],
         data: JSONBody[Adjustment],
     ) -> Response[AdjustmentOutcome]:
-        outcome = await adjust_points(db_session, ledger, program, member, data, operator(request))
+        outcome = await adjust_points(
+            db_session, ledger, program, member, data, principal=operator(request)
+        )
         return created_or_replayed(outcome)
 
     @post(

@@ -292,6 +292,13 @@ def test_api_keys_are_issued_once_and_revoked(private_database: str) -> None:
     )
     assert nowhere.exit_code == 2
     assert "program: no program 'no-such-shop'" in nowhere.stderr
+    # The console's changes are audited as the API's are; refusals write nothing.
+    trail = sql(
+        private_database,
+        "SELECT string_agg(actor || ' ' || action || ' ' || subject, ', ' ORDER BY occurred_at)"
+        " FROM audit_events WHERE action LIKE 'api-key.%'",
+    )
+    assert trail == "console api-key.issue api-key:pos, console api-key.revoke api-key:pos"
 
 
 def shell_exports(lines: list[str]) -> dict[str, str]:
