@@ -70,13 +70,20 @@ async def read_program(
     return Program(**dict(row))
 
 
-async def lock_program(session: AsyncSession, program: Program) -> None:
+async def lock_program(session: AsyncSession, program: Program) -> Program:
     """Lock the program's row to the end of the transaction, for a change to
-    what the program defines (its rule versions, catalog, tiers, thresholds)
-    that is idempotent by a natural key: of two identical requests at once,
-    the second waits and finds the first's record instead of losing a race
-    on a unique key. ``FOR NO KEY UPDATE``: rows that only refer to the
-    program (members, purchases) are written meanwhile as ever."""
-    await session.execute(
-        select(Program.id).where(Program.id == program.id).with_for_update(key_share=True)
+    what the program defines (its settings, rule versions, catalog, tiers,
+    thresholds): of two such changes at once the second waits and sees the
+    first's, and an idempotent one finds the first's record instead of
+    losing a race on a unique key. Answers the program as locked (the
+    session's object, refreshed: not as it was loaded before the lock).
+    ``FOR NO KEY UPDATE``: rows that only refer to the program (members,
+    purchases) are written meanwhile as ever."""
+    locked = await session.scalar(
+        select(Program)
+        .where(Program.id == program.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     )
+    assert locked is not None  # programs are never deleted
+    return locked

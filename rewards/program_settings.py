@@ -32,6 +32,7 @@ from core import audit, calendar
 from core.errors import DomainError, ErrorKind
 from core.models import Program
 from core.principal import Principal
+from core.programs import lock_program
 from ledger.bounds import MOMENT_RULE, Moment, NonNegativeBigInt, check_moment
 from rewards.models import EarnRuleVersion, RuleStatus
 
@@ -152,13 +153,7 @@ async def change_settings(
         calendar.time_zone(change.time_zone)  # UnknownTimeZone: refused before any write
     # Under the row's lock, so that concurrent changes are audited each
     # from the values the other left.
-    locked = await session.scalar(
-        select(Program)
-        .where(Program.id == program.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert locked is not None  # programs are never deleted
+    locked = await lock_program(session, program)
     wanted = {k: v for k, v in msgspec.structs.asdict(change).items() if v is not None}
     changed: dict[str, dict[str, Any]] = {
         name: {"from": getattr(locked, name), "to": value}

@@ -148,18 +148,11 @@ async def window_totals(
     return [(row["spend"], row["points"]) for row in rows]
 
 
-class NewPurchase(msgspec.Struct, kw_only=True, frozen=True):
+class NewPurchase(RecordedPurchase, kw_only=True, frozen=True):
+    """A purchase as the batch writes it: what is read back, and its ids."""
+
     id: uuid.UUID
-    member_id: uuid.UUID
-    order_id: str
-    occurred_at: datetime
-    amount_minor: int
-    #: As JSON text.
-    items: str
-    rule_version: int | None
-    points: int
     earn_transfer_id: uuid.UUID | None
-    matures_at: datetime
 
 
 class TierMove(msgspec.Struct, kw_only=True, frozen=True):

@@ -113,7 +113,7 @@ async def publish_rules(
     publications at once (of one version, or of two first versions) the
     second sees the first; and the program's start is the one the lock
     found, since a change of the settings takes the same lock."""
-    started_at = await _lock_program_start(session, program)
+    started_at = (await lock_program(session, program)).started_at
     version = await get_version(session, program, number)
     # A version published from this very time is the answer of a publish
     # sent again, whatever the clock says now: checked before the time.
@@ -138,18 +138,6 @@ async def publish_rules(
         {"effective_from": effective_from},
     )
     return version
-
-
-async def _lock_program_start(session: AsyncSession, program: Program) -> datetime:
-    """Lock the program's row to the end of the transaction and answer its
-    ``started_at`` as locked, not as ``program`` was loaded before the lock.
-    ``FOR NO KEY UPDATE``: purchases and members referring to the program
-    are written meanwhile as ever."""
-    started_at = await session.scalar(
-        select(Program.started_at).where(Program.id == program.id).with_for_update(key_share=True)
-    )
-    assert started_at is not None  # programs are never deleted
-    return started_at
 
 
 async def _check_start_in_past(

@@ -43,17 +43,15 @@ async def test_an_unknown_time_zone_is_refused_naming_the_field(
 
 async def test_settings_at_open_and_changed_later(client: Client, pool: asyncpg.Pool) -> None:
     slug = _slug()
-    opened = await client.post(
-        "/programs",
-        json=_spec(
-            slug,
-            time_zone="Africa/Johannesburg",
-            tier_basis="points",
-            tier_window="anniversary",
-            tier_grace_days=7,
-            gift_daily_limit=500,
-        ),
+    spec = _spec(
+        slug,
+        time_zone="Africa/Johannesburg",
+        tier_basis="points",
+        tier_window="anniversary",
+        tier_grace_days=7,
+        gift_daily_limit=500,
     )
+    opened = await client.post("/programs", json=spec)
     assert opened.status_code == 201, opened.text
     assert opened.json()["time_zone"] == "Africa/Johannesburg"
     shown = (await client.get(f"/programs/{slug}/settings")).json()
@@ -64,17 +62,7 @@ async def test_settings_at_open_and_changed_later(client: Client, pool: asyncpg.
     }
     assert (shown["gift_daily_limit"], shown["return_window_days"]) == (500, 30)
     # The same open again is a replay; another zone under the slug a conflict.
-    again = await client.post(
-        "/programs",
-        json=_spec(
-            slug,
-            time_zone="Africa/Johannesburg",
-            tier_basis="points",
-            tier_window="anniversary",
-            tier_grace_days=7,
-            gift_daily_limit=500,
-        ),
-    )
+    again = await client.post("/programs", json=spec)
     assert again.status_code == 200, again.text
     other = await client.post("/programs", json=_spec(slug, time_zone="Europe/London"))
     assert (

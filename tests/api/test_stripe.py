@@ -269,14 +269,7 @@ async def test_a_refund_takes_bought_points_back(
     }
 
     async def deliver(kind: str, obj: dict[str, Any]) -> str:
-        body, headers = signed(event(kind, obj))
-        sent = await stripe_client.post("/webhooks/stripe", content=body, headers=headers)
-        assert sent.status_code == 201, sent.text
-        await process_inbox(sessions, ledger)
-        outcome: str = await pool.fetchval(
-            "SELECT outcome FROM stripe_events WHERE id = $1", sent.json()["id"]
-        )
-        return outcome
+        return await deliver_event(stripe_client, sessions, ledger, pool, kind, obj)
 
     def refund(total: int) -> dict[str, Any]:
         return {
@@ -319,7 +312,7 @@ async def test_a_refund_takes_bought_points_back(
     assert (balance.available, balance.debt) == (0, 150)
 
 
-async def deliver(
+async def deliver_event(
     client: AsyncTestClient[Litestar],
     sessions: async_sessionmaker[AsyncSession],
     ledger: Ledger,
@@ -353,7 +346,7 @@ async def test_a_refund_without_metadata_finds_the_payment_it_refunds(
     bought, spent = f"pi_{uuid.uuid4().hex[:12]}", f"pi_{uuid.uuid4().hex[:12]}"
     points = {"kind": "points_purchase", "program": shop, "member": "payer", "points": "400"}
     assert (
-        await deliver(
+        await deliver_event(
             stripe_client,
             sessions,
             ledger,
@@ -363,7 +356,7 @@ async def test_a_refund_without_metadata_finds_the_payment_it_refunds(
         )
     ) == "points bought: 400"
     assert (
-        await deliver(
+        await deliver_event(
             stripe_client,
             sessions,
             ledger,
@@ -392,12 +385,12 @@ async def test_a_refund_without_metadata_finds_the_payment_it_refunds(
         }
 
     refund = charge(bought, 400, 100)
-    assert (await deliver(stripe_client, sessions, ledger, pool, "charge.refunded", refund)) == (
-        "refund of bought points: 100 points back (0 as debt)"
-    )
+    assert (
+        await deliver_event(stripe_client, sessions, ledger, pool, "charge.refunded", refund)
+    ) == ("refund of bought points: 100 points back (0 as debt)")
     returned = charge(spent, 20_000, 5_000)
     assert (
-        await deliver(stripe_client, sessions, ledger, pool, "charge.refunded", returned)
+        await deliver_event(stripe_client, sessions, ledger, pool, "charge.refunded", returned)
     ) == "return: 50 points"
     program = await get_program(session, system("test"), shop)
     member = await get_member(session, program, "payer")
@@ -467,13 +460,13 @@ async def test_a_malformed_payment_is_refused_and_blocks_nothing_behind_it(
         "a time no calendar holds": intent(created=10**15, metadata=buyer),
     }
     for why, obj in malformed.items():
-        outcome = await deliver(
+        outcome = await deliver_event(
             stripe_client, sessions, ledger, pool, "payment_intent.succeeded", obj
         )
         assert outcome.startswith("refused:"), (why, outcome)
     # Each was refused once and for all: the next event is processed.
     assert (
-        await deliver(
+        await deliver_event(
             stripe_client,
             sessions,
             ledger,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.codes import TransferCode
-from core.models import Program
+from core.models import Member, Program
 from core.principal import system
 from ledger import Ledger, LedgerUnavailable, Transfer, TransferOutcome, check_invariants
 from rewards.programs import MemberBalance, read_balance
@@ -66,29 +66,44 @@ def half_settled(balance: MemberBalance) -> bool:
     return balance.available > 0 and balance.debt > 0
 
 
+async def in_debt(
+    session: AsyncSession, ledger: Ledger, program: Program, external_id: str, spent: int
+) -> Member:
+    """A member who earned 100 (posted), spent ``spent`` and had the whole
+    purchase returned: a debt of ``spent``."""
+    member = await enrol(session, ledger, program, external_id)
+    order = f"{external_id}-1"
+    await record_purchase(
+        session,
+        ledger,
+        program,
+        purchase(external_id, order, 10_000),
+        NOW,
+        principal=system("test"),
+    )
+    await settle_matured_earnings(session, ledger, NOW, program=program)
+    await session.commit()
+    assert await spend(ledger, program, member, spent) == "ok"
+    returned = await return_purchase(
+        session,
+        ledger,
+        program,
+        order,
+        ReturnEvent(return_id="R-1", amount_minor=10_000),
+        principal=system("test"),
+    )
+    await session.commit()
+    assert returned.debt_points == spent
+    return member
+
+
 async def test_a_matured_earning_repays_the_debt_in_the_same_step(
     session: AsyncSession, engine: AsyncEngine, ledger: Ledger, new_program: NewProgram
 ) -> None:
     program = await new_program(return_window_days=0)
     await with_rules(session, program, "1", NOW - timedelta(days=1))
-    member = await enrol(session, ledger, program, "gus")
     # A debt of 80: 100 earned and posted, 80 spent, then all of it returned.
-    await record_purchase(
-        session, ledger, program, purchase("gus", "G-1", 10_000), NOW, principal=system("test")
-    )
-    await settle_matured_earnings(session, ledger, NOW, program=program)
-    await session.commit()
-    assert await spend(ledger, program, member, 80) == "ok"
-    returned = await return_purchase(
-        session,
-        ledger,
-        program,
-        "G-1",
-        ReturnEvent(return_id="R-1", amount_minor=10_000),
-        principal=system("test"),
-    )
-    await session.commit()
-    assert returned.debt_points == 80
+    member = await in_debt(session, ledger, program, "gus", 80)
     # A new earning of 150, pending until the job settles it.
     await record_purchase(
         session, ledger, program, purchase("gus", "G-2", 15_000), NOW, principal=system("test")
@@ -138,22 +153,7 @@ async def test_a_debt_larger_than_the_earning_takes_all_of_it(
 ) -> None:
     program = await new_program(return_window_days=0)
     await with_rules(session, program, "1", NOW - timedelta(days=1))
-    member = await enrol(session, ledger, program, "hal")
-    await record_purchase(
-        session, ledger, program, purchase("hal", "H-1", 10_000), NOW, principal=system("test")
-    )
-    await settle_matured_earnings(session, ledger, NOW, program=program)
-    await session.commit()
-    assert await spend(ledger, program, member, 100) == "ok"
-    await return_purchase(
-        session,
-        ledger,
-        program,
-        "H-1",
-        ReturnEvent(return_id="R-1", amount_minor=10_000),
-        principal=system("test"),
-    )
-    await session.commit()
+    await in_debt(session, ledger, program, "hal", 100)
     await record_purchase(
         session, ledger, program, purchase("hal", "H-2", 3_000), NOW, principal=system("test")
     )
