@@ -41,6 +41,8 @@ from api.routes.jobs import JobController
 from api.routes.keys import KeyController
 from api.routes.ledger import LedgerController
 from api.routes.members import MemberController
+from api.routes.partner_routers import OPERATOR_API as PARTNER_OPERATOR_API
+from api.routes.partner_routers import PARTNER_API
 from api.routes.program_settings import ProgramSettingsController
 from api.routes.programs import ProgramController
 from api.settings import Settings, SettingsError
@@ -143,6 +145,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         route_handlers=[ProgramController, ProgramSettingsController],
         security=[{SECURITY_SCHEME: []}],
     )
+    partners_api = Router(
+        path="/", route_handlers=PARTNER_OPERATOR_API, security=[{SECURITY_SCHEME: []}]
+    )
+    # Partner clients' own API; its guards check the partner token
+    # (api.partner_access) and each operation states its scope.
+    partner_api = Router(path="/partner", route_handlers=PARTNER_API)
     operations_api = Router(
         path="/", route_handlers=[JobController, KeyController], security=[{SECURITY_SCHEME: []}]
     )
@@ -176,6 +184,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         route_handlers=[
             operator_api,
             programs_api,
+            partners_api,
+            partner_api,
             operations_api,
             member_api,
             health,

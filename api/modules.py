@@ -22,6 +22,7 @@ from core.modules import Job, JobContext, Module
 from core.outbox import OutboxEvent, Subscriber, drain
 from ledger import Ledger
 from ledger.connection import create_pool
+from partners.module import PARTNERS
 from rewards import models, tasks
 
 #: Events a run of the drain takes at most (one transaction each); the
@@ -122,7 +123,7 @@ REWARDS = Module(
     ),
 )
 
-MODULES: tuple[Module, ...] = (LEDGER, CORE, REWARDS, STRIPE)
+MODULES: tuple[Module, ...] = (LEDGER, CORE, REWARDS, PARTNERS, STRIPE)
 
 
 def jobs_by_name(modules: Iterable[Module]) -> dict[str, Job]:

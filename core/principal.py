@@ -27,6 +27,18 @@ class PrincipalKind(enum.StrEnum):
     SYSTEM = "system"
 
 
+class Reach(enum.StrEnum):
+    """How far a partner credential reaches in its firm's hierarchy (a
+    franchise group and its member companies)."""
+
+    #: The one company the credential was issued for.
+    COMPANY = "company"
+    #: That company and every company below it.
+    SUBSIDIARIES = "subsidiaries"
+    #: The whole group: every company under the same top-level firm.
+    GROUP = "group"
+
+
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """``actor`` is how the audit trail names it (``admin``, ``key:<name>``,
     ``member:<external id>``, ``partner:<client id>``, ``system:<job>``)."""
@@ -39,6 +51,10 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     program_id: uuid.UUID | None = None
     #: The partner firm this principal acts for, if any.
     partner_id: uuid.UUID | None = None
+    #: The partner firms whose data it may read and change: ``partner_id``
+    #: and, by its reach, companies of its group. Empty for a principal that
+    #: acts for no partner (an operator sees every partner of its program).
+    partner_ids: frozenset[uuid.UUID] = frozenset()
 
     def allows(self, scope: str) -> bool:
         return ALL_SCOPES in self.scopes or scope in self.scopes
@@ -49,6 +65,14 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     def sees_program(self, program_id: uuid.UUID) -> bool:
         return self.program_id is None or self.program_id == program_id
+
+    def sees_partner(self, partner_id: uuid.UUID) -> bool:
+        """Whether a partner's data is this principal's to see: any partner
+        for one that acts for none (an operator; queries still filter by
+        its program), else those of its reach only."""
+        if self.kind is not PrincipalKind.PARTNER:
+            return True
+        return partner_id in self.partner_ids
 
 
 def member(program_id: uuid.UUID, external_id: str) -> Principal:
