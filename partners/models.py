@@ -106,5 +106,7 @@ class PartnerUser(UUIDv7AuditBase):
 
 CONSTRAINTS = (
     taken("uq_partners_program_id", "slug", "a partner of this program already has this slug"),
-    taken("uq_partner_users_partner_id", "email", "this partner already has a user with this e-mail"),
+    taken(
+        "uq_partner_users_partner_id", "email", "this partner already has a user with this e-mail"
+    ),
 )

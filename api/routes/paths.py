@@ -1,6 +1,12 @@
-"""The program of a ``/programs/{slug}`` path: its parameter, bounded like
-the column it is looked up in, and the dependency that looks it up for the
-caller (every controller under the path provides ``program`` with it)."""
+"""The program of a ``/programs/{slug}`` path and the partner firm of a
+``/programs/{slug}/partners/{partner}`` path: their parameters, bounded like
+the columns they are looked up in, and the dependencies that look them up
+for the caller. Every controller under the paths provides ``program`` with
+``path_program``, and ``firm`` with ``path_partner`` (not ``partner``:
+Litestar refuses a dependency named like a path parameter):
+
+    dependencies = {"program": Provide(path_program), "firm": Provide(path_partner)}
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.access import operator
 from core.models import Program
 from core.programs import get_program
+from partners.firms import get_partner
+from partners.models import Partner
 from rewards.programs import SLUG_PATTERN
 
 SlugPath = Annotated[str, PathParameter(pattern=SLUG_PATTERN, description="The program's slug.")]
@@ -25,3 +33,20 @@ async def path_program(
     """The program of the path, looked up within the caller's tenant: one
     outside it is not found, exactly as a missing one."""
     return await get_program(db_session, operator(request), slug)
+
+
+PartnerPath = Annotated[
+    str, PathParameter(pattern=SLUG_PATTERN, description="The partner firm's slug.")
+]
+
+
+async def path_partner(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    program: NamedDependency[Program],
+    partner: PartnerPath,
+) -> Partner:
+    """The partner firm of the path, in the program of the path, looked up
+    within the caller's tenant: one outside it is not found (404 ``no
+    partner 'x'``), exactly as a missing one."""
+    return await get_partner(db_session, operator(request), program, partner)

@@ -41,8 +41,10 @@ def upgrade() -> None:
         {AUDIT},
         CONSTRAINT pk_partners PRIMARY KEY (id),
         CONSTRAINT uq_partners_program_id UNIQUE (program_id, slug),
-        CONSTRAINT fk_partners_program_id_programs FOREIGN KEY (program_id) REFERENCES programs (id),
-        CONSTRAINT fk_partners_parent_id_partners FOREIGN KEY (parent_id) REFERENCES partners (id),
+        CONSTRAINT fk_partners_program_id_programs
+            FOREIGN KEY (program_id) REFERENCES programs (id),
+        CONSTRAINT fk_partners_parent_id_partners
+            FOREIGN KEY (parent_id) REFERENCES partners (id),
         CHECK (parent_id IS DISTINCT FROM id)
     )""")
     op.execute("CREATE INDEX ix_partners_parent_id ON partners (parent_id)")
@@ -60,7 +62,8 @@ def upgrade() -> None:
             FOREIGN KEY (partner_id) REFERENCES partners (id)
     )""")
     op.execute(
-        "CREATE INDEX ix_partner_status_changes_partner_id ON partner_status_changes (partner_id, at)"
+        "CREATE INDEX ix_partner_status_changes_partner_id"
+        " ON partner_status_changes (partner_id, at)"
     )
     op.execute(f"""CREATE TABLE partner_users (
         id UUID NOT NULL,
@@ -72,7 +75,8 @@ def upgrade() -> None:
         {AUDIT},
         CONSTRAINT pk_partner_users PRIMARY KEY (id),
         CONSTRAINT uq_partner_users_partner_id UNIQUE (partner_id, email),
-        CONSTRAINT fk_partner_users_partner_id_partners FOREIGN KEY (partner_id) REFERENCES partners (id)
+        CONSTRAINT fk_partner_users_partner_id_partners
+            FOREIGN KEY (partner_id) REFERENCES partners (id)
     )""")
 
 

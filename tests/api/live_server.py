@@ -28,6 +28,8 @@ AUDIENCE = "coalition-members"
 PROGRAM = "live-shop"
 MEMBERS = ("ann", "ben")
 REWARD_SKU = "mug"
+#: A partner firm of ``PROGRAM``, with one user (``LiveApi.partner_user``).
+PARTNER = "live-partner"
 WEBHOOK_SECRET = "whsec_coalition_test_secret"
 
 
@@ -37,6 +39,8 @@ class LiveApi:
     admin_token: str
     #: A token of member ``ann`` (who holds points) of ``PROGRAM``.
     member_token: str
+    #: The id of a user of the partner firm ``PARTNER``.
+    partner_user: str = ""
 
 
 def member_token(member: str, program: str = PROGRAM) -> str:
@@ -74,9 +78,9 @@ def wait_until_healthy(
         time.sleep(0.2)
 
 
-def _seed(base_url: str) -> None:
+def _seed(base_url: str) -> str:
     """A program in force, two enrolled members, ann with points to spend,
-    and a reward in the catalog."""
+    a reward in the catalog, and a partner firm with a user (its id)."""
     with httpx.Client(
         base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
     ) as admin:
@@ -109,8 +113,19 @@ def _seed(base_url: str) -> None:
             f"/programs/{PROGRAM}/rewards",
             {"sku": REWARD_SKU, "name": "A mug", "points_price": 10, "stock": 1_000_000},
         )
+        post(
+            f"/programs/{PROGRAM}/partners",
+            {"slug": PARTNER, "name": "Live partner", "legal_name": "Live Ltd", "country": "ZA"},
+        )
+        user = admin.post(
+            f"/programs/{PROGRAM}/partners/{PARTNER}/users",
+            json={"email": "ops@live-partner.example", "name": "Ops", "role": "admin"},
+        )
+        assert user.status_code == 201, user.text
         # The rules are in force from then on.
         time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.001)
+        partner_user: str = user.json()["id"]
+        return partner_user
 
 
 @contextmanager
@@ -186,7 +201,10 @@ def live_api(server_url: str) -> Iterator[LiveApi]:
         base_url = f"http://127.0.0.1:{port}"
         with _stopping(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)) as server:
             wait_until_healthy(server, base_url)
-            _seed(base_url)
+            partner_user = _seed(base_url)
             yield LiveApi(
-                base_url=base_url, admin_token=ADMIN_TOKEN, member_token=member_token("ann")
+                base_url=base_url,
+                admin_token=ADMIN_TOKEN,
+                member_token=member_token("ann"),
+                partner_user=partner_user,
             )

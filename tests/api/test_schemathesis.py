@@ -28,7 +28,7 @@ from schemathesis.engine import Status, events, from_schema
 
 from api.app import create_app
 from api.settings import Settings
-from tests.api.live_server import MEMBERS, PROGRAM, LiveApi, live_api
+from tests.api.live_server import MEMBERS, PARTNER, PROGRAM, LiveApi, live_api
 
 #: Generated examples per operation in the fuzzing phase: enough to reach
 #: every documented answer, few enough that the run takes minutes.
@@ -144,7 +144,13 @@ def _schema(live: LiveApi) -> schemathesis.BaseSchema:
         if not path_parameters:
             return st.just(path_parameters)
         # A job that is harmless at any time (a run hands on the outbox's events).
-        known = {"slug": PROGRAM, "external_id": MEMBERS[1], "name": "drain-outbox"}
+        known = {
+            "slug": PROGRAM,
+            "external_id": MEMBERS[1],
+            "name": "drain-outbox",
+            "partner": PARTNER,
+            "user_id": live.partner_user,
+        }
         real = {k: known.get(k, v) for k, v in path_parameters.items()}
         return st.sampled_from([path_parameters, real])
 

@@ -62,6 +62,8 @@ class Tenant:
     key: dict[str, str] = field(default_factory=dict)
     holds: list[str] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
+    #: Ids of users of its partner firm ``p`` (one to remove, one to change).
+    partner_users: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,15 @@ async def make_tenant(client: Client, name: str) -> Tenant:
             )
         )
         tenant.holds.append(hold["id"])
+    await ok(await client.post(f"{base}/partners", json=partner_firm("p", status="active")))
+    for role in ("sales", "finance"):
+        user = await ok(
+            await client.post(
+                f"{base}/partners/p/users",
+                json={"email": f"{role}@p.example", "name": role.title(), "role": role},
+            )
+        )
+        tenant.partner_users.append(user["id"])
     tenant.key_name = fresh(f"key-{name}")
     issued = await ok(
         await client.post(
@@ -139,6 +150,15 @@ def purchase(order: str, amount: int, member: str = "m") -> dict[str, Any]:
         "currency": "ZAR",
         "occurred_at": datetime.now(UTC).isoformat(),
     }
+
+
+def partner_firm(slug: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "slug": slug,
+        "name": "Fuel & Go",
+        "legal_name": "Fuel & Go Ltd",
+        "country": "ZA",
+    } | fields
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +237,36 @@ PROGRAM_CASES: dict[tuple[str, str], Case] = {
     ),
     ("POST", "/programs/{slug}/holds/{hold_id}/release"): lambda t: (
         f"/holds/{t.holds[1]}/release",
+        None,
+    ),
+    # Partner firms (a firm ``p`` and its users).
+    ("GET", "/programs/{slug}/partners"): lambda t: ("/partners", None),
+    ("POST", "/programs/{slug}/partners"): lambda t: (
+        "/partners",
+        partner_firm(fresh("firm"), parent="p"),
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}"): lambda t: ("/partners/p", None),
+    ("PATCH", "/programs/{slug}/partners/{partner}"): lambda t: ("/partners/p", {"tier": "gold"}),
+    ("POST", "/programs/{slug}/partners/{partner}/status"): lambda t: (
+        # A's firm is active already: the same move, which answers 200.
+        "/partners/p/status",
+        {"status": "active"},
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/status-history"): lambda t: (
+        "/partners/p/status-history",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/users"): lambda t: ("/partners/p/users", None),
+    ("POST", "/programs/{slug}/partners/{partner}/users"): lambda t: (
+        "/partners/p/users",
+        {"email": f"{fresh('user')}@p.example", "name": "New", "role": "marketing"},
+    ),
+    ("PATCH", "/programs/{slug}/partners/{partner}/users/{user_id}"): lambda t: (
+        f"/partners/p/users/{t.partner_users[1]}",
+        {"role": "admin"},
+    ),
+    ("DELETE", "/programs/{slug}/partners/{partner}/users/{user_id}"): lambda t: (
+        f"/partners/p/users/{t.partner_users[0]}",
         None,
     ),
 }
@@ -321,6 +371,12 @@ async def snapshot(pool: asyncpg.Pool, slug: str) -> dict[str, Any]:
         " ON m.id = g.member_id WHERE m.program_id = $1 ORDER BY 1",
         program["id"],
     )
+    for table in ("partner_status_changes", "partner_users"):
+        found[table] = await pool.fetch(
+            f"SELECT to_jsonb(r)::text AS row FROM {table} r JOIN partners p"
+            " ON p.id = r.partner_id WHERE p.program_id = $1 ORDER BY 1",
+            program["id"],
+        )
     found["audit"] = await pool.fetch(
         "SELECT id FROM audit_events WHERE subject = $1 OR subject LIKE $2 ORDER BY id",
         f"program:{slug}",
