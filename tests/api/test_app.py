@@ -71,6 +71,12 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/jobs/{name}/runs",
         "/api-keys",
         "/api-keys/{name}",
+        "/programs/{slug}/partners",
+        "/programs/{slug}/partners/{partner}",
+        "/programs/{slug}/partners/{partner}/status",
+        "/programs/{slug}/partners/{partner}/status-history",
+        "/programs/{slug}/partners/{partner}/users",
+        "/programs/{slug}/partners/{partner}/users/{user_id}",
     }
     assert all(op.get("summary") for item in paths.values() for op in item.values())
     assert paths["/ledger/transfers"]["post"]["security"] == [{"AdminToken": []}]
