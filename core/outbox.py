@@ -21,6 +21,13 @@ A failing subscriber is retried with a growing delay (up to ``MAX_BACKOFF``),
 with its error kept on the event; its subject waits for it, so a poison
 event shows as one stuck subject with its error, never as a lost event.
 
+A subscriber that can take many events at once (``BatchSubscriber``, as
+the webhooks' fan-out) is handed whole batches of its topics' due events,
+in one transaction: a subject's events in order, and only a run of them
+with no earlier unhandled event outside the batch. Should a batch fail,
+its events go the one-by-one way, so that a poison event is still isolated
+on its subject.
+
 Only topics the worker knows are taken: an event of a topic missing from
 ``subscribers`` (emitted by a newer release, or misspelt) waits for a
 worker that knows it rather than being dropped. A topic that needs nothing
@@ -32,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,7 +52,6 @@ from sqlalchemy import (
     Index,
     Integer,
     Row,
-    Sequence,
     String,
     Table,
     Text,
@@ -57,6 +63,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import Sequence as SqlSequence
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -74,7 +81,7 @@ outbox_events = Table(
     # BIGSERIAL's sequence rather than an identity column: Alembic 1.20's
     # comparison of server defaults through a function of ours (as
     # tests/test_schema_drift.py does it) fails on identity columns.
-    Column("position", BigInteger, Sequence("outbox_events_position_seq"), nullable=False),
+    Column("position", BigInteger, SqlSequence("outbox_events_position_seq"), nullable=False),
     Column("topic", String(100), nullable=False),
     Column("subject", String(300), nullable=False),
     Column("payload", JSONB, nullable=False),
@@ -105,6 +112,24 @@ class OutboxEvent(msgspec.Struct, kw_only=True, frozen=True):
 
 
 Subscriber = Callable[[AsyncSession, OutboxEvent], Awaitable[None]]
+HandleMany = Callable[[AsyncSession, Sequence[OutboxEvent]], Awaitable[None]]
+
+
+class BatchSubscriber:
+    """A subscriber that handles a batch of events in one call (one
+    statement for all, say): ``drain`` hands it up to ``BATCH_SIZE`` due
+    events of its topics at a time, in order; a single event is a batch of
+    one."""
+
+    def __init__(self, many: HandleMany) -> None:
+        self.many = many
+
+    async def __call__(self, session: AsyncSession, event: OutboxEvent) -> None:
+        await self.many(session, (event,))
+
+
+#: Events handed to a batch subscriber at once.
+BATCH_SIZE = 500
 
 #: Longest wait between two tries of a failing subscriber.
 MAX_BACKOFF = timedelta(hours=1)
@@ -141,8 +166,8 @@ async def drain(
     others have not locked."""
     if not subscribers:
         return 0
-    handled = 0
-    for _ in range(limit):
+    handled = await _drain_batches(sessions, subscribers, now, limit)
+    for _ in range(limit - handled):
         row: Row[Any] | None = None
         try:
             async with sessions() as session, session.begin():
@@ -182,6 +207,96 @@ async def drain(
             async with sessions() as session, session.begin():
                 await _postpone(session, row, now, failure)
     return handled
+
+
+async def _drain_batches(
+    sessions: async_sessionmaker[AsyncSession],
+    subscribers: Mapping[str, Subscriber],
+    now: datetime,
+    limit: int,
+) -> int:
+    """Hand the batch subscribers' due events over, a batch per
+    transaction, up to ``limit``; stops at a batch that fails (its events
+    are left to the one-by-one drain)."""
+    groups: dict[int, tuple[BatchSubscriber, list[str]]] = {}
+    for topic, subscriber in subscribers.items():
+        if isinstance(subscriber, BatchSubscriber):
+            groups.setdefault(id(subscriber), (subscriber, []))[1].append(topic)
+    handled = 0
+    for subscriber, topics in groups.values():
+        while handled < limit:
+            try:
+                async with sessions() as session, session.begin():
+                    batch = await _next_batch(
+                        session, topics, now, min(BATCH_SIZE, limit - handled)
+                    )
+                    if not batch:
+                        break
+                    await subscriber.many(session, batch)
+                    await session.execute(
+                        update(outbox_events)
+                        .where(outbox_events.c.id.in_([e.id for e in batch]))
+                        .values(handled_at=now, attempts=outbox_events.c.attempts + 1)
+                    )
+            except Exception:
+                log.warning(
+                    "outbox: a batch of %s failed; its events go one by one",
+                    ", ".join(sorted(topics)),
+                    exc_info=True,
+                )
+                break
+            handled += len(batch)
+    return handled
+
+
+async def _next_batch(
+    session: AsyncSession, topics: list[str], now: datetime, size: int
+) -> list[OutboxEvent]:
+    """Due events of ``topics``, locked, in order, keeping of each subject
+    only those before any unhandled event of it outside the batch (one
+    another drain holds, one backing off, one of another topic)."""
+    events = outbox_events
+    rows = (
+        await session.execute(
+            select(events)
+            .where(
+                events.c.handled_at.is_(None),
+                events.c.topic.in_(topics),
+                or_(events.c.next_attempt_at.is_(None), events.c.next_attempt_at <= now),
+            )
+            .order_by(events.c.position)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return []
+    blocked_from: dict[str, int] = {
+        subject: position
+        for subject, position in (
+            await session.execute(
+                select(events.c.subject, func.min(events.c.position))
+                .where(
+                    events.c.handled_at.is_(None),
+                    events.c.subject.in_({row.subject for row in rows}),
+                    events.c.id.not_in([row.id for row in rows]),
+                )
+                .group_by(events.c.subject)
+            )
+        ).all()
+    }
+    return [
+        OutboxEvent(
+            id=row.id,
+            position=row.position,
+            topic=row.topic,
+            subject=row.subject,
+            payload=row.payload,
+            created_at=row.created_at,
+        )
+        for row in rows
+        if row.position < blocked_from.get(row.subject, row.position + 1)
+    ]
 
 
 async def _next_due(session: AsyncSession, topics: list[str], now: datetime) -> Row[Any] | None:
