@@ -33,18 +33,27 @@ from api.bodies import StrictRequest
 from api.database import sqlalchemy_url
 from api.intake import PurchaseIntake
 from api.member_auth import TokenVerifier, rate_limit_key
+from api.partner_access import (
+    PARTNER_SCHEME,
+    PartnerAccess,
+    partner_middleware,
+    partner_token_scheme,
+)
 from api.problems import problem_details_config
 from api.program_cache import ProgramCache
 from api.rate_limits import member_rate_limit
+from api.routes.exchanges import ExchangeAgreementController, MemberExchangeController
 from api.routes.health import health
 from api.routes.jobs import JobController
 from api.routes.keys import KeyController
 from api.routes.ledger import LedgerController
 from api.routes.members import MemberController
+from api.routes.oauth import issue_token, jwks
 from api.routes.partner_routers import OPERATOR_API as PARTNER_OPERATOR_API
 from api.routes.partner_routers import PARTNER_API
 from api.routes.program_settings import ProgramSettingsController
 from api.routes.programs import ProgramController
+from api.routes.signing_keys import SigningKeyController
 from api.settings import Settings, SettingsError
 from api.stripe.webhooks import stripe_webhook
 from ledger import Ledger
@@ -136,23 +145,22 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     rate_limit = member_rate_limit(settings, rate_limit_key)
     member_api = Router(
         path="/",
-        route_handlers=[MemberController],
+        route_handlers=[MemberController, MemberExchangeController],
         middleware=[rate_limit.middleware],
         security=[{MEMBER_SCHEME: []}],
     )
     programs_api = Router(
         path="/",
-        route_handlers=[ProgramController, ProgramSettingsController],
+        route_handlers=[ProgramController, ProgramSettingsController, ExchangeAgreementController],
         security=[{SECURITY_SCHEME: []}],
     )
     partners_api = Router(
         path="/", route_handlers=PARTNER_OPERATOR_API, security=[{SECURITY_SCHEME: []}]
     )
-    # Partner clients' own API; its guards check the partner token
-    # (api.partner_access) and each operation states its scope.
-    partner_api = Router(path="/partner", route_handlers=PARTNER_API)
     operations_api = Router(
-        path="/", route_handlers=[JobController, KeyController], security=[{SECURITY_SCHEME: []}]
+        path="/",
+        route_handlers=[JobController, KeyController, SigningKeyController],
+        security=[{SECURITY_SCHEME: []}],
     )
     # One database transaction per request, committed when the answer is a
     # success and rolled back otherwise.
@@ -180,7 +188,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         create_all=False,
         set_default_exception_handler=False,
     )
-    return Litestar(
+    # Partner clients' own API: its middleware identifies the partner token,
+    # keeps the partner's rate limit and the Idempotency-Key of POSTs; its
+    # guards check the scope each operation states (api.partner_access).
+    partner_access = PartnerAccess(settings, database, url)
+    partner_api = Router(
+        path="/partner", route_handlers=PARTNER_API, middleware=[partner_middleware]
+    )
+    app = Litestar(
         route_handlers=[
             operator_api,
             programs_api,
@@ -190,16 +205,22 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             member_api,
             health,
             stripe_webhook,
+            issue_token,
+            jwks,
             create_static_files_router(DOCS_ASSETS_PATH, [DOCS_ASSETS], name="docs-assets"),
         ],
         state=State({"token_verifier": TokenVerifier(settings), "settings": settings}),
         dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
-        lifespan=[ledger_lifespan, rate_limit.lifespan],
+        lifespan=[ledger_lifespan, partner_access.lifespan, rate_limit.lifespan],
         plugins=[ProblemDetailsPlugin(problem_details_config()), SQLAlchemyPlugin(database)],
         openapi_config=openapi_config(),
         # JSON bodies decoded strictly into their structs (no "10" for 10).
         request_class=StrictRequest,
     )
+    # Not in the State above, which copies what it is given: the one object
+    # whose lifespan runs, which the partner API's middleware looks up.
+    app.state.partner_access = partner_access
+    return app
 
 
 async def sweep_expired(ledger: Ledger, interval: float) -> None:
@@ -242,6 +263,7 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(
             security_schemes={
                 SECURITY_SCHEME: ADMIN_TOKEN_SCHEME,
+                PARTNER_SCHEME: partner_token_scheme(),
                 MEMBER_SCHEME: SecurityScheme(
                     type="http",
                     scheme="bearer",
@@ -255,6 +277,11 @@ def openapi_config() -> OpenAPIConfig:
             Tag(name="programs", description="Loyalty programs, rules, members, purchases"),
             Tag(name="members", description="The member app: a member's own data"),
             Tag(name="operations", description="Running the service"),
+            Tag(
+                name="partner access",
+                description="Partner clients' tokens (OAuth 2.0 client credentials) and the"
+                " keys that sign them",
+            ),
         ],
     )
 

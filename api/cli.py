@@ -106,6 +106,8 @@ def serve(
                 os.environ["COALITION_ADMIN_TOKEN"] = settings.admin_token
             if settings.member_jwt_secret:
                 os.environ["MEMBER_JWT_SECRET"] = settings.member_jwt_secret
+            if settings.signing_secret:
+                os.environ["COALITION_SIGNING_SECRET"] = settings.signing_secret
             _echo_start(configured, settings, members, with_worker)
             with _background_worker(with_worker):
                 _run_server(settings)
@@ -412,6 +414,68 @@ def ledger_expire() -> None:
         with database_url(settings) as url:
             voided = asyncio.run(run_once("expire-pending-transfers", url))
     click.echo(f"ledger expire: {voided} pending transfers voided")
+
+
+@main.group("signing-keys")
+def signing_keys_group() -> None:
+    """The keys that sign partner access tokens (sealed with COALITION_SIGNING_SECRET)."""
+
+
+@signing_keys_group.command("list")
+def signing_keys_list() -> None:
+    """List the signing keys, newest first: kid, status, dates."""
+    from api.access import CONSOLE
+    from partners.signing_keys import list_signing_keys
+
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+
+            async def listed(pool: asyncpg.Pool) -> list[str]:
+                async with pool.acquire() as connection:
+                    keys = await list_signing_keys(
+                        connection, principal=CONSOLE, now=datetime.now(UTC)
+                    )
+                return [
+                    f"{key.kid}  {key.status:<9}  created {key.created_at:%Y-%m-%d %H:%M}"
+                    + (f"  retires {key.retire_at:%Y-%m-%d %H:%M}" if key.retire_at else "")
+                    for key in keys
+                ]
+
+            lines = asyncio.run(_with_pool(url, listed))
+    for line in lines or ["signing-keys: none yet (the first token makes one)"]:
+        click.echo(line)
+
+
+@signing_keys_group.command("rotate")
+def signing_keys_rotate() -> None:
+    """Make a new current key; the old one's tokens verify until they expire.
+
+    Needs COALITION_SIGNING_SECRET (or the one ``serve`` keeps in the data
+    folder). Servers sign with the new key as soon as the rotation commits.
+    """
+    from api.access import CONSOLE
+    from partners.signing_keys import KeySealer, rotate_signing_key
+
+    with _plain_errors():
+        settings = with_kept_secrets(load_settings())
+        if not settings.signing_secret:
+            _fail("signing-keys: COALITION_SIGNING_SECRET is not set", EXIT_BAD_SETTINGS)
+        try:
+            sealer = KeySealer.from_setting(settings.signing_secret)
+        except ValueError as error:
+            _fail(f"COALITION_SIGNING_SECRET: {error}", EXIT_BAD_SETTINGS)
+        with database_url(settings) as url:
+
+            async def rotated(pool: asyncpg.Pool) -> str:
+                async with pool.acquire() as connection:
+                    key = await rotate_signing_key(
+                        connection, sealer, principal=CONSOLE, now=datetime.now(UTC)
+                    )
+                return key.kid
+
+            kid = asyncio.run(_with_pool(url, rotated))
+    click.echo(f"signing-keys: {kid} is the current key")
 
 
 @main.group("jobs")

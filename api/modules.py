@@ -187,6 +187,8 @@ JOBS = jobs_by_name(MODULES)
 SCOPES = scopes_of(MODULES)
 SUBSCRIBERS = subscribers(MODULES)
 CONSTRAINTS = constraints.by_name(c for module in MODULES for c in module.constraints)
+#: What the modules keep of a member, for the member's export and erasure.
+MEMBER_DATA = tuple(module.member_data for module in MODULES if module.member_data)
 
 
 class UnknownJob(LookupError):
@@ -216,6 +218,7 @@ async def job_context(
             sessions=async_sessionmaker(engine, expire_on_commit=False),
             ledger=ledger,
             now=now or datetime.now(UTC),
+            subscribers=SUBSCRIBERS,
         )
     finally:
         await ledger.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import tempfile
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+from cryptography.fernet import Fernet
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 BROKER_SCHEMES = r"^(redis|rediss|amqp|amqps|pyamqp|filesystem)://"
@@ -38,6 +40,12 @@ ENVIRONMENT: dict[str, str] = {
     "STRIPE_API_KEY": "stripe_api_key",
     "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
     "STRIPE_API_BASE": "stripe_api_base",
+    "COALITION_SIGNING_SECRET": "signing_secret",
+    "COALITION_PARTNER_TOKEN_SECONDS": "partner_token_seconds",
+    "COALITION_PARTNER_TOKEN_ISSUER": "partner_token_issuer",
+    "COALITION_PARTNER_RATE_LIMIT": "partner_rate_limit",
+    "COALITION_TOKEN_RATE_LIMIT": "token_rate_limit",
+    "WEBHOOK_PRIVATE_TARGETS": "webhook_private_targets",
 }
 
 
@@ -88,6 +96,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     stripe_webhook_secret: Annotated[str, msgspec.Meta(min_length=8)] | None = None
     #: Another Stripe API address (localstripe in tests).
     stripe_api_base: Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None = None
+    #: Fernet keys (comma-separated, newest first) sealing the private parts
+    #: of the partner tokens' signing keys in the database
+    #: (``partners.signing_keys``); without it ``serve`` uses the one it keeps
+    #: in ``data_dir``, and a server without one issues no partner token.
+    signing_secret: Annotated[str, msgspec.Meta(min_length=44)] | None = None
+    #: Seconds a partner access token is valid.
+    partner_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=3600)] = 600
+    #: The ``iss`` of partner access tokens (the installation's public address, say).
+    partner_token_issuer: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "coalition"
+    #: Requests per minute each partner firm may make to the partner API.
+    partner_rate_limit: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 6000
+    #: Token requests per minute per client at ``/oauth/token`` (each costs
+    #: an Argon2id check).
+    token_rate_limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30
+    #: Whether partners' webhook endpoints may be plain http and private or
+    #: loopback addresses (development, tests, an operator's own network);
+    #: off, only https to public addresses (``partners.webhook_targets``).
+    webhook_private_targets: bool = False
 
 
 class SettingsError(ValueError):
@@ -104,16 +130,21 @@ class KeptSecrets(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
 
     admin_token: Annotated[str, msgspec.Meta(min_length=16)]
     member_jwt_secret: Annotated[str, msgspec.Meta(min_length=32)]
+    #: Kept since partner tokens: a folder made before gets one on its next start.
+    signing_secret: Annotated[str, msgspec.Meta(min_length=44)] | None = None
 
 
 def kept_secrets(data_dir: str | Path) -> KeptSecrets:
     """The data directory's secrets, made (readable by the owner only) on first use."""
     path = Path(data_dir) / KEPT_SECRETS_FILE
     if path.exists():
-        return _read_secrets(path)
+        kept = _read_secrets(path)
+        return kept if kept.signing_secret else _add_signing_secret(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     made = KeptSecrets(
-        admin_token=secrets.token_urlsafe(24), member_jwt_secret=secrets.token_urlsafe(32)
+        admin_token=secrets.token_urlsafe(24),
+        member_jwt_secret=secrets.token_urlsafe(32),
+        signing_secret=Fernet.generate_key().decode(),
     )
     # mkstemp makes the file 0600; written aside and linked into place, so
     # that two starts at once agree on one file and no reader sees half of it.
@@ -130,6 +161,27 @@ def kept_secrets(data_dir: str | Path) -> KeptSecrets:
     return made
 
 
+def _add_signing_secret(path: Path) -> KeptSecrets:
+    """The kept secrets of a folder made before signing secrets were kept,
+    with one added: under a lock, so that two starts at once keep the same
+    one (a second secret would leave the first's sealed keys unreadable)."""
+    with (path.parent / ".secrets.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = _read_secrets(path)
+        if kept.signing_secret:
+            return kept
+        kept = msgspec.structs.replace(kept, signing_secret=Fernet.generate_key().decode())
+        handle, aside = tempfile.mkstemp(dir=path.parent, prefix=".secrets-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(msgspec.json.encode(kept))
+            os.replace(aside, path)
+        except BaseException:
+            os.unlink(aside)
+            raise
+        return kept
+
+
 def _read_secrets(path: Path) -> KeptSecrets:
     try:
         return msgspec.json.decode(path.read_bytes(), type=KeptSecrets)
@@ -138,18 +190,20 @@ def _read_secrets(path: Path) -> KeptSecrets:
 
 
 def with_kept_secrets(settings: Settings) -> Settings:
-    """``settings`` with an unset admin token and, without an identity
-    provider, an unset member secret taken from the data directory's kept
-    secrets. The environment always wins: with both set, nothing is made."""
+    """``settings`` with an unset admin token, signing secret and, without
+    an identity provider, member secret taken from the data directory's kept
+    secrets. The environment always wins: with all set, nothing is made."""
     needs_admin = settings.admin_token is None
     needs_member = settings.member_jwt_secret is None and settings.member_jwt_jwks is None
-    if not (needs_admin or needs_member):
+    needs_signing = settings.signing_secret is None
+    if not (needs_admin or needs_member or needs_signing):
         return settings
     kept = kept_secrets(settings.data_dir)
     return msgspec.structs.replace(
         settings,
         admin_token=kept.admin_token if needs_admin else settings.admin_token,
         member_jwt_secret=kept.member_jwt_secret if needs_member else settings.member_jwt_secret,
+        signing_secret=kept.signing_secret if needs_signing else settings.signing_secret,
     )
 
 

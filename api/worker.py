@@ -23,11 +23,13 @@ from celery.signals import worker_process_shutdown
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from api.database import sqlalchemy_url
-from api.modules import JOBS
+from api.modules import JOBS, SUBSCRIBERS
 from api.settings import Settings, SettingsError
 from core.modules import Job, JobContext
 from ledger import Ledger
 from ledger.connection import create_pool
+from partners import webhook_targets
+from partners.webhook_targets import TargetPolicy
 
 
 def task_name(job: Job) -> str:
@@ -56,6 +58,8 @@ def create_celery(settings: Settings) -> Celery:
         },
     )
     app.conf.coalition_settings = settings
+    # The webhooks' sender reads where it may send from its process.
+    webhook_targets.configure(TargetPolicy(private=settings.webhook_private_targets))
     if not settings.broker_url:
         for sub in ("queue", "processed", "control"):
             (broker_folder(settings) / sub).mkdir(parents=True, exist_ok=True)
@@ -99,7 +103,12 @@ class Resources:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def context(self) -> JobContext:
-        return JobContext(sessions=self.sessions, ledger=self.ledger, now=datetime.now(UTC))
+        return JobContext(
+            sessions=self.sessions,
+            ledger=self.ledger,
+            now=datetime.now(UTC),
+            subscribers=SUBSCRIBERS,
+        )
 
     @classmethod
     def current(cls, database_url: str) -> Resources:

@@ -30,6 +30,7 @@ PARTNER_TRANSFER_RANGES: dict[str, range] = {
     "acceptance": range(120, 140),
     "funding": range(140, 160),
     "settlement": range(160, 180),
+    "exchange": range(180, 200),
 }
 
 
@@ -46,6 +47,23 @@ class AccountCode(enum.IntEnum):
     PARTNER_ISSUANCE = 100
     PARTNER_ACCEPTANCE = 101
     PARTNER_FUNDING = 102
+    #: A program's exchange account for a program it exchanges points with,
+    #: keyed (program, other program): see ``exchange_account_id``.
+    PARTNER_EXCHANGE = 180
+    # partners: accounts of a money ledger (one per program and currency,
+    # in minor units), where statements post what partners owe and are owed
+    #: What a partner owes the program (a debit balance).
+    PARTNER_RECEIVABLE = 160
+    #: What the program owes a partner (a credit balance).
+    PARTNER_PAYABLE = 161
+    #: A partner's prepaid credit drawn down by its statements.
+    PARTNER_PREPAID = 162
+    #: The program's revenue from partners: points sold, commitments.
+    PARTNER_REVENUE = 170
+    #: The program's cost of points redeemed at partners.
+    PARTNER_REDEMPTION_COST = 171
+    #: Money in and out: payments received, payouts made.
+    PARTNER_CASH = 172
 
 
 @enum.unique
@@ -72,8 +90,32 @@ class TransferCode(enum.IntEnum):
     # partners (see PARTNER_TRANSFER_RANGES)
     PARTNER_ISSUANCE = 100
     PARTNER_ACCEPTANCE = 120
+    #: Points a partner accepted given back to the member (a refund at its till).
+    PARTNER_ACCEPTANCE_REFUND = 121
     PARTNER_FUNDING = 140
+    #: A postpaid partner's headroom: its contract's credit limit, or a change of it.
+    PARTNER_CREDIT_LINE = 141
+    #: A postpaid partner's headroom given back once a statement is paid:
+    #: the points that statement billed as issued.
+    PARTNER_HEADROOM_RESTORED = 142
+    # partners: movements of money on a money ledger (settlement)
+    #: Billed to the partner by a statement: revenue -> receivable.
     PARTNER_SETTLEMENT = 160
+    #: Owed to the partner by a statement: redemption cost -> payable.
+    PARTNER_REIMBURSEMENT = 161
+    #: A payment received from the partner: receivable -> cash.
+    PARTNER_PAYMENT = 162
+    #: A payout made to the partner: cash -> payable.
+    PARTNER_PAYOUT = 163
+    #: Prepaid credit drawn by a statement: prepaid -> receivable.
+    PARTNER_PREPAID_DRAWN = 164
+    #: What a statement owes both ways, set off: payable -> receivable.
+    PARTNER_NETTING = 165
+    #: The outstanding points liability a leaving partner takes over.
+    PARTNER_LIABILITY_TRANSFER = 166
+    #: One leg of a conversion between two programs: wallet -> exchange
+    #: account on the source ledger, exchange account -> wallet on the target's.
+    PARTNER_EXCHANGE = 180
 
 
 #: How the member app names each kind of movement (the ``kind`` of its
@@ -95,8 +137,18 @@ MOVEMENT_NAMES: dict[TransferCode, str] = {
     TransferCode.BOUGHT_POINTS_REFUND: "bought_points_refund",
     TransferCode.PARTNER_ISSUANCE: "partner_earn",
     TransferCode.PARTNER_ACCEPTANCE: "partner_redemption",
+    TransferCode.PARTNER_ACCEPTANCE_REFUND: "partner_refund",
     TransferCode.PARTNER_FUNDING: "partner_funding",
+    TransferCode.PARTNER_CREDIT_LINE: "partner_credit_line",
+    TransferCode.PARTNER_HEADROOM_RESTORED: "partner_headroom_restored",
     TransferCode.PARTNER_SETTLEMENT: "partner_settlement",
+    TransferCode.PARTNER_REIMBURSEMENT: "partner_reimbursement",
+    TransferCode.PARTNER_PAYMENT: "partner_payment",
+    TransferCode.PARTNER_PAYOUT: "partner_payout",
+    TransferCode.PARTNER_PREPAID_DRAWN: "partner_prepaid_drawn",
+    TransferCode.PARTNER_NETTING: "partner_netting",
+    TransferCode.PARTNER_LIABILITY_TRANSFER: "partner_liability_transfer",
+    TransferCode.PARTNER_EXCHANGE: "exchange",
 }
 
 
@@ -130,3 +182,18 @@ def partner_account_id(
     """The account of a partner in a program for one role (issuance,
     acceptance, funding): one per (program, partner, role)."""
     return derived_id(program_id, "partner", str(partner_id), role.name.lower())
+
+
+def exchange_account_id(program_id: uuid.UUID, other_program_id: uuid.UUID) -> uuid.UUID:
+    """The exchange account, on ``program_id``'s ledger, for the program it
+    exchanges points with: one per ordered pair of programs."""
+    return derived_id(program_id, "exchange", str(other_program_id))
+
+
+def money_account_id(
+    program_id: uuid.UUID, currency: str, role: AccountCode, partner_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    """An account of a program's money ledger in ``currency``: the
+    program's (``partner_id`` None) or a partner's, one per role."""
+    owner = "program" if partner_id is None else f"partner:{partner_id}"
+    return derived_id(program_id, "money", currency, owner, role.name.lower())

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constraints import Constraint
+from core.member_data import MemberData
 from core.outbox import Subscriber
 from ledger import Ledger
 
@@ -28,6 +29,10 @@ class JobContext:
     sessions: async_sessionmaker[AsyncSession]
     ledger: Ledger
     now: datetime
+    #: The installation's outbox subscribers by topic, for a job that drains
+    #: the outbox for some topics itself (the webhooks' sender, which cannot
+    #: wait for the next drain).
+    subscribers: Mapping[str, Subscriber] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,3 +63,5 @@ class Module:
     #: What a violation of each of this module's unique constraints means
     #: (``core.constraints``).
     constraints: tuple[Constraint, ...] = ()
+    #: What the module keeps of a member, for their export and erasure.
+    member_data: MemberData | None = None

@@ -127,3 +127,78 @@ SELECT ids.id AS account_id,
     ) AS at
 FROM unnest($1::uuid[]) AS ids(id)
 """
+
+
+# -- statements: sums and drill-downs over a window of recorded transfers ----
+#
+# A statement reads the transfers of a few accounts whose ledger timestamp
+# lies in (after, up_to] (over the (account, "timestamp") indexes: never a
+# scan of the table) and sorts each into the statement's own period, a
+# period it already closed (a late transfer), or neither: recorded before
+# the last statement's cutoff with a business time before the period (the
+# last statement counted it), or with a business time after the period
+# (the next statement's). Only posted movements count: single-phase
+# transfers and posts of pending ones (flags & 10 = 0).
+_STATEMENT_LEGS = """
+    SELECT a.id AS account_id, t.code, t.amount, t."timestamp" AS ts,
+        coalesce(t.effective_at, t.created_at) AS at, true AS debit
+    FROM unnest($1::uuid[]) AS a(id) JOIN transfers t ON t.debit_account_id = a.id
+    WHERE t.code = ANY($3::integer[])
+      AND t."timestamp" > $4 AND t."timestamp" <= $5 AND t.flags & 10 = 0
+    UNION ALL
+    SELECT a.id, t.code, t.amount, t."timestamp", coalesce(t.effective_at, t.created_at), false
+    FROM unnest($2::uuid[]) AS a(id) JOIN transfers t ON t.credit_account_id = a.id
+    WHERE t.code = ANY($3::integer[])
+      AND t."timestamp" > $4 AND t."timestamp" <= $5 AND t.flags & 10 = 0
+"""
+
+# $6 period start, $7 period end, $8 the previous statement's cutoff,
+# $9 the starts of the contract versions (ascending), $10 the unit of a
+# late transfer's period (week, month, quarter), $11 the time zone.
+STATEMENT_SUMS = f"""
+WITH legs AS ({_STATEMENT_LEGS}),
+sorted AS (
+    SELECT l.*,
+        l.at < $7 AND (l.ts > $8 OR l.at >= $6) AS counted,
+        width_bucket(l.at, $9::timestamptz[]) AS version_bucket
+    FROM legs l
+)
+SELECT account_id, code, debit, counted, version_bucket,
+    CASE WHEN counted AND at < $6
+         THEN date_trunc($10, at, $11) END AS late_period,
+    sum(amount)::bigint AS amount, count(*)::bigint AS transfers,
+    min(ts) FILTER (WHERE at >= $7) AS first_after_period
+FROM sorted
+WHERE counted OR at >= $7
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+# The transfers of one line (one account, side and code, business time in
+# [$6, $7)), newest first, before the cursor $10; $8, $9 the statement's
+# period start and previous cutoff.
+STATEMENT_LINE_TRANSFERS = f"""
+SELECT {TRANSFER_COLUMNS} FROM transfers t
+WHERE t.{{side}}_account_id = $1 AND t.code = $2
+  AND t."timestamp" > $3 AND t."timestamp" <= $4 AND t."timestamp" < $10
+  AND t.flags & 10 = 0
+  AND coalesce(t.effective_at, t.created_at) >= $6
+  AND coalesce(t.effective_at, t.created_at) < $7
+  AND (t."timestamp" > $9 OR coalesce(t.effective_at, t.created_at) >= $8)
+  AND t.ledger <> 0
+ORDER BY t."timestamp" DESC
+LIMIT $5
+"""
+
+# The last ledger timestamp of a transfer touching any of the accounts: a
+# backward step on each index. Timestamps are taken under the ledger's lock,
+# so every transfer of these accounts committed later has a larger one.
+LATEST_TIMESTAMP = """
+SELECT greatest(
+    (SELECT max(d.ts) FROM unnest($1::uuid[]) AS ids(id), LATERAL (
+        SELECT "timestamp" AS ts FROM transfers WHERE debit_account_id = ids.id
+        ORDER BY "timestamp" DESC LIMIT 1) d),
+    (SELECT max(c.ts) FROM unnest($1::uuid[]) AS ids(id), LATERAL (
+        SELECT "timestamp" AS ts FROM transfers WHERE credit_account_id = ids.id
+        ORDER BY "timestamp" DESC LIMIT 1) c)
+)
+"""

@@ -401,3 +401,40 @@ class HistoryPage(msgspec.Struct, kw_only=True, frozen=True):
             " last page."
         ),
     ]
+
+
+class StatementWindow(msgspec.Struct, kw_only=True, frozen=True):
+    """Which transfers of a few accounts a statement reads (debits of
+    ``debited``, credits of ``credited``): those recorded
+    in ``(after, up_to]`` (ledger timestamps), of these codes, sorted by
+    business time into its period ``[period_start, period_end)`` or an
+    earlier one (counted only if recorded after ``settled_up_to``, the
+    previous statement's cutoff)."""
+
+    debited: tuple[UUID, ...]
+    credited: tuple[UUID, ...]
+    codes: tuple[int, ...]
+    after: int
+    up_to: int
+    period_start: datetime
+    period_end: datetime
+    settled_up_to: int
+
+
+class StatementSum(msgspec.Struct, kw_only=True, frozen=True):
+    """One group of a statement's transfers: their account, code, side, whether the
+    statement counts them, the contract version bucket of their business
+    time (1 for the first start, 0 before it), the start of the earlier
+    period they belong to (a late transfer; None in the statement's own),
+    their sum and number, and the first timestamp among those of a later
+    period (the next statement reads from there)."""
+
+    account_id: UUID
+    code: int
+    debit: bool
+    counted: bool
+    version_bucket: int
+    late_period: datetime | None
+    amount: int
+    transfers: int
+    first_after_period: int | None

@@ -26,6 +26,8 @@ from ledger.schemas import (
     CreateAccountResult,
     HistoryPage,
     LedgerTotals,
+    StatementSum,
+    StatementWindow,
     Transfer,
     TransferFlags,
     TransferOutcome,
@@ -219,6 +221,71 @@ class Ledger:
             ledger,
         )
         return int(count)
+
+    async def latest_timestamp(self, ids: Sequence[UUID]) -> int:
+        """The ledger timestamp of the last transfer touching any of the
+        accounts (0 if none): a statement's cutoff. A transfer of these
+        accounts committed later always has a larger one (timestamps are
+        taken under the ledger's lock)."""
+        value = await self.pool.fetchval(repository.LATEST_TIMESTAMP, list(ids))
+        return int(value or 0)
+
+    async def statement_sums(
+        self,
+        window: StatementWindow,
+        *,
+        version_starts: Sequence[datetime],
+        period_unit: str,
+        time_zone: str,
+    ) -> list[StatementSum]:
+        """The sums of a statement's transfers, grouped in the database (a
+        statement over a million transfers loads none of them)."""
+        rows = await self.pool.fetch(
+            repository.STATEMENT_SUMS,
+            list(window.debited),
+            list(window.credited),
+            list(window.codes),
+            window.after,
+            window.up_to,
+            window.period_start,
+            window.period_end,
+            window.settled_up_to,
+            list(version_starts),
+            period_unit,
+            time_zone,
+        )
+        return [StatementSum(**dict(row)) for row in rows]
+
+    async def statement_line_transfers(
+        self,
+        window: StatementWindow,
+        *,
+        account_id: UUID,
+        debit: bool,
+        code: int,
+        business_from: datetime,
+        business_until: datetime,
+        before: int | None,
+        limit: int,
+    ) -> list[TransferState]:
+        """The transfers a statement line counts (one side and code, business
+        time in ``[business_from, business_until)``), newest first, before
+        the timestamp ``before``."""
+        query = repository.STATEMENT_LINE_TRANSFERS.format(side="debit" if debit else "credit")
+        rows = await self.pool.fetch(
+            query,
+            account_id,
+            code,
+            window.after,
+            window.up_to,
+            limit,
+            business_from,
+            business_until,
+            window.period_start,
+            window.settled_up_to,
+            before if before is not None else 2**63 - 1,
+        )
+        return [_transfer(row) for row in rows]
 
     async def ledgers(self) -> list[LedgerDefinition]:
         rows = await self.pool.fetch("SELECT id, name, asset_scale FROM ledgers ORDER BY id")

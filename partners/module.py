@@ -8,8 +8,21 @@ those in ``PARTNERS.scopes``.
 
 from __future__ import annotations
 
-from core.modules import Module
-from partners import events, models
+from core.modules import Job, Module
+from partners import (
+    access_models,
+    coalition_models,
+    collection_models,
+    events,
+    exchange_models,
+    models,
+    statement_models,
+    webhook_models,
+)
+from partners.idempotency_keys import purge_idempotency_keys
+from partners.member_data import MEMBER_DATA
+from partners.webhook_deliveries import fan_out
+from partners.webhook_job import deliver_webhooks
 
 #: Scope -> what it grants, for partner clients (OAuth client credentials).
 #: The next issue adds lead, campaign and data scopes here.
@@ -25,7 +38,34 @@ PARTNERS = Module(
     scopes={
         "partners:read": "Read partner firms, their users, clients and contracts.",
         "partners:write": "Create and manage partner firms, their users, clients and contracts.",
+        "exchanges:read": "Read the program's exchange agreements with other programs.",
+        "exchanges:write": "Propose and accept exchange agreements and their rate versions.",
     },
     topics=events.TOPICS,
-    constraints=models.CONSTRAINTS,
+    # Every partner event may be a webhook (partners.webhook_deliveries).
+    subscribers=dict.fromkeys(events.TOPICS, fan_out),
+    jobs=(
+        Job(
+            name="deliver-webhooks",
+            summary="Make and send the partners' due webhook deliveries, for a few seconds.",
+            run=deliver_webhooks,
+            every=1.0,
+        ),
+        Job(
+            name="purge-idempotency-keys",
+            summary="Forget the partner API's stored answers older than 24 hours.",
+            run=purge_idempotency_keys,
+            every=3600.0,
+        ),
+    ),
+    constraints=(
+        *models.CONSTRAINTS,
+        *webhook_models.CONSTRAINTS,
+        *coalition_models.CONSTRAINTS,
+        *exchange_models.CONSTRAINTS,
+        *statement_models.CONSTRAINTS,
+        *access_models.CONSTRAINTS,
+        *collection_models.CONSTRAINTS,
+    ),
+    member_data=MEMBER_DATA,
 )

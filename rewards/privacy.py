@@ -9,6 +9,7 @@ addresses: the append-only audit trail names members by them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.errors import NotFound
+from core.member_data import MemberData, Records
 from core.members import find_member, lock_member
 from core.models import Member, MemberStatus, Program
 from core.principal import Principal
@@ -86,6 +88,13 @@ class MemberExport(msgspec.Struct, kw_only=True):
             " oldest first."
         ),
     ]
+    modules: Annotated[
+        dict[str, Records],
+        msgspec.Meta(
+            description="What the platform's other modules keep of the member, by module"
+            " (`partners`: the identifiers the member linked at partners)."
+        ),
+    ]
     exported_at: Annotated[datetime, msgspec.Meta(description="When the export was made.")]
 
 
@@ -101,8 +110,10 @@ async def export_member(
     now: datetime,
     *,
     principal: Principal,
+    others: Sequence[MemberData],
 ) -> MemberExport:
-    """All of the member's data; each export is audited (who read it, when)."""
+    """All of the member's data, with what ``others`` (the installation's
+    other modules) keep of them; each export is audited (who read it, when)."""
     await audit.record(
         session, principal, "member.export", f"program:{program.slug}:member:{member.external_id}"
     )
@@ -186,14 +197,21 @@ async def export_member(
         ],
         events=[dict(e) for e in events],
         ledger=sorted(history, key=lambda t: t.timestamp),
+        modules={keeper.name: await keeper.export(session, member) for keeper in others},
         exported_at=now,
     )
 
 
 async def erase_member(
-    session: AsyncSession, program: Program, member: Member, *, principal: Principal
+    session: AsyncSession,
+    program: Program,
+    member: Member,
+    *,
+    principal: Principal,
+    others: Sequence[MemberData],
 ) -> str:
-    """Remove the member's personal data, audited under the pseudonym;
+    """Remove the member's personal data, and what of it ``others`` (the
+    installation's other modules) keep, audited under the pseudonym;
     returns the pseudonym now in its place. The external id is free again:
     enrolled anew, it is a new member (``rewards.programs.enrol_member``).
     A member erased already stays as they are, and nothing is audited again."""
@@ -211,13 +229,20 @@ async def erase_member(
     member.phone = None
     member.consents = {}
     member.status = MemberStatus.CLOSED
+    for keeper in others:
+        await keeper.erase(session, member)
     await session.flush()
     await audit.record(session, principal, "member.erase", f"program:{program.slug}:member:{alias}")
     return alias
 
 
 async def erase_by_external_id(
-    session: AsyncSession, program: Program, external_id: str, *, principal: Principal
+    session: AsyncSession,
+    program: Program,
+    external_id: str,
+    *,
+    principal: Principal,
+    others: Sequence[MemberData],
 ) -> str:
     """Erase the member the operator knows as ``external_id``; returns the
     pseudonym in its place. Idempotent: once the erasure committed, no
@@ -228,7 +253,7 @@ async def erase_by_external_id(
     turn."""
     member = await find_member(session, program, external_id)
     if member is not None:
-        return await erase_member(session, program, member, principal=principal)
+        return await erase_member(session, program, member, principal=principal, others=others)
     alias = await last_erased(session, program, external_id)
     if alias is None:
         raise NotFound(f"no member {external_id!r} in program {program.slug!r}")

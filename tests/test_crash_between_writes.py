@@ -31,8 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from core.principal import system
+from core.principal import Principal, PrincipalKind, system
 from core.programs import get_program
+from partners.acceptance import reserve_points
+from partners.coalition_schemas import HoldRequest, IssuanceRequest
+from partners.issuance import issue_points
 from rewards.expiry import expire_points
 from tests.api.conftest import ADMIN_TOKEN, AUTH
 from tests.api.test_member_api import SECRET, bearer, token
@@ -237,6 +240,106 @@ async def expire_due_points(w: World) -> httpx.Response:
     return httpx.Response(200, json={"done": done})
 
 
+# -- Coalition points: a partner firm ``p`` and its contract -----------------
+
+CONTRACT = {
+    "roles": "both",
+    "issue_price_per_point": "1.5",
+    "redemption_rate_per_point": "1",
+    "funding_model": "prepaid",
+}
+
+
+async def partner_firm(w: World) -> None:
+    await w.setup(
+        "/programs/{slug}/partners",
+        {
+            "slug": "p",
+            "name": "Fuel",
+            "legal_name": "Fuel Ltd",
+            "country": "ZA",
+            "status": "active",
+        },
+    )
+
+
+async def contract_drafted(w: World) -> None:
+    await w.setup("/programs/{slug}/partners/p/contracts", CONTRACT)
+
+
+async def postpaid_drafted(w: World) -> None:
+    terms = CONTRACT | {"funding_model": "postpaid", "credit_limit_points": 1000}
+    await w.setup("/programs/{slug}/partners/p/contracts", terms)
+
+
+async def contract_published(w: World) -> None:
+    await contract_drafted(w)
+    # The first version may start in the past, from the firm's creation on.
+    await w.setup(
+        "/programs/{slug}/partners/p/contracts/1/publication",
+        {"effective_from": datetime.now(UTC).isoformat()},
+    )
+
+
+async def partner_funded(w: World) -> None:
+    await w.setup(
+        "/programs/{slug}/partners/p/funding",
+        {"reference": "INV-1", "points": 1000, "amount_minor": 1500},
+    )
+
+
+async def partner_client(w: World) -> Principal:
+    """A client of the firm ``p`` (the partner API's token stands for one)."""
+    row = await w.side.fetchrow(
+        "SELECT p.id, p.program_id FROM partners p JOIN programs g ON g.id = p.program_id"
+        " WHERE g.slug = $1 AND p.slug = 'p'",
+        w.slug,
+    )
+    assert row is not None
+    return Principal(
+        kind=PrincipalKind.PARTNER,
+        actor="partner:crash",
+        scopes=frozenset({"points:issue", "points:redeem"}),
+        program_id=row["program_id"],
+        partner_id=row["id"],
+        partner_ids=frozenset({row["id"]}),
+    )
+
+
+async def partner_issuance(w: World) -> httpx.Response:
+    """What ``POST /partner/issuances`` runs (on the app's pool)."""
+    request = IssuanceRequest(transaction_id="T-1", member="ann", points=40)
+    principal = await partner_client(w)
+    try:
+        view = await issue_points(
+            w.app.state.pool, w.app.state.ledger, request, datetime.now(UTC), principal=principal
+        )
+    except Exception as error:
+        return httpx.Response(500, json={"error": repr(error)})
+    return httpx.Response(200 if view.replayed else 201, json={"id": view.id})
+
+
+async def partner_hold(w: World) -> httpx.Response:
+    """What ``POST /partner/holds`` runs (in the request's session)."""
+    request = HoldRequest(checkout_id="C-1", member="ann", points=30)
+    principal = await partner_client(w)
+    [engine] = [v for v in w.app.state.dict().values() if isinstance(v, AsyncEngine)]
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            view = await reserve_points(
+                session, w.app.state.ledger, request, datetime.now(UTC), principal=principal
+            )
+            await session.commit()
+    except Exception as error:
+        return httpx.Response(500, json={"error": repr(error)})
+    return httpx.Response(200 if view.replayed else 201, json={"id": view.id})
+
+
+async def partner_issued(w: World) -> None:
+    response = await partner_issuance(w)
+    assert response.status_code == 201, response.text
+
+
 @dataclass(frozen=True)
 class UseCase:
     name: str
@@ -377,6 +480,37 @@ USE_CASES = [
         job=True,
     ),
     UseCase("expire points job", (program, expiring, ann, funded), expire_due_points, job=True),
+    UseCase(
+        "partner contract draft",
+        (program, partner_firm),
+        operator("/programs/{slug}/partners/p/contracts", CONTRACT),
+    ),
+    UseCase(
+        "partner contract publish (postpaid: opens accounts, grants a credit line)",
+        (program, partner_firm, postpaid_drafted),
+        operator(
+            "/programs/{slug}/partners/p/contracts/1/publication",
+            {"effective_from": "2030-01-01T00:00:00+00:00"},
+        ),
+    ),
+    UseCase(
+        "partner funding",
+        (program, partner_firm, contract_published),
+        operator(
+            "/programs/{slug}/partners/p/funding",
+            {"reference": "INV-2", "points": 500, "amount_minor": 750},
+        ),
+    ),
+    UseCase(
+        "partner issuance",
+        (program, ann, partner_firm, contract_published, partner_funded),
+        partner_issuance,
+    ),
+    UseCase(
+        "partner hold",
+        (program, ann, partner_firm, contract_published, partner_funded, partner_issued),
+        partner_hold,
+    ),
 ]
 
 

@@ -42,6 +42,7 @@ UNMODELLED: dict[str, str] = {
     "behaviour_events": _SQL,
     "points_purchases": _SQL,
     "rule_budgets": _SQL,
+    "signing_keys": _SQL + " (partners.signing_keys, read outside any session)",
     "stripe_events": _SQL,
     "threshold_grants": _SQL,
 }

@@ -17,6 +17,7 @@ class _Replayable(Protocol):
 
 
 R = TypeVar("R", bound=_Replayable)
+T = TypeVar("T")
 
 #: Used by the member's and the operator's hold routes alike.
 HoldIdPath = Annotated[
@@ -27,6 +28,22 @@ HoldIdPath = Annotated[
 def created_or_replayed(outcome: R) -> Response[R]:
     """201 for a new record, 200 when an idempotency key repeated a request."""
     return Response(outcome, status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED)
+
+
+def created_or_found(view: T, created: bool) -> Response[T]:
+    """201 for a new record, 200 for one the same request made before (a
+    create idempotent by a natural key: a slug, a SKU, a period)."""
+    return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+
+def found_again(model: type[Any], answer: str) -> dict[int, ResponseSpec]:
+    """The OpenAPI answer of a route using ``created_or_found`` besides its
+    201: ``answer`` says what the same request again finds."""
+    return {
+        HTTP_200_OK: ResponseSpec(
+            data_container=model, description=f"{answer}; nothing written.", generate_examples=False
+        )
+    }
 
 
 def replayed(model: type[Any], what: str = "request") -> dict[int, ResponseSpec]:

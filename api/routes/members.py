@@ -11,14 +11,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.member_auth import MemberIdentity, require_member
+from api.modules import MEMBER_DATA
 from api.problems import problem_responses
 from api.program_cache import ProgramCache
 from api.routes import MEMBER_READ, MEMBER_WRITE, HoldIdPath, created_or_replayed, replayed
@@ -33,6 +34,7 @@ from core.principal import Principal
 from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import NO_NUL
+from partners.member_links import LinkRequest, LinkView, link_member, list_links, unlink_member
 from rewards.expiry import Expiring, expiring_soon
 from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
 from rewards.privacy import MemberExport, export_member
@@ -106,6 +108,21 @@ class Movement(msgspec.Struct, kw_only=True):
         str | None,
         msgspec.Meta(description="The order a purchase's points came from, if any."),
     ] = None
+    partner: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The partner that issued the points or took them as payment (its"
+            " name), for a partner's movement."
+        ),
+    ] = None
+
+
+PartnerSlugPath = Annotated[
+    str,
+    PathParameter(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="The partner's slug (or a store's)."
+    ),
+]
 
 
 class MovementPage(msgspec.Struct, kw_only=True):
@@ -207,6 +224,7 @@ class MemberController(Controller):
                     state="pending" if t.flags & 2 else "posted",
                     at=t.created_at,
                     order_id=(t.metadata or {}).get("order_id"),
+                    partner=(t.metadata or {}).get("partner_name"),
                 )
             )
         return MovementPage(movements=movements, next_cursor=page.next_cursor)
@@ -369,5 +387,58 @@ class MemberController(Controller):
     ) -> MemberExport:
         program, member = await _me(request, db_session)
         return await export_member(
-            db_session, ledger, program, member, datetime.now(UTC), principal=_principal(request)
+            db_session,
+            ledger,
+            program,
+            member,
+            datetime.now(UTC),
+            principal=_principal(request),
+            others=MEMBER_DATA,
         )
+
+    @get(
+        "/partner-links",
+        summary="The member's identifiers at partners",
+        responses=problem_responses(*MEMBER_READ),
+    )
+    async def partner_links(
+        self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+    ) -> list[LinkView]:
+        _, member = await _me(request, db_session)
+        return await list_links(db_session, member)
+
+    @put(
+        "/partner-links/{partner:str}",
+        summary="Link the member's identifier at a partner (its card number)",
+        description="The partner may then issue points to it and take points as payment by"
+        " it. A link is the partner's whose contract the firm named acts under (a group's"
+        " card is one at all its stores); a new identifier replaces the old. An identifier"
+        " another member linked: 409 already-exists.",
+        responses=problem_responses(*MEMBER_WRITE),
+    )
+    async def link_partner(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        partner: PartnerSlugPath,
+        data: JSONBody[LinkRequest],
+    ) -> LinkView:
+        program, member = await _me(request, db_session)
+        view, _ = await link_member(
+            db_session, program, member, partner, data, principal=_principal(request)
+        )
+        return view
+
+    @delete(
+        "/partner-links/{partner:str}",
+        summary="Remove the member's link at a partner",
+        responses=problem_responses(*MEMBER_WRITE),
+    )
+    async def unlink_partner(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        partner: PartnerSlugPath,
+    ) -> None:
+        program, member = await _me(request, db_session)
+        await unlink_member(db_session, program, member, partner, principal=_principal(request))

@@ -12,7 +12,25 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
+from api.routes.operator_webhooks import OperatorWebhookController
+from api.routes.partner_clients import PartnerClientController
+from api.routes.partner_collection import PartnerCollectionController
+from api.routes.partner_contracts import PartnerContractController
+from api.routes.partner_statement_api import PartnerStatementApiController
+from api.routes.partner_statements import PartnerPositionController, PartnerStatementController
+from api.routes.partner_webhooks import PartnerWebhookController
 from api.routes.partners import PartnerController
 
-PARTNER_API: list[ControllerRouterHandler] = []
-OPERATOR_API: list[ControllerRouterHandler] = [PartnerController]
+PARTNER_API: list[ControllerRouterHandler] = [
+    PartnerWebhookController,
+    PartnerStatementApiController,
+]
+OPERATOR_API: list[ControllerRouterHandler] = [
+    PartnerController,
+    OperatorWebhookController,
+    PartnerContractController,
+    PartnerClientController,
+    PartnerStatementController,
+    PartnerPositionController,
+    PartnerCollectionController,
+]

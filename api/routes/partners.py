@@ -17,13 +17,12 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.access import operator, require_scope
 from api.problems import problem_responses
-from api.routes import OPERATOR_DELETE, OPERATOR_READ, OPERATOR_WRITE
+from api.routes import OPERATOR_DELETE, OPERATOR_READ, OPERATOR_WRITE, created_or_found, found_again
 from api.routes.paths import path_partner, path_program
 from core.models import Program
 from core.pagination import CURSOR_LENGTH, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
@@ -94,19 +93,6 @@ class UserPage(msgspec.Struct, kw_only=True, frozen=True):
     ] = None
 
 
-def _again(model: type[Any], what: str) -> dict[int, ResponseSpec]:
-    """The 200 of a create that is idempotent: the same request finds what it made."""
-    return {
-        HTTPStatus.OK: ResponseSpec(
-            data_container=model, description=f"{what}; nothing written.", generate_examples=False
-        )
-    }
-
-
-def _created_or_found(view: T, created: bool) -> Response[T]:
-    return Response(view, status_code=HTTPStatus.CREATED if created else HTTPStatus.OK)
-
-
 class PartnerController(Controller):
     path = "/programs/{slug:str}/partners"
     tags = ["partners"]
@@ -125,7 +111,7 @@ class PartnerController(Controller):
         " offboarded, or a group that would be too deep: 422 partner-hierarchy-refused.",
         responses={
             **problem_responses(*OPERATOR_WRITE),
-            **_again(PartnerView, "The firm the same request created before"),
+            **found_again(PartnerView, "The firm the same request created before"),
         },
     )
     async def create(
@@ -136,7 +122,7 @@ class PartnerController(Controller):
         data: JSONBody[PartnerSpec],
     ) -> Response[PartnerView]:
         view, created = await create_partner(db_session, program, data, principal=operator(request))
-        return _created_or_found(view, created)
+        return created_or_found(view, created)
 
     @get(
         "/",
@@ -218,7 +204,9 @@ class PartnerController(Controller):
         " move that took it there (200).",
         responses={
             **problem_responses(*OPERATOR_WRITE),
-            **_again(StatusChangeView, "The firm has this status already: the move that set it"),
+            **found_again(
+                StatusChangeView, "The firm has this status already: the move that set it"
+            ),
         },
     )
     async def move_status(
@@ -232,7 +220,7 @@ class PartnerController(Controller):
         view, moved = await change_status(
             db_session, program, firm, data, principal=operator(request)
         )
-        return _created_or_found(view, moved)
+        return created_or_found(view, moved)
 
     @get(
         "/{partner:str}/status-history",
@@ -264,7 +252,7 @@ class PartnerController(Controller):
         " user brings that user back, with this name and role (201).",
         responses={
             **problem_responses(*OPERATOR_WRITE),
-            **_again(UserView, "The user the same request added before"),
+            **found_again(UserView, "The user the same request added before"),
         },
     )
     async def add_user(
@@ -278,7 +266,7 @@ class PartnerController(Controller):
         view, added = await users.add_user(
             db_session, program, firm, data, principal=operator(request)
         )
-        return _created_or_found(view, added)
+        return created_or_found(view, added)
 
     @get(
         "/{partner:str}/users",

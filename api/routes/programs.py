@@ -16,18 +16,20 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.access import operator, require_scope
+from api.modules import MEMBER_DATA
 from api.problems import problem_responses
 from api.routes import (
     OPERATOR_READ,
     OPERATOR_WRITE,
     HoldIdPath,
+    created_or_found,
     created_or_replayed,
+    found_again,
     replayed,
 )
 from api.routes.paths import SlugPath, path_program
@@ -186,23 +188,6 @@ class MemberView(msgspec.Struct, kw_only=True):
 T = TypeVar("T")
 
 
-def _found_again(model: type[Any], what: str) -> dict[int, ResponseSpec]:
-    """The OpenAPI answer of a create idempotent by a natural key (a SKU, a
-    code), besides its 201: the same request again finds what it made."""
-    return {
-        HTTP_200_OK: ResponseSpec(
-            data_container=model,
-            description=f"The same {what}; nothing written.",
-            generate_examples=False,
-        )
-    }
-
-
-def _created_or_found(view: T, created: bool) -> Response[T]:
-    """201 for a new record, 200 for one the same request made before."""
-    return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
-
-
 def _program_view(program: Program) -> ProgramView:
     return ProgramView(
         slug=program.slug,
@@ -291,7 +276,9 @@ class ProgramController(Controller):
         " and note)",
         responses={
             **problem_responses(*OPERATOR_WRITE),
-            **_found_again(RuleVersionView, "draft: the latest version is a draft of these rules"),
+            **found_again(
+                RuleVersionView, "The same draft: the latest version is a draft of these rules"
+            ),
         },
     )
     async def draft(
@@ -305,7 +292,7 @@ class ProgramController(Controller):
         version, created = await draft_rules_once(
             db_session, program, rules, data.note, principal=operator(request)
         )
-        return _created_or_found(_version_view(version), created)
+        return created_or_found(_version_view(version), created)
 
     @get(
         "/{slug:str}/rules",
@@ -432,7 +419,9 @@ class ProgramController(Controller):
         summary="Add a reward to the catalog (idempotent by SKU: 200 when it is there as asked)",
         responses={
             **problem_responses(*OPERATOR_WRITE),
-            **_found_again(RewardView, "reward: the catalog holds the SKU with these fields"),
+            **found_again(
+                RewardView, "The same reward: the catalog holds the SKU with these fields"
+            ),
         },
     )
     async def add_catalog_reward(
@@ -443,7 +432,7 @@ class ProgramController(Controller):
         data: JSONBody[RewardSpec],
     ) -> Response[RewardView]:
         reward, created = await add_reward(db_session, program, data, principal=operator(request))
-        return _created_or_found(RewardView.of(reward), created)
+        return created_or_found(RewardView.of(reward), created)
 
     @post(
         "/{slug:str}/holds/{hold_id:uuid}/capture",
@@ -497,7 +486,7 @@ class ProgramController(Controller):
         summary="Add a tier to the ladder (idempotent by code: 200 when it is there as asked)",
         responses={
             **problem_responses(*OPERATOR_WRITE),
-            **_found_again(TierSpec, "tier: the ladder holds the code with these fields"),
+            **found_again(TierSpec, "The same tier: the ladder holds the code with these fields"),
         },
     )
     async def add_tier(
@@ -508,7 +497,7 @@ class ProgramController(Controller):
         data: JSONBody[TierSpec],
     ) -> Response[TierSpec]:
         _, created = await define_tier(db_session, program, data, principal=operator(request))
-        return _created_or_found(data, created)
+        return created_or_found(data, created)
 
     @post(
         "/{slug:str}/thresholds",
@@ -518,8 +507,8 @@ class ProgramController(Controller):
         " by code: 200 when it is there as asked)",
         responses={
             **problem_responses(*OPERATOR_WRITE),
-            **_found_again(
-                ThresholdSpec, "threshold: the program holds the code with these fields"
+            **found_again(
+                ThresholdSpec, "The same threshold: the program holds the code with these fields"
             ),
         },
     )
@@ -531,7 +520,7 @@ class ProgramController(Controller):
         data: JSONBody[ThresholdSpec],
     ) -> Response[ThresholdSpec]:
         _, created = await define_threshold(db_session, program, data, principal=operator(request))
-        return _created_or_found(data, created)
+        return created_or_found(data, created)
 
     @post(
         "/{slug:str}/events",
@@ -614,7 +603,13 @@ class ProgramController(Controller):
         member: NamedDependency[Member],
     ) -> MemberExport:
         return await export_member(
-            db_session, ledger, program, member, datetime.now(UTC), principal=operator(request)
+            db_session,
+            ledger,
+            program,
+            member,
+            datetime.now(UTC),
+            principal=operator(request),
+            others=MEMBER_DATA,
         )
 
     @post(
@@ -636,6 +631,6 @@ class ProgramController(Controller):
         external_id: ExternalIdPath,
     ) -> dict[str, str]:
         alias = await erase_by_external_id(
-            db_session, program, external_id, principal=operator(request)
+            db_session, program, external_id, principal=operator(request), others=MEMBER_DATA
         )
         return {"pseudonym": alias}

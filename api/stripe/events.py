@@ -14,6 +14,11 @@ a call of a domain use case, acting as ``system:stripe``.
   succeeded; the Charge's metadata is not read (Stripe does not copy a
   PaymentIntent's metadata to its charges).
 
+- ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` of a
+  partner statement's collection (metadata ``kind`` = ``partner_statement``,
+  with ``statement`` and ``attempt``) records the payment or schedules the
+  next attempt (``partners.collection``).
+
 Every step is idempotent (order, return and transfer ids derive from
 Stripe's ids), so an event handled twice changes nothing. An event whose
 content is malformed is refused (kept on the inbox row, not retried).
@@ -21,19 +26,21 @@ content is malformed is refused (kept on the inbox row, not retried).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.stripe.gateway import POINTS_PURCHASE
+from api.stripe.gateway import PARTNER_STATEMENT, POINTS_PURCHASE
 from core.members import get_member
 from core.models import Member, Program
 from core.principal import system
 from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import BIGINT_MAX, ExternalId, NonNegativeBigInt
+from partners.collection import collection_failed, collection_succeeded
 from rewards.bought_points import (
     PaymentShort,
     PointsPaid,
@@ -58,6 +65,9 @@ class _Metadata(msgspec.Struct, kw_only=True):
     program: ExternalId | None = None
     member: ExternalId | None = None
     points: Annotated[int, msgspec.Meta(gt=0, le=BIGINT_MAX)] | None = None
+    #: A partner statement's collection (``api.stripe.collection``).
+    statement: uuid.UUID | None = None
+    attempt: Annotated[int, msgspec.Meta(gt=0, le=1000)] | None = None
 
 
 class _Payment(msgspec.Struct, kw_only=True):
@@ -72,6 +82,7 @@ class _Payment(msgspec.Struct, kw_only=True):
     #: A Charge's PaymentIntent: its id, or the object when expanded.
     payment_intent: ExternalId | dict[str, Any] | None = None
     metadata: _Metadata = msgspec.field(default_factory=_Metadata)
+    last_payment_error: dict[str, Any] | None = None
 
     @property
     def paid(self) -> int:
@@ -85,7 +96,14 @@ class _Payment(msgspec.Struct, kw_only=True):
         return self.payment_intent
 
 
-_HANDLED = frozenset({"payment_intent.succeeded", "charge.succeeded", "charge.refunded"})
+_HANDLED = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.succeeded",
+        "charge.refunded",
+    }
+)
 
 
 async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, Any]) -> str:
@@ -101,6 +119,10 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
         )
     except msgspec.ValidationError as error:
         return f"refused: malformed {kind}: {error}"
+    if payment.metadata.kind == PARTNER_STATEMENT and kind.startswith("payment_intent."):
+        return await _statement_collection(session, ledger, kind, payment)
+    if kind == "payment_intent.payment_failed":
+        return f"ignored: {kind} of no partner statement"
     if kind == "charge.refunded":
         return await _refund(session, ledger, payment)
     if kind == "charge.succeeded" and payment.intent_id is not None:
@@ -113,6 +135,33 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
     if kind == "payment_intent.succeeded" and payment.metadata.kind == POINTS_PURCHASE:
         return await _points_bought(session, ledger, program, member, payment)
     return await _purchase(session, ledger, program, member, payment)
+
+
+async def _statement_collection(
+    session: AsyncSession, ledger: Ledger, kind: str, payment: _Payment
+) -> str:
+    if payment.metadata.statement is None or payment.metadata.attempt is None:
+        return "refused: no statement or attempt in metadata"
+    if kind == "payment_intent.succeeded":
+        return await collection_succeeded(
+            session,
+            ledger,
+            payment.metadata.statement,
+            payment.id,
+            payment.paid,
+            principal=STRIPE,
+        )
+    error = payment.last_payment_error or {}
+    reason = str(error.get("message") or error.get("code") or "the payment failed")
+    return await collection_failed(
+        session,
+        payment.metadata.statement,
+        payment.metadata.attempt,
+        payment.id,
+        reason,
+        datetime.now(UTC),
+        principal=STRIPE,
+    )
 
 
 async def _payer(session: AsyncSession, payment: _Payment) -> tuple[Program, Member] | None:

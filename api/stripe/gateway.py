@@ -15,6 +15,9 @@ from rewards.bought_points import price_of_points
 #: The PaymentIntent's metadata ``kind`` of a payment for points (any other
 #: succeeded payment with a program and member is a purchase).
 POINTS_PURCHASE = "points_purchase"
+#: The PaymentIntent's metadata ``kind`` of a partner statement's collection
+#: (``api.stripe.collection``).
+PARTNER_STATEMENT = "partner_statement"
 
 
 class PaymentsNotConfigured(Exception):

@@ -1,14 +1,24 @@
 """What the Stripe integration brings to the platform (``api.modules``
-lists it): the job that processes its inbox."""
+lists it): the job that processes its inbox, and the one that retries
+partners' failed collections."""
 
 from __future__ import annotations
 
+from api.settings import load_settings
+from api.stripe.collection import retry_collections
 from api.stripe.inbox import process_inbox
 from core.modules import Job, JobContext, Module
 
 
 async def _process_inbox(context: JobContext) -> int:
     return await process_inbox(context.sessions, context.ledger)
+
+
+async def _retry_collections(context: JobContext) -> int:
+    settings = load_settings()
+    if not settings.stripe_api_key:
+        return 0
+    return await retry_collections(settings, context.sessions, context.now)
 
 
 STRIPE = Module(
@@ -21,6 +31,13 @@ STRIPE = Module(
             summary="Process the Stripe events received and not yet processed.",
             run=_process_inbox,
             every=10.0,
+        ),
+        Job(
+            name="retry-partner-collections",
+            summary="Collect again the partners' statements whose last attempt failed"
+            " and whose retry is due (after 1, 3, then 7 days).",
+            run=_retry_collections,
+            every=3600.0,
         ),
     ),
 )

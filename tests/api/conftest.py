@@ -23,7 +23,13 @@ from api.database import fresh_database, migrate
 from api.settings import Settings
 from ledger import AccountFlags
 
+# The partner tests' firms, for the API tests of partners too.
+from tests.partners.conftest import new_partner  # noqa: F401
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
+#: Seals the partner tokens' signing keys (a Fernet key), so that test apps
+#: issue partner tokens.
+SIGNING_SECRET = "dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5YWI="
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PROBLEM_JSON = "application/problem+json"
 PROBLEMS = "https://coalition.dev/problems/"
@@ -43,7 +49,8 @@ Client = AsyncTestClient[Litestar]
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Litestar:
     return create_app(
-        Settings(admin_token=ADMIN_TOKEN, sweep_interval=0), database_url=database_url
+        Settings(admin_token=ADMIN_TOKEN, sweep_interval=0, signing_secret=SIGNING_SECRET),
+        database_url=database_url,
     )
 
 
@@ -57,7 +64,10 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 @pytest.fixture(scope="session")
 async def anonymous_client(database_url: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    app = create_app(Settings(admin_token=ADMIN_TOKEN, sweep_interval=0), database_url=database_url)
+    app = create_app(
+        Settings(admin_token=ADMIN_TOKEN, sweep_interval=0, signing_secret=SIGNING_SECRET),
+        database_url=database_url,
+    )
     async with AsyncTestClient(app=app) as client:
         yield client
 

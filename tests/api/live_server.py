@@ -21,7 +21,8 @@ import jwt
 
 from api.database import fresh_database, migrate
 from api.settings import ENVIRONMENT
-from tests.api.conftest import ADMIN_TOKEN, PUBLISH_LEADS, refused_as_past
+from partners.module import PARTNER_SCOPES
+from tests.api.conftest import ADMIN_TOKEN, PUBLISH_LEADS, SIGNING_SECRET, refused_as_past
 
 MEMBER_SECRET = "a-development-secret-of-32-chars!"
 AUDIENCE = "coalition-members"
@@ -41,6 +42,11 @@ class LiveApi:
     member_token: str
     #: The id of a user of the partner firm ``PARTNER``.
     partner_user: str = ""
+    #: A partner token of ``PARTNER`` (every partner scope), from /oauth/token.
+    partner_token: str = ""
+    #: The ``client_id`` of another client of ``PARTNER``, for paths to name
+    #: (rotated or revoked, it leaves ``partner_token``'s client alone).
+    partner_client: str = ""
 
 
 def member_token(member: str, program: str = PROGRAM) -> str:
@@ -78,9 +84,17 @@ def wait_until_healthy(
         time.sleep(0.2)
 
 
-def _seed(base_url: str) -> str:
+@dataclass(frozen=True)
+class Seeded:
+    partner_user: str
+    partner_token: str
+    partner_client: str
+
+
+def _seed(base_url: str) -> Seeded:
     """A program in force, two enrolled members, ann with points to spend,
-    a reward in the catalog, and a partner firm with a user (its id)."""
+    a reward in the catalog, and a partner firm (active) with a user and
+    two OAuth clients, one with a token."""
     with httpx.Client(
         base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
     ) as admin:
@@ -115,7 +129,13 @@ def _seed(base_url: str) -> str:
         )
         post(
             f"/programs/{PROGRAM}/partners",
-            {"slug": PARTNER, "name": "Live partner", "legal_name": "Live Ltd", "country": "ZA"},
+            {
+                "slug": PARTNER,
+                "name": "Live partner",
+                "legal_name": "Live Ltd",
+                "country": "ZA",
+                "status": "active",
+            },
         )
         user = admin.post(
             f"/programs/{PROGRAM}/partners/{PARTNER}/users",
@@ -124,8 +144,26 @@ def _seed(base_url: str) -> str:
         assert user.status_code == 201, user.text
         # The rules are in force from then on.
         time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.001)
-        partner_user: str = user.json()["id"]
-        return partner_user
+        clients = []
+        for name in ("live-token", "live-path"):
+            made = admin.post(
+                f"/programs/{PROGRAM}/partners/{PARTNER}/clients",
+                json={"name": name, "scopes": sorted(PARTNER_SCOPES)},
+            )
+            assert made.status_code == 201, made.text
+            clients.append(made.json())
+        token = httpx.post(
+            f"{base_url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(clients[0]["client_id"], clients[0]["client_secret"]),
+            timeout=30,
+        )
+        assert token.status_code == 200, token.text
+        return Seeded(
+            partner_user=user.json()["id"],
+            partner_token=token.json()["access_token"],
+            partner_client=clients[1]["client_id"],
+        )
 
 
 @contextmanager
@@ -184,6 +222,11 @@ def live_api(server_url: str) -> Iterator[LiveApi]:
             "STRIPE_API_KEY": "sk_test_coalition",
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "STRIPE_API_BASE": stripe_base,
+            "COALITION_SIGNING_SECRET": SIGNING_SECRET,
+            # The partner token must outlive the slowest run.
+            "COALITION_PARTNER_TOKEN_SECONDS": "3600",
+            "COALITION_PARTNER_RATE_LIMIT": "1000000",
+            "COALITION_TOKEN_RATE_LIMIT": "100000",
         }
         command = [
             str(Path(sys.executable).with_name("granian")),
@@ -201,10 +244,12 @@ def live_api(server_url: str) -> Iterator[LiveApi]:
         base_url = f"http://127.0.0.1:{port}"
         with _stopping(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)) as server:
             wait_until_healthy(server, base_url)
-            partner_user = _seed(base_url)
+            seeded = _seed(base_url)
             yield LiveApi(
                 base_url=base_url,
                 admin_token=ADMIN_TOKEN,
                 member_token=member_token("ann"),
-                partner_user=partner_user,
+                partner_user=seeded.partner_user,
+                partner_token=seeded.partner_token,
+                partner_client=seeded.partner_client,
             )

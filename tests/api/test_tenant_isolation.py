@@ -31,15 +31,27 @@ import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.app import create_app
 from api.modules import JOBS, SCOPES
 from api.settings import Settings
+from core.codes import AccountCode, TransferCode, partner_account_id
+from core.principal import Principal, PrincipalKind
+from ledger import Ledger, Transfer
+from partners.webhook_endpoints import create_endpoint
+from partners.webhook_schemas import EndpointSpec
+from partners.webhook_targets import TargetPolicy
 from tests.api.conftest import ADMIN_TOKEN, AUTH, PROBLEM_JSON, PROBLEMS, count_writes
+from tests.partners.settlement_helpers import label as month_label
+from tests.partners.settlement_helpers import months_back
 
 SECRET = "an-isolation-secret-of-32-chars!!"
 AUDIENCE = "coalition-members"
 _fresh = itertools.count(1)
+#: Tier ranks go up to 100, above the tenants' own tiers: a counter of their own.
+_ranks = itertools.count(11)
 
 Client = AsyncTestClient[Litestar]
 
@@ -64,6 +76,15 @@ class Tenant:
     spec: dict[str, Any] = field(default_factory=dict)
     #: Ids of users of its partner firm ``p`` (one to remove, one to change).
     partner_users: list[str] = field(default_factory=list)
+    #: Client ids of OAuth clients of its partner firm ``p`` (one to rotate,
+    #: one to revoke).
+    partner_clients: list[str] = field(default_factory=list)
+    #: Ids of webhook endpoints of its partner firm ``p``.
+    webhook_endpoints: list[str] = field(default_factory=list)
+    #: An exchange agreement another program proposed to it (version 1 to
+    #: accept), and the slug of a program it may propose one to.
+    exchange_agreement: str = ""
+    exchange_peer: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +151,13 @@ async def make_tenant(client: Client, name: str) -> Tenant:
             )
         )
         tenant.partner_users.append(user["id"])
+    for use in ("rotate", "revoke"):
+        made = await ok(
+            await client.post(
+                f"{base}/partners/p/clients", json={"name": use, "scopes": ["points:issue"]}
+            )
+        )
+        tenant.partner_clients.append(made["client_id"])
     tenant.key_name = fresh(f"key-{name}")
     issued = await ok(
         await client.post(
@@ -162,8 +190,159 @@ def partner_firm(slug: str, **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-async def tenants(client: Client) -> tuple[Tenant, Tenant]:
-    return await make_tenant(client, "a"), await make_tenant(client, "b")
+async def tenants(
+    client: Client, engine: AsyncEngine, pool: asyncpg.Pool, ledger: Ledger
+) -> tuple[Tenant, Tenant]:
+    made = await make_tenant(client, "a"), await make_tenant(client, "b")
+    for tenant in made:
+        await add_webhook_endpoint(engine, tenant)
+        await add_contracts(client, tenant)
+        await add_statements(client, pool, ledger, tenant)
+        await add_exchange_agreement(client, tenant)
+    return made
+
+
+EXCHANGE_TERMS = {"outbound": {"give": 1, "receive": 2, "daily_cap": 1000}}
+
+
+async def add_exchange_agreement(client: Client, tenant: Tenant) -> None:
+    """A program that proposes an exchange agreement to the tenant, and one
+    the tenant may propose to (made with the admin token)."""
+    for peer in ("from", "to"):
+        spec = {"slug": fresh(f"peer-{peer}"), "name": "Peer", "currency": "ZAR"}
+        await ok(await client.post("/programs", json=spec | {"point_value_minor": "1"}))
+        if peer == "from":
+            proposed = await ok(
+                await client.post(
+                    f"/programs/{spec['slug']}/exchange-agreements",
+                    json={"counterparty": tenant.slug, "terms": EXCHANGE_TERMS},
+                )
+            )
+            tenant.exchange_agreement = proposed["id"]
+        else:
+            tenant.exchange_peer = spec["slug"]
+
+
+CONTRACT = {
+    "roles": "both",
+    "issue_price_per_point": "1.5",
+    "redemption_rate_per_point": "1",
+    "funding_model": "prepaid",
+}
+
+
+async def add_contracts(client: Client, tenant: Tenant) -> None:
+    """Version 1 of the firm ``p``'s contract in force, a draft version 2."""
+    base = f"/programs/{tenant.slug}/partners/p/contracts"
+    for rate in ("1", "2"):
+        await ok(await client.post(base, json=CONTRACT | {"redemption_rate_per_point": rate}))
+    # The first version may start in the past (not before the firm's creation).
+    await ok(
+        await client.post(
+            f"{base}/1/publication", json={"effective_from": datetime.now(UTC).isoformat()}
+        )
+    )
+
+
+async def add_statements(
+    client: Client, pool: asyncpg.Pool, ledger: Ledger, tenant: Tenant
+) -> None:
+    """Statements 1 (the program owes 150) and 2 (the firm ``p`` owes 150),
+    its contract's version 1 moved back to start two months ago and its
+    points moved then, straight on the ledger with their business time."""
+    two_back, one_back = months_back(2)[0], months_back(1)[0]
+    row = await pool.fetchrow(
+        "SELECT g.id AS program_id, g.ledger_id, p.id AS partner_id, m.wallet_account_id"
+        " FROM programs g JOIN partners p ON p.program_id = g.id AND p.slug = 'p'"
+        " JOIN members m ON m.program_id = g.id AND m.external_id = 'm' WHERE g.slug = $1",
+        tenant.slug,
+    )
+    assert row is not None
+    await pool.execute(
+        "UPDATE partners SET created_at = $2 WHERE id = $1",
+        row["partner_id"],
+        two_back - timedelta(days=30),
+    )
+    await pool.execute(
+        "UPDATE partner_contracts SET effective_from = $2 WHERE partner_id = $1 AND version = 1",
+        row["partner_id"],
+        two_back,
+    )
+    base = f"/programs/{tenant.slug}/partners/p"
+    await ok(
+        await client.post(
+            f"{base}/funding",
+            json={"reference": fresh("block"), "points": 1000, "amount_minor": 1500},
+        )
+    )
+    issuance = partner_account_id(
+        row["program_id"], row["partner_id"], AccountCode.PARTNER_ISSUANCE
+    )
+    acceptance = partner_account_id(
+        row["program_id"], row["partner_id"], AccountCode.PARTNER_ACCEPTANCE
+    )
+    wallet = row["wallet_account_id"]
+    moves = [
+        (issuance, wallet, 100, TransferCode.PARTNER_ISSUANCE, two_back + timedelta(days=1)),
+        (wallet, acceptance, 300, TransferCode.PARTNER_ACCEPTANCE, two_back + timedelta(days=2)),
+        (issuance, wallet, 100, TransferCode.PARTNER_ISSUANCE, one_back + timedelta(days=1)),
+    ]
+    outcomes = await ledger.create_transfers(
+        [
+            Transfer(
+                id=uuid.uuid4(),
+                debit_account_id=debit,
+                credit_account_id=credit,
+                amount=amount,
+                ledger=row["ledger_id"],
+                code=code,
+                effective_at=at,
+            )
+            for debit, credit, amount, code, at in moves
+        ]
+    )
+    assert all(o.ok for o in outcomes), outcomes
+    for period in (month_label(2), month_label(1)):
+        await ok(await client.post(f"{base}/statements", json={"period": period}))
+    await ok(await client.put(f"{base}/payment-method", json={"payment_method_id": "pm_card_visa"}))
+    # Statement 2 collected already: asking again answers it, Stripe not asked.
+    await pool.execute(
+        "INSERT INTO partner_collections (id, program_id, partner_id, statement_id, status,"
+        " attempts, items_created, payment_intent_id)"
+        " SELECT $1, program_id, partner_id, id, 'succeeded', 1, true, 'pi_isolation'"
+        " FROM partner_statements WHERE partner_id = $2 AND number = 2",
+        uuid.uuid4(),
+        row["partner_id"],
+    )
+
+
+async def add_webhook_endpoint(engine: AsyncEngine, tenant: Tenant) -> None:
+    """An endpoint of the firm ``p``, as its partner client adds it (the
+    operator API reads and disables endpoints, it does not add them)."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        firm = (
+            await session.execute(
+                text(
+                    "SELECT p.id, p.program_id FROM partners p JOIN programs g"
+                    " ON g.id = p.program_id WHERE g.slug = :slug AND p.slug = 'p'"
+                ),
+                {"slug": tenant.slug},
+            )
+        ).one()
+        client = Principal(
+            kind=PrincipalKind.PARTNER,
+            actor="partner:isolation",
+            program_id=firm.program_id,
+            partner_id=firm.id,
+            partner_ids=frozenset({firm.id}),
+        )
+        endpoint = await create_endpoint(
+            session,
+            EndpointSpec(url="https://hooks.example.com/p"),
+            principal=client,
+            targets=TargetPolicy(),
+        )
+    tenant.webhook_endpoints.append(str(endpoint.id))
 
 
 #: A request of a program-scoped route, against a tenant's own ids: (path
@@ -216,7 +395,7 @@ PROGRAM_CASES: dict[tuple[str, str], Case] = {
     ),
     ("POST", "/programs/{slug}/tiers"): lambda t: (
         "/tiers",
-        {"code": fresh("t"), "name": "Tier", "rank": next(_fresh) + 10, "threshold": 1},
+        {"code": fresh("t"), "name": "Tier", "rank": next(_ranks), "threshold": 1},
     ),
     ("POST", "/programs/{slug}/thresholds"): lambda t: (
         "/thresholds",
@@ -269,11 +448,140 @@ PROGRAM_CASES: dict[tuple[str, str], Case] = {
         f"/partners/p/users/{t.partner_users[0]}",
         None,
     ),
+    # The OAuth clients of the firm ``p``.
+    ("GET", "/programs/{slug}/partners/{partner}/clients"): lambda t: ("/partners/p/clients", None),
+    ("POST", "/programs/{slug}/partners/{partner}/clients"): lambda t: (
+        "/partners/p/clients",
+        {"name": fresh("client"), "scopes": ["statements:read"], "reach": "group"},
+    ),
+    ("POST", "/programs/{slug}/partners/{partner}/clients/{client_id}/secret-rotations"): (
+        lambda t: (f"/partners/p/clients/{t.partner_clients[0]}/secret-rotations", {})
+    ),
+    ("DELETE", "/programs/{slug}/partners/{partner}/clients/{client_id}"): lambda t: (
+        f"/partners/p/clients/{t.partner_clients[1]}",
+        None,
+    ),
+    # The webhook endpoints of the firm ``p`` (the operator's view).
+    ("GET", "/programs/{slug}/partners/{partner}/webhook-endpoints"): lambda t: (
+        "/partners/p/webhook-endpoints",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/webhook-endpoints/{endpoint_id}"): lambda t: (
+        f"/partners/p/webhook-endpoints/{t.webhook_endpoints[0]}",
+        None,
+    ),
+    (
+        "POST",
+        "/programs/{slug}/partners/{partner}/webhook-endpoints/{endpoint_id}/disable",
+    ): lambda t: (f"/partners/p/webhook-endpoints/{t.webhook_endpoints[0]}/disable", {}),
+    (
+        "POST",
+        "/programs/{slug}/partners/{partner}/webhook-endpoints/{endpoint_id}/enable",
+    ): lambda t: (f"/partners/p/webhook-endpoints/{t.webhook_endpoints[0]}/enable", {}),
+    # The coalition terms of the firm ``p`` (version 1 in force, a draft 2).
+    ("POST", "/programs/{slug}/partners/{partner}/contracts"): lambda t: (
+        "/partners/p/contracts",
+        CONTRACT | {"note": fresh("terms")},
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/contracts"): lambda t: (
+        "/partners/p/contracts",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/contracts/{version}"): lambda t: (
+        "/partners/p/contracts/1",
+        None,
+    ),
+    ("POST", "/programs/{slug}/partners/{partner}/contracts/{version}/publication"): lambda t: (
+        "/partners/p/contracts/2/publication",
+        {"effective_from": _later()},
+    ),
+    ("POST", "/programs/{slug}/partners/{partner}/funding"): lambda t: (
+        "/partners/p/funding",
+        {"reference": fresh("payment"), "points": 100, "amount_minor": 150},
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/balance"): lambda t: (
+        "/partners/p/balance",
+        None,
+    ),
+    # Settlement of the firm ``p``: statement 1 (the program owes), 2 (p owes).
+    ("GET", "/programs/{slug}/partners/{partner}/statements/draft"): lambda t: (
+        "/partners/p/statements/draft",
+        None,
+    ),
+    ("POST", "/programs/{slug}/partners/{partner}/statements"): lambda t: (
+        # Issued already: the same period again answers it.
+        "/partners/p/statements",
+        {"period": month_label(1)},
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/statements"): lambda t: (
+        "/partners/p/statements",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/statements/{number}"): lambda t: (
+        "/partners/p/statements/1",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/statements/{number}/recomputation"): lambda t: (
+        "/partners/p/statements/1/recomputation",
+        None,
+    ),
+    (
+        "GET",
+        "/programs/{slug}/partners/{partner}/statements/{number}/lines/{line}/transfers",
+    ): lambda t: ("/partners/p/statements/1/lines/1/transfers", None),
+    ("POST", "/programs/{slug}/partners/{partner}/statements/{number}/payments"): lambda t: (
+        "/partners/p/statements/2/payments",
+        {"reference": fresh("payment"), "amount_minor": 1},
+    ),
+    ("PUT", "/programs/{slug}/partners/{partner}/payment-method"): lambda t: (
+        "/partners/p/payment-method",
+        {"payment_method_id": "pm_card_visa"},
+    ),
+    ("POST", "/programs/{slug}/partners/{partner}/statements/{number}/collection"): lambda t: (
+        "/partners/p/statements/2/collection",
+        None,
+    ),
+    ("POST", "/programs/{slug}/partners/{partner}/payouts"): lambda t: (
+        "/partners/p/payouts",
+        {"reference": fresh("payout"), "amount_minor": 1},
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/payouts"): lambda t: (
+        "/partners/p/payouts",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/position"): lambda t: (
+        "/partners/p/position",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partner-positions"): lambda t: ("/partner-positions", None),
+    # Exchange agreements with other programs (one proposed to the tenant).
+    ("POST", "/programs/{slug}/exchange-agreements"): lambda t: (
+        # Proposed again by A's own key: the same proposal answers 200.
+        "/exchange-agreements",
+        {"counterparty": t.exchange_peer, "terms": EXCHANGE_TERMS},
+    ),
+    ("GET", "/programs/{slug}/exchange-agreements"): lambda t: ("/exchange-agreements", None),
+    ("GET", "/programs/{slug}/exchange-agreements/{agreement_id}"): lambda t: (
+        f"/exchange-agreements/{t.exchange_agreement}",
+        None,
+    ),
+    ("POST", "/programs/{slug}/exchange-agreements/{agreement_id}/versions"): lambda t: (
+        f"/exchange-agreements/{t.exchange_agreement}/versions",
+        {"terms": EXCHANGE_TERMS},
+    ),
+    (
+        "POST",
+        "/programs/{slug}/exchange-agreements/{agreement_id}/versions/{version}/accept",
+    ): lambda t: (f"/exchange-agreements/{t.exchange_agreement}/versions/1/accept", None),
+    ("GET", "/programs/{slug}/exchange-agreements/{agreement_id}/position"): lambda t: (
+        f"/exchange-agreements/{t.exchange_agreement}/position",
+        None,
+    ),
 }
 
 #: Routes of the platform as a whole: a key bound to a program gets 403,
 #: whatever the path names (values for their path parameters below).
-PLATFORM_PREFIXES = ("/ledger/", "/jobs/")
+PLATFORM_PREFIXES = ("/ledger/", "/jobs/", "/partner-signing-keys")
 PLATFORM_PARAMS = {
     "ledger_id": "1",
     "account_id": str(uuid.uuid4()),
@@ -289,12 +597,21 @@ TENANT_SCOPED = {
     ("DELETE", "/api-keys/{name}"),
     ("POST", "/me/holds/{hold_id}/release"),
     ("POST", "/me/gifts"),
+    ("POST", "/me/exchanges"),
+    ("GET", "/me/exchanges/quote"),
 }
 
 #: Routes with no isolation case, and why none is needed.
 _OWN = "a member token's own member only: the path names nothing, the token its program"
+_PARTNER = (
+    "a partner token's routes: the token names the program and partner; another partner's"
+    " ids answer 404 (tests/api/test_partner_webhook_routes.py, the partner isolation matrix)"
+)
 EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/health"): "names no tenant's data",
+    ("POST", "/oauth/token"): "no API key: a partner client's own credentials, which name"
+    " its program and firm (tests/api/test_oauth.py)",
+    ("GET", "/.well-known/jwks.json"): "the platform's public keys: no tenant's data",
     ("POST", "/webhooks/stripe"): "no API key: Stripe's signature authenticates it",
     ("GET", "/schema"): "the API's reference document",
     ("GET", "/schema/openapi.json"): "the API's reference document",
@@ -311,6 +628,27 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("POST", "/me/holds"): _OWN,
     ("POST", "/me/redemptions"): _OWN + " (a SKU is looked up in the token's program)",
     ("POST", "/me/points-purchases"): _OWN,
+    ("GET", "/partner/webhook-endpoints"): _PARTNER,
+    ("POST", "/partner/webhook-endpoints"): _PARTNER,
+    ("GET", "/partner/webhook-endpoints/{endpoint_id}"): _PARTNER,
+    ("PATCH", "/partner/webhook-endpoints/{endpoint_id}"): _PARTNER,
+    ("DELETE", "/partner/webhook-endpoints/{endpoint_id}"): _PARTNER,
+    ("POST", "/partner/webhook-endpoints/{endpoint_id}/secret-rotations"): _PARTNER,
+    ("GET", "/partner/webhook-endpoints/{endpoint_id}/deliveries"): _PARTNER,
+    ("POST", "/partner/webhook-endpoints/{endpoint_id}/replays"): _PARTNER,
+    ("POST", "/partner/webhook-endpoints/{endpoint_id}/test-events"): _PARTNER,
+    ("GET", "/partner/webhook-deliveries/{message_id}"): _PARTNER,
+    ("POST", "/partner/webhook-deliveries/{message_id}/replays"): _PARTNER,
+    ("GET", "/partner/statements"): _PARTNER,
+    ("GET", "/partner/statements/{statement_id}"): _PARTNER,
+    ("GET", "/partner/statements/{statement_id}/lines/{line}/transfers"): _PARTNER,
+    ("GET", "/partner/position"): _PARTNER,
+    ("GET", "/me/exchanges"): _OWN,
+    ("GET", "/me/partner-links"): _OWN,
+    ("PUT", "/me/partner-links/{partner}"): _OWN
+    + " (the partner is looked up in the token's program)",
+    ("DELETE", "/me/partner-links/{partner}"): _OWN
+    + " (the partner is looked up in the token's program)",
 }
 
 
@@ -371,12 +709,27 @@ async def snapshot(pool: asyncpg.Pool, slug: str) -> dict[str, Any]:
         " ON m.id = g.member_id WHERE m.program_id = $1 ORDER BY 1",
         program["id"],
     )
+    found["webhook_attempts"] = await pool.fetch(
+        "SELECT to_jsonb(a)::text AS row FROM webhook_attempts a JOIN webhook_deliveries d"
+        " ON d.id = a.delivery_id WHERE d.program_id = $1 ORDER BY 1",
+        program["id"],
+    )
     for table in ("partner_status_changes", "partner_users"):
         found[table] = await pool.fetch(
             f"SELECT to_jsonb(r)::text AS row FROM {table} r JOIN partners p"
             " ON p.id = r.partner_id WHERE p.program_id = $1 ORDER BY 1",
             program["id"],
         )
+    found["exchange_agreements"] = await pool.fetch(
+        "SELECT to_jsonb(x)::text AS row FROM exchange_agreements x"
+        " WHERE $1 IN (x.program_a_id, x.program_b_id) ORDER BY 1",
+        program["id"],
+    )
+    found["exchange_rate_versions"] = await pool.fetch(
+        "SELECT to_jsonb(v)::text AS row FROM exchange_rate_versions v JOIN exchange_agreements x"
+        " ON x.id = v.agreement_id WHERE $1 IN (x.program_a_id, x.program_b_id) ORDER BY 1",
+        program["id"],
+    )
     found["audit"] = await pool.fetch(
         "SELECT id FROM audit_events WHERE subject = $1 OR subject LIKE $2 ORDER BY id",
         f"program:{slug}",
@@ -526,6 +879,17 @@ async def test_a_member_token_of_one_program_reaches_nothing_of_another(
 
     assert release.status_code == 404 and release.json()["type"] == PROBLEMS + "not-found"
     assert gift.status_code == 404 and gift.json()["type"] == PROBLEMS + "not-found"
+    # A program without an exchange agreement with A is not one to convert into.
+    exchange = await client.post(
+        "/me/exchanges",
+        json={"to_program": b.slug, "points": 1},
+        headers={**as_member_of_a, "Idempotency-Key": fresh("exchange")},
+    )
+    quote = await client.get(
+        "/me/exchanges/quote", params={"to": b.slug, "points": 1}, headers=as_member_of_a
+    )
+    for refused in (exchange, quote):
+        assert refused.status_code == 404 and refused.json()["type"] == PROBLEMS + "not-found"
     assert await snapshot(pool, b.slug) == before
     # B's own member releases it.
     mine = await client.post(f"/me/holds/{b.holds[2]}/release", headers=member_token(b.slug, "m"))

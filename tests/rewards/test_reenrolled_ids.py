@@ -66,7 +66,7 @@ async def test_keys_of_an_erased_member_start_afresh_for_the_one_enrolled_again(
     await funded(session, ledger, program, "friend", 0)
     first = await funded(session, ledger, program, "ann", 100)
     assert await spend(session, ledger, program, first, now) == (False, 30, False, False)
-    await erase_member(session, program, first, principal=TEST)
+    await erase_member(session, program, first, principal=TEST, others=())
     await session.commit()
 
     again = await funded(session, ledger, program, "ann", 100)
@@ -87,7 +87,7 @@ async def test_expiry_of_the_member_enrolled_again_is_their_own(
     later = datetime.now(UTC) + timedelta(days=70)
     first = await funded(session, ledger, program, "bea", 40)
     assert await expire_points(session, ledger, program, later) == 40
-    await erase_member(session, program, first, principal=TEST)
+    await erase_member(session, program, first, principal=TEST, others=())
     await session.commit()
 
     # The same external id, the same wallet state as read (no debit yet).

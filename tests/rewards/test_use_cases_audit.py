@@ -86,8 +86,8 @@ async def test_every_use_case_audits_itself_once(
     ]
     await capture_hold(session, ledger, program, holds[0].id, Capture(), now, principal=by)
     await release_hold(session, ledger, program, holds[1].id, now, principal=by)
-    await export_member(session, ledger, program, member, now, principal=by)
-    alias = await erase_member(session, program, member, principal=by)
+    await export_member(session, ledger, program, member, now, principal=by, others=())
+    alias = await erase_member(session, program, member, principal=by, others=())
     await session.commit()
     expected = [
         ("program.open", f"program:{slug}"),
@@ -111,7 +111,7 @@ async def test_every_use_case_audits_itself_once(
     await enrol_member(session, ledger, program, enrolment, principal=by)
     await capture_hold(session, ledger, program, holds[0].id, Capture(), now, principal=by)
     await release_hold(session, ledger, program, holds[1].id, now, principal=by)
-    assert await erase_member(session, program, member, principal=by) == alias
+    assert await erase_member(session, program, member, principal=by, others=()) == alias
     await session.commit()
     assert await trail(pool, by) == expected
 
