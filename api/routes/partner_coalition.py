@@ -16,7 +16,8 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.partner_access import partner, partner_scope
+from api.idempotency import IdempotencyKeyHeader
+from api.partner_access import PARTNER_LIST, PARTNER_READ, PARTNER_WRITE, partner, partner_scope
 from api.problems import problem_responses
 from api.routes import created_or_replayed, replayed
 from api.routes.partners import Cursor, Limit
@@ -38,10 +39,7 @@ from partners.funding import own_firm, partner_balance
 from partners.issuance import get_issuance, issue_points, list_issuances
 
 ISSUE, REDEEM = "points:issue", "points:redeem"
-#: What a partner's call may answer besides its success: 429 is its rate limit.
-READ = (400, 401, 403, 404, 429, 503)
-LIST = (*READ, 422)
-WRITE = (400, 401, 403, 404, 409, 413, 422, 429, 503)
+READ, LIST, WRITE = PARTNER_READ, PARTNER_LIST, PARTNER_WRITE
 
 IssuanceIdPath = Annotated[UUID, PathParameter(description="The issuance's id.")]
 HoldIdPath = Annotated[UUID, PathParameter(description="The hold's id.")]
@@ -67,6 +65,7 @@ class PartnerIssuanceController(Controller):
     async def issue(
         self,
         request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKeyHeader,
         ledger: NamedDependency[Ledger],
         data: JSONBody[IssuanceRequest],
     ) -> Response[IssuanceView]:
@@ -136,6 +135,7 @@ class PartnerHoldController(Controller):
     async def reserve(
         self,
         request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKeyHeader,
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         data: JSONBody[HoldRequest],
@@ -165,6 +165,7 @@ class PartnerHoldController(Controller):
     async def capture(
         self,
         request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKeyHeader,
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         hold_id: HoldIdPath,
@@ -183,6 +184,7 @@ class PartnerHoldController(Controller):
     async def release(
         self,
         request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKeyHeader,
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         hold_id: HoldIdPath,
@@ -202,6 +204,7 @@ class PartnerHoldController(Controller):
     async def refund(
         self,
         request: Request[Any, Any, Any],
+        idempotency_key: IdempotencyKeyHeader,
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
         hold_id: HoldIdPath,

@@ -14,6 +14,7 @@ from litestar.types import ControllerRouterHandler
 
 from api.routes.operator_webhooks import OperatorWebhookController
 from api.routes.partner_clients import PartnerClientController
+from api.routes.partner_coalition import PartnerHoldController, PartnerIssuanceController
 from api.routes.partner_collection import PartnerCollectionController
 from api.routes.partner_contracts import PartnerContractController
 from api.routes.partner_statement_api import PartnerStatementApiController
@@ -22,6 +23,8 @@ from api.routes.partner_webhooks import PartnerWebhookController
 from api.routes.partners import PartnerController
 
 PARTNER_API: list[ControllerRouterHandler] = [
+    PartnerIssuanceController,
+    PartnerHoldController,
     PartnerWebhookController,
     PartnerStatementApiController,
 ]

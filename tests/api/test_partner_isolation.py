@@ -172,15 +172,61 @@ async def _statement(client: Client, side: Side) -> None:
     side.ids["statement"] = issued.json()["id"]
 
 
+async def _coalition_points(client: Client, side: Side) -> None:
+    """A member with points the side issued (its contract and funding come
+    from ``_statement``), an issuance, and three holds: one to show and
+    capture, one to release, one captured to refund."""
+    member = fresh("m")
+    enrolled = await client.post(f"/programs/{side.program}/members", json={"external_id": member})
+    assert enrolled.status_code == 201, enrolled.text
+    side.ids["member"] = member
+    issued = await _posted(
+        client, "/issuances", side, {"transaction_id": fresh("t"), "member": member, "points": 300}
+    )
+    side.ids["issuance"] = issued["id"]
+    for name in ("hold", "to_release", "captured"):
+        hold = {"checkout_id": fresh("c"), "member": member, "points": 20}
+        side.ids[name] = (await _posted(client, "/holds", side, hold))["id"]
+    captured = await client.post(
+        f"/partner/holds/{side.ids['captured']}/capture",
+        json={},
+        headers={**side.token, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert captured.status_code == 200, captured.text
+
+
 def _at(path: str, body: Callable[[], Any] | None = None) -> Case:
     """A case naming the side's objects in ``path`` (``{endpoint}`` and the
     like, from ``side.ids``), with a fresh body per request."""
     return Case(request=lambda side: (path.format(**side.ids), body() if body else None))
 
 
-SETUPS.extend([_webhook_endpoints, _statement])
+SETUPS.extend([_webhook_endpoints, _statement, _coalition_points])
 _SINCE = "2020-01-01T00:00:00Z"
 CASES |= {
+    ("GET", "/partner/balance"): _own("/balance"),
+    ("GET", "/partner/issuances"): _own("/issuances"),
+    ("POST", "/partner/issuances"): Case(
+        request=lambda side: (
+            "/issuances",
+            {"transaction_id": fresh("t"), "member": side.ids["member"], "points": 1},
+        ),
+        own_only=True,
+    ),
+    ("GET", "/partner/issuances/{issuance_id}"): _at("/issuances/{issuance}"),
+    ("POST", "/partner/holds"): Case(
+        request=lambda side: (
+            "/holds",
+            {"checkout_id": fresh("c"), "member": side.ids["member"], "points": 1},
+        ),
+        own_only=True,
+    ),
+    ("GET", "/partner/holds/{hold_id}"): _at("/holds/{hold}"),
+    ("POST", "/partner/holds/{hold_id}/capture"): _at("/holds/{hold}/capture", lambda: {}),
+    ("POST", "/partner/holds/{hold_id}/release"): _at("/holds/{to_release}/release"),
+    ("POST", "/partner/holds/{hold_id}/refunds"): _at(
+        "/holds/{captured}/refunds", lambda: {"refund_id": fresh("r"), "points": 1}
+    ),
     ("GET", "/partner/position"): _own("/position"),
     ("GET", "/partner/statements"): _own("/statements"),
     ("GET", "/partner/statements/{statement_id}"): _at("/statements/{statement}"),
