@@ -39,7 +39,7 @@ from partners.coalition_errors import RefundExceedsCapture
 from partners.coalition_models import ContractRoles, HoldStatus, PartnerHold, PartnerRefund
 from partners.coalition_schemas import (
     CaptureRequest,
-    HoldRequest,
+    CheckoutHold,
     PartnerHoldView,
     RefundRequest,
     RefundView,
@@ -63,7 +63,7 @@ class _Found(msgspec.Struct, kw_only=True):
     wallet_account_id: uuid.UUID
 
 
-def _digest(request: HoldRequest, company: str) -> bytes:
+def _digest(request: CheckoutHold, company: str) -> bytes:
     fields = msgspec.to_builtins(request)
     fields["company"] = company
     return hashlib.sha256(_JSON.encode(fields)).digest()
@@ -72,7 +72,7 @@ def _digest(request: HoldRequest, company: str) -> bytes:
 async def reserve_points(
     session: AsyncSession,
     ledger: Ledger,
-    request: HoldRequest,
+    request: CheckoutHold,
     now: datetime,
     *,
     principal: Principal,

@@ -76,7 +76,9 @@ class IssuanceRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
 
 class IssuanceView(msgspec.Struct, kw_only=True, frozen=True):
     id: Annotated[str, msgspec.Meta(description="The issuance's id.")]
-    transaction_id: str
+    transaction_id: Annotated[
+        str, msgspec.Meta(description="The partner's id of the transaction, as sent.")
+    ]
     member: Annotated[
         str | None, msgspec.Meta(description="The member's id, when the request gave it.")
     ]
@@ -86,17 +88,26 @@ class IssuanceView(msgspec.Struct, kw_only=True, frozen=True):
     points: Annotated[
         int, msgspec.Meta(description="Points issued; 0 when the purchase earned none.")
     ]
-    purchase_amount_minor: int | None
-    currency: str | None
+    purchase_amount_minor: Annotated[
+        int | None,
+        msgspec.Meta(description="The purchase priced, in minor units, when the request gave one."),
+    ]
+    currency: Annotated[
+        str | None, msgspec.Meta(description="The purchase's currency (ISO 4217), when given.")
+    ]
     company: Annotated[str, msgspec.Meta(description="The company that issued them.")]
     partner: Annotated[
         str, msgspec.Meta(description="The contract holder whose account they came from.")
     ]
-    contract_version: int
+    contract_version: Annotated[
+        int, msgspec.Meta(description="The contract version in force when they were issued.")
+    ]
     rule_version: Annotated[
         int | None, msgspec.Meta(description="The earn rules that priced the purchase, if any.")
     ]
-    issued_at: datetime
+    issued_at: Annotated[
+        datetime, msgspec.Meta(description="When the issuance was recorded (UTC).")
+    ]
     replayed: Annotated[
         bool,
         msgspec.Meta(description="True when this transaction id was issued before: nothing moved."),
@@ -111,7 +122,7 @@ class IssuancePage(msgspec.Struct, kw_only=True, frozen=True):
     ] = None
 
 
-class HoldRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class CheckoutHold(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     checkout_id: Annotated[
         ExternalId,
         msgspec.Meta(
@@ -157,9 +168,18 @@ class RefundRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
 
 class PartnerHoldView(msgspec.Struct, kw_only=True, frozen=True):
     id: Annotated[str, msgspec.Meta(description="The hold's id.")]
-    checkout_id: str
-    member: str | None
-    identifier: str | None
+    checkout_id: Annotated[
+        str, msgspec.Meta(description="The partner's id of the checkout, as sent.")
+    ]
+    member: Annotated[
+        str | None, msgspec.Meta(description="The member's id, when the request gave it.")
+    ]
+    identifier: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The member's identifier at the partner, when the request gave it."
+        ),
+    ]
     points: Annotated[int, msgspec.Meta(description="Points reserved.")]
     status: Annotated[
         str,
@@ -168,20 +188,34 @@ class PartnerHoldView(msgspec.Struct, kw_only=True, frozen=True):
             " `expires_at`: the points went back)."
         ),
     ]
-    captured_points: int
-    refunded_points: int
-    expires_at: datetime
-    company: str
-    partner: str
-    contract_version: int
+    captured_points: Annotated[
+        int, msgspec.Meta(description="Points taken by the capture (0 before it).")
+    ]
+    refunded_points: Annotated[
+        int, msgspec.Meta(description="Points given back to the member by refunds since.")
+    ]
+    expires_at: Annotated[
+        datetime, msgspec.Meta(description="When an unresolved hold gives the points back (UTC).")
+    ]
+    company: Annotated[
+        str, msgspec.Meta(description="The company at whose checkout the points are held.")
+    ]
+    partner: Annotated[
+        str, msgspec.Meta(description="The contract holder whose acceptance account takes them.")
+    ]
+    contract_version: Annotated[
+        int, msgspec.Meta(description="The contract version in force when they were held.")
+    ]
     replayed: Annotated[
         bool, msgspec.Meta(description="True when the request repeats one already done.")
     ] = False
 
 
 class RefundView(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    refund_id: str
-    points: int
-    hold: PartnerHoldView
-    replayed: bool = False
+    id: Annotated[str, msgspec.Meta(description="The refund's id.")]
+    refund_id: Annotated[str, msgspec.Meta(description="The partner's id of the refund, as sent.")]
+    points: Annotated[int, msgspec.Meta(description="Points given back to the member.")]
+    hold: Annotated[PartnerHoldView, msgspec.Meta(description="The hold after the refund.")]
+    replayed: Annotated[
+        bool, msgspec.Meta(description="True when the request repeats one already done.")
+    ] = False

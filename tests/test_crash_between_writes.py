@@ -34,7 +34,7 @@ from api.settings import Settings
 from core.principal import Principal, PrincipalKind, system
 from core.programs import get_program
 from partners.acceptance import reserve_points
-from partners.coalition_schemas import HoldRequest, IssuanceRequest
+from partners.coalition_schemas import CheckoutHold, IssuanceRequest
 from partners.issuance import issue_points
 from rewards.expiry import expire_points
 from tests.api.conftest import ADMIN_TOKEN, AUTH
@@ -321,7 +321,7 @@ async def partner_issuance(w: World) -> httpx.Response:
 
 async def partner_hold(w: World) -> httpx.Response:
     """What ``POST /partner/holds`` runs (in the request's session)."""
-    request = HoldRequest(checkout_id="C-1", member="ann", points=30)
+    request = CheckoutHold(checkout_id="C-1", member="ann", points=30)
     principal = await partner_client(w)
     [engine] = [v for v in w.app.state.dict().values() if isinstance(v, AsyncEngine)]
     try:

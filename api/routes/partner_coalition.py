@@ -26,7 +26,7 @@ from ledger import Ledger
 from partners import acceptance
 from partners.coalition_schemas import (
     CaptureRequest,
-    HoldRequest,
+    CheckoutHold,
     IssuancePage,
     IssuanceRequest,
     IssuanceView,
@@ -138,7 +138,7 @@ class PartnerHoldController(Controller):
         idempotency_key: IdempotencyKeyHeader,
         db_session: NamedDependency[AsyncSession],
         ledger: NamedDependency[Ledger],
-        data: JSONBody[HoldRequest],
+        data: JSONBody[CheckoutHold],
     ) -> Response[PartnerHoldView]:
         view = await acceptance.reserve_points(
             db_session, ledger, data, datetime.now(UTC), principal=partner(request)

@@ -18,7 +18,7 @@ from ledger.repository import expiry_transfer_id
 from partners import events
 from partners.acceptance import capture_hold, get_hold, refund_hold, release_hold, reserve_points
 from partners.coalition_errors import ContractRoleMissing, RefundExceedsCapture
-from partners.coalition_schemas import CaptureRequest, HoldRequest, IssuanceRequest, RefundRequest
+from partners.coalition_schemas import CaptureRequest, CheckoutHold, IssuanceRequest, RefundRequest
 from partners.issuance import issue_points
 from partners.models import Partner
 from rewards.errors import CaptureExceedsHold, HoldClosed, InsufficientPoints
@@ -67,8 +67,8 @@ async def checkout(
     return Checkout(program, partner, member, session)
 
 
-def hold(checkout_id: str = "C-1", points: int = 300, **fields: object) -> HoldRequest:
-    return HoldRequest(checkout_id=checkout_id, member="ann", points=points, **fields)  # type: ignore[arg-type]
+def hold(checkout_id: str = "C-1", points: int = 300, **fields: object) -> CheckoutHold:
+    return CheckoutHold(checkout_id=checkout_id, member="ann", points=points, **fields)  # type: ignore[arg-type]
 
 
 async def events_of(pool: asyncpg.Pool, topic: str, hold_id: str) -> list[dict[str, object]]:
