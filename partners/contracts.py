@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -25,7 +25,7 @@ from core.codes import AccountCode, TransferCode, derived_id, partner_account_id
 from core.errors import NotFound
 from core.models import Program
 from core.pagination import Page, decode_cursor, page_of
-from core.principal import Principal
+from core.principal import Principal, PrincipalKind
 from ledger import Account, AccountFlags, Ledger, Transfer
 from partners.coalition_errors import CreditLineInUse, InvalidContract, PartnerNotActive
 from partners.coalition_models import ContractStatus, FundingModel, PartnerContract
@@ -145,11 +145,23 @@ async def draft_contract(
     return ContractView.of(contract), True
 
 
-async def get_contract(session: AsyncSession, partner: Partner, version: int) -> PartnerContract:
+def _readable(principal: Principal, partner: Partner) -> Select[PartnerContract]:
+    """The partner's versions the principal may read: of its program only,
+    and for a partner principal of the firms within its reach only; any
+    other is not found, as a missing one."""
+    query = select(PartnerContract).where(PartnerContract.partner_id == partner.id)
+    if principal.program_id is not None:
+        query = query.where(PartnerContract.program_id == principal.program_id)
+    if principal.kind is PrincipalKind.PARTNER:
+        query = query.where(PartnerContract.partner_id.in_(principal.partner_ids))
+    return query
+
+
+async def get_contract(
+    session: AsyncSession, partner: Partner, version: int, *, principal: Principal
+) -> PartnerContract:
     contract = await session.scalar(
-        select(PartnerContract).where(
-            PartnerContract.partner_id == partner.id, PartnerContract.version == version
-        )
+        _readable(principal, partner).where(PartnerContract.version == version)
     )
     if contract is None:
         raise NotFound(f"no contract version {version} of partner {partner.slug!r}")
@@ -157,10 +169,15 @@ async def get_contract(session: AsyncSession, partner: Partner, version: int) ->
 
 
 async def list_contracts(
-    session: AsyncSession, partner: Partner, *, limit: int, cursor: str | None
+    session: AsyncSession,
+    partner: Partner,
+    *,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
 ) -> Page[ContractView]:
     """The partner's versions, newest first (drafts too)."""
-    query = select(PartnerContract).where(PartnerContract.partner_id == partner.id)
+    query = _readable(principal, partner)
     after = decode_cursor(cursor)
     if after is not None:
         query = query.where(PartnerContract.id < after)
@@ -190,7 +207,7 @@ async def publish_contract(
     left is refused by the ledger itself (``CreditLineInUse``), and nothing
     of the publication is kept."""
     partner = await lock_partner(session, partner)
-    contract = await get_contract(session, partner, version)
+    contract = await get_contract(session, partner, version, principal=principal)
     published = contract.status == ContractStatus.PUBLISHED
     if published and contract.effective_from == effective_from:
         return ContractView.of(contract)

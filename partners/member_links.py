@@ -25,7 +25,7 @@ from core import audit
 from core.errors import AlreadyExists, NotFound
 from core.members import lock_member
 from core.models import Member, Program
-from core.principal import Principal
+from core.principal import Principal, PrincipalKind
 from ledger.bounds import ExternalId
 from partners.coalition_errors import NoContractInForce
 from partners.coalition_models import PartnerMemberLink
@@ -118,13 +118,21 @@ async def link_member(
     return _view(link, holder), True
 
 
-async def list_links(session: AsyncSession, member: Member) -> list[LinkView]:
-    rows = await session.execute(
+async def list_links(
+    session: AsyncSession, member: Member, *, principal: Principal
+) -> list[LinkView]:
+    """The member's links, of the principal's program only (and for a
+    partner principal, at the firms within its reach only)."""
+    query = (
         select(PartnerMemberLink, Partner)
         .join(Partner, Partner.id == PartnerMemberLink.partner_id)
         .where(PartnerMemberLink.member_id == member.id)
-        .order_by(Partner.slug)
     )
+    if principal.program_id is not None:
+        query = query.where(PartnerMemberLink.program_id == principal.program_id)
+    if principal.kind is PrincipalKind.PARTNER:
+        query = query.where(PartnerMemberLink.partner_id.in_(principal.partner_ids))
+    rows = await session.execute(query.order_by(Partner.slug))
     return [_view(link, partner) for link, partner in rows]
 
 

@@ -16,7 +16,7 @@ from core import audit, outbox
 from core.codes import AccountCode, TransferCode, derived_id, money_account_id
 from core.models import Program
 from core.pagination import Page, decode_cursor, page_of
-from core.principal import Principal
+from core.principal import Principal, PrincipalKind
 from ledger import Ledger, Transfer
 from partners import events
 from partners.coalition_models import FundingModel, PartnerContract
@@ -120,9 +120,21 @@ async def record_payout(
 
 
 async def list_payouts(
-    session: AsyncSession, partner: Partner, *, limit: int, cursor: str | None
+    session: AsyncSession,
+    partner: Partner,
+    *,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
 ) -> Page[PayoutView]:
+    """The payouts made to the partner, newest first: of the principal's
+    program only, and for a partner principal of the firms within its reach
+    only (any other partner has none to show)."""
     query = select(PartnerPayout).where(PartnerPayout.partner_id == partner.id)
+    if principal.program_id is not None:
+        query = query.where(PartnerPayout.program_id == principal.program_id)
+    if principal.kind is PrincipalKind.PARTNER:
+        query = query.where(PartnerPayout.partner_id.in_(principal.partner_ids))
     after = decode_cursor(cursor)
     if after is not None:
         query = query.where(PartnerPayout.id < after)

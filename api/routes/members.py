@@ -405,7 +405,7 @@ class MemberController(Controller):
         self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
     ) -> list[LinkView]:
         _, member = await _me(request, db_session)
-        return await list_links(db_session, member)
+        return await list_links(db_session, member, principal=_principal(request))
 
     @put(
         "/partner-links/{partner:str}",

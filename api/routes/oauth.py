@@ -70,8 +70,14 @@ class TokenRequest(msgspec.Struct, kw_only=True):
 
 
 class TokenAnswer(msgspec.Struct, kw_only=True, frozen=True):
-    access_token: Annotated[str, msgspec.Meta(description="Send as `Authorization: Bearer`.")]
-    token_type: Literal["Bearer"]
+    """A token granted (RFC 6749 section 5.1)."""
+
+    access_token: Annotated[
+        str, msgspec.Meta(description="An ES256 JWT; send it as `Authorization: Bearer`.")
+    ]
+    token_type: Annotated[
+        Literal["Bearer"], msgspec.Meta(description="Always `Bearer` (RFC 6750).")
+    ]
     expires_in: Annotated[int, msgspec.Meta(description="Seconds until the token expires.")]
     scope: Annotated[str, msgspec.Meta(description="The token's scopes, space-separated.")]
 
@@ -164,7 +170,15 @@ def _credentials(
     " invalid_scope, or unauthorized_client (the client's partner is not active). Token"
     " requests are limited per client (429, Retry-After). No Idempotency-Key: a token"
     " request changes nothing.",
+    # The handler answers a token or an OAuth error, so its return type
+    # names neither: the answers are spelled out here.
     responses={
+        HTTPStatus.OK: ResponseSpec(
+            data_container=TokenAnswer,
+            media_type="application/json",
+            description="The token, with Cache-Control: no-store (RFC 6749 section 5.1).",
+            generate_examples=False,
+        ),
         HTTPStatus.BAD_REQUEST: ResponseSpec(
             data_container=OAuthError,
             media_type="application/json",

@@ -94,13 +94,16 @@ class PartnerContractController(Controller):
     )
     async def list_versions(
         self,
+        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         firm: NamedDependency[Partner],
         limit: Limit = PAGE_LIMIT_DEFAULT,
         cursor: Cursor = None,
     ) -> ContractPage:
-        page = await list_contracts(db_session, firm, limit=limit, cursor=cursor)
+        page = await list_contracts(
+            db_session, firm, principal=operator(request), limit=limit, cursor=cursor
+        )
         return ContractPage(items=page.items, next_cursor=page.next_cursor)
 
     @get(
@@ -110,12 +113,15 @@ class PartnerContractController(Controller):
     )
     async def show(
         self,
+        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         firm: NamedDependency[Partner],
         version: VersionPath,
     ) -> ContractView:
-        return ContractView.of(await get_contract(db_session, firm, version))
+        return ContractView.of(
+            await get_contract(db_session, firm, version, principal=operator(request))
+        )
 
     @post(
         "/contracts/{version:int}/publication",

@@ -263,13 +263,16 @@ class PartnerStatementController(Controller):
     )
     async def payouts(
         self,
+        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         firm: NamedDependency[Partner],
         limit: Limit = PAGE_LIMIT_DEFAULT,
         cursor: Cursor = None,
     ) -> PayoutPage:
-        page = await list_payouts(db_session, firm, limit=limit, cursor=cursor)
+        page = await list_payouts(
+            db_session, firm, principal=operator(request), limit=limit, cursor=cursor
+        )
         return PayoutPage(items=page.items, next_cursor=page.next_cursor)
 
     @get(

@@ -97,6 +97,56 @@ async def test_a_client_gets_a_token_that_the_published_keys_verify(
     assert again["access_token"] != answer["access_token"]
 
 
+async def test_the_document_describes_the_token_and_the_oauth_errors(
+    client: Client, session: AsyncSession, firm: tuple[Program, Partner]
+) -> None:
+    """A generated client reads the token and the RFC 6749 errors from the
+    document: each answer is there, as JSON (not problem+json), with the
+    fields the endpoint really sends, each described."""
+    program, partner = firm
+    issued = await new_client(session, program, partner, scopes=["points:issue"])
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    responses = document["paths"]["/oauth/token"]["post"]["responses"]
+
+    def described(status: str) -> dict[str, Any]:
+        response = responses[status]
+        assert response["description"].strip(), status
+        assert list(response["content"]) == ["application/json"], status
+        reference = response["content"]["application/json"]["schema"]["$ref"]
+        schema: dict[str, Any] = schemas[reference.removeprefix("#/components/schemas/")]
+        for field, definition in schema["properties"].items():
+            assert definition.get("description", "").strip(), f"{status} {field}"
+        return schema
+
+    token = described("200")
+    granted = await client.post(
+        "/oauth/token", data=GRANT, headers=basic(issued.client_id, issued.client_secret)
+    )
+    assert granted.status_code == 200, granted.text
+    assert (
+        set(token["properties"])
+        == set(granted.json())
+        == {
+            "access_token",
+            "token_type",
+            "expires_in",
+            "scope",
+        }
+    )
+    assert set(token["required"]) == set(token["properties"])
+    refused = oauth_error(
+        await client.post("/oauth/token", data={**GRANT, "client_id": issued.client_id}),
+        401,
+        "invalid_client",
+    )
+    for status in ("400", "401"):
+        error = described(status)
+        assert set(error["properties"]) == set(refused) == {"error", "error_description"}
+        assert error["required"] == ["error"]
+        assert {"invalid_request", "invalid_client"} <= set(error["properties"]["error"]["enum"])
+
+
 async def test_bad_client_credentials_are_invalid_client(
     client: Client, session: AsyncSession, firm: tuple[Program, Partner]
 ) -> None:

@@ -62,7 +62,7 @@ async def test_a_price_per_point_is_exact_to_the_minor_unit(
         session, program, partner, terms(issue_price_per_point="1.5"), principal=OPERATOR
     )
     await session.commit()
-    stored = await get_contract(session, partner, view.version)
+    stored = await get_contract(session, partner, view.version, principal=OPERATOR)
     assert created and stored.issue_price_per_point == Decimal("1.5")
     # 10,000 points at 1.5 cents: exactly 150.00, no float on the way.
     assert 10_000 * stored.issue_price_per_point == Decimal(15_000)
@@ -117,9 +117,11 @@ async def test_a_draft_sent_again_is_the_same_version(
     )
     await session.commit()
     assert (first.version, new, again.version, again_new, other.version) == (1, True, 1, False, 2)
-    page = await list_contracts(session, partner, limit=1, cursor=None)
+    page = await list_contracts(session, partner, principal=OPERATOR, limit=1, cursor=None)
     assert [v.version for v in page.items] == [2] and page.next_cursor
-    rest = await list_contracts(session, partner, limit=1, cursor=page.next_cursor)
+    rest = await list_contracts(
+        session, partner, principal=OPERATOR, limit=1, cursor=page.next_cursor
+    )
     assert [v.version for v in rest.items] == [1] and rest.next_cursor is None
 
 
@@ -214,7 +216,9 @@ async def test_a_credit_line_moves_with_each_publication(
             session, ledger, program, partner, view.version, now, now, principal=OPERATOR
         )
     await rollback(session, program, partner)
-    assert (await get_contract(session, partner, view.version)).status == "draft"
+    assert (
+        await get_contract(session, partner, view.version, principal=OPERATOR)
+    ).status == "draft"
     assert await issuable(ledger, program, partner) == 300
     await postpaid(session, ledger, program, partner, 1300)
     balance = await partner_balance(session, ledger, program, partner, datetime.now(UTC))

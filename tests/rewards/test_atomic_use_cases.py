@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -184,9 +185,14 @@ async def test_enrolling_converges_after_a_failure(
 
 
 def _intent(program: Program, member: str, **fields: Any) -> dict[str, Any]:
+    """A PaymentIntent as Stripe sends it: with its ``created`` (without
+    one, the handler dates the purchase by its own clock, to the second, and
+    two deliveries either side of a second would be two different purchases
+    of one order)."""
     obj = {
         "id": f"pi_{uuid.uuid4().hex[:12]}",
         "object": "payment_intent",
+        "created": int(time.time()),
         "amount": 4_000,
         "amount_received": 4_000,
         "currency": "zar",
