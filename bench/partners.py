@@ -728,7 +728,7 @@ async def time_statement(setup: Setup, repeats: int) -> dict[str, list[float]]:
 
         for _ in range(repeats):
             plan = await timed("plan", statements.plan_next(session, program, holder))
-            cutoff = await timed("cutoff", statements._cutoff(ledger, program, holder.id, plan))
+            cutoff = await timed("cutoff", statements.cutoff_of(ledger, program, holder.id, plan))
             window = statements._window(program, holder.id, plan, cutoff)
             sums = await timed(
                 "sums",

@@ -111,7 +111,9 @@ class TransferCode(enum.IntEnum):
     PARTNER_PREPAID_DRAWN = 164
     #: What a statement owes both ways, set off: payable -> receivable.
     PARTNER_NETTING = 165
-    #: The outstanding points liability a leaving partner takes over.
+    #: A leaving partner's share of the outstanding points liability, which
+    #: the program takes over: its final statement bills the price of those
+    #: points not billed yet: revenue -> receivable.
     PARTNER_LIABILITY_TRANSFER = 166
     #: One leg of a conversion between two programs: wallet -> exchange
     #: account on the source ledger, exchange account -> wallet on the target's.

@@ -24,6 +24,15 @@ JOIN unnest($1::uuid[]) WITH ORDINALITY AS q(id, i) USING (id)
 ORDER BY q.i
 """
 
+# The accounts of one ledger other than those of some codes, over the
+# (ledger, code) index: a program's own and its partners' accounts, its
+# members' left out.
+ACCOUNTS_OF = f"""
+SELECT {ACCOUNT_COLUMNS} FROM accounts a
+WHERE a.ledger = $1 AND a.code <> ALL($2::integer[])
+ORDER BY a.id
+"""
+
 # Rows of ledger 0 in ``transfers`` reserve the ids of rejected transfers
 # (migration 0013): they are no transfers, and every read skips them.
 

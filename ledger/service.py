@@ -163,6 +163,15 @@ class Ledger:
         rows = await self.pool.fetch(repository.LOOKUP_ACCOUNTS, list(ids))
         return [_account(row) for row in rows]
 
+    async def accounts_of(
+        self, ledger: int, *, except_codes: Sequence[int] = ()
+    ) -> list[AccountState]:
+        """The accounts of ``ledger`` whose code is none of ``except_codes``,
+        by id (a program's accounts other than its members', say: a few,
+        whose balances sum, by double entry, to what the others hold)."""
+        rows = await self.pool.fetch(repository.ACCOUNTS_OF, ledger, list(except_codes))
+        return [_account(row) for row in rows]
+
     async def lookup_transfers(self, ids: Sequence[UUID]) -> list[TransferState]:
         rows = await self.pool.fetch(repository.LOOKUP_TRANSFERS, list(ids))
         return [_transfer(row) for row in rows]

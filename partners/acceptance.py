@@ -7,7 +7,9 @@ ledger's ``expire_pending`` job voids it; the row reads ``expired``). A
 refund after capture gives points back from the acceptance account, never
 more than the hold captured less its refunds: checked under the hold's row
 lock, and bounded by the ledger too (the acceptance account cannot go
-below zero).
+below zero). A leaving holder's holds are captured and refunded up to its
+valuation instant, when its final statement's period ends; releasing
+(which moves no posted point) is always allowed.
 
 Each use case writes its row, audit line and outbox event in the session's
 transaction and calls the ledger last, inside it
@@ -45,6 +47,8 @@ from partners.coalition_schemas import (
     RefundView,
 )
 from partners.contracts import acceptance_account
+from partners.departure_errors import PartnerDeparted
+from partners.departure_models import PartnerDeparture
 from partners.models import Partner
 from rewards.connections import session_connection
 from rewards.errors import CaptureExceedsHold, HoldClosed, InsufficientPoints, LedgerRefused
@@ -61,6 +65,8 @@ class _Found(msgspec.Struct, kw_only=True):
     holder: str
     external_id: str
     wallet_account_id: uuid.UUID
+    #: The holder's valuation instant, if it is leaving.
+    valuation_at: datetime | None = None
 
 
 def _digest(request: CheckoutHold, company: str) -> bytes:
@@ -179,6 +185,7 @@ async def capture_hold(
         return _view(found, now, replayed=True)
     if hold.status == HoldStatus.RELEASED:
         raise HoldClosed("the hold was released")
+    _refuse_after_valuation(found, now)
     points = request.points or hold.points
     if points > hold.points:
         raise CaptureExceedsHold(f"only {hold.points} points are held")
@@ -242,6 +249,7 @@ async def refund_hold(
         if earlier.points != request.points:
             raise Conflict(f"refund {request.refund_id!r} was made with other points")
         return _refund_view(earlier, found, now, replayed=True)
+    _refuse_after_valuation(found, now)
     left = hold.captured_points - hold.refunded_points
     if request.points > left:
         raise RefundExceedsCapture(
@@ -317,11 +325,13 @@ async def _find(
             holder.slug,
             Member.external_id,
             Member.wallet_account_id,
+            PartnerDeparture.valuation_at,
         )
         .join(Program, Program.id == PartnerHold.program_id)
         .join(company, company.id == PartnerHold.company_id)
         .join(holder, holder.id == PartnerHold.partner_id)
         .join(Member, Member.id == PartnerHold.member_id)
+        .outerjoin(PartnerDeparture, PartnerDeparture.partner_id == PartnerHold.partner_id)
         .where(
             PartnerHold.id == hold_id,
             PartnerHold.program_id == program_id,
@@ -333,7 +343,7 @@ async def _find(
     row = (await session.execute(query)).one_or_none()
     if row is None:
         raise NotFound(f"no hold {hold_id}")
-    hold, program, company_slug, holder_slug, external_id, wallet = row
+    hold, program, company_slug, holder_slug, external_id, wallet, valuation_at = row
     return _Found(
         hold=hold,
         program=program,
@@ -341,7 +351,18 @@ async def _find(
         holder=holder_slug,
         external_id=external_id,
         wallet_account_id=wallet,
+        valuation_at=valuation_at,
     )
+
+
+def _refuse_after_valuation(found: _Found, now: datetime) -> None:
+    """Points move at a leaving holder's tills up to its valuation instant:
+    its final statement counts them all."""
+    if found.valuation_at is not None and now >= found.valuation_at:
+        raise PartnerDeparted(
+            f"partner {found.holder!r} left the coalition at {found.valuation_at.isoformat()}:"
+            " its holds can be released, no longer captured or refunded"
+        )
 
 
 async def _audit(

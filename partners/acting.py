@@ -8,6 +8,11 @@ contract it acts under is its own, or its nearest ancestor's that has a
 published contract (the contract holder, whose ledger accounts move). The
 member is named by the program's member id, or by the identifier they
 linked at the holder.
+
+A holder that is leaving (``partners.departure_models``) issues up to the
+end of its last issuing day and takes new holds up to the end of its last
+accepting day: its departure is joined in the same statement by its unique
+key, so the hot path pays no round trip for it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from core.members import require_active
 from core.principal import Principal, PrincipalKind
 from partners.coalition_errors import ContractRoleMissing, NoContractInForce, PartnerNotActive
 from partners.coalition_models import ContractRoles
+from partners.departure_errors import PartnerDeparted
 from partners.models import PartnerStatus
 from rewards.connections import Connection
 
@@ -49,6 +55,7 @@ SELECT pr.slug AS program_slug, pr.ledger_id, pr.currency AS program_currency,
     c.id AS company_id, c.slug AS company_slug, c.name AS company_name,
     c.status AS company_status,
     h.id AS holder_id, h.slug AS holder_slug, h.name AS holder_name, h.status AS holder_status,
+    d.last_issuing_day, d.issuing_ends_at, d.last_accepting_day, d.accepting_ends_at,
     k.version AS contract_version, k.roles,
     m.id AS member_id, m.external_id, m.status AS member_status, m.wallet_account_id,
     m.tier_code,
@@ -56,6 +63,7 @@ SELECT pr.slug AS program_slug, pr.ledger_id, pr.currency AS program_currency,
 FROM programs pr
 LEFT JOIN company c ON true
 LEFT JOIN holder h ON true
+LEFT JOIN partner_departures d ON d.partner_id = h.id
 LEFT JOIN LATERAL (
     SELECT version, roles FROM partner_contracts
     WHERE partner_id = h.id AND status = 'published' AND effective_from <= $5
@@ -77,6 +85,9 @@ LEFT JOIN LATERAL (
 ) r ON true
 WHERE pr.id = $1
 """
+
+#: The departure's columns of the row: for the check, not the result.
+_DEPARTURE = ("last_issuing_day", "issuing_ends_at", "last_accepting_day", "accepting_ends_at")
 
 
 class Acting(msgspec.Struct, kw_only=True, frozen=True):
@@ -130,7 +141,8 @@ async def resolve(
     """The request's parties, or the refusal that fits: a company outside
     the reach or a member unknown is ``NotFound`` (what another tenant's
     is); no contract in force, a role the contract lacks, a firm not
-    active, a member not active are conflicts."""
+    active, a holder past its last issuing (or accepting) day, a member
+    not active are conflicts."""
     program_id, own = partner_of(principal)
     row = await db.fetchrow(
         _RESOLVE,
@@ -153,6 +165,7 @@ async def resolve(
     for who in ("company", "holder"):
         if found[f"{who}_status"] != PartnerStatus.ACTIVE:
             raise PartnerNotActive(f"partner {found[f'{who}_slug']!r} is {found[f'{who}_status']}")
+    _refuse_departed(found, role, at)
     if found["contract_version"] is None:
         raise NoContractInForce(f"partner {found['holder_slug']!r} has no contract in force now")
     roles = ContractRoles(found["roles"])
@@ -167,8 +180,21 @@ async def resolve(
     # Named as the request named them: a partner that knows a member by
     # their identifier is not told the program's id for them.
     require_active(_Member(member or str(identifier), found["member_status"]))
-    del found["company_status"], found["holder_status"], found["member_status"], found["roles"]
+    for name in ("company_status", "holder_status", "member_status", "roles", *_DEPARTURE):
+        del found[name]
     return Acting(program_id=program_id, **found)
+
+
+def _refuse_departed(found: dict[str, Any], role: ContractRoles, at: datetime) -> None:
+    """Refuse an issuance past the holder's last issuing day, a hold past
+    its last accepting day."""
+    what, day = ("issues", "issuing") if role is ContractRoles.ISSUER else ("accepts", "accepting")
+    ends_at = found[f"{day}_ends_at"]
+    if ends_at is not None and at >= ends_at:
+        raise PartnerDeparted(
+            f"partner {found['holder_slug']!r} is leaving the coalition: it {what} points up to"
+            f" the end of {found[f'last_{day}_day'].isoformat()} ({ends_at.isoformat()})"
+        )
 
 
 class _Member:

@@ -16,6 +16,9 @@ POINTS_REFUNDED = "partner.points_refunded"
 STATEMENT_ISSUED = "partner.statement_issued"
 PAYMENT_SUCCEEDED = "partner.payment_succeeded"
 PAYMENT_FAILED = "partner.payment_failed"
+#: A block of points bought through the payment provider was paid and funded.
+FUNDING_PURCHASED = "partner.funding_purchased"
+FUNDING_PURCHASE_FAILED = "partner.funding_purchase_failed"
 
 #: Every topic a partner's webhook endpoint may subscribe to. The next
 #: issue adds its lead and campaign events here.
@@ -27,6 +30,8 @@ TOPICS: frozenset[str] = frozenset(
         STATEMENT_ISSUED,
         PAYMENT_SUCCEEDED,
         PAYMENT_FAILED,
+        FUNDING_PURCHASED,
+        FUNDING_PURCHASE_FAILED,
     }
 )
 

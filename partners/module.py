@@ -13,12 +13,15 @@ from partners import (
     access_models,
     coalition_models,
     collection_models,
+    departure_models,
     events,
     exchange_models,
+    funding_purchase_models,
     models,
     statement_models,
     webhook_models,
 )
+from partners.final_statements import issue_due_final_statements
 from partners.idempotency_keys import purge_idempotency_keys
 from partners.member_data import MEMBER_DATA
 from partners.webhook_deliveries import fan_out
@@ -57,6 +60,13 @@ PARTNERS = Module(
             run=purge_idempotency_keys,
             every=3600.0,
         ),
+        Job(
+            name="issue-final-statements",
+            summary="Issue the final statement of each leaving partner whose valuation date"
+            " has passed (after its regular statements still due), and offboard it.",
+            run=issue_due_final_statements,
+            every=3600.0,
+        ),
     ),
     constraints=(
         *models.CONSTRAINTS,
@@ -66,6 +76,8 @@ PARTNERS = Module(
         *statement_models.CONSTRAINTS,
         *access_models.CONSTRAINTS,
         *collection_models.CONSTRAINTS,
+        *departure_models.CONSTRAINTS,
+        *funding_purchase_models.CONSTRAINTS,
     ),
     member_data=MEMBER_DATA,
 )

@@ -118,11 +118,15 @@ def compute_lines(
     period: Period,
     before: Carried,
     regular: bool = True,
+    liability_points: int | None = None,
 ) -> Computed:
     """The lines of a statement over ``sums``. ``versions`` are the holder's
     published versions in the order of their starts (the buckets of
     ``sums``); ``at_end`` the one in force at the period's end (the
-    deferred price, the minimum commitment, the prepaid credit);
+    deferred price, the minimum commitment, the prepaid credit). A final
+    statement (not ``regular``) has no minimum commitment (its period is
+    cut short) and carries the liability line for ``liability_points``,
+    the partner's share of the outstanding points.
     """
     computed = Computed()
     starts = [v.effective_from for v in versions]
@@ -168,7 +172,7 @@ def compute_lines(
     computed.lines = [
         line for _, line in sorted(read, key=lambda pair: (pair[0], pair[1].contract_version or 0))
     ]
-    _derived_lines(computed, versions, at_end, before, regular)
+    _derived_lines(computed, versions, at_end, before, regular, liability_points)
     return computed
 
 
@@ -178,9 +182,11 @@ def _derived_lines(
     at_end: PartnerContract,
     before: Carried,
     regular: bool,
+    liability_points: int | None,
 ) -> None:
     """The lines computed from the others: the deferred issue price, the
-    minimum commitment's shortfall and the prepaid credit drawn."""
+    minimum commitment's shortfall, a final statement's liability and the
+    prepaid credit drawn (last: it is drawn against all of them)."""
     lines = computed.lines
     by_version = {v.version: v for v in versions}
     deferred_in = sum(
@@ -224,6 +230,22 @@ def _derived_lines(
                     contract_version=at_end.version,
                 )
             )
+    if liability_points is not None:
+        # The deferred price of the partner's share of the points still
+        # outstanding, never of more points than it issued and was not yet
+        # billed the deferred price of (which redemptions at it bill).
+        billable = max(0, min(liability_points, open_points - billed_points))
+        lines.append(
+            Line(
+                kind=LineKind.LIABILITY,
+                points=billable,
+                rate=deferred_rate,
+                amount_minor=round_minor(billable * deferred_rate),
+                tax_code=at_end.issuance_tax_code,
+                contract_version=at_end.version,
+            )
+        )
+        billed_points += billable
     owed = sum(line.amount_minor for line in lines)
     credit_left = at_end.prepaid_credit_minor - before.prepaid_drawn_minor
     drawn = min(owed, credit_left) if owed > 0 and credit_left > 0 else 0

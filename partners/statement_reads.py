@@ -14,9 +14,10 @@ from core.models import Program
 from core.pagination import Page, decode_cursor, encode_cursor, page_of
 from core.principal import Principal, PrincipalKind
 from ledger import Ledger, StatementWindow
+from partners.departure_figures import stored_share
 from partners.models import Partner
 from partners.statement_lines import Carried, Period
-from partners.statement_models import PartnerStatement, PartnerStatementLine
+from partners.statement_models import PartnerStatement, PartnerStatementLine, StatementKind
 from partners.statement_schemas import (
     LineTransfer,
     LineTransferPage,
@@ -123,6 +124,9 @@ async def _plan_of(session: AsyncSession, program: Program, statement: PartnerSt
         )
     )
     at_end = next(v for v in versions if v.version == statement.contract_version)
+    liability = None
+    if statement.kind == StatementKind.FINAL:
+        liability = await stored_share(session, statement)
     return Plan(
         number=statement.number,
         period=Period(
@@ -140,6 +144,8 @@ async def _plan_of(session: AsyncSession, program: Program, statement: PartnerSt
             deferred_open_points=previous.deferred_open_points if previous else 0,
             prepaid_drawn_minor=previous.prepaid_drawn_minor if previous else 0,
         ),
+        kind=StatementKind(statement.kind),
+        liability_points=liability,
     )
 
 

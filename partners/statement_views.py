@@ -16,7 +16,6 @@ from partners.statement_models import (
     PartnerStatement,
     PartnerStatementLine,
     PaymentStatus,
-    StatementKind,
 )
 from partners.statement_schemas import StatementLineView, StatementView
 
@@ -48,7 +47,7 @@ def draft_view(partner: Partner, plan: Plan, computed: Computed, cutoff: int) ->
         id=None,
         number=plan.number,
         status="draft",
-        kind=StatementKind.REGULAR,
+        kind=plan.kind,
         partner=partner.slug,
         period=plan.label,
         period_start=plan.period.start,

@@ -16,7 +16,7 @@ money ledger (``partners.money_ledger``) in the same transaction.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -29,6 +29,7 @@ from ledger import Ledger, StatementWindow
 from partners import events
 from partners.coalition_models import ContractStatus, PartnerContract
 from partners.contracts import acceptance_account, issuance_account, lock_partner
+from partners.departure_models import PartnerDeparture
 from partners.models import Partner
 from partners.money_ledger import money_ledger, open_money_accounts, post_statement
 from partners.settlement_periods import UNITS, label_of, period_of
@@ -66,6 +67,9 @@ class Plan:
     scan_from: int
     settled_up_to: int
     before: Carried
+    kind: StatementKind = StatementKind.REGULAR
+    #: A final statement's share of the outstanding points (its liability line).
+    liability_points: int | None = None
 
 
 async def published_versions(session: AsyncSession, holder_id: uuid.UUID) -> list[PartnerContract]:
@@ -146,6 +150,25 @@ async def plan_next(session: AsyncSession, program: Program, holder: Partner) ->
     )
 
 
+def final_plan(plan: Plan, ends_at: datetime, liability_points: int) -> Plan:
+    """A leaving partner's final statement: its next period cut short at
+    ``ends_at`` (its valuation instant, within that period), under the
+    version in force just before then, with the liability line for its
+    share ``liability_points`` of the outstanding points."""
+    if not plan.period.start < ends_at <= plan.period.end:
+        raise StatementPeriodRefused(
+            f"period: the next statement of the partner is {plan.label}; its final statement"
+            f" ends at {ends_at.isoformat()}, outside it"
+        )
+    return replace(
+        plan,
+        period=replace(plan.period, end=ends_at),
+        at_end=_in_force(plan.versions, ends_at, before=True),
+        kind=StatementKind.FINAL,
+        liability_points=liability_points,
+    )
+
+
 def _scan_from(last: PartnerStatement | None) -> int:
     """Where the next statement starts reading: after the last cutoff, or
     before the first transfer of a later period the last one saw (recorded
@@ -187,10 +210,12 @@ async def compute(
         at_end=plan.at_end,
         period=plan.period,
         before=plan.before,
+        regular=plan.kind == StatementKind.REGULAR,
+        liability_points=plan.liability_points,
     )
 
 
-async def _cutoff(ledger: Ledger, program: Program, holder_id: uuid.UUID, plan: Plan) -> int:
+async def cutoff_of(ledger: Ledger, program: Program, holder_id: uuid.UUID, plan: Plan) -> int:
     latest = await ledger.latest_timestamp(
         [issuance_account(program, holder_id), acceptance_account(program, holder_id)]
     )
@@ -209,7 +234,7 @@ async def draft_statement(
     period may still be running). ``partner`` comes from a look-up within
     the principal's tenant."""
     plan = await plan_next(session, program, partner)
-    cutoff = await _cutoff(ledger, program, partner.id, plan)
+    cutoff = await cutoff_of(ledger, program, partner.id, plan)
     computed = await compute(ledger, program, partner.id, plan, cutoff)
     return draft_view(partner, plan, computed, cutoff)
 
@@ -252,8 +277,39 @@ async def issue_statement(
             f"period: {plan.label} ends at {plan.period.end.isoformat()}; a statement is"
             " issued once its period has ended (its draft can be read meanwhile)"
         )
-    cutoff = await _cutoff(ledger, program, partner.id, plan)
+    leaves_at = await session.scalar(
+        select(PartnerDeparture.valuation_at).where(PartnerDeparture.partner_id == partner.id)
+    )
+    if leaves_at is not None and plan.period.end >= leaves_at:
+        raise StatementPeriodRefused(
+            f"period: partner {partner.slug!r} leaves at {leaves_at.isoformat()}, within"
+            f" {plan.label}: that period is settled by its final statement"
+            " (POST .../departure/final-statement)"
+        )
+    cutoff = await cutoff_of(ledger, program, partner.id, plan)
     computed = await compute(ledger, program, partner.id, plan, cutoff)
+    statement, view = await record_statement(
+        session, ledger, program, partner, plan, computed, cutoff, now, principal=principal
+    )
+    await post_issued(session, ledger, program, statement, computed)
+    return view, True
+
+
+async def record_statement(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    partner: Partner,
+    plan: Plan,
+    computed: Computed,
+    cutoff: int,
+    now: datetime,
+    *,
+    principal: Principal,
+) -> tuple[PartnerStatement, StatementView]:
+    """Store an issued statement and its lines, with its audit line and
+    ``partner.statement_issued``. The caller posts it (``post_issued``)
+    last, under the partner's row lock taken before it was planned."""
     statement = await _store(session, ledger, program, partner, plan, computed, cutoff, now)
     view = await statement_view(session, partner, statement)
     subject = f"program:{program.slug}:partner:{partner.slug}:statement:{statement.number}"
@@ -262,7 +318,12 @@ async def issue_statement(
         principal,
         "partner.statement.issue",
         subject,
-        {"period": plan.label, "total_minor": view.total_minor, "cutoff": cutoff},
+        {
+            "period": plan.label,
+            "kind": plan.kind,
+            "total_minor": view.total_minor,
+            "cutoff": cutoff,
+        },
     )
     await outbox.emit(
         session,
@@ -271,23 +332,35 @@ async def issue_statement(
         {
             "statement_id": view.id,
             "number": view.number,
+            "kind": view.kind,
             "period": view.period,
             "currency": view.currency,
             "total_minor": view.total_minor,
             "direction": view.direction,
         },
     )
+    return statement, view
+
+
+async def post_issued(
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    statement: PartnerStatement,
+    computed: Computed,
+) -> None:
+    """Post a statement just recorded on the money ledger. Last in its use
+    case: from here to the commit the transaction holds the ledger's lock."""
     await post_statement(
         session,
         ledger,
         program,
         statement_id=statement.id,
-        partner_id=partner.id,
+        partner_id=statement.partner_id,
         currency=statement.currency,
         ledger_id=statement.money_ledger_id,
         lines=[(number, line) for number, line in enumerate(computed.lines, 1)],
     )
-    return view, True
 
 
 async def _store(
@@ -308,7 +381,7 @@ async def _store(
         program_id=program.id,
         partner_id=partner.id,
         number=plan.number,
-        kind=StatementKind.REGULAR,
+        kind=plan.kind,
         period_label=plan.label,
         period_unit=plan.period.unit,
         period_start=plan.period.start,

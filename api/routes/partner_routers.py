@@ -17,6 +17,11 @@ from api.routes.partner_clients import PartnerClientController
 from api.routes.partner_coalition import PartnerHoldController, PartnerIssuanceController
 from api.routes.partner_collection import PartnerCollectionController
 from api.routes.partner_contracts import PartnerContractController
+from api.routes.partner_departures import PartnerDepartureController
+from api.routes.partner_funding_purchases import (
+    FundingPurchaseController,
+    PartnerFundingPurchaseController,
+)
 from api.routes.partner_statement_api import PartnerStatementApiController
 from api.routes.partner_statements import PartnerPositionController, PartnerStatementController
 from api.routes.partner_webhooks import PartnerWebhookController
@@ -27,6 +32,7 @@ PARTNER_API: list[ControllerRouterHandler] = [
     PartnerHoldController,
     PartnerWebhookController,
     PartnerStatementApiController,
+    PartnerFundingPurchaseController,
 ]
 OPERATOR_API: list[ControllerRouterHandler] = [
     PartnerController,
@@ -36,4 +42,6 @@ OPERATOR_API: list[ControllerRouterHandler] = [
     PartnerStatementController,
     PartnerPositionController,
     PartnerCollectionController,
+    FundingPurchaseController,
+    PartnerDepartureController,
 ]

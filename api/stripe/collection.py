@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import stripe
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,22 +41,7 @@ async def ask_stripe(settings: Settings, session: AsyncSession, plan: Collection
     """Make the attempt's Stripe objects; answers the PaymentIntent's id.
     A decline Stripe answers at once is not raised: its webhook reports it."""
     stripe_client = client(settings)
-    customer = plan.customer_id
-    if customer is None:
-        made = await stripe_client.v1.customers.create_async(
-            params={
-                "name": plan.partner_name,
-                "metadata": {"program": plan.program_slug, "partner": plan.partner_slug},
-            },
-            options={"idempotency_key": f"partner-customer:{plan.partner_id}"},
-        )
-        customer = made.id
-        await stripe_client.v1.payment_methods.attach_async(
-            plan.payment_method_id,
-            params={"customer": customer},
-            options={"idempotency_key": f"partner-pm:{plan.partner_id}:{plan.payment_method_id}"},
-        )
-        await record_customer(session, uuid.UUID(plan.partner_id), customer)
+    customer = await partner_customer(stripe_client, session, plan)
     for item in plan.items:
         await stripe_client.v1.invoice_items.create_async(
             params={
@@ -89,6 +74,52 @@ async def ask_stripe(settings: Settings, session: AsyncSession, plan: Collection
         },
     }
     key = f"statement:{plan.statement_id}:attempt:{plan.attempt}"
+    return await confirm_off_session(stripe_client, params, key)
+
+
+class _Payer(Protocol):
+    """What making a partner's customer needs of a plan."""
+
+    @property
+    def program_slug(self) -> str: ...
+    @property
+    def partner_id(self) -> str: ...
+    @property
+    def partner_slug(self) -> str: ...
+    @property
+    def partner_name(self) -> str: ...
+    @property
+    def payment_method_id(self) -> str: ...
+    @property
+    def customer_id(self) -> str | None: ...
+
+
+async def partner_customer(
+    stripe_client: stripe.StripeClient, session: AsyncSession, plan: _Payer
+) -> str:
+    """The partner's customer, made once with its saved payment method
+    attached (and recorded in the session's transaction)."""
+    if plan.customer_id is not None:
+        return plan.customer_id
+    made = await stripe_client.v1.customers.create_async(
+        params={
+            "name": plan.partner_name,
+            "metadata": {"program": plan.program_slug, "partner": plan.partner_slug},
+        },
+        options={"idempotency_key": f"partner-customer:{plan.partner_id}"},
+    )
+    await stripe_client.v1.payment_methods.attach_async(
+        plan.payment_method_id,
+        params={"customer": made.id},
+        options={"idempotency_key": f"partner-pm:{plan.partner_id}:{plan.payment_method_id}"},
+    )
+    await record_customer(session, uuid.UUID(plan.partner_id), made.id)
+    return made.id
+
+
+async def confirm_off_session(stripe_client: stripe.StripeClient, params: Any, key: str) -> str:
+    """Make and confirm a PaymentIntent under ``key``; answers its id. A
+    decline Stripe answers at once is not raised: its webhook reports it."""
     try:
         intent = await stripe_client.v1.payment_intents.create_async(
             params=params, options={"idempotency_key": key}

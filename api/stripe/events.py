@@ -18,6 +18,10 @@ a call of a domain use case, acting as ``system:stripe``.
   partner statement's collection (metadata ``kind`` = ``partner_statement``,
   with ``statement`` and ``attempt``) records the payment or schedules the
   next attempt (``partners.collection``).
+- ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` of a
+  block of points a prepaid partner buys (metadata ``kind`` =
+  ``partner_funding``, with ``purchase``) funds the block, once, or records
+  the failure (``partners.funding_purchases``).
 
 Every step is idempotent (order, return and transfer ids derive from
 Stripe's ids), so an event handled twice changes nothing. An event whose
@@ -33,7 +37,7 @@ from typing import Annotated, Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.stripe.gateway import PARTNER_STATEMENT, POINTS_PURCHASE
+from api.stripe.gateway import PARTNER_FUNDING, PARTNER_STATEMENT, POINTS_PURCHASE
 from core.members import get_member
 from core.models import Member, Program
 from core.principal import system
@@ -41,6 +45,7 @@ from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import BIGINT_MAX, ExternalId, NonNegativeBigInt
 from partners.collection import collection_failed, collection_succeeded
+from partners.funding_purchases import purchase_failed, purchase_succeeded
 from rewards.bought_points import (
     PaymentShort,
     PointsPaid,
@@ -68,6 +73,8 @@ class _Metadata(msgspec.Struct, kw_only=True):
     #: A partner statement's collection (``api.stripe.collection``).
     statement: uuid.UUID | None = None
     attempt: Annotated[int, msgspec.Meta(gt=0, le=1000)] | None = None
+    #: A partner's block of points (``api.stripe.funding_purchases``).
+    purchase: uuid.UUID | None = None
 
 
 class _Payment(msgspec.Struct, kw_only=True):
@@ -121,6 +128,8 @@ async def handle_event(session: AsyncSession, ledger: Ledger, event: dict[str, A
         return f"refused: malformed {kind}: {error}"
     if payment.metadata.kind == PARTNER_STATEMENT and kind.startswith("payment_intent."):
         return await _statement_collection(session, ledger, kind, payment)
+    if payment.metadata.kind == PARTNER_FUNDING and kind.startswith("payment_intent."):
+        return await _funding_purchase(session, ledger, kind, payment)
     if kind == "payment_intent.payment_failed":
         return f"ignored: {kind} of no partner statement"
     if kind == "charge.refunded":
@@ -151,17 +160,42 @@ async def _statement_collection(
             payment.paid,
             principal=STRIPE,
         )
-    error = payment.last_payment_error or {}
-    reason = str(error.get("message") or error.get("code") or "the payment failed")
     return await collection_failed(
         session,
         payment.metadata.statement,
         payment.metadata.attempt,
         payment.id,
-        reason,
+        _failure(payment),
         datetime.now(UTC),
         principal=STRIPE,
     )
+
+
+async def _funding_purchase(
+    session: AsyncSession, ledger: Ledger, kind: str, payment: _Payment
+) -> str:
+    if payment.metadata.purchase is None:
+        return "refused: no purchase in metadata"
+    now = datetime.now(UTC)
+    if kind == "payment_intent.succeeded":
+        return await purchase_succeeded(
+            session,
+            ledger,
+            payment.metadata.purchase,
+            payment.id,
+            payment.paid,
+            payment.currency,
+            now,
+            principal=STRIPE,
+        )
+    return await purchase_failed(
+        session, payment.metadata.purchase, payment.id, _failure(payment), now, principal=STRIPE
+    )
+
+
+def _failure(payment: _Payment) -> str:
+    error = payment.last_payment_error or {}
+    return str(error.get("message") or error.get("code") or "the payment failed")
 
 
 async def _payer(session: AsyncSession, payment: _Payment) -> tuple[Program, Member] | None:

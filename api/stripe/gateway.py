@@ -18,6 +18,9 @@ POINTS_PURCHASE = "points_purchase"
 #: The PaymentIntent's metadata ``kind`` of a partner statement's collection
 #: (``api.stripe.collection``).
 PARTNER_STATEMENT = "partner_statement"
+#: The PaymentIntent's metadata ``kind`` of a block of points a prepaid
+#: partner buys (``api.stripe.funding_purchases``).
+PARTNER_FUNDING = "partner_funding"
 
 
 class PaymentsNotConfigured(Exception):

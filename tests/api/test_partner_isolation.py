@@ -195,13 +195,33 @@ async def _coalition_points(client: Client, side: Side) -> None:
     assert captured.status_code == 200, captured.text
 
 
+async def _funding_purchase(client: Client, side: Side) -> None:
+    """A block the side bought through Stripe, paid already (its funding the
+    one ``_statement`` recorded): these setups run without Stripe, and
+    asking for a paid purchase again answers it without asking Stripe."""
+    assert side.pool is not None
+    side.ids["purchase"] = fresh("block")
+    made = await side.pool.execute(
+        "INSERT INTO partner_funding_purchases (id, program_id, partner_id, purchase_id, points,"
+        " amount_minor, currency, contract_version, status, payment_method_id,"
+        " payment_intent_id, funding_id, completed_at)"
+        " SELECT $1, program_id, partner_id, $3, 100, 150, 'ZAR', 1, 'succeeded', 'pm_card_visa',"
+        " $4, id, now() FROM partner_fundings WHERE partner_id = $2 LIMIT 1",
+        uuid.uuid4(),
+        uuid.UUID(side.partner_id),
+        side.ids["purchase"],
+        f"pi_{uuid.uuid4().hex}",
+    )
+    assert made == "INSERT 0 1", made
+
+
 def _at(path: str, body: Callable[[], Any] | None = None) -> Case:
     """A case naming the side's objects in ``path`` (``{endpoint}`` and the
     like, from ``side.ids``), with a fresh body per request."""
     return Case(request=lambda side: (path.format(**side.ids), body() if body else None))
 
 
-SETUPS.extend([_webhook_endpoints, _statement, _coalition_points])
+SETUPS.extend([_webhook_endpoints, _statement, _coalition_points, _funding_purchase])
 _SINCE = "2020-01-01T00:00:00Z"
 CASES |= {
     ("GET", "/partner/balance"): _own("/balance"),
@@ -227,6 +247,16 @@ CASES |= {
     ("POST", "/partner/holds/{hold_id}/refunds"): _at(
         "/holds/{captured}/refunds", lambda: {"refund_id": fresh("r"), "points": 1}
     ),
+    ("GET", "/partner/funding/purchases"): _own("/funding/purchases"),
+    ("POST", "/partner/funding/purchases"): Case(
+        # The caller's own paid purchase again: answered, Stripe not asked.
+        request=lambda side: (
+            "/funding/purchases",
+            {"purchase_id": side.ids["purchase"], "points": 100},
+        ),
+        own_only=True,
+    ),
+    ("GET", "/partner/funding/purchases/{purchase_id}"): _at("/funding/purchases/{purchase}"),
     ("GET", "/partner/position"): _own("/position"),
     ("GET", "/partner/statements"): _own("/statements"),
     ("GET", "/partner/statements/{statement_id}"): _at("/statements/{statement}"),

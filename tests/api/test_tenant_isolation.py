@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -198,7 +198,9 @@ async def tenants(
         await add_webhook_endpoint(engine, tenant)
         await add_contracts(client, tenant)
         await add_statements(client, pool, ledger, tenant)
+        await add_funding_purchase(pool, tenant)
         await add_exchange_agreement(client, tenant)
+        await add_departure(client, pool, tenant)
     return made
 
 
@@ -314,6 +316,71 @@ async def add_statements(
         uuid.uuid4(),
         row["partner_id"],
     )
+
+
+async def add_funding_purchase(pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """A block the firm ``p`` bought through Stripe, paid already (its
+    funding the one ``add_statements`` recorded): asking again answers it,
+    Stripe not asked."""
+    await pool.execute(
+        "INSERT INTO partner_funding_purchases (id, program_id, partner_id, purchase_id, points,"
+        " amount_minor, currency, contract_version, status, payment_method_id,"
+        " payment_intent_id, funding_id, completed_at)"
+        " SELECT $1, f.program_id, f.partner_id, 'isolation-block', 100, 150, 'ZAR', 1,"
+        " 'succeeded', 'pm_card_visa', 'pi_isolation_block', f.id, now()"
+        " FROM partner_fundings f JOIN programs g ON g.id = f.program_id"
+        " WHERE g.slug = $2 LIMIT 1",
+        uuid.uuid4(),
+        tenant.slug,
+    )
+
+
+def departed_days() -> dict[str, str]:
+    """The days of firm ``q``'s departure: all the last day of last month."""
+    day = (months_back(1)[1] - timedelta(days=1)).date().isoformat()
+    return {"last_issuing_day": day, "last_accepting_day": day, "valuation_date": day}
+
+
+async def add_departure(client: Client, pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """A firm ``q`` that left at the end of last month: its contract in
+    force from the start of last month, its departure recorded (days to
+    come, as the API asks), then moved back into last month, and its final
+    statement issued."""
+    base = f"/programs/{tenant.slug}/partners/q"
+    await ok(await client.post(f"/programs/{tenant.slug}/partners", json=partner_firm("q")))
+    await ok(await client.post(f"{base}/status", json={"status": "active"}))
+    await ok(await client.post(f"{base}/contracts", json=CONTRACT))
+    await ok(
+        await client.post(
+            f"{base}/contracts/1/publication",
+            json={"effective_from": datetime.now(UTC).isoformat()},
+        )
+    )
+    later = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    days = {"last_issuing_day": later, "last_accepting_day": later, "valuation_date": later}
+    await ok(await client.put(f"{base}/departure", json=days))
+    start, end = months_back(1)
+    partner_id = await pool.fetchval(
+        "SELECT p.id FROM partners p JOIN programs g ON g.id = p.program_id"
+        " WHERE g.slug = $1 AND p.slug = 'q'",
+        tenant.slug,
+    )
+    await pool.execute(
+        "UPDATE partners SET created_at = $2 WHERE id = $1", partner_id, start - timedelta(days=1)
+    )
+    await pool.execute(
+        "UPDATE partner_contracts SET effective_from = $2 WHERE partner_id = $1", partner_id, start
+    )
+    day = date.fromisoformat(departed_days()["valuation_date"])
+    await pool.execute(
+        "UPDATE partner_departures SET last_issuing_day = $2, last_accepting_day = $2,"
+        " valuation_date = $2, issuing_ends_at = $3, accepting_ends_at = $3, valuation_at = $3"
+        " WHERE partner_id = $1",
+        partner_id,
+        day,
+        end,
+    )
+    await ok(await client.post(f"{base}/departure/final-statement"), 201)
 
 
 async def add_webhook_endpoint(engine: AsyncEngine, tenant: Tenant) -> None:
@@ -499,6 +566,19 @@ PROGRAM_CASES: dict[tuple[str, str], Case] = {
         "/partners/p/funding",
         {"reference": fresh("payment"), "points": 100, "amount_minor": 150},
     ),
+    ("POST", "/programs/{slug}/partners/{partner}/funding/purchases"): lambda t: (
+        # Paid already: the same purchase again answers it, Stripe not asked.
+        "/partners/p/funding/purchases",
+        {"purchase_id": "isolation-block", "points": 100},
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/funding/purchases"): lambda t: (
+        "/partners/p/funding/purchases",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/funding/purchases/{purchase_id}"): lambda t: (
+        "/partners/p/funding/purchases/isolation-block",
+        None,
+    ),
     ("GET", "/programs/{slug}/partners/{partner}/balance"): lambda t: (
         "/partners/p/balance",
         None,
@@ -554,6 +634,25 @@ PROGRAM_CASES: dict[tuple[str, str], Case] = {
         None,
     ),
     ("GET", "/programs/{slug}/partner-positions"): lambda t: ("/partner-positions", None),
+    # The departure of the firm ``q``, whose final statement is issued.
+    ("PUT", "/programs/{slug}/partners/{partner}/departure"): lambda t: (
+        # The same departure again: answered as it is.
+        "/partners/q/departure",
+        departed_days(),
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/departure"): lambda t: (
+        "/partners/q/departure",
+        None,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/departure/report"): lambda t: (
+        "/partners/q/departure/report",
+        None,
+    ),
+    ("POST", "/programs/{slug}/partners/{partner}/departure/final-statement"): lambda t: (
+        # Issued already: answered again.
+        "/partners/q/departure/final-statement",
+        None,
+    ),
     # Exchange agreements with other programs (one proposed to the tenant).
     ("POST", "/programs/{slug}/exchange-agreements"): lambda t: (
         # Proposed again by A's own key: the same proposal answers 200.
