@@ -46,6 +46,7 @@ ENVIRONMENT: dict[str, str] = {
     "COALITION_PARTNER_RATE_LIMIT": "partner_rate_limit",
     "COALITION_TOKEN_RATE_LIMIT": "token_rate_limit",
     "WEBHOOK_PRIVATE_TARGETS": "webhook_private_targets",
+    "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
 }
 
 
@@ -114,6 +115,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     #: loopback addresses (development, tests, an operator's own network);
     #: off, only https to public addresses (``partners.webhook_targets``).
     webhook_private_targets: bool = False
+    #: Seconds a partner's endpoint has to answer a webhook attempt; a
+    #: delivery being sent is leased for four times as long, after which a
+    #: worker that died mid-call has it sent again (``partners.webhook_sending``).
+    webhook_timeout_seconds: Annotated[float, msgspec.Meta(ge=1, le=60)] = 15.0
 
 
 class SettingsError(ValueError):

@@ -28,8 +28,14 @@ from api.settings import Settings, SettingsError
 from core.modules import Job, JobContext
 from ledger import Ledger
 from ledger.connection import create_pool
-from partners import webhook_targets
+from partners import webhook_job, webhook_targets
+from partners.webhook_sending import SendingOptions
 from partners.webhook_targets import TargetPolicy
+
+#: Seconds a scheduled run may wait in the broker past its successor's time
+#: (the folder broker, polled each second, keeps a message a few seconds)
+#: before it is dropped.
+EXPIRY_SLACK = 10.0
 
 
 def task_name(job: Job) -> str:
@@ -54,12 +60,23 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         timezone="UTC",
         beat_schedule={
-            job.name: {"task": task_name(job), "schedule": job.every} for job in JOBS.values()
+            job.name: {
+                "task": task_name(job),
+                "schedule": job.every,
+                # A run not started soon after the next one's time is
+                # dropped, not queued: the next does the same work. Else a
+                # job that runs longer than its period (the webhooks'
+                # sender) piles up runs without end, and every other job
+                # waits behind them.
+                "options": {"expires": job.every + EXPIRY_SLACK},
+            }
+            for job in JOBS.values()
         },
     )
     app.conf.coalition_settings = settings
     # The webhooks' sender reads where it may send from its process.
     webhook_targets.configure(TargetPolicy(private=settings.webhook_private_targets))
+    webhook_job.configure(SendingOptions.within(settings.webhook_timeout_seconds))
     if not settings.broker_url:
         for sub in ("queue", "processed", "control"):
             (broker_folder(settings) / sub).mkdir(parents=True, exist_ok=True)
@@ -80,6 +97,9 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         # The exchange tables of fanout (broadcast) messages; kombu's default
         # is a folder named "control" in the working directory.
         "control_folder": str(folder / "control"),
+        # Seconds between two looks at the folder (kombu's default, 1 s,
+        # makes each hand-over between two runs of a job wait that long).
+        "polling_interval": 0.1,
     }
 
 

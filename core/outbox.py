@@ -161,17 +161,29 @@ async def drain(
     limit: int = 100,
 ) -> int:
     """Hand due events of the given topics to their subscriber, one
-    transaction per event, taking at most ``limit`` events; answers how many
-    were handled. Several workers may drain at once: each takes events the
-    others have not locked."""
+    transaction per event (a batch subscriber's: per batch), taking at most
+    ``limit`` events; answers how many were handled. Several workers may
+    drain at once: each takes events the others have not locked.
+
+    A drain ends once it has caught up (a batch short of full, no due event
+    left) rather than follow events still being committed: a caller that
+    drains between other work (the webhooks' job) gets its turn back."""
     if not subscribers:
         return 0
-    handled = await _drain_batches(sessions, subscribers, now, limit)
+    handled, failed = await _drain_batches(sessions, subscribers, now, limit)
+    # A batch subscriber's events go one by one only when their batch failed.
+    one_by_one = [
+        topic
+        for topic, subscriber in subscribers.items()
+        if not isinstance(subscriber, BatchSubscriber) or topic in failed
+    ]
+    if not one_by_one:
+        return handled
     for _ in range(limit - handled):
         row: Row[Any] | None = None
         try:
             async with sessions() as session, session.begin():
-                row = await _next_due(session, list(subscribers), now)
+                row = await _next_due(session, one_by_one, now)
                 if row is None:
                     return handled
                 event = OutboxEvent(
@@ -214,24 +226,27 @@ async def _drain_batches(
     subscribers: Mapping[str, Subscriber],
     now: datetime,
     limit: int,
-) -> int:
+) -> tuple[int, set[str]]:
     """Hand the batch subscribers' due events over, a batch per
-    transaction, up to ``limit``; stops at a batch that fails (its events
-    are left to the one-by-one drain)."""
+    transaction, up to ``limit``, until a batch short of full; stops at a
+    batch that fails (its events are left to the one-by-one drain).
+    Answers how many were handled, and the topics of the failed batches."""
     groups: dict[int, tuple[BatchSubscriber, list[str]]] = {}
     for topic, subscriber in subscribers.items():
         if isinstance(subscriber, BatchSubscriber):
             groups.setdefault(id(subscriber), (subscriber, []))[1].append(topic)
     handled = 0
+    failed: set[str] = set()
     for subscriber, topics in groups.values():
-        while handled < limit:
+        full = True
+        while full and handled < limit:
             try:
                 async with sessions() as session, session.begin():
-                    batch = await _next_batch(
-                        session, topics, now, min(BATCH_SIZE, limit - handled)
-                    )
+                    size = min(BATCH_SIZE, limit - handled)
+                    batch = await _next_batch(session, topics, now, size)
                     if not batch:
                         break
+                    full = len(batch) == size
                     await subscriber.many(session, batch)
                     await session.execute(
                         update(outbox_events)
@@ -244,9 +259,10 @@ async def _drain_batches(
                     ", ".join(sorted(topics)),
                     exc_info=True,
                 )
+                failed.update(topics)
                 break
             handled += len(batch)
-    return handled
+    return handled, failed
 
 
 async def _next_batch(

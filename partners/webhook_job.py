@@ -1,17 +1,32 @@
 """The ``deliver-webhooks`` job: for a bounded time, hand the partner
-events of the outbox to the fan-out and send what is due, polling often,
-so that a delivery leaves well within a second of its change's commit.
+events of the outbox to the fan-out and send what is due, so that a
+delivery leaves well within a second of its change's commit.
+
+A run is three loops side by side, each on a connection of its own, so
+that none waits for another's database work: the fan-out (outbox events
+to deliveries, a batch per transaction, at once again while there are
+more, else every ``POLL_SECONDS``), the sending (a claim as soon as the
+fan-out has made deliveries or a call has freed its slot, and every
+``POLL_SECONDS`` for retries and deliveries made elsewhere), and the
+recording of outcomes (every ``SendingOptions.record_every``). A drain
+ends once it has caught up (``core.outbox.drain``), so a steady stream of
+events never holds the fan-out in one drain.
 
 The worker schedules it every second; at most ``SENDERS_MAX`` runs work at
 once in the whole installation (a PostgreSQL advisory lock per place), so
 the runs the schedule starts while others work end at once, and none queue
-up behind a slow endpoint. A run ends after ``RUN_SECONDS``, or after
-``IDLE_SECONDS`` with nothing to do (the schedule starts the next).
+up behind a slow endpoint. A run stops claiming after ``RUN_SECONDS``, or
+after ``IDLE_SECONDS`` with nothing to do (the schedule starts the next).
+While a call of before then still hangs (a slow endpoint, up to the
+attempt's timeout) it winds down: it goes on sending to the other
+endpoints, not to that one, so that the end of a run never holds them up
+behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 
@@ -29,11 +44,19 @@ IDLE_SECONDS = 5.0
 POLL_SECONDS = 0.05
 GATHER_SECONDS = 0.01
 SENDERS_MAX = 2
-#: Outbox events a run hands to the fan-out at most per poll.
+#: Outbox events a run hands to the fan-out at most per drain.
 DRAIN_LIMIT = 2000
-OPTIONS = SendingOptions()
 #: The advisory locks' first key: "WH".
 _LOCKS = 0x5748
+
+#: This process's sending options, set at its start from the settings
+#: (``configure``): the job's context carries no settings.
+_options = SendingOptions()
+
+
+def configure(options: SendingOptions) -> None:
+    global _options
+    _options = options
 
 
 async def deliver_webhooks(context: JobContext) -> int:
@@ -64,31 +87,98 @@ def _partner_subscribers(subscribers: Mapping[str, Subscriber]) -> dict[str, Sub
 async def _run(
     context: JobContext,
     subscribers: Mapping[str, Subscriber],
-    options: SendingOptions = OPTIONS,
+    options: SendingOptions | None = None,
 ) -> int:
     sessions: async_sessionmaker[AsyncSession] = context.sessions
     sender = Sender(
-        sessions, http_clients(), options=options, policy=current_policy(), started=context.now
+        sessions,
+        http_clients(),
+        options=options or _options,
+        policy=current_policy(),
+        started=context.now,
     )
-    start = idle_since = time.monotonic()
-    drained_at = start - POLL_SECONDS
-    worked = 0
+    run = _Run(sessions, subscribers, sender)
     try:
-        while time.monotonic() - start < RUN_SECONDS:
-            if time.monotonic() - drained_at >= POLL_SECONDS or worked:
-                worked = await drain(sessions, subscribers, sender.now(), limit=DRAIN_LIMIT)
-                drained_at = time.monotonic()
-            claimed = await sender.claim()
-            await sender.record()
-            if worked or claimed or sender.in_flight:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > IDLE_SECONDS:
-                break
-            if claimed < options.in_flight_max:
-                # A short pause gathers the slots freed meanwhile into one
-                # claim; then until a call ends, or the next poll.
-                await asyncio.sleep(GATHER_SECONDS)
-                await sender.wait(POLL_SECONDS - GATHER_SECONDS)
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(run.fan_out())
+            loops.create_task(run.record())
+            try:
+                await run.send()
+            finally:
+                run.stopped.set()
     finally:
         await sender.finish()
     return sender.sent
+
+
+class _Run:
+    """What a run's three loops share: the sender, when work was last seen,
+    and two signals (deliveries made; the run over)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        subscribers: Mapping[str, Subscriber],
+        sender: Sender,
+    ) -> None:
+        self.sessions = sessions
+        self.subscribers = subscribers
+        self.sender = sender
+        self.made = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.started = self.busy_at = time.monotonic()
+        #: Whether the fan-out is in a drain (work, however long it takes).
+        self.draining = False
+
+    def idle(self) -> bool:
+        return not self.draining and time.monotonic() - self.busy_at > IDLE_SECONDS
+
+    async def _rest(self, seconds: float) -> None:
+        """``seconds``, or less if the run stops meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopped.wait(), seconds)
+
+    async def fan_out(self) -> None:
+        while not self.stopped.is_set():
+            self.draining = True
+            try:
+                handled = await drain(
+                    self.sessions, self.subscribers, self.sender.now(), limit=DRAIN_LIMIT
+                )
+            finally:
+                self.draining = False
+            if handled:
+                self.busy_at = time.monotonic()
+                self.made.set()
+            else:
+                await self._rest(POLL_SECONDS)
+
+    async def record(self) -> None:
+        while not self.stopped.is_set():
+            await self.sender.record(force=True)
+            await self._rest(self.sender.options.record_every)
+
+    async def send(self) -> None:
+        sender = self.sender
+        while time.monotonic() - self.started < RUN_SECONDS:
+            self.made.clear()
+            claimed = await sender.claim()
+            if claimed or sender.in_flight:
+                self.busy_at = time.monotonic()
+            elif self.idle():
+                break
+            if claimed < sender.options.in_flight_max:
+                await self._pause()
+        # Calls started before now may hang for up to their timeout: the
+        # other endpoints are served meanwhile, the hanging ones not.
+        since = time.monotonic()
+        while sender.lingering(since) and time.monotonic() - since < sender.options.timeout:
+            self.made.clear()
+            await sender.claim(winding_down=since)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        # A short pause gathers the slots freed meanwhile into one claim;
+        # then until a call ends, the fan-out makes deliveries, or the poll.
+        await asyncio.sleep(GATHER_SECONDS)
+        await self.sender.wait(POLL_SECONDS - GATHER_SECONDS, wake=self.made)

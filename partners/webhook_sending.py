@@ -12,6 +12,8 @@ one HTTP client, record every outcome in a few set-based statements.
   failing or timing out fewer (``failing_slots``), and a claim skips the
   endpoints whose slots are taken: a slow endpoint holds its own slots,
   never another's, nor the sender (outcomes are recorded as they come).
+  A sender winding down (``claim(winding_down=...)``) goes on serving the
+  other endpoints while a slow one's last calls hang.
 - Each attempt is signed afresh (``webhook-timestamp`` now, in UTC) with
   the endpoint's secret, and with the previous one too during a rotation's
   overlap. Success is a 2xx answer within ``timeout``; redirects are not
@@ -28,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from sqlalchemy import bindparam, text
@@ -44,10 +46,14 @@ from partners.webhook_targets import TargetPolicy, refused_target
 RESPONSE_HEAD = 1000
 
 
+#: Seconds an attempt may take by default (the setting ``WEBHOOK_TIMEOUT_SECONDS``).
+TIMEOUT = 15.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class SendingOptions:
     #: Seconds an attempt may take in all (connect, send, answer).
-    timeout: float = 15.0
+    timeout: float = TIMEOUT
     #: Calls in flight at once, all endpoints together.
     in_flight_max: int = 500
     #: Calls in flight at once to one endpoint...
@@ -55,9 +61,16 @@ class SendingOptions:
     #: ...and to one that is failing (``failing_since``) or timed out.
     failing_slots: int = 2
     #: How long a claim holds its deliveries: longer than any attempt.
-    lease: timedelta = timedelta(seconds=60)
+    lease: timedelta = timedelta(seconds=4 * TIMEOUT)
     #: Seconds between two recordings of outcomes while calls are in flight.
     record_every: float = 0.1
+
+    @classmethod
+    def within(cls, timeout: float) -> SendingOptions:
+        """Attempts of ``timeout`` seconds at most, and a lease to match:
+        four times as long, for the outcome to be recorded well before it
+        ends (a sender that dies mid-call is the only one to outlive it)."""
+        return cls(timeout=timeout, lease=timedelta(seconds=4 * timeout))
 
 
 class Transport(Protocol):
@@ -151,6 +164,8 @@ class Sender:
         self.lease = uuid.uuid4()
         self._started = (started, time.monotonic())
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Each call's endpoint and the monotonic time it started.
+        self._calls: dict[asyncio.Task[None], tuple[uuid.UUID, float]] = {}
         self._in_flight: dict[uuid.UUID, int] = {}
         self._slow: set[uuid.UUID] = set()
         self._outcomes: list[Outcome] = []
@@ -166,14 +181,21 @@ class Sender:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def lingering(self, since: float) -> bool:
+        """Whether a call started before ``since`` (monotonic) is in flight."""
+        return any(started < since for _, started in self._calls.values())
+
     def _slots(self, endpoint: uuid.UUID, failing: bool) -> int:
         if failing or endpoint in self._slow:
             return self.options.failing_slots
         return self.options.endpoint_slots
 
-    async def claim(self) -> int:
+    async def claim(self, *, winding_down: float | None = None) -> int:
         """Lease due deliveries within the free slots and start their calls;
-        answers how many."""
+        answers how many. A sender winding down since ``winding_down``
+        (monotonic) starts none to an endpoint that is failing, has timed
+        out, or still has a call from before then: it serves the others
+        while those calls end, and starts no new slow one."""
         free = self.options.in_flight_max - len(self._tasks)
         if free <= 0:
             return 0
@@ -183,6 +205,9 @@ class Sender:
             for endpoint, count in self._in_flight.items()
             if count >= self._slots(endpoint, False)
         ]
+        if winding_down is not None:
+            saturated.extend(self._slow)
+            saturated.extend(e for e, started in self._calls.values() if started < winding_down)
         async with self.sessions() as session, session.begin():
             candidates = (
                 await session.execute(
@@ -198,6 +223,8 @@ class Sender:
             taken: list[uuid.UUID] = []
             counts = dict(self._in_flight)
             for row in candidates:
+                if winding_down is not None and row.failing:
+                    continue
                 if counts.get(row.endpoint_id, 0) < self._slots(row.endpoint_id, row.failing):
                     counts[row.endpoint_id] = counts.get(row.endpoint_id, 0) + 1
                     taken.append(row.id)
@@ -227,8 +254,13 @@ class Sender:
             self._in_flight[claimed.endpoint_id] = self._in_flight.get(claimed.endpoint_id, 0) + 1
             task = asyncio.create_task(self._attempt(claimed))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._calls[task] = (claimed.endpoint_id, time.monotonic())
+            task.add_done_callback(self._call_ended)
         return len(rows)
+
+    def _call_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._calls.pop(task, None)
 
     async def _attempt(self, claimed: Claimed) -> None:
         attempted_at = self.now()
@@ -304,12 +336,21 @@ class Sender:
         self.sent += len(outcomes)
         return len(outcomes)
 
-    async def wait(self, seconds: float) -> None:
-        """Until a call ends (its slot is free) or ``seconds`` pass."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=seconds, return_when="FIRST_COMPLETED")
-        else:
-            await asyncio.sleep(seconds)
+    async def wait(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Until a call ends (its slot is free), ``wake`` is set (new
+        deliveries made, say) or ``seconds`` pass."""
+        waiting: set[asyncio.Future[Any]] = set(self._tasks)
+        woken = asyncio.ensure_future(wake.wait()) if wake is not None else None
+        if woken is not None:
+            waiting.add(woken)
+        try:
+            if waiting:
+                await asyncio.wait(waiting, timeout=seconds, return_when="FIRST_COMPLETED")
+            else:
+                await asyncio.sleep(seconds)
+        finally:
+            if woken is not None:
+                woken.cancel()
 
     async def finish(self) -> None:
         """Wait for every call in flight and record every outcome."""

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
 from api.modules import JOBS, SUBSCRIBERS
 from core.audit import audit_events
 from core.modules import JobContext
-from core.outbox import OutboxEvent, emit, outbox_events
+from core.outbox import BatchSubscriber, OutboxEvent, drain, emit, outbox_events
 from ledger import Ledger
 from partners import events, webhook_job, webhook_sending, webhook_targets
 from partners.webhook_deliveries import make_deliveries, replay_delivery
@@ -123,6 +124,34 @@ async def test_each_enabled_endpoint_taking_the_type_gets_one_delivery_however_o
     assert [d.event_id for d in await deliveries_of(sessions, every.id)] == [issued]
     assert await deliveries_of(sessions, accepted.id) == []
     assert await deliveries_of(sessions, others.id) == []
+
+
+async def test_the_fan_out_ends_once_caught_up_while_events_keep_coming(
+    sessions: Sessions, new_program: NewProgram, new_partner: NewPartner
+) -> None:
+    """A steady stream of events never holds the fan-out in one drain (the
+    job's claims wait for it): the drain hands over what is due now, then
+    ends."""
+    partner = await new_partner(await new_program())
+    await fan_out_events(sessions)
+    await emit_event(sessions, partner)
+    batches: list[int] = []
+
+    async def streaming(session: AsyncSession, batch: Sequence[OutboxEvent]) -> None:
+        await make_deliveries(session, batch)
+        batches.append(len(batch))
+        # Meanwhile another change commits its event.
+        await emit_event(sessions, partner)
+
+    handled = await drain(
+        sessions,
+        dict.fromkeys(events.TOPICS, BatchSubscriber(streaming)),
+        datetime.now(UTC) + timedelta(seconds=1),
+        limit=50,
+    )
+
+    assert (handled, batches) == (1, [1])
+    assert await fan_out_events(sessions) == 1
 
 
 def _steps(start: datetime) -> Iterator[datetime]:
@@ -427,6 +456,50 @@ async def test_the_job_hands_committed_events_to_the_fan_out_and_sends_them(
             select(outbox_events.c.handled_at).where(outbox_events.c.id == event_id)
         )
     assert handled is not None
+
+
+async def test_a_run_past_its_time_serves_others_while_a_slow_call_hangs(
+    sessions: Sessions,
+    new_program: NewProgram,
+    new_partner: NewPartner,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run's time ends while a call hangs: the run goes on serving the
+    other endpoints, and starts no new call to the hanging one."""
+    monkeypatch.setattr(webhook_job, "RUN_SECONDS", 0.3)
+    monkeypatch.setattr(webhook_targets, "_policy", LOCAL)
+    program = await new_program()
+    slow_partner, fast_partner = await new_partner(program), await new_partner(program)
+    release = asyncio.Event()
+    async with receiver() as hooks:
+        slow_path, fast_path = hooks.path([Answer(hold=release), Answer(200)]), hooks.path()
+        slow = await new_endpoint(sessions, slow_partner, hooks.url(slow_path))
+        fast = await new_endpoint(sessions, fast_partner, hooks.url(fast_path))
+        await emit_event(sessions, slow_partner)
+        context = JobContext(
+            sessions=sessions, ledger=ledger, now=datetime.now(UTC), subscribers=SUBSCRIBERS
+        )
+        run = asyncio.create_task(JOBS["deliver-webhooks"].run(context))
+        try:
+            await hooks.until(slow_path, 1)
+            # Well past the run's time: it is winding down, the call still hangs.
+            await asyncio.sleep(1.0)
+            await emit_event(sessions, slow_partner)
+            await emit_event(sessions, fast_partner)
+            await hooks.until(fast_path, 1)
+            assert not run.done()
+            release.set()
+            assert await run == 2
+        finally:
+            release.set()
+            await asyncio.gather(run, return_exceptions=True)
+            await webhook_sending.http_clients().aclose()
+        assert len(hooks.at(slow_path)) == 1
+
+    assert [d.status for d in await deliveries_of(sessions, fast.id)] == ["succeeded"]
+    # The hanging endpoint's later delivery waits for the next run.
+    assert [d.status for d in await deliveries_of(sessions, slow.id)] == ["succeeded", "pending"]
 
 
 async def test_only_so_many_runs_of_the_job_work_at_once(
