@@ -183,9 +183,11 @@ def _stopping(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[byt
 def localstripe() -> Iterator[str]:
     """Stripe's API on loopback, so that payment routes answer as in production."""
     port = free_port()
-    binary = Path(sys.executable).with_name("localstripe")
+    main = Path(__file__).with_name("localstripe_main.py")
     process = subprocess.Popen(
-        [str(binary), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, str(main), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     with _stopping(process):
         deadline = time.monotonic() + 20
