@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,7 +82,9 @@ async def set_payment_method(
     *,
     principal: Principal,
 ) -> PaymentMethodView:
-    """Save the payment method the partner's statements are charged to."""
+    """Save the payment method the partner's statements are charged to (and
+    its blocks of points bought); the provider is not asked: the next
+    payment attaches it to the partner's customer first."""
     principal.require("partners:write")
     partner = await lock_partner(session, partner)
     account = await _account(session, partner)
@@ -198,21 +201,60 @@ async def plan_collection(
         amount_minor=due,
         currency=statement.currency,
         payment_method_id=account.payment_method_id,
-        customer_id=account.stripe_customer_id,
         items=items,
     )
     return plan, _view(statement, collection)
 
 
-async def record_customer(session: AsyncSession, partner_id: uuid.UUID, customer_id: str) -> None:
-    """The partner's customer at the provider, made at its first collection."""
-    account = await session.scalar(
+class ProviderCustomer(NamedTuple):
+    """What is known of the partner's customer at the provider."""
+
+    #: None until the first payment asked for makes it.
+    customer_id: str | None
+    #: The method last attached to it: a payment on another attaches that first.
+    attached_payment_method_id: str | None
+
+
+async def provider_customer(session: AsyncSession, partner_id: uuid.UUID) -> ProviderCustomer:
+    """The partner's customer at the provider and the method attached to it."""
+    row = (
+        await session.execute(
+            select(
+                PartnerPaymentAccount.stripe_customer_id,
+                PartnerPaymentAccount.attached_payment_method_id,
+            ).where(PartnerPaymentAccount.partner_id == partner_id)
+        )
+    ).one_or_none()
+    return ProviderCustomer(row[0], row[1]) if row else ProviderCustomer(None, None)
+
+
+async def _locked_account(
+    session: AsyncSession, partner_id: uuid.UUID
+) -> PartnerPaymentAccount | None:
+    return await session.scalar(
         select(PartnerPaymentAccount)
         .where(PartnerPaymentAccount.partner_id == partner_id)
         .with_for_update()
     )
+
+
+async def record_customer(session: AsyncSession, partner_id: uuid.UUID, customer_id: str) -> None:
+    """The partner's customer at the provider, made at its first payment."""
+    account = await _locked_account(session, partner_id)
     if account is not None and account.stripe_customer_id is None:
         account.stripe_customer_id = customer_id
+        await session.flush()
+
+
+async def record_attached(
+    session: AsyncSession, partner_id: uuid.UUID, payment_method_id: str
+) -> None:
+    """The method is attached to the partner's customer at the provider.
+    Only written once the provider said so: a crash before the commit
+    leaves the method unrecorded, and the next payment asks again."""
+    account = await _locked_account(session, partner_id)
+    if account is not None:
+        account.attached_payment_method_id = payment_method_id
         await session.flush()
 
 

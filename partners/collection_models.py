@@ -1,5 +1,5 @@
-"""Tables of collection (migration 0027): a partner's saved payment method
-and payment-provider customer, and each statement's collection."""
+"""Tables of collection (migrations 0027, 0030): a partner's saved payment
+method and payment-provider customer, and each statement's collection."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ class PartnerPaymentAccount(UUIDv7AuditBase):
     payment_method_id: Mapped[str | None] = mapped_column(String(255))
     #: The partner's customer at the provider, created once.
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    #: The method last attached to that customer: a PaymentIntent on any
+    #: other (a method saved since) attaches it first.
+    attached_payment_method_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class PartnerCollection(UUIDv7AuditBase):

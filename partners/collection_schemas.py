@@ -87,6 +87,5 @@ class CollectionPlan(msgspec.Struct, kw_only=True, frozen=True):
     amount_minor: int
     currency: str
     payment_method_id: str
-    customer_id: str | None
     #: The lines to put on the customer (empty once they are there).
     items: list[ItemToBill]

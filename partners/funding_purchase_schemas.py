@@ -129,4 +129,3 @@ class FundingPurchasePlan(msgspec.Struct, kw_only=True, frozen=True):
     amount_minor: int
     currency: str
     payment_method_id: str
-    customer_id: str | None

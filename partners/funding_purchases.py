@@ -104,8 +104,7 @@ async def plan_purchase(
         view = FundingPurchaseView.of(earlier, partner.slug, replayed=True)
         if earlier.status != PurchaseStatus.PENDING:
             return None, view
-        account = await _payment_account(session, partner)
-        return _plan(program, partner, earlier, account), view
+        return _plan(program, partner, earlier), view
     if partner.status == PartnerStatus.OFFBOARDED:
         raise PartnerNotActive(f"partner {partner.slug!r} is offboarded")
     contract = await contract_in_force(session, partner.id, now)
@@ -157,9 +156,7 @@ async def plan_purchase(
             "contract_version": contract.version,
         },
     )
-    return _plan(program, partner, purchase, account), FundingPurchaseView.of(
-        purchase, partner.slug
-    )
+    return _plan(program, partner, purchase), FundingPurchaseView.of(purchase, partner.slug)
 
 
 async def _payment_account(session: AsyncSession, partner: Partner) -> PartnerPaymentAccount | None:
@@ -172,7 +169,6 @@ def _plan(
     program: Program,
     partner: Partner,
     purchase: PartnerFundingPurchase,
-    account: PartnerPaymentAccount | None,
 ) -> FundingPurchasePlan:
     return FundingPurchasePlan(
         program_slug=program.slug,
@@ -185,7 +181,6 @@ def _plan(
         amount_minor=purchase.amount_minor,
         currency=purchase.currency,
         payment_method_id=purchase.payment_method_id,
-        customer_id=account.stripe_customer_id if account else None,
     )
 
 

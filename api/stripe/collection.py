@@ -1,9 +1,11 @@
 """Collecting partners' statements through Stripe: the partner's customer
-(made once), the statement's lines as invoice items on it, and one
-PaymentIntent per attempt on the partner's saved payment method, off
-session, confirmed at once. Every call has an idempotency key derived from
-the partner, the statement and the attempt, so a retried request (or a
-crash between Stripe's answer and our commit) creates nothing twice.
+(made once), the saved payment method attached to it (once per method:
+Stripe refuses a PaymentIntent on a method that is not the customer's), the
+statement's lines as invoice items on it, and one PaymentIntent per attempt
+on that method, off session, confirmed at once. Every call has an
+idempotency key derived from the partner, the method, the statement and the
+attempt, so a retried request (or a crash between Stripe's answer and our
+commit) creates nothing twice.
 
 The outcome comes back signed as ``payment_intent.succeeded`` or
 ``payment_intent.payment_failed`` with metadata ``kind`` =
@@ -27,7 +29,9 @@ from partners.collection import (
     collection_failed,
     due_retries,
     plan_collection,
+    provider_customer,
     record_asked,
+    record_attached,
     record_customer,
 )
 from partners.collection_schemas import CollectionPlan, CollectionView
@@ -37,11 +41,12 @@ from partners.models import Partner
 COLLECTOR = system("collection")
 
 
-async def ask_stripe(settings: Settings, session: AsyncSession, plan: CollectionPlan) -> str:
-    """Make the attempt's Stripe objects; answers the PaymentIntent's id.
-    A decline Stripe answers at once is not raised: its webhook reports it."""
-    stripe_client = client(settings)
-    customer = await partner_customer(stripe_client, session, plan)
+async def ask_stripe(
+    stripe_client: stripe.StripeClient, plan: CollectionPlan, customer: str
+) -> str:
+    """Bill the attempt's lines to the customer and ask for the payment;
+    answers the PaymentIntent's id. A decline Stripe answers at once is not
+    raised: its webhook reports it."""
     for item in plan.items:
         await stripe_client.v1.invoice_items.create_async(
             params={
@@ -90,31 +95,55 @@ class _Payer(Protocol):
     def partner_name(self) -> str: ...
     @property
     def payment_method_id(self) -> str: ...
-    @property
-    def customer_id(self) -> str | None: ...
 
 
 async def partner_customer(
     stripe_client: stripe.StripeClient, session: AsyncSession, plan: _Payer
 ) -> str:
-    """The partner's customer, made once with its saved payment method
-    attached (and recorded in the session's transaction)."""
-    if plan.customer_id is not None:
-        return plan.customer_id
-    made = await stripe_client.v1.customers.create_async(
-        params={
-            "name": plan.partner_name,
-            "metadata": {"program": plan.program_slug, "partner": plan.partner_slug},
-        },
-        options={"idempotency_key": f"partner-customer:{plan.partner_id}"},
-    )
+    """The partner's customer, made once, with the plan's payment method
+    attached to it: a method saved after the customer was made is attached
+    the first time a payment uses it. Both are recorded in the session's
+    transaction only after Stripe answered (the caller commits them before
+    asking for a payment), so a crash in between asks again under the same
+    keys."""
+    partner_id = uuid.UUID(plan.partner_id)
+    known = await provider_customer(session, partner_id)
+    customer = known.customer_id
+    if customer is None:
+        made = await stripe_client.v1.customers.create_async(
+            params={
+                "name": plan.partner_name,
+                "metadata": {"program": plan.program_slug, "partner": plan.partner_slug},
+            },
+            options={"idempotency_key": f"partner-customer:{plan.partner_id}"},
+        )
+        customer = made.id
+        await record_customer(session, partner_id, customer)
+    if known.attached_payment_method_id != plan.payment_method_id:
+        await attach_payment_method(
+            stripe_client, plan.partner_id, plan.payment_method_id, customer
+        )
+        await record_attached(session, partner_id, plan.payment_method_id)
+    return customer
+
+
+async def attach_payment_method(
+    stripe_client: stripe.StripeClient, partner_id: str, payment_method: str, customer: str
+) -> None:
+    """Attach the method to the customer unless Stripe has it there already
+    (attached before a crash lost our record of it, or a method saved again
+    after another): asking Stripe first relies on no idempotency key's
+    lifetime. The statements are charged by PaymentIntents naming the
+    method, so it is not made the customer's default."""
+    found = await stripe_client.v1.payment_methods.retrieve_async(payment_method)
+    owner = found.customer
+    if (owner if isinstance(owner, str) or owner is None else owner.id) == customer:
+        return
     await stripe_client.v1.payment_methods.attach_async(
-        plan.payment_method_id,
-        params={"customer": made.id},
-        options={"idempotency_key": f"partner-pm:{plan.partner_id}:{plan.payment_method_id}"},
+        payment_method,
+        params={"customer": customer},
+        options={"idempotency_key": f"partner-pm:{partner_id}:{payment_method}"},
     )
-    await record_customer(session, uuid.UUID(plan.partner_id), made.id)
-    return made.id
 
 
 async def confirm_off_session(stripe_client: stripe.StripeClient, params: Any, key: str) -> str:
@@ -157,7 +186,11 @@ async def collect_statement(
     if plan is None:
         return view
     await session.commit()
-    intent = await ask_stripe(settings, session, plan)
+    stripe_client = client(settings)
+    customer = await partner_customer(stripe_client, session, plan)
+    # Kept even if the PaymentIntent is refused: its retry makes no customer again.
+    await session.commit()
+    intent = await ask_stripe(stripe_client, plan, customer)
     return await record_asked(session, uuid.UUID(plan.statement_id), plan.attempt, intent)
 
 

@@ -1,5 +1,6 @@
 """Blocks of points prepaid partners buy through Stripe: the partner's
-customer (made once, as for collection), and one PaymentIntent per purchase
+customer (made once, as for collection, with the purchase's payment method
+attached to it), and one PaymentIntent per purchase
 on the partner's saved payment method, off session, confirmed at once,
 under an idempotency key derived from the partner and the caller's
 ``purchase_id``: a retried request (or a crash between Stripe's answer and
@@ -53,6 +54,8 @@ async def buy_points_block(
     # purchase and asks Stripe under the same key, which charges once.
     await session.commit()
     customer = await partner_customer(stripe_client, session, plan)
+    # Kept even if the PaymentIntent is refused: the next purchase makes no customer again.
+    await session.commit()
     params: Any = {
         "amount": plan.amount_minor,
         "currency": plan.currency.lower(),

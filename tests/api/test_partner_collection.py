@@ -24,6 +24,7 @@ from ledger import Ledger
 from partners.statement_schemas import StatementRequest
 from partners.statements import issue_statement
 from tests.api.conftest import ADMIN_TOKEN, AUTH
+from tests.api.test_partner_funding_purchases import prepaid_partner
 from tests.api.test_stripe import WEBHOOK_SECRET, deliver_event, localstripe  # noqa: F401
 from tests.conftest import NewProgram
 from tests.partners.coalition_helpers import OPERATOR, enrolled, issuable
@@ -210,3 +211,138 @@ async def test_a_declined_collection_is_retried_then_given_up(
         f"partner:{partner.id}",
     )
     assert failed == 4
+
+
+async def card(stripe_client: stripe.StripeClient, number: str) -> str:
+    """A PaymentMethod of its own (localstripe makes a new object each time
+    a test id such as ``pm_card_visa`` is named, so none could be read back)."""
+    made = await stripe_client.v1.payment_methods.create_async(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    return made.id
+
+
+async def customer_of(stripe_client: stripe.StripeClient, payment_method: str) -> str | None:
+    found = await stripe_client.v1.payment_methods.retrieve_async(payment_method)
+    owner = found.customer
+    return owner if isinstance(owner, str) or owner is None else owner.id
+
+
+async def test_a_method_saved_after_the_customer_is_attached_before_it_is_charged(
+    collecting: tuple[AsyncTestClient[Litestar], Settings],
+    session: AsyncSession,
+    ledger: Ledger,
+    pool: asyncpg.Pool,
+    new_program: NewProgram,
+    new_partner: NewPartner,  # noqa: F811
+    localstripe: str,  # noqa: F811
+) -> None:
+    """The first card is declined; the partner gives another, and the retry
+    charges that one on the same customer."""
+    client, _ = collecting
+    slug, firm, (_, partner) = await owing_partner(session, ledger, new_program, new_partner)
+    base = f"/programs/{slug}/partners/{firm}"
+    stripe_client = stripe.StripeClient("sk_test_coalition", base_addresses={"api": localstripe})
+    sessions = async_sessionmaker(session.bind, expire_on_commit=False)
+    declined = await card(stripe_client, "4000000000000341")
+    saved = await client.put(
+        f"{base}/payment-method", json={"payment_method_id": declined}, headers=AUTH
+    )
+    assert (saved.status_code, saved.json()["has_customer"]) == (200, False), saved.text
+    first = await client.post(f"{base}/statements/1/collection", headers=AUTH)
+    assert first.status_code == 202, first.text
+    intent = await stripe_client.v1.payment_intents.retrieve_async(first.json()["payment_intent"])
+    customer = intent.customer
+    assert isinstance(customer, str) and intent.payment_method == declined
+    assert await customer_of(stripe_client, declined) == customer
+    outcome = await deliver_event(
+        client, sessions, ledger, pool, "payment_intent.payment_failed", intent.to_dict()
+    )
+    assert outcome.endswith("attempt 1 failed: failed"), outcome
+
+    other = await card(stripe_client, "4242424242424242")
+    saved = await client.put(
+        f"{base}/payment-method", json={"payment_method_id": other}, headers=AUTH
+    )
+    assert (saved.status_code, saved.json()["has_customer"]) == (200, True), saved.text
+    assert await customer_of(stripe_client, other) is None
+    second = await client.post(f"{base}/statements/1/collection", headers=AUTH)
+    assert second.status_code == 202, second.text
+    assert second.json()["attempts"] == 2
+    retried = await stripe_client.v1.payment_intents.retrieve_async(second.json()["payment_intent"])
+    assert (retried.customer, retried.payment_method, retried.status) == (
+        customer,
+        other,
+        "succeeded",
+    )
+    assert await customer_of(stripe_client, other) == customer
+    methods = await stripe_client.v1.payment_methods.list_async(
+        params={"customer": customer, "type": "card"}
+    )
+    assert sorted(m.id for m in methods.data) == sorted([declined, other])
+    account = await pool.fetchrow(
+        "SELECT stripe_customer_id, attached_payment_method_id FROM partner_payment_accounts"
+        " WHERE partner_id = $1",
+        partner.id,
+    )
+    assert account is not None and tuple(account) == (customer, other)
+    # Our record of it lost (a crash before the commit): Stripe has it there
+    # already, and the next attempt charges it on the same customer.
+    await pool.execute(
+        "UPDATE partner_payment_accounts SET attached_payment_method_id = NULL"
+        " WHERE partner_id = $1",
+        partner.id,
+    )
+    await deliver_event(
+        client, sessions, ledger, pool, "payment_intent.payment_failed", retried.to_dict()
+    )
+    third = await client.post(f"{base}/statements/1/collection", headers=AUTH)
+    assert (third.status_code, third.json()["attempts"]) == (202, 3), third.text
+    again = await stripe_client.v1.payment_intents.retrieve_async(third.json()["payment_intent"])
+    assert (again.customer, again.payment_method) == (customer, other)
+    assert (
+        await pool.fetchval(
+            "SELECT attached_payment_method_id FROM partner_payment_accounts WHERE partner_id = $1",
+            partner.id,
+        )
+        == other
+    )
+
+
+async def test_a_block_bought_on_a_method_saved_since_charges_it_attached(
+    collecting: tuple[AsyncTestClient[Litestar], Settings],
+    localstripe: str,  # noqa: F811
+) -> None:
+    client, _ = collecting
+    stripe_client = stripe.StripeClient("sk_test_coalition", base_addresses={"api": localstripe})
+    first_card = await card(stripe_client, "4242424242424242")
+    # The funding purchases' helpers send no header of their own.
+    client.headers.update(AUTH)
+    try:
+        program, firm = await prepaid_partner(client, payment_method=first_card)
+    finally:
+        del client.headers["Authorization"]
+    base = f"/programs/{program}/partners/{firm}"
+    bought = await client.post(
+        f"{base}/funding/purchases", json={"purchase_id": "block-1", "points": 1_000}, headers=AUTH
+    )
+    assert bought.status_code == 201, bought.text
+    intent = await stripe_client.v1.payment_intents.retrieve_async(bought.json()["payment_intent"])
+    customer = intent.customer
+    assert isinstance(customer, str) and await customer_of(stripe_client, first_card) == customer
+
+    other = await card(stripe_client, "4242424242424242")
+    saved = await client.put(
+        f"{base}/payment-method", json={"payment_method_id": other}, headers=AUTH
+    )
+    assert saved.status_code == 200, saved.text
+    bought = await client.post(
+        f"{base}/funding/purchases", json={"purchase_id": "block-2", "points": 1_000}, headers=AUTH
+    )
+    assert bought.status_code == 201, bought.text
+    intent = await stripe_client.v1.payment_intents.retrieve_async(bought.json()["payment_intent"])
+    assert (intent.customer, intent.payment_method) == (customer, other)
+    assert await customer_of(stripe_client, other) == customer
