@@ -32,6 +32,7 @@ from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME
 from api.bodies import StrictRequest
 from api.database import sqlalchemy_url
 from api.intake import PurchaseIntake
+from api.issuance_intake import IssuanceIntake
 from api.member_auth import TokenVerifier, rate_limit_key
 from api.partner_access import (
     PARTNER_SCHEME,
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.gatekeeper = Gatekeeper(pool, settings.admin_token)
         app.state.programs = ProgramCache(pool)
         intake = app.state.intake = PurchaseIntake(pool, ledger)
+        issuances = app.state.issuance_intake = IssuanceIntake(pool, ledger)
         sweeper = None
         if settings.sweep_interval > 0:
             sweeper = asyncio.create_task(sweep_expired(ledger, settings.sweep_interval))
@@ -133,6 +135,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
             await intake.close()
+            await issuances.close()
             await ledger.close()
             await pool.close()
 

@@ -278,15 +278,7 @@ def fetch_tokens(base: str, clients: list[tuple[str, str]]) -> str:
 
 
 def issuance(args: argparse.Namespace) -> None:
-    import partner_app
-
     print("== 1. partner point issuance over HTTP ==", flush=True)
-    if not partner_app.issuance_mounted():
-        print(
-            "note: POST /partner/issuances is not in api/routes/partner_routers.py's PARTNER_API"
-            " yet; bench/partner_app.py mounts the same controller for the run",
-            flush=True,
-        )
     with bench_database() as url:
         migrate(url)
         started = time.monotonic()
@@ -305,17 +297,19 @@ def issuance(args: argparse.Namespace) -> None:
 
 
 def serve_issuance(args: argparse.Namespace, setup: Setup, clients: list[tuple[str, str]]) -> None:
-    granian = venv_command("granian")
+    granian, coalition = venv_command("granian"), venv_command("coalition")
     base_env = {**os.environ, "DATABASE_URL": setup.url, "COALITION_LOG_LEVEL": "warning"}
     app_env = {
         **base_env,
         "COALITION_ADMIN_TOKEN": secrets.token_urlsafe(24),
         "COALITION_SIGNING_SECRET": Fernet.generate_key().decode(),
+        # Set, so that ``serve`` keeps no secrets of its own in the data folder.
+        "MEMBER_JWT_SECRET": secrets.token_urlsafe(32),
         "COALITION_PARTNER_TOKEN_SECONDS": "3600",
         # On, high enough never to refuse: its counting is part of the path.
         "COALITION_PARTNER_RATE_LIMIT": "1000000",
         "COALITION_SWEEP_INTERVAL": "0",
-        "PYTHONPATH": str(ROOT),
+        "COALITION_WORKERS": str(args.workers),
     }
     limits = "partner rate limit in each worker's memory (no Redis)"
     if redis_reachable(args.redis_url):
@@ -328,6 +322,15 @@ def serve_issuance(args: argparse.Namespace, setup: Setup, clients: list[tuple[s
         command += ["--host", "127.0.0.1", "--port", str(port), factory]
         return serving(command, env, port)
 
+    def coalition_server() -> AbstractContextManager[str]:
+        # As the member bench serves it: the CLI's own server.
+        port = free_port()
+        return serving(
+            [coalition, "serve", "--no-worker", "--port", str(port)],
+            {**app_env, "COALITION_PORT": str(port)},
+            port,
+        )
+
     d, c, quiet = args.duration, args.connections, args.moderate_connections
     print(
         f"servers: Granian, {args.workers} workers each; load: wrk, 1 thread, {c} connections,"
@@ -337,7 +340,7 @@ def serve_issuance(args: argparse.Namespace, setup: Setup, clients: list[tuple[s
     write = WRITE.format(rows=args.members)
     with (
         server("bench.baseline_app:create_app", base_env) as bare,
-        server("bench.partner_app:create_app", app_env) as app,
+        coalition_server() as app,
     ):
         tokens = fetch_tokens(app, clients)
 
@@ -387,15 +390,19 @@ def serve_issuance(args: argparse.Namespace, setup: Setup, clients: list[tuple[s
 
 
 async def profile_issuance(setup: Setup, members: int) -> None:
-    """``issue_points`` called directly (no HTTP, token or Idempotency-Key),
-    by 1 and by 8 callers, beside a bare one-row commit: if 8 callers go no
-    faster than 1, a lock serialises them (the program ledger's, held from
-    the ledger call to the commit)."""
+    """Issuance called directly (no HTTP, token or Idempotency-Key): each
+    ``issue_points`` alone, by 1 and by 8 callers (if 8 go no faster than 1,
+    a lock serialises them: the program ledger's, held from the ledger call
+    to the commit), then through the HTTP route's intake
+    (``api.issuance_intake``), which writes concurrent issuances together,
+    by 8 and by 64 callers; beside a bare one-row commit."""
+    from api.issuance_intake import IssuanceIntake
     from partners.coalition_schemas import IssuanceRequest
     from partners.issuance import issue_points
 
     pool = await create_pool(setup.url, min_size=2, max_size=10)
     ledger = Ledger(pool)
+    intake = IssuanceIntake(pool, ledger)
     run = secrets.token_hex(3)
     counter = iter(range(10**9))
 
@@ -409,29 +416,36 @@ async def profile_issuance(setup: Setup, members: int) -> None:
             partner_ids=frozenset({partner.id}),
         )
 
-    async def caller(until: float) -> int:
+    async def caller(until: float, batched: bool) -> int:
         done = 0
         while time.monotonic() < until:
             n = next(counter)
             request = IssuanceRequest(
                 transaction_id=f"p-{run}-{n}", member=f"m{(n * 7919) % members}", points=10
             )
-            partner = setup.partners[n % len(setup.partners)]
-            await issue_points(
-                pool, ledger, request, datetime.now(UTC), principal=principal(partner)
-            )
+            acting = principal(setup.partners[n % len(setup.partners)])
+            if batched:
+                await intake.issue(request, datetime.now(UTC), principal=acting)
+            else:
+                await issue_points(pool, ledger, request, datetime.now(UTC), principal=acting)
             done += 1
         return done
 
-    for callers in (1, 8):
+    for label, batched, callers in (
+        ("issue_points alone", False, 1),
+        ("issue_points alone", False, 8),
+        ("through the intake", True, 8),
+        ("through the intake", True, 64),
+    ):
         started = time.monotonic()
-        done = sum(await asyncio.gather(*(caller(started + 5) for _ in range(callers))))
+        done = sum(await asyncio.gather(*(caller(started + 5, batched) for _ in range(callers))))
         elapsed = time.monotonic() - started
         print(
-            f"  issue_points, {callers} caller(s): {done / elapsed:,.0f}/s,"
+            f"  {label}, {callers} caller(s): {done / elapsed:,.0f}/s,"
             f" {elapsed / done * callers * 1000:.2f} ms each",
             flush=True,
         )
+    await intake.close()
     async with pool.acquire() as connection:
         await connection.execute("CREATE TEMP TABLE bench_commits (n integer)")
         started = time.perf_counter()

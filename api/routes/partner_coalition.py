@@ -17,6 +17,7 @@ from litestar.params import JSONBody, PathParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.idempotency import IdempotencyKeyHeader
+from api.issuance_intake import IssuanceIntake
 from api.partner_access import PARTNER_LIST, PARTNER_READ, PARTNER_WRITE, partner, partner_scope
 from api.problems import problem_responses
 from api.routes import created_or_replayed, replayed
@@ -36,7 +37,7 @@ from partners.coalition_schemas import (
 )
 from partners.contract_schemas import PartnerBalance
 from partners.funding import own_firm, partner_balance
-from partners.issuance import get_issuance, issue_points, list_issuances
+from partners.issuance import get_issuance, list_issuances
 
 ISSUE, REDEEM = "points:issue", "points:redeem"
 READ, LIST, WRITE = PARTNER_READ, PARTNER_LIST, PARTNER_WRITE
@@ -66,13 +67,12 @@ class PartnerIssuanceController(Controller):
         self,
         request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKeyHeader,
-        ledger: NamedDependency[Ledger],
         data: JSONBody[IssuanceRequest],
     ) -> Response[IssuanceView]:
-        # The hot path: the app's asyncpg pool, no ORM session.
-        view = await issue_points(
-            request.app.state.pool, ledger, data, datetime.now(UTC), principal=partner(request)
-        )
+        # The hot path: the app's asyncpg pool, no ORM session; concurrent
+        # issuances are written together (api.issuance_intake).
+        intake: IssuanceIntake = request.app.state.issuance_intake
+        view = await intake.issue(data, datetime.now(UTC), principal=partner(request))
         return created_or_replayed(view)
 
     @get(
