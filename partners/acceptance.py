@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -33,6 +33,7 @@ from core.codes import TransferCode, derived_id
 from core.errors import Conflict, NotFound
 from core.members import lock_member
 from core.models import Member, Program
+from core.pagination import Page, decode_cursor, page_of
 from core.principal import Principal
 from ledger import Ledger, Transfer, TransferFlags
 from partners import events
@@ -310,14 +311,48 @@ async def get_hold(
     return _view(await _find(session, principal, hold_id), now)
 
 
+#: A hold's row with what its view and its movements need (``_Found``).
+_HoldColumns = tuple[PartnerHold, Program, str, str, str, uuid.UUID, datetime]
+
+
+async def list_holds(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
+) -> Page[PartnerHoldView]:
+    """The holds of the companies within the principal's reach, newest first."""
+    query = _holds_within_reach(principal)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(PartnerHold.id < after)
+    rows = (await session.execute(query.order_by(PartnerHold.id.desc()).limit(limit + 1))).all()
+    found = [_found_of(row) for row in rows]
+    return page_of([_view(f, now) for f in found], [f.hold.id for f in found], limit)
+
+
 async def _find(
     session: AsyncSession, principal: Principal, hold_id: uuid.UUID, *, lock: bool = False
 ) -> _Found:
     """The hold of a company within the principal's reach (others are not
     found), locked for a change when ``lock``."""
+    query = _holds_within_reach(principal).where(PartnerHold.id == hold_id)
+    if lock:
+        query = query.with_for_update(of=PartnerHold).execution_options(populate_existing=True)
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        raise NotFound(f"no hold {hold_id}")
+    return _found_of(row)
+
+
+def _holds_within_reach(principal: Principal) -> Select[*_HoldColumns]:
+    """Holds of the principal's program at the companies within its reach,
+    with what a view and a movement need."""
     program_id, _ = partner_of(principal)
     company, holder = aliased(Partner), aliased(Partner)
-    query = (
+    return (
         select(
             PartnerHold,
             Program,
@@ -333,16 +368,13 @@ async def _find(
         .join(Member, Member.id == PartnerHold.member_id)
         .outerjoin(PartnerDeparture, PartnerDeparture.partner_id == PartnerHold.partner_id)
         .where(
-            PartnerHold.id == hold_id,
             PartnerHold.program_id == program_id,
             PartnerHold.company_id.in_(principal.partner_ids),
         )
     )
-    if lock:
-        query = query.with_for_update(of=PartnerHold).execution_options(populate_existing=True)
-    row = (await session.execute(query)).one_or_none()
-    if row is None:
-        raise NotFound(f"no hold {hold_id}")
+
+
+def _found_of(row: Row[*_HoldColumns]) -> _Found:
     hold, program, company_slug, holder_slug, external_id, wallet, valuation_at = row
     return _Found(
         hold=hold,

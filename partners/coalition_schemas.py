@@ -211,6 +211,14 @@ class PartnerHoldView(msgspec.Struct, kw_only=True, frozen=True):
     ] = False
 
 
+class PartnerHoldPage(msgspec.Struct, kw_only=True, frozen=True):
+    items: Annotated[list[PartnerHoldView], msgspec.Meta(description="Newest first.")]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(description="Send it back as `cursor` for the next page; none on the last."),
+    ] = None
+
+
 class RefundView(msgspec.Struct, kw_only=True, frozen=True):
     id: Annotated[str, msgspec.Meta(description="The refund's id.")]
     refund_id: Annotated[str, msgspec.Meta(description="The partner's id of the refund, as sent.")]

@@ -31,6 +31,7 @@ from partners.coalition_schemas import (
     IssuancePage,
     IssuanceRequest,
     IssuanceView,
+    PartnerHoldPage,
     PartnerHoldView,
     RefundRequest,
     RefundView,
@@ -144,6 +145,23 @@ class PartnerHoldController(Controller):
             db_session, ledger, data, datetime.now(UTC), principal=partner(request)
         )
         return created_or_replayed(view)
+
+    @get(
+        "/",
+        summary="The holds at the companies within reach, newest first",
+        responses=problem_responses(*LIST),
+    )
+    async def list_held(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        limit: Limit = PAGE_LIMIT_DEFAULT,
+        cursor: Cursor = None,
+    ) -> PartnerHoldPage:
+        page = await acceptance.list_holds(
+            db_session, datetime.now(UTC), principal=partner(request), limit=limit, cursor=cursor
+        )
+        return PartnerHoldPage(items=page.items, next_cursor=page.next_cursor)
 
     @get("/{hold_id:uuid}", summary="A hold", responses=problem_responses(*READ))
     async def show(

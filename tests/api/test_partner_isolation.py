@@ -241,6 +241,7 @@ CASES |= {
         ),
         own_only=True,
     ),
+    ("GET", "/partner/holds"): _own("/holds"),
     ("GET", "/partner/holds/{hold_id}"): _at("/holds/{hold}"),
     ("POST", "/partner/holds/{hold_id}/capture"): _at("/holds/{hold}/capture", lambda: {}),
     ("POST", "/partner/holds/{hold_id}/release"): _at("/holds/{to_release}/release"),

@@ -247,3 +247,24 @@ async def test_a_released_hold_gives_every_point_back(client: Client) -> None:
     assert await balance_of(client, side) == 30
     shown = await client.get(f"/partner/holds/{hold['id']}", headers=side.token)
     assert shown.json()["status"] == "released"
+
+
+async def test_holds_are_listed_newest_first_a_page_at_a_time(client: Client) -> None:
+    side = await coalition(client)
+    body = {"transaction_id": fresh("t"), "member": side.member, "points": 30}
+    assert (await issue(client, side, body)).status_code == 201
+    made = []
+    for _ in range(3):
+        hold = {"checkout_id": fresh("c"), "member": side.member, "points": 5}
+        made.append((await client.post("/partner/holds", json=hold, headers=side.headers())).json())
+    first = await client.get("/partner/holds", params={"limit": 2}, headers=side.token)
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [h["id"] for h in page["items"]] == [made[2]["id"], made[1]["id"]]
+    rest = await client.get(
+        "/partner/holds", params={"limit": 2, "cursor": page["next_cursor"]}, headers=side.token
+    )
+    assert [h["id"] for h in rest.json()["items"]] == [made[0]["id"]]
+    assert rest.json()["next_cursor"] is None
+    other = await coalition(client)
+    assert (await client.get("/partner/holds", headers=other.token)).json()["items"] == []
