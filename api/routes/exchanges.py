@@ -32,10 +32,11 @@ from api.routes import (
     replayed,
 )
 from api.routes.members import IdempotencyKey
+from api.routes.pagination import LIST_READ, Cursor, Limit
 from api.routes.paths import path_program
 from core.members import get_member
 from core.models import Member, Program
-from core.pagination import CURSOR_LENGTH, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
+from core.pagination import PAGE_LIMIT_DEFAULT
 from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import INTEGER_MAX
@@ -63,27 +64,10 @@ from partners.exchange_schemas import (
 from partners.exchanges import convert_points, list_exchanges, quote_exchange
 from rewards.programs import SLUG_PATTERN
 
-#: A list may meet a cursor it did not hand out (422).
-LIST_READ = (*OPERATOR_READ, HTTPStatus.UNPROCESSABLE_ENTITY)
 MEMBER_LIST = (*MEMBER_READ, HTTPStatus.UNPROCESSABLE_ENTITY)
 #: A quote is refused as the conversion would be (409 closed, 422 bounds).
 MEMBER_QUOTE = (*MEMBER_READ, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY)
 
-Limit = Annotated[
-    int,
-    QueryParameter(
-        ge=1, le=PAGE_LIMIT_MAX, description=f"The most items to answer (1 to {PAGE_LIMIT_MAX})."
-    ),
-]
-Cursor = Annotated[
-    str | None,
-    QueryParameter(
-        min_length=CURSOR_LENGTH,
-        max_length=CURSOR_LENGTH,
-        pattern=rf"^[A-Za-z0-9_-]{{{CURSOR_LENGTH}}}$",
-        description="The `next_cursor` of the previous page; left out: the first page.",
-    ),
-]
 AgreementPath = Annotated[
     UUID, PathParameter(description="The exchange agreement's id, as its proposal answered.")
 ]

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.access import operator, require_scope
 from api.problems import problem_responses
 from api.routes import OPERATOR_READ, OPERATOR_WRITE
-from api.routes.partners import LIST_READ, Cursor, Limit
+from api.routes.pagination import LIST_READ, Cursor, Limit
 from api.routes.paths import path_partner, path_program
 from core.models import Program
 from core.pagination import PAGE_LIMIT_DEFAULT

@@ -21,7 +21,7 @@ from api.access import operator, require_scope
 from api.partner_access import PartnerAccess
 from api.problems import problem_responses
 from api.routes import OPERATOR_DELETE, OPERATOR_WRITE
-from api.routes.partners import LIST_READ, Cursor, Limit
+from api.routes.pagination import LIST_READ, Cursor, Limit
 from api.routes.paths import path_partner, path_program
 from core.models import Program
 from core.pagination import PAGE_LIMIT_DEFAULT

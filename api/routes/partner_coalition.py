@@ -21,7 +21,7 @@ from api.issuance_intake import IssuanceIntake
 from api.partner_access import PARTNER_LIST, PARTNER_READ, PARTNER_WRITE, partner, partner_scope
 from api.problems import problem_responses
 from api.routes import created_or_replayed, replayed
-from api.routes.partners import Cursor, Limit
+from api.routes.pagination import Cursor, Limit
 from core.pagination import PAGE_LIMIT_DEFAULT
 from ledger import Ledger
 from partners import acceptance

@@ -26,7 +26,7 @@ from api.partner_access import (
 )
 from api.problems import problem_responses
 from api.routes import OPERATOR_READ, OPERATOR_WRITE, created_or_replayed, replayed
-from api.routes.partners import LIST_READ, Cursor, Limit
+from api.routes.pagination import LIST_READ, Cursor, Limit
 from api.routes.paths import path_partner, path_program
 from api.settings import Settings
 from api.stripe.funding_purchases import buy_points_block

@@ -21,8 +21,8 @@ from api.partner_access import (
     partner_security,
 )
 from api.problems import problem_responses
+from api.routes.pagination import Cursor, Limit
 from api.routes.partner_statements import LinePath, Period
-from api.routes.partners import Cursor, Limit
 from core.errors import NotFound
 from core.models import Program
 from core.pagination import PAGE_LIMIT_DEFAULT

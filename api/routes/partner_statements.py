@@ -28,7 +28,7 @@ from api.routes import (
     created_or_replayed,
     replayed,
 )
-from api.routes.partners import LIST_READ, Cursor, Limit
+from api.routes.pagination import LIST_READ, Cursor, Limit
 from api.routes.paths import path_partner, path_program
 from core.models import Program
 from core.pagination import PAGE_LIMIT_DEFAULT

@@ -25,7 +25,7 @@ from api.partner_access import (
 )
 from api.problems import problem_responses
 from api.routes.operator_webhooks import EndpointIdPath, EndpointPage
-from api.routes.partners import Cursor, Limit
+from api.routes.pagination import Cursor, Limit
 from api.settings import Settings
 from core.pagination import PAGE_LIMIT_DEFAULT
 from partners import webhook_deliveries as deliveries

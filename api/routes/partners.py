@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.access import operator, require_scope
 from api.problems import problem_responses
 from api.routes import OPERATOR_DELETE, OPERATOR_READ, OPERATOR_WRITE, created_or_found, found_again
+from api.routes.pagination import LIST_READ, Cursor, Limit
 from api.routes.paths import path_partner, path_program
 from core.models import Program
-from core.pagination import CURSOR_LENGTH, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
+from core.pagination import PAGE_LIMIT_DEFAULT
 from partners import users
 from partners.firm_schemas import (
     PartnerChange,
@@ -48,24 +49,7 @@ from rewards.programs import SLUG_PATTERN
 
 T = TypeVar("T")
 
-#: A list's reads: any of them may meet a cursor it did not hand out (422).
-LIST_READ = (*OPERATOR_READ, HTTPStatus.UNPROCESSABLE_ENTITY)
 
-Limit = Annotated[
-    int,
-    QueryParameter(
-        ge=1, le=PAGE_LIMIT_MAX, description=f"The most items to answer (1 to {PAGE_LIMIT_MAX})."
-    ),
-]
-Cursor = Annotated[
-    str | None,
-    QueryParameter(
-        min_length=CURSOR_LENGTH,
-        max_length=CURSOR_LENGTH,
-        pattern=rf"^[A-Za-z0-9_-]{{{CURSOR_LENGTH}}}$",
-        description="The `next_cursor` of the previous page; left out: the first page.",
-    ),
-]
 UserIdPath = Annotated[UUID, PathParameter(description="The user's id, as added.")]
 
 

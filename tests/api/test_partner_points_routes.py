@@ -5,7 +5,6 @@ refund) and what each refusal answers: problem+json, nothing written."""
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,14 +18,10 @@ from api.app import create_app
 from api.settings import Settings
 from tests.api.conftest import ADMIN_TOKEN, AUTH, SIGNING_SECRET, assert_problem, open_program
 from tests.api.test_partner_coalition import firm, ok, published
+from tests.api.test_partner_isolation import fresh
 from tests.partners.tokens import api_partner_bearer
 
 Client = AsyncTestClient[Litestar]
-_fresh = itertools.count(1)
-
-
-def fresh(prefix: str) -> str:
-    return f"{prefix}-{next(_fresh)}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
