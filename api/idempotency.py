@@ -20,32 +20,54 @@ and a required header makes that the only way to call.
   carries the status, the body and the headers that describe them
   (Content-Type, Location, ETag, Link), and ``Idempotent-Replayed: true``.
 
-Atomic with the use case: the key is claimed (a transaction-scoped advisory
-lock) and the 2xx answer stored in the request's own database session, the
-one the handler writes in, which commits once the answer starts: either the
-use case's rows and the stored answer commit together, or neither does (a
-retry then runs the use case again, as if for the first time). A refusal is
-stored in a transaction of its own (the request's rolls back), committed
-before the claim ends. Work a use case commits elsewhere (through the
-ledger's writer) is not covered by that transaction: such use cases key
-their transfers by the partner's business key (``core.codes.derived_id``),
-so that a run after a crash converges on the same transfers.
+Claimed without holding a connection: the key's row is written in flight
+by one statement before the handler runs (``partners.idempotency_keys``),
+and its answer filled in by one more before the answer is sent. Where the
+handler wrote in the request's own database session (the one it gets as
+``db_session``, committed once the answer starts), a 2xx answer is stored
+in that session's transaction: the use case's rows and the stored answer
+commit together or not at all. Where it did not (the issuance intake writes
+in batches of its own, work through the ledger's writer commits there), the
+answer is stored once the use case has committed: a crash between the two
+leaves the key claimed until its lease passes (a minute), and a retry then
+runs the use case again. Such use cases key their transfers by the
+partner's business key (``core.codes.derived_id``), so that the second run
+converges on the first run's transfers (an issuance answers 200 with the
+first's figures instead of 201).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import re
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
+import asyncpg
+import msgspec
+from litestar import Request
 from litestar.params import HeaderParameter
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from api.problems import problem
+from api.problems import MEDIA_TYPE, problem
 from core.principal import Principal
-from partners.idempotency_keys import StoredAnswer, claim, store_answer, stored_answer
+from ledger.batching import MicroBatcher
+from partners.idempotency_keys import (
+    Answered,
+    Claim,
+    InFlight,
+    KeptAnswer,
+    KeyRequest,
+    StoredAnswer,
+    claim_many,
+    release,
+    store_answer_with,
+    store_many,
+)
 
 if TYPE_CHECKING:
     from api.partner_access import PartnerAccess
@@ -61,6 +83,7 @@ STORED_REFUSALS = frozenset({404, 410, 422})
 #: Headers of an answer that a replay repeats.
 KEPT_HEADERS = frozenset({"content-type", "location", "etag", "link"})
 _PRINCIPAL = "partner_principal"
+log = logging.getLogger(__name__)
 
 #: The header as a partner POST handler declares it (so that the OpenAPI
 #: document shows it): ``idempotency_key: IdempotencyKeyHeader``.
@@ -153,26 +176,27 @@ def idempotent(app: ASGIApp, access: PartnerAccess) -> ASGIApp:
             )
         body = await _read_body(receive)
         request = fingerprint(scope, body)
-        now = datetime.now(UTC)
-        session = access.request_session(scope)
-        if not await claim(session, principal, key):
+        keys = access.key_store()
+        outcome = await keys.claim(KeyRequest(principal, key, request))
+        if isinstance(outcome, InFlight):
             raise problem(
                 HTTPStatus.CONFLICT,
                 "idempotency-key-in-flight",
                 f"a request with this {HEADER} is in flight; retry once it has been answered",
                 headers={"Retry-After": "1"},
             )
-        answer = await stored_answer(session, principal, key, now=now)
-        if answer is not None:
-            if answer.request_sha256 != request:
+        if isinstance(outcome, Answered):
+            if outcome.answer.request_sha256 != request:
                 raise problem(
                     HTTPStatus.UNPROCESSABLE_ENTITY,
                     "idempotency-key-mismatch",
                     f"this {HEADER} was used for another request (its method, path or body"
                     " differ); use a new key for a new request",
                 )
-            await _replay(send, answer)
+            await _replay(send, outcome.answer)
             return
+        held = outcome
+        settled = False
 
         delivered = False
 
@@ -187,7 +211,7 @@ def idempotent(app: ASGIApp, access: PartnerAccess) -> ASGIApp:
         chunks: list[bytes] = []
 
         async def keep(event: Any) -> None:
-            nonlocal start
+            nonlocal start, settled
             message: dict[str, Any] = event
             if message["type"] == "http.response.start":
                 start, chunks[:] = message, []
@@ -211,20 +235,102 @@ def idempotent(app: ASGIApp, access: PartnerAccess) -> ASGIApp:
                     ],
                     body=content,
                 )
-                if status < 300:
-                    # With the use case's rows: they commit together.
-                    await store_answer(session, principal, key, kept, now=now)
-                else:
-                    # The request's transaction rolls back; this one
-                    # commits while the claim is still held.
-                    async with access.sessions()() as own, own.begin():
-                        await store_answer(own, principal, key, kept, now=now)
+                session = access.opened_request_session(scope)
+                if status < 300 and session is not None and session.in_transaction():
+                    # With the use case's rows: they commit together, once
+                    # the answer starts.
+                    settled = await store_answer_with(session, held, kept)
+                    if not settled:
+                        # Answered instead of the use case's answer, whose
+                        # work rolls back (a 409 is not committed).
+                        await _send_problem(scope, send, _claim_lost())
+                        return
+                elif not await keys.store(KeptAnswer(held, kept)):
+                    log.warning("Idempotency-Key %r: claim lost before its answer was stored", key)
+                settled = True
+            else:
+                await keys.release(held)
+                settled = True
             await send(cast(Any, start))
             await send({"type": "http.response.body", "body": content, "more_body": False})
 
-        await app(scope, replayed_body, keep)
+        try:
+            await app(scope, replayed_body, keep)
+        finally:
+            if not settled:
+                # No answer to keep (the request failed or was cut off): the
+                # next request with the key runs. If this fails too, the
+                # claim's lease frees the key.
+                with contextlib.suppress(Exception):
+                    await keys.release(held)
 
     return keyed
+
+
+class KeyStore:
+    """The Idempotency-Key store of one server process: the claims of
+    concurrent requests are written in one statement, and so are their
+    answers (``partners.idempotency_keys``); a request holds no connection
+    while it runs."""
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500) -> None:
+        self._pool = pool
+        self._claims: MicroBatcher[KeyRequest, Claim | InFlight | Answered] = MicroBatcher(
+            self._claim, name="idempotency-claims", max_batch=max_batch
+        )
+        self._answers: MicroBatcher[KeptAnswer, bool] = MicroBatcher(
+            self._store, name="idempotency-answers", max_batch=max_batch
+        )
+
+    async def claim(self, request: KeyRequest) -> Claim | InFlight | Answered:
+        return await self._claims.submit(request)
+
+    async def store(self, kept: KeptAnswer) -> bool:
+        """Whether the answer was kept (False: the claim was lost)."""
+        return await self._answers.submit(kept)
+
+    async def release(self, held: Claim) -> None:
+        await release(self._pool, held)
+
+    async def close(self) -> None:
+        await self._claims.close()
+        await self._answers.close()
+
+    async def _claim(self, batch: list[KeyRequest]) -> list[Claim | InFlight | Answered]:
+        return await claim_many(self._pool, batch, now=datetime.now(UTC))
+
+    async def _store(self, batch: list[KeptAnswer]) -> list[bool]:
+        return await store_many(self._pool, batch)
+
+
+def _claim_lost() -> ProblemDetailsException:
+    # The request outlived its claim's lease and another request with the
+    # key took it over: this one's work rolls back.
+    return problem(
+        HTTPStatus.CONFLICT,
+        "idempotency-key-in-flight",
+        f"this request took longer than its {HEADER} claim lasts, and a request with the key"
+        " took it over; its work was not kept. Retry once that one has been answered",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _send_problem(scope: Scope, send: Send, refusal: ProblemDetailsException) -> None:
+    # Sent as the answer (raising it here would come too late: the
+    # handler's answer has already started, as far as Litestar knows).
+    response = refusal.to_response(Request(scope))
+    body = msgspec.json.encode(response.content)
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [
+        (str(name).lower().encode("latin-1"), str(value).encode("latin-1"))
+        for name, value in response.headers.items()
+    ]
+    status = int(response.status_code or refusal.status_code)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _replay(send: Send, answer: StoredAnswer) -> None:

@@ -33,6 +33,10 @@ from typing import Any
 import asyncpg
 import jwt
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+
+# Where the plugin keeps a request's session (``provide_session`` reads it
+# there): a handler that never asked for one has none.
+from advanced_alchemy.extensions.litestar._utils import get_aa_scope_state
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
@@ -42,7 +46,7 @@ from litestar.openapi.spec import OAuthFlow, OAuthFlows, SecurityScheme
 from litestar.types import ASGIApp, Guard, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.idempotency import idempotent
+from api.idempotency import KeyStore, idempotent
 from api.rate_limits import MemberRateLimit
 from api.settings import Settings, SettingsError
 from core.principal import Principal
@@ -126,6 +130,7 @@ class PartnerAccess:
         self._database = database
         self._url = url
         self.pool: asyncpg.Pool | None = None
+        self._key_store: KeyStore | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         #: Token -> its verified claims, and the principal last built for it
         #: with the access it was built from.
@@ -221,6 +226,17 @@ class PartnerAccess:
         ``db_session``), opened now if it is not yet."""
         return self._database.provide_session(scope["app"].state, scope)
 
+    def key_store(self) -> KeyStore:
+        """The Idempotency-Key store of this process."""
+        if self._key_store is None:
+            raise RuntimeError("the partner access lifespan has not started")
+        return self._key_store
+
+    def opened_request_session(self, scope: Scope) -> AsyncSession | None:
+        """The request's own session if its handler opened one, else None."""
+        session: AsyncSession | None = get_aa_scope_state(scope, self._database.session_scope_key)
+        return session
+
     # -- signing ----------------------------------------------------------
 
     async def signer(self) -> Signer:
@@ -308,11 +324,13 @@ class PartnerAccess:
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
         self.pool = app.state.pool
+        self._key_store = KeyStore(self.pool)
         app.state.partner_access = self
         listener = asyncio.create_task(self._listen())
         try:
             yield
         finally:
+            await self._key_store.close()
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener

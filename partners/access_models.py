@@ -1,5 +1,5 @@
 """Tables of partner machine access: OAuth clients and the partner API's
-idempotency keys (migration 0022). The signing keys' table is read and
+idempotency keys (migrations 0022, 0031). The signing keys' table is read and
 written in SQL only (``partners.signing_keys``).
 """
 
@@ -64,9 +64,13 @@ idempotency_keys = Table(
     Column("key", String(200), primary_key=True),
     Column("program_id", UUID(as_uuid=True), ForeignKey("programs.id"), nullable=False),
     Column("request_sha256", LargeBinary, nullable=False),
-    Column("status_code", SmallInteger, nullable=False),
-    Column("response_headers", JSONB, nullable=False),
-    Column("response_body", LargeBinary, nullable=False),
+    # NULL while the key's request is in flight (then claim_id and
+    # claimed_until say whose claim it is and until when).
+    Column("status_code", SmallInteger),
+    Column("response_headers", JSONB),
+    Column("response_body", LargeBinary),
+    Column("claim_id", UUID(as_uuid=True)),
+    Column("claimed_until", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )

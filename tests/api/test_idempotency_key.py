@@ -211,6 +211,84 @@ async def test_a_second_request_while_the_first_is_in_flight_is_told_to_retry(
     assert await lines(pool, text) == 1
 
 
+async def test_a_claim_whose_request_died_is_taken_over_after_its_lease(
+    client: Client, pool: asyncpg.Pool, firms: Any
+) -> None:
+    (a, token), _ = firms
+    text, key = note(), str(uuid.uuid4())
+    # A request's claim whose process died before it answered: the row in
+    # flight, as its claim statement left it.
+    await pool.execute(
+        "INSERT INTO idempotency_keys (partner_id, key, program_id, request_sha256, claim_id,"
+        " claimed_until, created_at) SELECT id, $2, program_id, $3, gen_random_uuid(),"
+        " now() + interval '1 minute', now() FROM partners WHERE id = $1",
+        a.id,
+        key,
+        bytes(32),
+    )
+
+    held = await client.post(NOTES, json={"note": text}, headers=keyed(token, key))
+    assert_problem(held, 409, "idempotency-key-in-flight")
+    await pool.execute(
+        "UPDATE idempotency_keys SET claimed_until = now() - interval '1 second'"
+        " WHERE partner_id = $1 AND key = $2",
+        a.id,
+        key,
+    )
+    taken = await client.post(NOTES, json={"note": text}, headers=keyed(token, key))
+    replay = await client.post(NOTES, json={"note": text}, headers=keyed(token, key))
+
+    assert taken.status_code == 201, taken.text
+    assert replay.json() == taken.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert await stored(pool, a, key) == 201
+    assert await lines(pool, text) == 1
+
+
+async def test_a_request_that_outlives_its_claim_keeps_nothing(
+    client: Client,
+    database_url: str,
+    pool: asyncpg.Pool,
+    session: AsyncSession,
+    new_program: NewProgram,
+    new_partner: NewPartner,
+) -> None:
+    program = await new_program()
+    firm = await new_partner(program)
+    text, key = note(), str(uuid.uuid4())
+    entered, gate = HELD[text] = threading.Event(), threading.Event()
+    try:
+        token = await partner_bearer(client, session, program, firm)
+
+        def first_request() -> Any:
+            with TestClient(app=probe_app(database_url)) as elsewhere:
+                return elsewhere.post(NOTES, json={"note": text}, headers=keyed(token, key))
+
+        first = asyncio.create_task(asyncio.to_thread(first_request))
+        assert await asyncio.to_thread(entered.wait, 30)
+        # The first request runs past its lease: a second takes the key over.
+        await pool.execute(
+            "UPDATE idempotency_keys SET claimed_until = now() - interval '1 second'"
+            " WHERE partner_id = $1 AND key = $2",
+            firm.id,
+            key,
+        )
+        del HELD[text]
+        second = await client.post(NOTES, json={"note": text}, headers=keyed(token, key))
+        assert second.status_code == 201, second.text
+        gate.set()
+        late = await first
+
+        assert_problem(late, 409, "idempotency-key-in-flight")
+        replay = await client.post(NOTES, json={"note": text}, headers=keyed(token, key))
+        assert replay.json() == second.json()
+    finally:
+        gate.set()
+        HELD.pop(text, None)
+    # The late request's audit line rolled back with its answer.
+    assert await lines(pool, text) == 1
+
+
 async def test_keys_are_each_partners_own_and_last_a_day(
     client: Client, pool: asyncpg.Pool, firms: Any
 ) -> None:
