@@ -48,6 +48,7 @@ from api.routes.health import health
 from api.routes.jobs import JobController
 from api.routes.keys import KeyController
 from api.routes.ledger import LedgerController
+from api.routes.member_disclosures import MemberDisclosureController
 from api.routes.members import MemberController
 from api.routes.oauth import issue_token, jwks
 from api.routes.partner_routers import OPERATOR_API as PARTNER_OPERATOR_API
@@ -148,7 +149,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     rate_limit = member_rate_limit(settings, rate_limit_key)
     member_api = Router(
         path="/",
-        route_handlers=[MemberController, MemberExchangeController],
+        route_handlers=[MemberController, MemberExchangeController, MemberDisclosureController],
         middleware=[rate_limit.middleware],
         security=[{MEMBER_SCHEME: []}],
     )

@@ -9,7 +9,7 @@ A new module adds its ``Module`` to ``MODULES``; nothing else here changes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -19,9 +19,13 @@ from api.stripe.module import STRIPE
 from core import constraints
 from core import models as core_models
 from core.modules import Job, JobContext, Module
-from core.outbox import OutboxEvent, Subscriber, drain
+from core.outbox import BatchSubscriber, OutboxEvent, Subscriber, drain
 from ledger import Ledger
 from ledger.connection import create_pool
+from partners.campaigns.module import CAMPAIGNS
+from partners.data_sharing.module import DATA_SHARING
+from partners.leads.module import LEADS
+from partners.mdf.module import MDF
 from partners.module import PARTNERS
 from rewards import models, tasks
 
@@ -123,7 +127,17 @@ REWARDS = Module(
     ),
 )
 
-MODULES: tuple[Module, ...] = (LEDGER, CORE, REWARDS, PARTNERS, STRIPE)
+MODULES: tuple[Module, ...] = (
+    LEDGER,
+    CORE,
+    REWARDS,
+    PARTNERS,
+    CAMPAIGNS,
+    STRIPE,
+    MDF,
+    LEADS,
+    DATA_SHARING,
+)
 
 
 def jobs_by_name(modules: Iterable[Module]) -> dict[str, Job]:
@@ -172,6 +186,15 @@ def subscribers(modules: Iterable[Module]) -> dict[str, Subscriber]:
 def _in_turn(found: tuple[Subscriber, ...]) -> Subscriber:
     if len(found) == 1:
         return found[0]
+    if all(isinstance(s, BatchSubscriber) for s in found):
+        batched = tuple(s for s in found if isinstance(s, BatchSubscriber))
+
+        async def many(session: AsyncSession, events: Sequence[OutboxEvent]) -> None:
+            # A batch for all, still in one transaction.
+            for subscriber in batched:
+                await subscriber.many(session, events)
+
+        return BatchSubscriber(many)
 
     async def each(session: AsyncSession, event: OutboxEvent) -> None:
         # One transaction for all: if one fails, all are retried, none of

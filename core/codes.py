@@ -20,7 +20,8 @@ import uuid
 DOMAIN_RANGES: dict[str, range] = {
     "rewards": range(1, 100),
     "partners": range(100, 200),
-    "finance": range(200, 300),
+    "collaboration": range(200, 300),
+    "finance": range(300, 400),
 }
 
 #: Ranges of transfer codes set aside for the partners' kinds of movement,
@@ -31,6 +32,14 @@ PARTNER_TRANSFER_RANGES: dict[str, range] = {
     "funding": range(140, 160),
     "settlement": range(160, 180),
     "exchange": range(180, 200),
+}
+
+#: Ranges of codes (account and transfer) set aside for the partners'
+#: collaboration: leads' referral rewards, joint campaigns, development funds.
+COLLABORATION_RANGES: dict[str, range] = {
+    "REFERRAL_": range(200, 220),
+    "CAMPAIGN_": range(220, 240),
+    "MDF_": range(240, 260),
 }
 
 
@@ -50,6 +59,15 @@ class AccountCode(enum.IntEnum):
     #: A program's exchange account for a program it exchanges points with,
     #: keyed (program, other program): see ``exchange_account_id``.
     PARTNER_EXCHANGE = 180
+    #: The program's spend on referral rewards on its money ledger: what it
+    #: paid to the payables of partners whose shared leads were won.
+    REFERRAL_EXPENSE = 200
+    #: A participant's budget for one joint campaign (bounded: never
+    #: overspent), keyed (program, campaign, participant).
+    CAMPAIGN_BUDGET = 220
+    #: The program's marketing development spend on its money ledger: what
+    #: the operator's money funds paid to partners' payables (a debit balance).
+    MDF_EXPENSE = 240
     # partners: accounts of a money ledger (one per program and currency,
     # in minor units), where statements post what partners owe and are owed
     #: What a partner owes the program (a debit balance).
@@ -118,6 +136,28 @@ class TransferCode(enum.IntEnum):
     #: One leg of a conversion between two programs: wallet -> exchange
     #: account on the source ledger, exchange account -> wallet on the target's.
     PARTNER_EXCHANGE = 180
+    # leads (200-219)
+    #: A referral reward in points for a won shared lead: the program's
+    #: issuance account -> the referring partner's issuance account.
+    REFERRAL_REWARD_POINTS = 200
+    #: A referral reward in money: the program's referral expense -> the
+    #: referring partner's payable (paid out with its statements).
+    REFERRAL_REWARD_MONEY = 201
+    # joint campaigns (220-239)
+    #: A participant's part of a campaign's budget, set aside at its start:
+    #: its issuance account -> its campaign budget account.
+    CAMPAIGN_BUDGET = 220
+    #: One leg of a campaign bonus: a participant's budget -> the member's
+    #: wallet (the legs of one bonus are one linked chain).
+    CAMPAIGN_BONUS = 221
+    #: What a participant's budget had left at the campaign's end, given back.
+    CAMPAIGN_BUDGET_RELEASE = 222
+    # market development funds (240-259)
+    #: A paid MDF claim: points from the funder's issuance account (the
+    #: program's, or the brand partner's) to the partner's; money from the
+    #: program's MDF expense (or the brand partner's receivable) to the
+    #: partner's payable.
+    MDF_PAYMENT = 240
 
 
 #: How the member app names each kind of movement (the ``kind`` of its
@@ -151,6 +191,12 @@ MOVEMENT_NAMES: dict[TransferCode, str] = {
     TransferCode.PARTNER_NETTING: "partner_netting",
     TransferCode.PARTNER_LIABILITY_TRANSFER: "partner_liability_transfer",
     TransferCode.PARTNER_EXCHANGE: "exchange",
+    TransferCode.REFERRAL_REWARD_POINTS: "referral_reward_points",
+    TransferCode.REFERRAL_REWARD_MONEY: "referral_reward_money",
+    TransferCode.CAMPAIGN_BUDGET: "campaign_budget",
+    TransferCode.CAMPAIGN_BONUS: "campaign_bonus",
+    TransferCode.CAMPAIGN_BUDGET_RELEASE: "campaign_budget_release",
+    TransferCode.MDF_PAYMENT: "mdf_payment",
 }
 
 

@@ -31,9 +31,26 @@ from partners.webhook_job import deliver_webhooks
 #: The next issue adds lead, campaign and data scopes here.
 PARTNER_SCOPES: dict[str, str] = {
     "points:issue": "Issue the program's points to members.",
+    "leads:share": "Register leads and deals, share leads, read the partner's own registrations"
+    " and report the status of its kept deals.",
+    "leads:receive": "Read the leads offered to the partner, accept or decline them, and report"
+    " the status of those it accepted.",
     "points:redeem": "Accept points as payment: reserve, capture, release and refund.",
     "statements:read": "Read the partner's statements and positions.",
     "webhooks:manage": "Manage the partner's webhook endpoints and read their deliveries.",
+    "campaigns:manage": "Propose joint campaigns, approve or stop those the partner takes part"
+    " in, and read them and their attribution.",
+    "mdf:read": "Read the market development funds the partner receives or funds, their"
+    " activities and claims.",
+    "mdf:request": "Request activities against the partner's funds; draft and submit claims.",
+    "mdf:fund": "As a brand partner: allocate market development funds to other partners,"
+    " approve and refuse their activities and claims.",
+    "data:share": "Propose, opt in to and revoke data-sharing agreements; read, export and push"
+    " members' data shared under them (only fields members consented to); read their"
+    " disclosure log.",
+    "data:match": "Match the partner's customer or account lists with another partner's under"
+    " a data-sharing agreement (overlap matching): fetch its key, upload lists, run matches"
+    " and read their results.",
 }
 
 PARTNERS = Module(

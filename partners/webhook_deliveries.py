@@ -40,6 +40,7 @@ from core.outbox import BatchSubscriber, OutboxEvent
 from core.pagination import Page, decode_cursor, page_of
 from core.principal import Principal, PrincipalKind
 from ledger import new_id
+from partners.data_sharing.disclosures import blocked_replays
 from partners.webhook_endpoints import find_endpoint
 from partners.webhook_models import (
     RETRY_DELAYS,
@@ -268,6 +269,10 @@ async def replay_delivery(
         raise DeliveryNotReplayable("the delivery is pending: it is sent anyway")
     if row[3] != EndpointStatus.ENABLED:
         raise DeliveryNotReplayable("the endpoint is disabled: enable it first")
+    if await blocked_replays(session, [delivery_id], now):
+        raise DeliveryNotReplayable(
+            "the delivery carries members' data under a data-sharing agreement no longer in force"
+        )
     await _replay(session, [delivery_id], now)
     await audit.record(
         session,
@@ -299,6 +304,10 @@ async def replay_dead_since(
             )
         )
     )
+    if ids:
+        # Members' data under an agreement no longer in force never goes again.
+        blocked = await blocked_replays(session, ids, datetime.now(UTC))
+        ids = [each for each in ids if each not in blocked]
     if ids:
         await _replay(session, ids, datetime.now(UTC))
     await audit.record(

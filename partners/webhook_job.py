@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.modules import JobContext
 from core.outbox import Subscriber, drain
+from partners.data_sharing.disclosures import drop_out_of_force
 from partners.events import TOPICS
 from partners.webhook_sending import Sender, SendingOptions, http_clients
 from partners.webhook_targets import current_policy
@@ -44,6 +45,10 @@ IDLE_SECONDS = 5.0
 POLL_SECONDS = 0.05
 GATHER_SECONDS = 0.01
 SENDERS_MAX = 2
+#: How often a run cancels the waiting deliveries of members' data whose
+#: data-sharing agreement is no longer in force (expired meanwhile; a
+#: revocation cancels its own at once).
+DROP_SECONDS = 1.0
 #: Outbox events a run hands to the fan-out at most per drain.
 DRAIN_LIMIT = 2000
 #: The advisory locks' first key: "WH".
@@ -129,6 +134,8 @@ class _Run:
         self.started = self.busy_at = time.monotonic()
         #: Whether the fan-out is in a drain (work, however long it takes).
         self.draining = False
+        #: When the run last dropped data deliveries out of force (never yet).
+        self.dropped_at = float("-inf")
 
     def idle(self) -> bool:
         return not self.draining and time.monotonic() - self.busy_at > IDLE_SECONDS
@@ -162,6 +169,7 @@ class _Run:
         sender = self.sender
         while time.monotonic() - self.started < RUN_SECONDS:
             self.made.clear()
+            await self._drop_out_of_force()
             claimed = await sender.claim()
             if claimed or sender.in_flight:
                 self.busy_at = time.monotonic()
@@ -176,6 +184,13 @@ class _Run:
             self.made.clear()
             await sender.claim(winding_down=since)
             await self._pause()
+
+    async def _drop_out_of_force(self) -> None:
+        if time.monotonic() - self.dropped_at < DROP_SECONDS:
+            return
+        self.dropped_at = time.monotonic()
+        async with self.sessions() as session, session.begin():
+            await drop_out_of_force(session, self.sender.now())
 
     async def _pause(self) -> None:
         # A short pause gathers the slots freed meanwhile into one claim;

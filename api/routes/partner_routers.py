@@ -12,29 +12,44 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
+from api.routes.campaigns import CampaignController
+from api.routes.lead_settings import LeadSettingsController, PartnerLeadProfileController
+from api.routes.mdf import MdfController
 from api.routes.operator_webhooks import OperatorWebhookController
+from api.routes.partner_campaigns import PartnerCampaignController
 from api.routes.partner_clients import PartnerClientController
 from api.routes.partner_coalition import PartnerHoldController, PartnerIssuanceController
 from api.routes.partner_collection import PartnerCollectionController
 from api.routes.partner_contracts import PartnerContractController
+from api.routes.partner_data_sharing import PartnerDataSharingController
 from api.routes.partner_departures import PartnerDepartureController
 from api.routes.partner_funding_purchases import (
     FundingPurchaseController,
     PartnerFundingPurchaseController,
 )
+from api.routes.partner_leads import PartnerLeadController, PartnerLeadOfferController
+from api.routes.partner_mdf import PartnerMdfController
+from api.routes.partner_overlaps import PartnerOverlapController
 from api.routes.partner_statement_api import PartnerStatementApiController
 from api.routes.partner_statements import PartnerPositionController, PartnerStatementController
 from api.routes.partner_webhooks import PartnerWebhookController
 from api.routes.partners import PartnerController
 
 PARTNER_API: list[ControllerRouterHandler] = [
+    PartnerMdfController,
     PartnerIssuanceController,
     PartnerHoldController,
     PartnerWebhookController,
     PartnerStatementApiController,
     PartnerFundingPurchaseController,
+    PartnerCampaignController,
+    PartnerDataSharingController,
+    PartnerOverlapController,
+    PartnerLeadController,
+    PartnerLeadOfferController,
 ]
 OPERATOR_API: list[ControllerRouterHandler] = [
+    MdfController,
     PartnerController,
     OperatorWebhookController,
     PartnerContractController,
@@ -44,4 +59,7 @@ OPERATOR_API: list[ControllerRouterHandler] = [
     PartnerCollectionController,
     FundingPurchaseController,
     PartnerDepartureController,
+    CampaignController,
+    LeadSettingsController,
+    PartnerLeadProfileController,
 ]

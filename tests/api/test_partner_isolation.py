@@ -221,7 +221,28 @@ def _at(path: str, body: Callable[[], Any] | None = None) -> Case:
     return Case(request=lambda side: (path.format(**side.ids), body() if body else None))
 
 
-SETUPS.extend([_webhook_endpoints, _statement, _coalition_points, _funding_purchase])
+def _campaign_body(side: Side) -> dict[str, Any]:
+    """A campaign of the side alone (approved by proposing)."""
+    now = datetime.now(UTC)
+    return {
+        "reference": fresh("campaign"),
+        "name": "Isolation",
+        "starts_at": (now + timedelta(days=1)).isoformat(),
+        "ends_at": (now + timedelta(days=8)).isoformat(),
+        "participants": [{"partner": side.partner, "share_bp": 10000}],
+        "segment": {"kind": "all"},
+        "rules": {"points_per_currency_unit": 1},
+        "budget_points": 100,
+    }
+
+
+async def _campaigns(client: Client, side: Side) -> None:
+    """Two campaigns of the side: one to stop, one for every other case."""
+    for name in ("campaign", "campaign_to_stop"):
+        side.ids[name] = (await _posted(client, "/campaigns", side, _campaign_body(side)))["id"]
+
+
+SETUPS.extend([_webhook_endpoints, _statement, _coalition_points, _funding_purchase, _campaigns])
 _SINCE = "2020-01-01T00:00:00Z"
 CASES |= {
     ("GET", "/partner/balance"): _own("/balance"),
@@ -289,6 +310,376 @@ CASES |= {
     ("GET", "/partner/webhook-deliveries/{message_id}"): _at("/webhook-deliveries/{delivery}"),
     ("POST", "/partner/webhook-deliveries/{message_id}/replays"): _at(
         "/webhook-deliveries/{delivery}/replays"
+    ),
+    ("GET", "/partner/campaigns"): _own("/campaigns"),
+    ("POST", "/partner/campaigns"): Case(
+        request=lambda side: ("/campaigns", _campaign_body(side)), own_only=True
+    ),
+    ("GET", "/partner/campaigns/{campaign_id}"): _at("/campaigns/{campaign}"),
+    ("POST", "/partner/campaigns/{campaign_id}/approvals"): _at("/campaigns/{campaign}/approvals"),
+    ("POST", "/partner/campaigns/{campaign_id}/stop"): _at("/campaigns/{campaign_to_stop}/stop"),
+    ("GET", "/partner/campaigns/{campaign_id}/attribution"): _at(
+        "/campaigns/{campaign}/attribution"
+    ),
+}
+
+
+_SHARING = "/data-sharing/agreements"
+
+
+def _sharing_body(side: Side) -> dict[str, Any]:
+    return {
+        "counterparty": side.ids["sharing_peer"],
+        "purpose": "Isolation",
+        "direction": "both",
+        "fields": ["email"],
+        "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+    }
+
+
+async def _data_sharing(client: Client, side: Side) -> None:
+    """Two active agreements of the side with a peer firm of its program
+    (one to revoke, one for every other case), both ways."""
+    peer = fresh("peer")
+    made = await client.post(
+        f"/programs/{side.program}/partners",
+        json={
+            "slug": peer,
+            "name": "Peer",
+            "legal_name": "Peer Ltd",
+            "country": "ZA",
+            "status": "active",
+        },
+    )
+    assert made.status_code == 201, made.text
+    side.ids["sharing_peer"] = peer
+    peer_token = await api_partner_bearer(client, side.program, peer, scopes=("data:share",))
+    for name in ("agreement", "agreement_to_revoke"):
+        side.ids[name] = (await _posted(client, _SHARING, side, _sharing_body(side)))["id"]
+        for token in (side.token, peer_token):
+            opted = await client.post(
+                f"/partner{_SHARING}/{side.ids[name]}/opt-in",
+                headers={**token, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert opted.status_code == 200, opted.text
+
+
+SETUPS.append(_data_sharing)
+CASES |= {
+    ("GET", "/partner/data-sharing/agreements"): _own(_SHARING),
+    ("POST", "/partner/data-sharing/agreements"): Case(
+        request=lambda side: (_SHARING, _sharing_body(side)), own_only=True
+    ),
+    ("GET", "/partner/data-sharing/agreements/{agreement_id}"): _at(_SHARING + "/{agreement}"),
+    ("POST", "/partner/data-sharing/agreements/{agreement_id}/opt-in"): _at(
+        _SHARING + "/{agreement}/opt-in"
+    ),
+    ("POST", "/partner/data-sharing/agreements/{agreement_id}/revoke"): _at(
+        _SHARING + "/{agreement_to_revoke}/revoke"
+    ),
+    ("GET", "/partner/data-sharing/agreements/{agreement_id}/members"): _at(
+        _SHARING + "/{agreement}/members"
+    ),
+    ("GET", "/partner/data-sharing/agreements/{agreement_id}/export"): _at(
+        _SHARING + "/{agreement}/export"
+    ),
+    ("POST", "/partner/data-sharing/agreements/{agreement_id}/pushes"): _at(
+        _SHARING + "/{agreement}/pushes", lambda: {"members": [fresh("m")]}
+    ),
+    ("GET", "/partner/data-sharing/agreements/{agreement_id}/disclosures"): _at(
+        _SHARING + "/{agreement}/disclosures"
+    ),
+}
+
+
+def _overlap_list() -> dict[str, Any]:
+    return {
+        "identifier_kind": "email",
+        "records": [{"identifier": f"buyer-{n}@example.com"} for n in range(5)],
+    }
+
+
+async def _overlaps(client: Client, side: Side) -> None:
+    """Overlap matching under the side's agreement: its list, its peer's,
+    and a count run of the side's."""
+    base = _SHARING + "/" + side.ids["agreement"]
+    side.ids["overlap_upload"] = (
+        await _posted(client, base + "/overlap-uploads", side, _overlap_list())
+    )["id"]
+    peer_token = await api_partner_bearer(
+        client, side.program, side.ids["sharing_peer"], scopes=("data:match",)
+    )
+    peer = await client.post(
+        f"/partner{base}/overlap-uploads",
+        json=_overlap_list(),
+        headers={**peer_token, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert peer.status_code == 201, peer.text
+    side.ids["overlap_run"] = (await _posted(client, base + "/overlap-runs", side, {}))["id"]
+
+
+SETUPS.append(_overlaps)
+_OVERLAP = _SHARING + "/{agreement}"
+CASES |= {
+    ("GET", "/partner/data-sharing/agreements/{agreement_id}/overlap-key"): _at(
+        _OVERLAP + "/overlap-key"
+    ),
+    ("POST", "/partner/data-sharing/agreements/{agreement_id}/overlap-key/rotations"): _at(
+        # Another agreement: the new epoch would leave the lists of the
+        # other cases unmatched.
+        _SHARING + "/{agreement_to_revoke}/overlap-key/rotations"
+    ),
+    ("POST", "/partner/data-sharing/agreements/{agreement_id}/overlap-uploads"): _at(
+        _OVERLAP + "/overlap-uploads", _overlap_list
+    ),
+    ("GET", "/partner/data-sharing/agreements/{agreement_id}/overlap-uploads/{upload_id}"): _at(
+        _OVERLAP + "/overlap-uploads/{overlap_upload}"
+    ),
+    ("POST", "/partner/data-sharing/agreements/{agreement_id}/overlap-runs"): _at(
+        _OVERLAP + "/overlap-runs", dict
+    ),
+    ("GET", "/partner/data-sharing/agreements/{agreement_id}/overlap-runs/{run_id}"): _at(
+        _OVERLAP + "/overlap-runs/{overlap_run}"
+    ),
+}
+
+_MDF_PROOF = [{"url": "https://files.example.com/proof.pdf", "description": "Invoice"}]
+
+
+def _mdf_fund_body(partner: str, **fields: Any) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    return {
+        "reference": fresh("mdf"),
+        "partner": partner,
+        "name": "Isolation fund",
+        "period_start": (today - timedelta(days=1)).isoformat(),
+        "period_end": (today + timedelta(days=30)).isoformat(),
+        "unit": "points",
+        "amount": 100_000,
+    } | fields
+
+
+def _mdf_activity_body() -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    return {
+        "title": "Isolation activity",
+        "plan": "A plan",
+        "starts_on": today.isoformat(),
+        "ends_on": today.isoformat(),
+        "amount": 1000,
+    }
+
+
+async def _sent(client: Client, path: str, token: dict[str, str], body: Any = None) -> Any:
+    answer = await client.post(
+        f"/partner{path}", json=body, headers={**token, "Idempotency-Key": str(uuid.uuid4())}
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+async def _mdf(client: Client, side: Side) -> None:
+    """Market development funds of the side both ways: a fund the operator
+    allocated to it (an approved activity, a draft claim and one to
+    submit), and a money fund it allocated to a recipient firm of its
+    program (activities to approve and refuse, an approved one with
+    submitted claims to approve and refuse)."""
+    own = await client.post(
+        f"/programs/{side.program}/mdf/funds", json=_mdf_fund_body(side.partner)
+    )
+    assert own.status_code == 201, own.text
+    side.ids["mdf_fund"] = own.json()["id"]
+    activity = await _sent(
+        client, f"/mdf/funds/{side.ids['mdf_fund']}/activities", side.token, _mdf_activity_body()
+    )
+    side.ids["mdf_activity"] = activity["id"]
+    approved = await client.post(
+        f"/programs/{side.program}/mdf/activities/{activity['id']}/approval", json={}
+    )
+    assert approved.status_code == 200, approved.text
+    claims = f"/mdf/activities/{activity['id']}/claims"
+    side.ids["mdf_draft"] = (
+        await _sent(client, claims, side.token, {"amount": 10, "description": "Draft"})
+    )["id"]
+    side.ids["mdf_to_submit"] = (
+        await _sent(
+            client, claims, side.token, {"amount": 10, "description": "Sent", "proof": _MDF_PROOF}
+        )
+    )["id"]
+    recipient = fresh("mdf-recipient")
+    made = await client.post(
+        f"/programs/{side.program}/partners",
+        json={
+            "slug": recipient,
+            "name": "Recipient",
+            "legal_name": "Recipient Ltd",
+            "country": "ZA",
+            "status": "active",
+        },
+    )
+    assert made.status_code == 201, made.text
+    side.ids["mdf_recipient"] = recipient
+    recipient_token = await api_partner_bearer(client, side.program, recipient)
+    funded = await _sent(
+        client, "/mdf/funds", side.token, _mdf_fund_body(recipient, unit="money", currency="ZAR")
+    )
+    side.ids["mdf_funded"] = funded["id"]
+    for name in ("mdf_to_approve", "mdf_to_refuse", "mdf_claimed"):
+        side.ids[name] = (
+            await _sent(
+                client,
+                f"/mdf/funds/{funded['id']}/activities",
+                recipient_token,
+                _mdf_activity_body(),
+            )
+        )["id"]
+    await _sent(client, f"/mdf/activities/{side.ids['mdf_claimed']}/approval", side.token, {})
+    for name in ("mdf_claim_to_approve", "mdf_claim_to_refuse"):
+        side.ids[name] = (
+            await _sent(
+                client,
+                f"/mdf/activities/{side.ids['mdf_claimed']}/claims",
+                recipient_token,
+                {"amount": 10, "description": "Spent", "proof": _MDF_PROOF, "submit": True},
+            )
+        )["id"]
+
+
+SETUPS.append(_mdf)
+CASES |= {
+    ("GET", "/partner/mdf/funds"): _own("/mdf/funds"),
+    ("POST", "/partner/mdf/funds"): Case(
+        request=lambda side: ("/mdf/funds", _mdf_fund_body(side.ids["mdf_recipient"])),
+        own_only=True,
+    ),
+    ("GET", "/partner/mdf/funds/{fund_id}"): _at("/mdf/funds/{mdf_fund}"),
+    ("GET", "/partner/mdf/funds/{fund_id}/reconciliation"): _at(
+        "/mdf/funds/{mdf_funded}/reconciliation"
+    ),
+    ("POST", "/partner/mdf/funds/{fund_id}/activities"): _at(
+        "/mdf/funds/{mdf_fund}/activities", _mdf_activity_body
+    ),
+    ("GET", "/partner/mdf/funds/{fund_id}/activities"): _at("/mdf/funds/{mdf_funded}/activities"),
+    ("GET", "/partner/mdf/activities/{activity_id}"): _at("/mdf/activities/{mdf_activity}"),
+    ("POST", "/partner/mdf/activities/{activity_id}/approval"): _at(
+        "/mdf/activities/{mdf_to_approve}/approval", lambda: {}
+    ),
+    ("POST", "/partner/mdf/activities/{activity_id}/refusal"): _at(
+        "/mdf/activities/{mdf_to_refuse}/refusal", lambda: {"reason": "Not this time"}
+    ),
+    ("POST", "/partner/mdf/activities/{activity_id}/claims"): _at(
+        "/mdf/activities/{mdf_activity}/claims", lambda: {"amount": 1, "description": "More"}
+    ),
+    ("GET", "/partner/mdf/activities/{activity_id}/claims"): _at(
+        "/mdf/activities/{mdf_claimed}/claims"
+    ),
+    ("GET", "/partner/mdf/claims/{claim_id}"): _at("/mdf/claims/{mdf_draft}"),
+    ("PATCH", "/partner/mdf/claims/{claim_id}"): _at(
+        "/mdf/claims/{mdf_draft}", lambda: {"description": fresh("changed")}
+    ),
+    ("POST", "/partner/mdf/claims/{claim_id}/submission"): _at(
+        "/mdf/claims/{mdf_to_submit}/submission"
+    ),
+    ("POST", "/partner/mdf/claims/{claim_id}/approval"): _at(
+        "/mdf/claims/{mdf_claim_to_approve}/approval"
+    ),
+    ("POST", "/partner/mdf/claims/{claim_id}/refusal"): _at(
+        "/mdf/claims/{mdf_claim_to_refuse}/refusal", lambda: {"reason": "Blurry"}
+    ),
+}
+
+
+def _lead_body(side: Side, **fields: Any) -> dict[str, Any]:
+    """A kept registration of a company nobody else registers."""
+    return {
+        "reference": fresh("lead"),
+        "company": {"name": fresh("Company"), "domain": f"{fresh('company')}.example"},
+        "contact": {"name": "Thandi"},
+        "estimated_value_minor": 1000,
+        "currency": "ZAR",
+        "territory": "ZA-WC",
+        "products": ["fleet"],
+        "lawful_basis": "contract",
+    } | fields
+
+
+async def _leads(client: Client, side: Side) -> None:
+    """Two kept leads of the side (one to extend, one to report on), and
+    four leads a referrer firm of its program shares, each offered to the
+    side alone (a product only it sells): to show, accept, decline, and one
+    accepted already to report on."""
+    base = f"/programs/{side.program}"
+    routing = {
+        "weights": dict.fromkeys(
+            ("territory", "capability", "tier", "capacity", "acceptance_rate", "response_time"), 1
+        ),
+        "tier_grades": {},
+        "untiered_grade": 500,
+        "offer_sla_seconds": 86400,
+        "exclusivity_days": 90,
+    }
+    saved = await client.post(f"{base}/leads/routing-versions", json=routing)
+    assert saved.status_code == 201, saved.text
+    product = fresh("product")
+    profile = {"territories": ["ZA-WC"], "capabilities": [product], "capacity": 100}
+    made = await client.put(f"{base}/partners/{side.partner}/lead-profile", json=profile)
+    assert made.status_code == 200, made.text
+    for name in ("lead", "lead_to_report"):
+        side.ids[name] = (await _posted(client, "/leads", side, _lead_body(side)))["id"]
+    referrer = fresh("referrer")
+    made = await client.post(
+        f"{base}/partners",
+        json={
+            "slug": referrer,
+            "name": "Referrer",
+            "legal_name": "Referrer Ltd",
+            "country": "ZA",
+            "status": "active",
+        },
+    )
+    assert made.status_code == 201, made.text
+    token = await api_partner_bearer(client, side.program, referrer, scopes=("leads:share",))
+    shared = Side(program=side.program, partner=referrer, partner_id="", token=token)
+    for name in ("offer", "offer_to_accept", "offer_to_decline", "offer_accepted"):
+        lead = await _posted(
+            client, "/leads", shared, _lead_body(shared, shared=True, products=[product])
+        )
+        assert lead["status"] == "offered", lead
+        found = await client.get(
+            "/partner/lead-offers", params={"status": "offered"}, headers=side.token
+        )
+        [offer] = [o for o in found.json()["items"] if o["lead_id"] == lead["id"]]
+        side.ids[name] = offer["id"]
+    accepted = await client.post(
+        f"/partner/lead-offers/{side.ids['offer_accepted']}/acceptance",
+        headers={**side.token, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert accepted.status_code == 200, accepted.text
+
+
+SETUPS.append(_leads)
+CASES |= {
+    ("POST", "/partner/leads"): Case(
+        request=lambda side: ("/leads", _lead_body(side)), own_only=True
+    ),
+    ("GET", "/partner/leads"): _own("/leads"),
+    ("GET", "/partner/leads/{lead_id}"): _at("/leads/{lead}"),
+    ("POST", "/partner/leads/{lead_id}/extensions"): _at(
+        "/leads/{lead}/extensions", lambda: {"days": 10, "reason": "procurement"}
+    ),
+    ("POST", "/partner/leads/{lead_id}/status"): _at(
+        "/leads/{lead_to_report}/status", lambda: {"status": "contacted"}
+    ),
+    ("GET", "/partner/lead-offers"): _own("/lead-offers"),
+    ("GET", "/partner/lead-offers/{offer_id}"): _at("/lead-offers/{offer}"),
+    ("POST", "/partner/lead-offers/{offer_id}/acceptance"): _at(
+        "/lead-offers/{offer_to_accept}/acceptance"
+    ),
+    ("POST", "/partner/lead-offers/{offer_id}/decline"): _at(
+        "/lead-offers/{offer_to_decline}/decline", lambda: {"reason": "not for us"}
+    ),
+    ("POST", "/partner/lead-offers/{offer_id}/status"): _at(
+        "/lead-offers/{offer_accepted}/status", lambda: {"status": "contacted"}
     ),
 }
 

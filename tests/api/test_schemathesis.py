@@ -33,6 +33,9 @@ from tests.api.live_server import MEMBERS, PARTNER, PROGRAM, LiveApi, live_api
 #: Generated examples per operation in the fuzzing phase: enough to reach
 #: every documented answer, few enough that the run takes minutes.
 MAX_EXAMPLES = 30
+#: The engine runs once, in the module's first test (its fixture): minutes
+#: for some two hundred operations, longer than the suite's per-test limit.
+pytestmark = pytest.mark.timeout(1200)
 SEED = 20250808
 CHECKS = (
     "not_a_server_error",

@@ -31,15 +31,19 @@ import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.app import create_app
 from api.modules import JOBS, SCOPES
 from api.settings import Settings
 from core.codes import AccountCode, TransferCode, partner_account_id
+from core.models import Program
 from core.principal import Principal, PrincipalKind
 from ledger import Ledger, Transfer
+from partners.mdf.activities import request_activity
+from partners.mdf.claims import draft_claim
+from partners.mdf.schemas import ActivityRequest, ClaimDraft, Proof
 from partners.webhook_endpoints import create_endpoint
 from partners.webhook_schemas import EndpointSpec
 from partners.webhook_targets import TargetPolicy
@@ -85,6 +89,12 @@ class Tenant:
     #: accept), and the slug of a program it may propose one to.
     exchange_agreement: str = ""
     exchange_peer: str = ""
+    #: Joint campaigns the operator proposed to its partner ``p`` (one to stop).
+    campaign: str = ""
+    campaign_to_stop: str = ""
+    #: Leads of its firm ``p`` (a kept one, a shared one) and extension
+    #: requests (one to approve, one to refuse), by name.
+    leads: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +211,30 @@ async def tenants(
         await add_funding_purchase(pool, tenant)
         await add_exchange_agreement(client, tenant)
         await add_departure(client, pool, tenant)
+        await add_campaigns(client, tenant)
+        await add_leads(client, engine, tenant)
+        await add_mdf(client, engine, tenant)
     return made
+
+
+def campaign_proposal() -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "reference": fresh("campaign"),
+        "name": "Isolation",
+        "starts_at": (now + timedelta(days=1)).isoformat(),
+        "ends_at": (now + timedelta(days=8)).isoformat(),
+        "participants": [{"partner": "p", "share_bp": 10000}],
+        "segment": {"kind": "all"},
+        "rules": {"points_per_currency_unit": 1},
+        "budget_points": 100,
+    }
+
+
+async def add_campaigns(client: Client, tenant: Tenant) -> None:
+    base = f"/programs/{tenant.slug}/campaigns"
+    tenant.campaign = (await ok(await client.post(base, json=campaign_proposal())))["id"]
+    tenant.campaign_to_stop = (await ok(await client.post(base, json=campaign_proposal())))["id"]
 
 
 EXCHANGE_TERMS = {"outbound": {"give": 1, "receive": 2, "daily_cap": 1000}}
@@ -410,6 +443,101 @@ async def add_webhook_endpoint(engine: AsyncEngine, tenant: Tenant) -> None:
             targets=TargetPolicy(),
         )
     tenant.webhook_endpoints.append(str(endpoint.id))
+
+
+LEAD_ROUTING = {
+    "weights": {
+        "territory": 1,
+        "capability": 1,
+        "tier": 1,
+        "capacity": 1,
+        "acceptance_rate": 1,
+        "response_time": 1,
+    },
+    # The PATCH case of partners makes ``p`` gold: a tier with no grade is refused.
+    "tier_grades": {"gold": 1000},
+    "untiered_grade": 500,
+    "offer_sla_seconds": 3600,
+    "exclusivity_days": 90,
+}
+LEAD_PROFILE = {"territories": ["ZA-WC"], "capabilities": ["fleet"], "capacity": 5}
+
+
+async def add_leads(client: Client, engine: AsyncEngine, tenant: Tenant) -> None:
+    """Routing, referral terms, lead profiles of ``p`` and a peer firm; leads
+    registered by ``p`` (two kept, each with an extension request, and one
+    shared, routed to the peer), as its partner client registers them."""
+    import msgspec
+
+    from partners.leads.registration import register_lead, request_extension
+    from partners.leads.schemas import ExtensionRequest, LeadRegistration
+
+    base = f"/programs/{tenant.slug}"
+    await ok(await client.post(f"{base}/partners", json=partner_firm("lead-peer", status="active")))
+    await ok(await client.post(f"{base}/leads/routing-versions", json=LEAD_ROUTING))
+    await ok(
+        await client.put(
+            f"{base}/leads/referral-terms",
+            json={"reward": "points", "basis": "fixed", "amount": 100},
+        )
+    )
+    for slug in ("p", "lead-peer"):
+        await ok(await client.put(f"{base}/partners/{slug}/lead-profile", json=LEAD_PROFILE))
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        row = (
+            await session.execute(
+                text(
+                    "SELECT p.id, p.program_id FROM partners p JOIN programs g"
+                    " ON g.id = p.program_id WHERE g.slug = :slug AND p.slug = 'p'"
+                ),
+                {"slug": tenant.slug},
+            )
+        ).one()
+        from partners.models import Partner
+
+        program = await session.get_one(Program, row.program_id)
+        firm = await session.get_one(Partner, row.id)
+        principal = Principal(
+            kind=PrincipalKind.PARTNER,
+            actor="partner:isolation",
+            scopes=frozenset({"leads:share"}),
+            program_id=row.program_id,
+            partner_id=row.id,
+            partner_ids=frozenset({row.id}),
+        )
+        now = datetime.now(UTC)
+        for name, shared in (("lead", False), ("other_lead", False), ("shared", True)):
+            lead = await register_lead(
+                session,
+                program,
+                firm,
+                msgspec.convert(
+                    {
+                        "reference": fresh(name),
+                        "shared": shared,
+                        "company": {"name": fresh("Company"), "domain": f"{fresh('c')}.example"},
+                        "contact": {"name": "Thandi"},
+                        "estimated_value_minor": 1000,
+                        "currency": "ZAR",
+                        "territory": "ZA-WC",
+                        "products": ["fleet"],
+                        "lawful_basis": "contract",
+                    },
+                    LeadRegistration,
+                ),
+                now,
+                principal=principal,
+            )
+            tenant.leads[name] = lead.id
+        for name, lead_name in (("to_approve", "lead"), ("to_refuse", "other_lead")):
+            asked = await request_extension(
+                session,
+                uuid.UUID(tenant.leads[lead_name]),
+                ExtensionRequest(days=10, reason="procurement"),
+                now,
+                principal=principal,
+            )
+            tenant.leads[name] = asked.id
 
 
 #: A request of a program-scoped route, against a tenant's own ids: (path
@@ -676,6 +804,21 @@ PROGRAM_CASES: dict[tuple[str, str], Case] = {
         f"/exchange-agreements/{t.exchange_agreement}/position",
         None,
     ),
+    # Joint campaigns the operator proposed to its partner p.
+    ("POST", "/programs/{slug}/campaigns"): lambda t: ("/campaigns", campaign_proposal()),
+    ("GET", "/programs/{slug}/campaigns"): lambda t: ("/campaigns", None),
+    ("GET", "/programs/{slug}/campaigns/{campaign_id}"): lambda t: (
+        f"/campaigns/{t.campaign}",
+        None,
+    ),
+    ("POST", "/programs/{slug}/campaigns/{campaign_id}/stop"): lambda t: (
+        f"/campaigns/{t.campaign_to_stop}/stop",
+        None,
+    ),
+    ("GET", "/programs/{slug}/campaigns/{campaign_id}/attribution"): lambda t: (
+        f"/campaigns/{t.campaign}/attribution",
+        None,
+    ),
 }
 
 #: Routes of the platform as a whole: a key bound to a program gets 403,
@@ -699,6 +842,168 @@ TENANT_SCOPED = {
     ("POST", "/me/exchanges"),
     ("GET", "/me/exchanges/quote"),
 }
+
+PROGRAM_CASES |= {
+    ("POST", "/programs/{slug}/leads/scoring-versions"): lambda t: (
+        "/leads/scoring-versions",
+        {"criteria": [{"name": "territory", "weight": 1, "values": {"ZA-WC": 800}}]},
+    ),
+    ("GET", "/programs/{slug}/leads/scoring-versions"): lambda t: (
+        "/leads/scoring-versions",
+        None,
+    ),
+    ("POST", "/programs/{slug}/leads/routing-versions"): lambda t: (
+        "/leads/routing-versions",
+        LEAD_ROUTING,
+    ),
+    ("GET", "/programs/{slug}/leads/routing-versions"): lambda t: (
+        "/leads/routing-versions",
+        None,
+    ),
+    ("PUT", "/programs/{slug}/leads/referral-terms"): lambda t: (
+        "/leads/referral-terms",
+        {"reward": "points", "basis": "fixed", "amount": 100},
+    ),
+    ("GET", "/programs/{slug}/leads/referral-terms"): lambda t: ("/leads/referral-terms", None),
+    ("GET", "/programs/{slug}/leads/extensions"): lambda t: ("/leads/extensions", None),
+    ("POST", "/programs/{slug}/leads/extensions/{extension_id}/approval"): lambda t: (
+        f"/leads/extensions/{t.leads['to_approve']}/approval",
+        {},
+    ),
+    ("POST", "/programs/{slug}/leads/extensions/{extension_id}/refusal"): lambda t: (
+        f"/leads/extensions/{t.leads['to_refuse']}/refusal",
+        {"note": "no"},
+    ),
+    ("GET", "/programs/{slug}/leads/{lead_id}"): lambda t: (f"/leads/{t.leads['lead']}", None),
+    ("GET", "/programs/{slug}/leads/{lead_id}/routing"): lambda t: (
+        f"/leads/{t.leads['shared']}/routing",
+        None,
+    ),
+    ("PUT", "/programs/{slug}/partners/{partner}/lead-profile"): lambda t: (
+        "/partners/p/lead-profile",
+        LEAD_PROFILE,
+    ),
+    ("GET", "/programs/{slug}/partners/{partner}/lead-profile"): lambda t: (
+        "/partners/p/lead-profile",
+        None,
+    ),
+}
+
+#: Ids of each tenant's market development fund objects, by tenant slug.
+MDF_IDS: dict[str, dict[str, str]] = {}
+
+
+def mdf_fund_body() -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    return {
+        "reference": fresh("mdf"),
+        "partner": "p",
+        "name": "Isolation fund",
+        "period_start": (today - timedelta(days=1)).isoformat(),
+        "period_end": (today + timedelta(days=30)).isoformat(),
+        "unit": "points",
+        "amount": 100_000,
+    }
+
+
+async def add_mdf(client: Client, engine: AsyncEngine, tenant: Tenant) -> None:
+    """A fund of firm ``p`` with activities to approve and refuse, an
+    approved one with submitted claims to approve and refuse (the firm's
+    requests and claims made through the use cases, as its client would)."""
+    base = f"/programs/{tenant.slug}/mdf"
+    ids = MDF_IDS.setdefault(tenant.slug, {})
+    ids["fund"] = (await ok(await client.post(f"{base}/funds", json=mdf_fund_body())))["id"]
+    today = datetime.now(UTC).date()
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        firm = (
+            await session.execute(
+                text(
+                    "SELECT p.id, p.program_id FROM partners p JOIN programs g"
+                    " ON g.id = p.program_id WHERE g.slug = :slug AND p.slug = 'p'"
+                ),
+                {"slug": tenant.slug},
+            )
+        ).one()
+        client_principal = Principal(
+            kind=PrincipalKind.PARTNER,
+            actor="partner:isolation",
+            program_id=firm.program_id,
+            partner_id=firm.id,
+            partner_ids=frozenset({firm.id}),
+        )
+        request = ActivityRequest(
+            title="Isolation", plan="A plan", starts_on=today, ends_on=today, amount=1000
+        )
+        for name in ("to_approve", "to_refuse", "claimed"):
+            made = await request_activity(
+                session,
+                uuid.UUID(ids["fund"]),
+                request,
+                datetime.now(UTC),
+                principal=client_principal,
+            )
+            ids[name] = made.id
+    await ok(await client.post(f"{base}/activities/{ids['claimed']}/approval", json={}))
+    proof = [Proof(url="https://files.example.com/proof.pdf", description="Invoice")]
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        program = await session.scalar(select(Program).where(Program.slug == tenant.slug))
+        for name in ("claim_to_approve", "claim_to_refuse"):
+            claim = await draft_claim(
+                session,
+                uuid.UUID(ids["claimed"]),
+                ClaimDraft(amount=10, description="Spent", proof=proof, submit=True),
+                datetime.now(UTC),
+                principal=client_principal,
+                program=program,
+            )
+            ids[name] = claim.id
+
+
+PROGRAM_CASES |= {
+    ("POST", "/programs/{slug}/mdf/funds"): lambda t: ("/mdf/funds", mdf_fund_body()),
+    ("GET", "/programs/{slug}/mdf/funds"): lambda t: ("/mdf/funds", None),
+    ("GET", "/programs/{slug}/mdf/funds/{fund_id}"): lambda t: (
+        f"/mdf/funds/{MDF_IDS[t.slug]['fund']}",
+        None,
+    ),
+    ("GET", "/programs/{slug}/mdf/funds/{fund_id}/reconciliation"): lambda t: (
+        f"/mdf/funds/{MDF_IDS[t.slug]['fund']}/reconciliation",
+        None,
+    ),
+    ("GET", "/programs/{slug}/mdf/funds/{fund_id}/activities"): lambda t: (
+        f"/mdf/funds/{MDF_IDS[t.slug]['fund']}/activities",
+        None,
+    ),
+    ("GET", "/programs/{slug}/mdf/activities/{activity_id}"): lambda t: (
+        f"/mdf/activities/{MDF_IDS[t.slug]['claimed']}",
+        None,
+    ),
+    ("POST", "/programs/{slug}/mdf/activities/{activity_id}/approval"): lambda t: (
+        f"/mdf/activities/{MDF_IDS[t.slug]['to_approve']}/approval",
+        {},
+    ),
+    ("POST", "/programs/{slug}/mdf/activities/{activity_id}/refusal"): lambda t: (
+        f"/mdf/activities/{MDF_IDS[t.slug]['to_refuse']}/refusal",
+        {"reason": "Not this time"},
+    ),
+    ("GET", "/programs/{slug}/mdf/activities/{activity_id}/claims"): lambda t: (
+        f"/mdf/activities/{MDF_IDS[t.slug]['claimed']}/claims",
+        None,
+    ),
+    ("GET", "/programs/{slug}/mdf/claims/{claim_id}"): lambda t: (
+        f"/mdf/claims/{MDF_IDS[t.slug]['claim_to_refuse']}",
+        None,
+    ),
+    ("POST", "/programs/{slug}/mdf/claims/{claim_id}/approval"): lambda t: (
+        f"/mdf/claims/{MDF_IDS[t.slug]['claim_to_approve']}/approval",
+        None,
+    ),
+    ("POST", "/programs/{slug}/mdf/claims/{claim_id}/refusal"): lambda t: (
+        f"/mdf/claims/{MDF_IDS[t.slug]['claim_to_refuse']}/refusal",
+        {"reason": "Blurry"},
+    ),
+}
+
 
 #: Routes with no isolation case, and why none is needed.
 _OWN = "a member token's own member only: the path names nothing, the token its program"
@@ -733,6 +1038,9 @@ EXEMPT: dict[tuple[str, str], str] = {
     + " (the partner is looked up in the token's program)",
     ("DELETE", "/me/partner-links/{partner}"): _OWN
     + " (the partner is looked up in the token's program)",
+    ("GET", "/me/data-sharing/consents"): _OWN,
+    ("PUT", "/me/data-sharing/consents/{field}"): _OWN + " (a field name, no id)",
+    ("GET", "/me/data-sharing/disclosures"): _OWN,
 }
 
 

@@ -8,6 +8,7 @@ import enum
 import pytest
 
 from core.codes import (
+    COLLABORATION_RANGES,
     DOMAIN_RANGES,
     MOVEMENT_NAMES,
     PARTNER_TRANSFER_RANGES,
@@ -23,7 +24,11 @@ _PARTNER_PREFIX = "PARTNER_"
 
 
 def _domain(code: AccountCode | TransferCode) -> str:
-    return "partners" if code.name.startswith(_PARTNER_PREFIX) else "rewards"
+    if code.name.startswith(_PARTNER_PREFIX):
+        return "partners"
+    if code.name.startswith(tuple(COLLABORATION_RANGES)):
+        return "collaboration"
+    return "rewards"
 
 
 @pytest.mark.parametrize("code", [*AccountCode, *TransferCode], ids=lambda c: repr(c))
@@ -44,6 +49,16 @@ def test_partner_ranges_lie_in_the_partners_range_apart() -> None:
     assert set(numbers) <= set(DOMAIN_RANGES["partners"])
     for kind, codes in PARTNER_TRANSFER_RANGES.items():
         assert TransferCode[f"PARTNER_{kind.upper()}"] in codes
+
+
+def test_collaboration_codes_lie_in_their_kinds_range() -> None:
+    numbers = [n for codes in COLLABORATION_RANGES.values() for n in codes]
+    assert len(numbers) == len(set(numbers))
+    assert set(numbers) <= set(DOMAIN_RANGES["collaboration"])
+    for code in [*AccountCode, *TransferCode]:
+        for prefix, codes in COLLABORATION_RANGES.items():
+            if code.name.startswith(prefix):
+                assert code in codes, code
 
 
 @pytest.mark.parametrize("kind", [AccountCode, TransferCode])
