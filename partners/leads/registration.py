@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 from sqlalchemy import exists, or_, select, text, update
@@ -32,6 +31,7 @@ from core.principal import Principal
 from ledger import new_id
 from ledger.bounds import check_moment
 from partners.coalition_errors import PartnerNotActive
+from partners.data_sharing.identifiers import normalise_domain
 from partners.leads.errors import (
     ExtensionClosed,
     InvalidLead,
@@ -63,6 +63,7 @@ from partners.leads.schemas import (
     RoutingConfiguration,
 )
 from partners.leads.scoring import criteria_of, score
+from partners.leads.versions import latest_column
 from partners.models import Partner, PartnerStatus
 
 #: Exclusivity of a registration before the program configures routing.
@@ -101,10 +102,10 @@ _LEGAL_FORMS = frozenset(
 
 
 def domain_key(domain: str) -> str:
-    """``https://www.Acme.example/`` -> ``acme.example``."""
-    found = domain.strip().lower()
-    found = re.sub(r"^https?://", "", found).rstrip("/")
-    return found.removeprefix("www.")
+    """``https://www.Acme.example/`` -> ``acme.example``: the company domain
+    as overlap matching normalises it (``identifiers.normalise_domain``), or
+    lower-cased where that finds no domain in it."""
+    return normalise_domain(domain) or domain.strip().lower()
 
 
 def name_key(name: str) -> str:
@@ -122,21 +123,6 @@ def _check(request: LeadRegistration) -> None:
         raise InvalidLead("expected_close: a year from 1900 to 9998")
     if request.lawful_basis == "consent" and request.consent_reference is None:
         raise InvalidLead("consent_reference: consent as the lawful basis needs its record")
-
-
-def _latest(
-    table: type[LeadRoutingVersion] | type[LeadScoringVersion],
-    column: Any,
-    program: Program,
-) -> Any:
-    """The program's latest version's ``column`` (a scalar subquery)."""
-    return (
-        select(column)
-        .where(table.program_id == program.id)
-        .order_by(table.version.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
 
 
 def _same(lead: Lead, request: LeadRegistration) -> bool:
@@ -196,10 +182,10 @@ async def register_lead(
                     Lead.status.in_(ACTIVE_STATUSES),
                     Lead.exclusive_until > now,
                 ),
-                _latest(LeadRoutingVersion, LeadRoutingVersion.version, program),
-                _latest(LeadRoutingVersion, LeadRoutingVersion.config, program),
-                _latest(LeadScoringVersion, LeadScoringVersion.version, program),
-                _latest(LeadScoringVersion, LeadScoringVersion.criteria, program),
+                latest_column(LeadRoutingVersion, LeadRoutingVersion.version, program),
+                latest_column(LeadRoutingVersion, LeadRoutingVersion.config, program),
+                latest_column(LeadScoringVersion, LeadScoringVersion.version, program),
+                latest_column(LeadScoringVersion, LeadScoringVersion.criteria, program),
             )
         )
     ).one()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -43,6 +43,7 @@ from partners.leads.schemas import (
     RoutingDecisionView,
     RoutingVersionView,
 )
+from partners.leads.versions import next_version, recent_versions
 from partners.models import Partner, PartnerStatus
 from rewards.connections import session_connection
 
@@ -253,13 +254,10 @@ async def save_routing_version(
     problems = await configuration_problems(session, program, config)
     if problems:
         raise RoutingConfigurationRefused(problems)
-    latest = await session.scalar(
-        select(func.max(LeadRoutingVersion.version)).where(
-            LeadRoutingVersion.program_id == program.id
-        )
-    )
     version = LeadRoutingVersion(
-        program_id=program.id, version=(latest or 0) + 1, config=msgspec.to_builtins(config)
+        program_id=program.id,
+        version=await next_version(session, LeadRoutingVersion, program),
+        config=msgspec.to_builtins(config),
     )
     session.add(version)
     await session.flush()
@@ -277,12 +275,7 @@ async def routing_versions(
     session: AsyncSession, program: Program, *, principal: Principal
 ) -> list[RoutingVersionView]:
     principal.require("leads:read")
-    found = await session.scalars(
-        select(LeadRoutingVersion)
-        .where(LeadRoutingVersion.program_id == program.id)
-        .order_by(LeadRoutingVersion.version.desc())
-        .limit(100)
-    )
+    found = await recent_versions(session, LeadRoutingVersion, program)
     return [routing_view(v) for v in found]
 
 

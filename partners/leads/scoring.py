@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -23,6 +22,7 @@ from core.principal import Principal
 from partners.leads.errors import InvalidScoringCriteria
 from partners.leads.models import LeadScoringVersion
 from partners.leads.schemas import Contribution, Criterion, ScoringCriteria, ScoringVersionView
+from partners.leads.versions import next_version, recent_versions
 
 #: What each criterion needs besides its weight.
 _NEEDS = {
@@ -115,14 +115,9 @@ async def save_scoring_version(
     """A new version of the program's criteria, audited; in use at once."""
     principal.require("leads:write")
     check_criteria(criteria)
-    latest = await session.scalar(
-        select(func.max(LeadScoringVersion.version)).where(
-            LeadScoringVersion.program_id == program.id
-        )
-    )
     version = LeadScoringVersion(
         program_id=program.id,
-        version=(latest or 0) + 1,
+        version=await next_version(session, LeadScoringVersion, program),
         criteria=msgspec.to_builtins(criteria),
     )
     session.add(version)
@@ -141,12 +136,7 @@ async def scoring_versions(
     session: AsyncSession, program: Program, *, principal: Principal
 ) -> list[ScoringVersionView]:
     principal.require("leads:read")
-    found = await session.scalars(
-        select(LeadScoringVersion)
-        .where(LeadScoringVersion.program_id == program.id)
-        .order_by(LeadScoringVersion.version.desc())
-        .limit(100)
-    )
+    found = await recent_versions(session, LeadScoringVersion, program)
     return [_view(v) for v in found]
 
 

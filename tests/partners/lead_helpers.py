@@ -11,7 +11,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Program
-from core.principal import Principal, PrincipalKind, system
+from core.principal import Principal, system
 from partners.leads.registration import register_lead
 from partners.leads.routing import save_profile, save_routing_version
 from partners.leads.schemas import (
@@ -21,6 +21,7 @@ from partners.leads.schemas import (
     RoutingConfiguration,
 )
 from partners.models import Partner
+from tests.partners.coalition_helpers import partner_principal
 
 OPERATOR = system("test")
 _references = itertools.count(1)
@@ -28,14 +29,7 @@ _companies = itertools.count(1)
 
 
 def acting(partner: Partner) -> Principal:
-    return Principal(
-        kind=PrincipalKind.PARTNER,
-        actor=f"partner:{partner.slug}",
-        scopes=frozenset({"leads:share", "leads:receive"}),
-        program_id=partner.program_id,
-        partner_id=partner.id,
-        partner_ids=frozenset({partner.id}),
-    )
+    return partner_principal(partner, scopes=("leads:share", "leads:receive"))
 
 
 def routing(**fields: Any) -> RoutingConfiguration:

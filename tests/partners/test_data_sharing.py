@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Member, Program
-from core.principal import Principal, PrincipalKind
+from core.principal import Principal
 from core.principal import member as member_principal
 from ledger import Ledger
 from partners import webhook_job
@@ -42,7 +42,7 @@ from partners.webhook_deliveries import DeliveryNotReplayable, replay_delivery
 from partners.webhook_models import webhook_attempts, webhook_deliveries
 from partners.webhook_sending import deliver_due
 from tests.conftest import NewProgram
-from tests.partners.coalition_helpers import enrolled
+from tests.partners.coalition_helpers import enrolled, partner_principal
 from tests.partners.conftest import NewPartner
 from tests.partners.webhooks import LOCAL, QUICK, Sessions, no_stray_deliveries, sessions
 
@@ -52,14 +52,7 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def acting(partner: Partner) -> Principal:
-    return Principal(
-        kind=PrincipalKind.PARTNER,
-        actor=f"partner:client-{partner.slug}",
-        scopes=frozenset({"data:share"}),
-        program_id=partner.program_id,
-        partner_id=partner.id,
-        partner_ids=frozenset({partner.id}),
-    )
+    return partner_principal(partner, scopes=("data:share",))
 
 
 def proposal(to: Partner, **fields: Any) -> SharingProposal:

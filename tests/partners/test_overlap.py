@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Program
-from core.principal import Principal, PrincipalKind
+from core.principal import Principal
 from partners.data_sharing import overlap, overlap_budget, overlap_hmac, overlap_runs
 from partners.data_sharing.errors import AgreementNotFound, NotARecipient
 from partners.data_sharing.identifiers import IdentifierKind, normalise_email
@@ -43,6 +43,7 @@ from partners.data_sharing.overlap_models import (
 )
 from partners.models import Partner
 from tests.conftest import NewProgram
+from tests.partners.coalition_helpers import partner_principal
 from tests.partners.conftest import NewPartner
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -62,14 +63,7 @@ def acting(partner: Partner) -> Principal:
 
 
 def _principal(partner: Partner) -> Principal:
-    return Principal(
-        kind=PrincipalKind.PARTNER,
-        actor=f"partner:client-{partner.slug}",
-        scopes=frozenset({"data:share"}),
-        program_id=partner.program_id,
-        partner_id=partner.id,
-        partner_ids=frozenset({partner.id}),
-    )
+    return partner_principal(partner, scopes=("data:share",))
 
 
 class World:
