@@ -44,6 +44,7 @@ from api.problems import problem_details_config
 from api.program_cache import ProgramCache
 from api.rate_limits import member_rate_limit
 from api.routes.exchanges import ExchangeAgreementController, MemberExchangeController
+from api.routes.finance_routers import FINANCE_API
 from api.routes.health import health
 from api.routes.jobs import JobController
 from api.routes.keys import KeyController
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     partners_api = Router(
         path="/", route_handlers=PARTNER_OPERATOR_API, security=[{SECURITY_SCHEME: []}]
     )
+    finance_api = Router(path="/", route_handlers=FINANCE_API, security=[{SECURITY_SCHEME: []}])
     operations_api = Router(
         path="/",
         route_handlers=[JobController, KeyController, SigningKeyController],
@@ -205,6 +207,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             programs_api,
             partners_api,
             partner_api,
+            finance_api,
             operations_api,
             member_api,
             health,

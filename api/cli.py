@@ -14,17 +14,23 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import asyncpg
 import click
 import msgspec
 
+from api.cli_runtime import EXIT_BAD_SETTINGS, EXIT_FAILURE
+from api.cli_runtime import fail as _fail
+from api.cli_runtime import plain_errors as _plain_errors
+from api.cli_runtime import with_ledger as _with_ledger
+from api.cli_runtime import with_pool as _with_pool
 from api.database import database_url, downgrade, migrate, sqlalchemy_url
 from api.demo import DEMO_PROGRAM, DemoReport, RewardsDemoReport, load_demo, load_rewards_demo
+from api.finance_cli import finance_group
 from api.settings import (
     KEPT_SECRETS_FILE,
     Settings,
@@ -33,15 +39,11 @@ from api.settings import (
     with_kept_secrets,
 )
 from ledger import Ledger, Violation, check_invariants
-from ledger.connection import create_pool
 
 T = TypeVar("T")
 
 #: Where ``serve`` points its workers (see ``api.asgi``).
 ASGI_FACTORY = "api.asgi:app_from_environment"
-
-EXIT_FAILURE = 1
-EXIT_BAD_SETTINGS = 2
 
 #: How long the member tokens the command line prints are valid.
 MEMBER_TOKEN_HOURS = 24
@@ -336,28 +338,6 @@ def api_key_revoke(name: str) -> None:
     click.echo(f"api-key: {name} revoked")
 
 
-async def _with_pool(url: str, use: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    """Run ``use`` on a small pool of its own (the app's tables, no ledger), closed after."""
-    pool = await create_pool(url, min_size=1, max_size=2)
-    try:
-        return await use(pool)
-    finally:
-        await pool.close()
-
-
-async def _with_ledger(url: str, use: Callable[[Ledger], Awaitable[T]]) -> T:
-    """Run ``use`` with a ledger on a small pool of its own, closed after."""
-
-    async def on_ledger(pool: asyncpg.Pool) -> T:
-        ledger = Ledger(pool)
-        try:
-            return await use(ledger)
-        finally:
-            await ledger.close()
-
-    return await _with_pool(url, on_ledger)
-
-
 @main.command("migrate")
 @click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
 @click.option(
@@ -595,23 +575,7 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
 
 
-@contextlib.contextmanager
-def _plain_errors() -> Iterator[None]:
-    """Turn an error into one line on stderr and the matching exit code."""
-    try:
-        yield
-    except SettingsError as error:
-        _fail(str(error), EXIT_BAD_SETTINGS)
-    except (click.exceptions.Exit, click.ClickException, click.Abort):
-        raise
-    except Exception as error:
-        _fail(f"{type(error).__name__}: {error}", EXIT_FAILURE)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"coalition: error: {' '.join(message.split())}", err=True)
-    raise SystemExit(code)
-
+main.add_command(finance_group)
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ from core import constraints
 from core import models as core_models
 from core.modules import Job, JobContext, Module
 from core.outbox import BatchSubscriber, OutboxEvent, Subscriber, drain
+from finance.module import FINANCE
 from ledger import Ledger
 from ledger.connection import create_pool
 from partners.campaigns.module import CAMPAIGNS
@@ -137,6 +138,7 @@ MODULES: tuple[Module, ...] = (
     MDF,
     LEADS,
     DATA_SHARING,
+    FINANCE,
 )
 
 

@@ -105,6 +105,16 @@ class TransferCode(enum.IntEnum):
     POINTS_PAYMENT = 12
     #: Bought points taken back when their payment was refunded.
     BOUGHT_POINTS_REFUND = 13
+    #: A completed catalog redemption cancelled: the points it consumed
+    #: restored to the lots they came from, with their original expiry.
+    REDEMPTION_CANCELLATION = 14
+    #: A captured points payment cancelled: its points restored to their lots.
+    POINTS_PAYMENT_CANCELLATION = 15
+    #: Expired points reinstated (restore every lot expired since a date).
+    EXPIRY_REINSTATEMENT = 16
+    #: The program's end: every remaining point expired in one operation
+    #: after its notice period.
+    PROGRAM_SUNSET = 17
     # partners (see PARTNER_TRANSFER_RANGES)
     PARTNER_ISSUANCE = 100
     PARTNER_ACCEPTANCE = 120
@@ -158,6 +168,10 @@ class TransferCode(enum.IntEnum):
     #: program's MDF expense (or the brand partner's receivable) to the
     #: partner's payable.
     MDF_PAYMENT = 240
+    # finance (300-399)
+    #: A correction of a movement of a closed period, posted in the open
+    #: period; its metadata names the transfer it corrects.
+    FINANCE_CORRECTION = 300
 
 
 #: How the member app names each kind of movement (the ``kind`` of its
@@ -197,6 +211,11 @@ MOVEMENT_NAMES: dict[TransferCode, str] = {
     TransferCode.CAMPAIGN_BONUS: "campaign_bonus",
     TransferCode.CAMPAIGN_BUDGET_RELEASE: "campaign_budget_release",
     TransferCode.MDF_PAYMENT: "mdf_payment",
+    TransferCode.REDEMPTION_CANCELLATION: "redemption_cancellation",
+    TransferCode.POINTS_PAYMENT_CANCELLATION: "points_payment_cancellation",
+    TransferCode.EXPIRY_REINSTATEMENT: "expiry_reinstatement",
+    TransferCode.PROGRAM_SUNSET: "program_sunset",
+    TransferCode.FINANCE_CORRECTION: "correction",
 }
 
 

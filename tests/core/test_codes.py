@@ -26,6 +26,8 @@ _PARTNER_PREFIX = "PARTNER_"
 def _domain(code: AccountCode | TransferCode) -> str:
     if code.name.startswith(_PARTNER_PREFIX):
         return "partners"
+    if code.name.startswith("FINANCE_"):
+        return "finance"
     if code.name.startswith(tuple(COLLABORATION_RANGES)):
         return "collaboration"
     return "rewards"

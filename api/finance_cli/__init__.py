@@ -1,0 +1,11 @@
+"""``coalition finance ...``: the finance team's commands (liability,
+roll-forward, trial balance, period close, journal export, reconciliation,
+segments). Each part of finance keeps its commands in a module of its own
+here, registered on ``finance_group``."""
+
+from __future__ import annotations
+
+from api.finance_cli import analytics, liability, periods, reconciliation, revenue  # noqa: F401
+from api.finance_cli.group import finance_group
+
+__all__ = ["finance_group"]

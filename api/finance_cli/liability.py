@@ -1,0 +1,5 @@
+"""`coalition finance` commands: liability."""
+
+from __future__ import annotations
+
+from api.finance_cli.group import finance_group  # noqa: F401
