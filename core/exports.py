@@ -103,7 +103,9 @@ async def parquet_chunks(
     batch: list[Sequence[Any]] = []
 
     def flush() -> None:
-        columns = list(zip(*batch, strict=True)) if batch else [[] for _ in names]
+        columns: list[Sequence[Any]] = (
+            list(zip(*batch, strict=True)) if batch else [() for _ in names]
+        )
         table = pa.Table.from_arrays(
             [pa.array(list(values), type=schema.field(n).type) for n, values in enumerate(columns)],
             schema=schema,
