@@ -30,6 +30,7 @@ import api
 from api.access import Gatekeeper, require_scope
 from api.auth import ADMIN_TOKEN_SCHEME, SECURITY_SCHEME
 from api.bodies import StrictRequest
+from api.commit import commit_before_send
 from api.database import sqlalchemy_url
 from api.intake import PurchaseIntake
 from api.issuance_intake import IssuanceIntake
@@ -169,10 +170,10 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         security=[{SECURITY_SCHEME: []}],
     )
     # One database transaction per request, committed when the answer is a
-    # success and rolled back otherwise.
+    # success and rolled back otherwise; a failed commit is answered as its
+    # error (api.commit), never as the success.
     database = SQLAlchemyAsyncConfig(
         connection_string=sqlalchemy_url(url),
-        before_send_handler="autocommit",
         session_dependency_key="db_session",
         session_config=AsyncSessionConfig(expire_on_commit=False),
         # Enough kept connections for the requests in flight: an overflow
@@ -194,6 +195,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         create_all=False,
         set_default_exception_handler=False,
     )
+    database.before_send_handler = commit_before_send(database.session_scope_key)
     # Partner clients' own API: its middleware identifies the partner token,
     # keeps the partner's rate limit and the Idempotency-Key of POSTs; its
     # guards check the scope each operation states (api.partner_access).

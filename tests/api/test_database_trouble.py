@@ -113,3 +113,28 @@ def test_a_lost_or_stalled_database_is_a_503(error: Exception) -> None:
     assert answer.status_code == 503
     assert answer.type_ == PROBLEMS + "database-unavailable"
     assert answer.headers == {"Retry-After": "1"}
+
+
+async def test_a_commit_that_fails_is_answered_as_its_error_not_as_a_success(
+    private_client: AsyncTestClient[Litestar], private_database: str
+) -> None:
+    """The request's writes are refused only at commit (a deferred
+    constraint): the answer, not sent yet, says so, and nothing is kept."""
+    slug = await open_program(private_client)
+    before = (await private_client.get(f"/programs/{slug}/settings")).json()
+    connection = await asyncpg.connect(private_database)
+    try:
+        await connection.execute(
+            """CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE check_violation USING MESSAGE = 'refused at commit'; END $$;
+               CREATE CONSTRAINT TRIGGER programs_refused_at_commit AFTER UPDATE ON programs
+                   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                   EXECUTE FUNCTION refuse_at_commit();"""
+        )
+    finally:
+        await connection.close()
+    changed = await private_client.patch(
+        f"/programs/{slug}/settings", json={"return_window_days": before["return_window_days"] + 7}
+    )
+    assert_problem(changed, 422, "invalid-data")
+    assert (await private_client.get(f"/programs/{slug}/settings")).json() == before
