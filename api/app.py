@@ -60,6 +60,7 @@ from api.routes.programs import ProgramController
 from api.routes.signing_keys import SigningKeyController
 from api.settings import Settings, SettingsError
 from api.stripe.webhooks import stripe_webhook
+from core.statement_batch import StatementBatch
 from ledger import Ledger
 from ledger.connection import create_pool
 
@@ -127,6 +128,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.programs = ProgramCache(pool)
         intake = app.state.intake = PurchaseIntake(pool, ledger)
         issuances = app.state.issuance_intake = IssuanceIntake(pool, ledger)
+        # The partner API's one-statement writes (MDF requests and claims).
+        partner_writes = app.state.partner_writes = StatementBatch(pool, name="partner-writes")
         sweeper = None
         if settings.sweep_interval > 0:
             sweeper = asyncio.create_task(sweep_expired(ledger, settings.sweep_interval))
@@ -139,6 +142,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                     await sweeper
             await intake.close()
             await issuances.close()
+            await partner_writes.close()
             await ledger.close()
             await pool.close()
 

@@ -30,6 +30,7 @@ from api.routes import created_or_replayed, replayed
 from api.routes.mdf import APPROVE_ACTIVITY_DESCRIPTION, APPROVE_CLAIM_DESCRIPTION
 from api.routes.pagination import Cursor, Limit
 from core.pagination import PAGE_LIMIT_DEFAULT, decode_cursor, page_of
+from core.statement_batch import StatementBatch
 from ledger import Ledger
 from partners.funding import own_firm
 from partners.mdf.activities import (
@@ -183,8 +184,10 @@ class PartnerMdfController(Controller):
         fund_id: FundIdPath,
         data: JSONBody[ActivityRequest],
     ) -> ActivityView:
+        # Written with other requests' in one transaction (core.statement_batch).
+        writes: StatementBatch = request.app.state.partner_writes
         return await request_activity(
-            db_session, fund_id, data, datetime.now(UTC), principal=partner(request)
+            writes, fund_id, data, datetime.now(UTC), principal=partner(request)
         )
 
     @get(
@@ -293,10 +296,16 @@ class PartnerMdfController(Controller):
         data: JSONBody[ClaimDraft],
     ) -> ClaimView:
         principal = partner(request)
-        program = (await own_firm(db_session, principal))[0] if data.submit else None
-        return await draft_claim(
-            db_session, activity_id, data, datetime.now(UTC), principal=principal, program=program
-        )
+        now = datetime.now(UTC)
+        if data.submit:
+            program = (await own_firm(db_session, principal))[0]
+            return await draft_claim(
+                db_session, activity_id, data, now, principal=principal, program=program
+            )
+        # A draft alone is one statement, written with other requests'
+        # (core.statement_batch).
+        writes: StatementBatch = request.app.state.partner_writes
+        return await draft_claim(writes, activity_id, data, now, principal=principal)
 
     @get(
         "/activities/{activity_id:uuid}/claims",

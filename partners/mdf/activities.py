@@ -26,6 +26,7 @@ from core import audit, outbox
 from core.errors import Forbidden, NotFound
 from core.models import Program
 from core.principal import Principal, PrincipalKind
+from core.statement_batch import StatementBatch, fetch_one
 from ledger import new_id
 from partners import events
 from partners.acting import partner_of
@@ -68,7 +69,7 @@ SELECT f.period_start, f.period_end, f.remaining, (SELECT count(*) FROM made) AS
 
 
 async def request_activity(
-    session: AsyncSession,
+    writer: AsyncSession | StatementBatch,
     fund_id: uuid.UUID,
     request: ActivityRequest,
     now: datetime,
@@ -89,41 +90,40 @@ async def request_activity(
         "starts_on": request.starts_on.isoformat(),
         "ends_on": request.ends_on.isoformat(),
     }
-    row = (
-        await session.execute(
-            _REQUEST,
-            {
-                "fund": fund_id,
-                "program": program_id,
-                "partner": partner_id,
-                "today": now.date(),
-                "starts_on": request.starts_on,
-                "ends_on": request.ends_on,
-                "amount": request.amount,
-                "id": activity_id,
-                "id_text": str(activity_id),
-                "title": request.title,
-                "plan": request.plan,
-                "actor": principal.actor,
-                "now": now,
-                "audit_id": new_id(),
-                "event_id": new_id(),
-                "topic": events.MDF_ACTIVITY_REQUESTED,
-                "details": msgspec.json.encode(details).decode(),
-            },
-        )
-    ).one_or_none()
+    row = await fetch_one(
+        writer,
+        _REQUEST,
+        {
+            "fund": fund_id,
+            "program": program_id,
+            "partner": partner_id,
+            "today": now.date(),
+            "starts_on": request.starts_on,
+            "ends_on": request.ends_on,
+            "amount": request.amount,
+            "id": activity_id,
+            "id_text": str(activity_id),
+            "title": request.title,
+            "plan": request.plan,
+            "actor": principal.actor,
+            "now": now,
+            "audit_id": new_id(),
+            "event_id": new_id(),
+            "topic": events.MDF_ACTIVITY_REQUESTED,
+            "details": msgspec.json.encode(details).decode(),
+        },
+    )
     if row is None:
         raise NotFound(f"no fund {fund_id}")
-    if not row.made:
-        if now.date() > row.period_end:
-            raise FundClosed(f"the fund's period ended on {row.period_end}")
-        if request.starts_on < row.period_start or request.ends_on > row.period_end:
+    if not row["made"]:
+        if now.date() > row["period_end"]:
+            raise FundClosed(f"the fund's period ended on {row['period_end']}")
+        if request.starts_on < row["period_start"] or request.ends_on > row["period_end"]:
             raise InvalidMdfRequest(
                 f"starts_on: the activity must lie within the fund's period"
-                f" ({row.period_start} to {row.period_end})"
+                f" ({row['period_start']} to {row['period_end']})"
             )
-        raise InvalidMdfRequest(f"amount: the fund has {row.remaining} left to commit")
+        raise InvalidMdfRequest(f"amount: the fund has {row['remaining']} left to commit")
     return ActivityView(
         id=str(activity_id),
         fund_id=str(fund_id),

@@ -32,6 +32,7 @@ from core.codes import AccountCode, TransferCode, derived_id, money_account_id
 from core.errors import Forbidden, NotFound
 from core.models import Program
 from core.principal import Principal, PrincipalKind
+from core.statement_batch import StatementBatch, fetch_one
 from ledger import Ledger, Transfer, new_id
 from partners import events
 from partners.acting import partner_of
@@ -92,7 +93,7 @@ def _proof(proof: list[Proof]) -> list[dict[str, str]]:
 
 
 async def draft_claim(
-    session: AsyncSession,
+    writer: AsyncSession | StatementBatch,
     activity_id: uuid.UUID,
     request: ClaimDraft,
     now: datetime,
@@ -110,41 +111,42 @@ async def draft_claim(
     claim_id = new_id()
     proof = _proof(request.proof)
     details = {"activity_id": str(activity_id), "amount": request.amount, "proof": len(proof)}
-    row = (
-        await session.execute(
-            _DRAFT,
-            {
-                "activity": activity_id,
-                "program": program_id,
-                "partner": partner_id,
-                "amount": request.amount,
-                "today": now.date(),
-                "id": claim_id,
-                "id_text": str(claim_id),
-                "description": request.description,
-                "proof": msgspec.json.encode(proof).decode(),
-                "now": now,
-                "audit_id": new_id(),
-                "actor": principal.actor,
-                "details": msgspec.json.encode(details).decode(),
-            },
-        )
-    ).one_or_none()
+    row = await fetch_one(
+        writer,
+        _DRAFT,
+        {
+            "activity": activity_id,
+            "program": program_id,
+            "partner": partner_id,
+            "amount": request.amount,
+            "today": now.date(),
+            "id": claim_id,
+            "id_text": str(claim_id),
+            "description": request.description,
+            "proof": msgspec.json.encode(proof).decode(),
+            "now": now,
+            "audit_id": new_id(),
+            "actor": principal.actor,
+            "details": msgspec.json.encode(details).decode(),
+        },
+    )
     if row is None:
         raise NotFound(f"no activity {activity_id}")
-    if not row.made:
-        if row.status != ActivityStatus.APPROVED:
-            raise WrongMdfState(f"the activity is {row.status}: only an approved one is claimed")
-        if now.date() > row.claims_until:
-            raise FundClosed(f"the fund's claims window ended on {row.claims_until}")
-        raise ActivityOverclaimed(f"the activity has {row.unclaimed} left to claim")
+    if not row["made"]:
+        if row["status"] != ActivityStatus.APPROVED:
+            raise WrongMdfState(f"the activity is {row['status']}: only an approved one is claimed")
+        if now.date() > row["claims_until"]:
+            raise FundClosed(f"the fund's claims window ended on {row['claims_until']}")
+        raise ActivityOverclaimed(f"the activity has {row['unclaimed']} left to claim")
     if request.submit:
+        # Submitting reads and writes more in the same transaction: a session's.
         assert program is not None
-        return await submit_claim(session, program, claim_id, now, principal=principal)
+        assert isinstance(writer, AsyncSession)
+        return await submit_claim(writer, program, claim_id, now, principal=principal)
     return ClaimView(
         id=str(claim_id),
         activity_id=str(activity_id),
-        fund_id=str(row.fund_id),
+        fund_id=str(row["fund_id"]),
         amount=request.amount,
         description=request.description,
         proof=list(request.proof),
