@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -58,3 +58,15 @@ async def test_an_empty_export_is_still_a_file() -> None:
     assert b"".join(await _export(ExportFormat.CSV, [], 10)) == b"day,account,amount\n"
     table = pq.read_table(io.BytesIO(b"".join(await _export(ExportFormat.PARQUET, [], 10))))
     assert table.num_rows == 0 and table.schema.names == SCHEMA.names
+
+
+async def test_csv_writes_times_in_iso_8601_and_nothing_for_none() -> None:
+    schema = pa.schema([("at", pa.timestamp("us", tz="UTC")), ("note", pa.string())])
+    moment = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+
+    async def rows() -> AsyncIterator[tuple[Any, ...]]:
+        yield (moment, None)
+        yield (None, "x")
+
+    text = b"".join([c async for c in export_chunks(ExportFormat.CSV, schema, rows())]).decode()
+    assert text == "at,note\n2026-03-01T12:30:00+00:00,\n,x\n"
