@@ -8,15 +8,17 @@ a program with ``--partners`` active firms, each with a lead profile
 (territories, capabilities, capacity, answers so far) and a tier, a tenth
 of them suspended or at capacity; a routing configuration. Then
 ``--leads`` shared leads registered one after the other, each decided and
-offered in its own transaction. Printed: the decision alone (load every
-profile, score, rank, store the decision with every candidate's scores,
-offer the first: what ``partners.leads.registration`` does for a shared
-lead) and the whole registration with its commit, p50/p99/max in ms.
+offered in its own transaction. Printed: the decision alone (score every
+profile, rank and store the decision in one statement, offer the first
+candidate: what ``partners.leads.registration`` does for a shared lead),
+with its two steps apart, and the whole registration with its commit,
+p50/p99/max in ms; the size of a stored decision; the load average.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import time
@@ -39,9 +41,9 @@ from partners.leads.registration import register_lead
 from partners.leads.routing import (
     configuration_of,
     latest_routing_version,
-    record_decision,
     save_routing_version,
 )
+from partners.leads.routing_decisions import record_decision
 from partners.leads.schemas import LeadRegistration, RoutingConfiguration
 from partners.models import Partner, PartnerStatus
 from rewards.programs import ProgramSpec, open_program
@@ -155,6 +157,9 @@ async def run(url: str, partner_count: int, leads: int, warmup: int) -> None:
         decisions: list[float] = []
         registrations: list[float] = []
         candidates = []
+        stores: list[float] = []
+        offers: list[float] = []
+        load_before = os.getloadavg()
         for n in range(warmup + leads):
             request = msgspec.convert(
                 {
@@ -196,13 +201,18 @@ async def run(url: str, partner_count: int, leads: int, warmup: int) -> None:
             started = time.perf_counter()
             session.add(lead)
             await session.flush()
-            decision = await record_decision(session, lead, version.version, config, now)
-            await offer_next(session, lead, decision, config.offer_sla_seconds, now, first=True)
+            deciding = time.perf_counter()
+            ranked = await record_decision(session, lead, version.version, config, now)
+            offering = time.perf_counter()
+            await offer_next(session, lead, config.offer_sla_seconds, now)
+            offered = time.perf_counter()
             await session.commit()
             elapsed = (time.perf_counter() - started) * 1000
             if n >= warmup:
                 decisions.append(elapsed)
-                candidates.append(len(decision.candidates))
+                stores.append((offering - deciding) * 1000)
+                offers.append((offered - offering) * 1000)
+                candidates.append(ranked)
             started = time.perf_counter()
             await register_lead(session, program, registrant, request, now, principal=principal)
             await session.commit()
@@ -214,7 +224,21 @@ async def run(url: str, partner_count: int, leads: int, warmup: int) -> None:
         " median, the rest left out: suspended, at capacity, without the products)"
     )
     print(figures("routing decision (+ offer, commit)", decisions))
+    print(figures("  of which: score, rank, store", stores))
+    print(figures("  of which: the offer", offers))
     print(figures("shared lead registration (+ commit)", registrations))
+    async with engine.connect() as connection:
+        stored = await connection.scalar(
+            text(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY pg_column_size(d.*))"
+                " FROM lead_routing_decisions d"
+            )
+        )
+    print(f"stored decision: {stored / 1000:.1f} kB a lead (median, as stored: compressed)")
+    print(
+        "load average (1, 5, 15 min): at the start {:.2f} {:.2f} {:.2f},"
+        " at the end {:.2f} {:.2f} {:.2f}".format(*load_before, *os.getloadavg())
+    )
     await engine.dispose()
     await ledger.close()
     await pool.close()

@@ -24,12 +24,12 @@ from core.models import Program
 from partners.leads.outcomes import get_referral_terms, save_referral_terms
 from partners.leads.registration import decide_extension, list_extensions, program_lead
 from partners.leads.routing import (
-    decision_view,
     get_profile,
     routing_versions,
     save_profile,
     save_routing_version,
 )
+from partners.leads.routing_decisions import decision_view
 from partners.leads.schemas import (
     ExtensionDecision,
     ExtensionList,

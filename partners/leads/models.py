@@ -24,10 +24,11 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.constraints import race
@@ -191,8 +192,10 @@ class Lead(UUIDv7AuditBase):
 
 
 class LeadRoutingDecision(UUIDv7AuditBase):
-    """Why a shared lead went where it went: every candidate's scores by
-    criterion, its total and rank, and who was left out and why."""
+    """Why a shared lead went where it went (migration 0044: arrays, not a
+    document per partner): the candidates in rank order with their scores
+    by criterion, and the partners left out, grouped by reason. Totals and
+    ranks follow from the scores and weights (``routing_decisions.rank``)."""
 
     __tablename__ = "lead_routing_decisions"
     __table_args__ = (UniqueConstraint("lead_id"),)
@@ -200,13 +203,22 @@ class LeadRoutingDecision(UUIDv7AuditBase):
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     lead_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("leads.id"))
     routing_version: Mapped[int] = mapped_column(Integer)
+    #: Criterion -> weight, as used for the totals.
     weights: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    #: Ranked: ``[{"partner_id", "scores", "total", "rank", "tie"}]``.
-    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
-    #: ``[{"partner_id", "reason"}]``.
-    excluded: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     tie_rule: Mapped[str] = mapped_column(String(300))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The criteria, in the order of each row of ``candidate_scores``.
+    criteria: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    #: The candidates, best first: ids, when each joined the program (the
+    #: tie rule's third key), and a row of scores (0-1000) each.
+    candidate_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)))
+    candidate_registered_at: Mapped[list[datetime]] = mapped_column(ARRAY(DateTime(timezone=True)))
+    candidate_scores: Mapped[list[list[int]]] = mapped_column(ARRAY(Integer, dimensions=2))
+    #: Why partners were left out, in order, with how many for each; their
+    #: ids, grouped in the same order (then by id).
+    excluded_reasons: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    excluded_counts: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    excluded_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)))
 
 
 class LeadOffer(UUIDv7AuditBase):

@@ -6,8 +6,8 @@ to the next candidate still eligible (active, with free capacity).
 Exactly once, whatever runs at the same time: an offer is answered or
 withdrawn under its row lock (the sweep takes due offers ``FOR UPDATE
 SKIP LOCKED``, and re-checks their status), a partner's capacity is
-claimed by a guarded update, and a lead has at most one open offer (a
-partial unique index).
+claimed under its profile's row lock by the statement that writes the
+offer, and a lead has at most one open offer (a partial unique index).
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+import msgspec
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import audit, outbox
 from core.errors import NotFound
 from core.models import Program
 from core.modules import JobContext
 from core.principal import Principal
+from ledger import new_id
 from partners import events
 from partners.acting import partner_of
 from partners.leads.errors import OfferClosed
@@ -35,9 +38,14 @@ from partners.leads.models import (
     OfferStatus,
     PartnerLeadProfile,
 )
-from partners.leads.routing import configuration_of
-from partners.leads.schemas import Company, LeadContact, OfferList, OfferView
-from partners.models import Partner, PartnerStatus
+from partners.leads.schemas import (
+    Company,
+    LeadContact,
+    OfferList,
+    OfferView,
+    RoutingConfiguration,
+)
+from rewards.connections import session_connection
 
 #: Due offers one transaction of the sweep withdraws at most.
 SWEEP_BATCH = 100
@@ -61,93 +69,101 @@ async def tell_registrant(session: AsyncSession, lead: Lead, now: datetime) -> N
     )
 
 
-async def _claim_capacity(session: AsyncSession, partner_id: uuid.UUID) -> bool:
-    """One more open lead for the partner, if it is active and has room."""
-    claimed = await session.scalar(
-        update(PartnerLeadProfile)
-        .where(
-            PartnerLeadProfile.partner_id == partner_id,
-            PartnerLeadProfile.open_leads < PartnerLeadProfile.capacity,
-            exists().where(Partner.id == partner_id, Partner.status == PartnerStatus.ACTIVE),
-        )
-        .values(open_leads=PartnerLeadProfile.open_leads + 1)
-        .returning(PartnerLeadProfile.partner_id)
-        .execution_options(synchronize_session=False)
-    )
-    return claimed is not None
+#: Offer the lead ($1) to its best-ranked candidate not offered it yet
+#: that is still active and has room, in one statement: walk the stored
+#: decision's candidates in rank until one is eligible (mostly the first:
+#: one look-up, not a join over every candidate), claim its room by a
+#: guarded update (re-checked under the row lock when another transaction
+#: changed it meanwhile), write the offer and the lead's new status. $2 the offer's id, $3 the
+#: program, $4 now, $5 when it is due. Answers the partner offered it
+#: (null: none) and whether an eligible candidate was found (found, yet
+#: none offered: its room was taken meanwhile, so walk again).
+_OFFER_NEXT = """
+WITH RECURSIVE walk(rank, partner_id, eligible) AS (
+  SELECT 0, NULL::uuid, false
+  UNION ALL
+  SELECT w.rank + 1, d.candidate_ids[w.rank + 1], EXISTS (
+    SELECT FROM partner_lead_profiles f JOIN partners p ON p.id = f.partner_id
+    WHERE f.partner_id = d.candidate_ids[w.rank + 1] AND p.status = 'active'
+      AND f.open_leads < f.capacity
+      AND NOT EXISTS (SELECT FROM lead_offers o WHERE o.lead_id = $1 AND o.partner_id = p.id))
+  FROM walk w JOIN lead_routing_decisions d ON d.lead_id = $1
+  WHERE NOT w.eligible AND w.rank < cardinality(d.candidate_ids)
+), chosen AS (
+  SELECT partner_id, rank FROM walk WHERE eligible
+), claimed AS (
+  UPDATE partner_lead_profiles f SET open_leads = f.open_leads + 1, updated_at = now()
+  FROM chosen WHERE f.partner_id = chosen.partner_id AND f.open_leads < f.capacity
+  RETURNING chosen.partner_id, chosen.rank
+), offered AS (
+  INSERT INTO lead_offers (id, program_id, lead_id, partner_id, rank, status, offered_at, due_at)
+  SELECT $2, $3, $1, partner_id, rank, 'offered', $4, $5 FROM claimed
+  RETURNING partner_id
+), lead AS (
+  UPDATE leads SET status = 'offered', status_changed_at = $4, updated_at = now()
+  WHERE id = $1 AND EXISTS (SELECT FROM offered)
+)
+SELECT (SELECT partner_id FROM offered) AS offered, EXISTS (SELECT FROM chosen) AS found
+"""
 
 
 async def offer_next(
-    session: AsyncSession,
-    lead: Lead,
-    decision: LeadRoutingDecision,
-    sla_seconds: int,
-    now: datetime,
-    *,
-    first: bool = False,
-) -> LeadOffer | None:
-    """Offer the (locked) lead to the best-ranked candidate not offered it
-    yet and still eligible; none left: the lead is ``unrouted``. ``first``:
-    the decision was just made, so nobody was offered it yet."""
-    offered = (
-        set()
-        if first
-        else set(
-            await session.scalars(select(LeadOffer.partner_id).where(LeadOffer.lead_id == lead.id))
+    session: AsyncSession, lead: Lead, sla_seconds: int, now: datetime
+) -> uuid.UUID | None:
+    """Offer the (locked, flushed) lead to the best-ranked candidate of its
+    decision not offered it yet and still eligible; none left: the lead is
+    ``unrouted``. Answers the partner offered it."""
+    offer_id, due_at = new_id(), now + timedelta(seconds=sla_seconds)
+    # The answered offer's new status first: one open offer per lead.
+    await session.flush()
+    connection = await session_connection(session)
+    while True:
+        row = await connection.fetchrow(
+            _OFFER_NEXT, lead.id, offer_id, lead.program_id, now, due_at
         )
-    )
-    for candidate in decision.candidates:
-        partner_id = uuid.UUID(candidate["partner_id"])
-        if partner_id in offered or not await _claim_capacity(session, partner_id):
-            continue
-        offer = LeadOffer(
-            program_id=lead.program_id,
-            lead_id=lead.id,
-            partner_id=partner_id,
-            rank=candidate["rank"],
-            status=OfferStatus.OFFERED,
-            offered_at=now,
-            due_at=now + timedelta(seconds=sla_seconds),
-        )
-        session.add(offer)
-        lead.status = LeadStatus.OFFERED
+        assert row is not None
+        partner_id: uuid.UUID | None = row["offered"]
+        if partner_id is not None or not row["found"]:
+            break
+    if partner_id is None:
+        lead.status = LeadStatus.UNROUTED
         lead.status_changed_at = now
         await session.flush()
-        await outbox.emit(
-            session,
-            events.LEAD_OFFERED,
-            events.subject(partner_id),
-            {
-                "offer_id": str(offer.id),
-                "lead_id": str(lead.id),
-                "due_at": offer.due_at.isoformat(),
-                "territory": lead.territory,
-                "products": lead.products,
-                "estimated_value_minor": lead.estimated_value_minor,
-                "currency": lead.currency,
-            },
-        )
-        return offer
-    lead.status = LeadStatus.UNROUTED
-    lead.status_changed_at = now
-    await session.flush()
-    await tell_registrant(session, lead, now)
-    return None
+        await tell_registrant(session, lead, now)
+        return None
+    # Written by the statement: the session is told, and writes it again not.
+    set_committed_value(lead, "status", LeadStatus.OFFERED)
+    set_committed_value(lead, "status_changed_at", now)
+    await outbox.emit(
+        session,
+        events.LEAD_OFFERED,
+        events.subject(partner_id),
+        {
+            "offer_id": str(offer_id),
+            "lead_id": str(lead.id),
+            "due_at": due_at.isoformat(),
+            "territory": lead.territory,
+            "products": lead.products,
+            "estimated_value_minor": lead.estimated_value_minor,
+            "currency": lead.currency,
+        },
+    )
+    return partner_id
 
 
-async def _decision_of(session: AsyncSession, lead: Lead) -> tuple[LeadRoutingDecision, int]:
-    row = (
-        await session.execute(
-            select(LeadRoutingDecision, LeadRoutingVersion)
-            .join(
-                LeadRoutingVersion,
-                (LeadRoutingVersion.program_id == LeadRoutingDecision.program_id)
-                & (LeadRoutingVersion.version == LeadRoutingDecision.routing_version),
-            )
-            .where(LeadRoutingDecision.lead_id == lead.id)
+async def _offer_sla(session: AsyncSession, lead: Lead) -> int:
+    """The offer SLA of the routing version that decided the lead."""
+    config = await session.scalar(
+        select(LeadRoutingVersion.config)
+        .join(
+            LeadRoutingDecision,
+            (LeadRoutingVersion.program_id == LeadRoutingDecision.program_id)
+            & (LeadRoutingVersion.version == LeadRoutingDecision.routing_version),
         )
-    ).one()
-    return row[0], configuration_of(row[1]).offer_sla_seconds
+        .where(LeadRoutingDecision.lead_id == lead.id)
+    )
+    assert config is not None  # a shared lead that was offered has its decision
+    return msgspec.convert(config, RoutingConfiguration).offer_sla_seconds
 
 
 async def _lock_lead(session: AsyncSession, lead_id: uuid.UUID) -> Lead:
@@ -261,8 +277,7 @@ async def decline_offer(
         f"program:{program.slug}:lead:{lead.id}",
         {"offer": str(offer.id), "reason": reason},
     )
-    decision, sla = await _decision_of(session, lead)
-    await offer_next(session, lead, decision, sla, now)
+    await offer_next(session, lead, await _offer_sla(session, lead), now)
     return view_of(offer, lead)
 
 
@@ -310,8 +325,7 @@ async def withdraw(session: AsyncSession, offer: LeadOffer, now: datetime) -> No
         events.subject(offer.partner_id),
         {"offer_id": str(offer.id), "lead_id": str(lead.id), "at": now.isoformat()},
     )
-    decision, sla = await _decision_of(session, lead)
-    await offer_next(session, lead, decision, sla, now)
+    await offer_next(session, lead, await _offer_sla(session, lead), now)
 
 
 async def list_offers(

@@ -49,7 +49,7 @@ from partners.leads.models import (
     PartnerLeadProfile,
 )
 from partners.leads.offers import offer_next, tell_registrant
-from partners.leads.routing import record_decision
+from partners.leads.routing_decisions import record_decision
 from partners.leads.schemas import (
     Company,
     Contribution,
@@ -254,8 +254,8 @@ async def register_lead(
     )
     if request.shared and routing_version is not None and config is not None:
         await session.flush()
-        decision = await record_decision(session, lead, routing_version, config, now)
-        await offer_next(session, lead, decision, config.offer_sla_seconds, now, first=True)
+        await record_decision(session, lead, routing_version, config, now)
+        await offer_next(session, lead, config.offer_sla_seconds, now)
     else:
         await session.flush()
     return view_of(lead)

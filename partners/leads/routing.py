@@ -1,21 +1,13 @@
-"""Routing of shared leads: each eligible partner is scored on explicit
-criteria, ranked, and offered the lead in turn (``offers``).
-
-A partner's score on a criterion is 0-1000; its total is the sum of weight
-times score. The decision stores every candidate's scores, the weights and
-the tie rule, so the ranking is reproducible from what is stored
-(``rank``). Never a candidate: a partner not active (suspended,
-offboarded, invited), the registrant itself, one at capacity, one without
-every product of the lead, one whose tier has no grade.
+"""Routing of shared leads, its settings: the program's routing
+configuration (versions, refused at save when they would leave a partner
+unreachable by accident) and what routing knows of each partner (its lead
+profile). The decisions are made in ``routing_decisions``, the offers in
+``offers``.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import select
@@ -25,173 +17,17 @@ from core import audit
 from core.errors import NotFound
 from core.models import Program
 from core.principal import Principal
-from ledger import new_id
 from partners.leads.errors import RoutingConfigurationRefused
-from partners.leads.models import (
-    Lead,
-    LeadOffer,
-    LeadRoutingDecision,
-    LeadRoutingVersion,
-    PartnerLeadProfile,
-)
+from partners.leads.models import LeadRoutingVersion, PartnerLeadProfile
+from partners.leads.routing_decisions import CRITERIA
 from partners.leads.schemas import (
-    Candidate,
-    Excluded,
     PartnerProfile,
     ProfileView,
     RoutingConfiguration,
-    RoutingDecisionView,
     RoutingVersionView,
 )
 from partners.leads.versions import next_version, recent_versions
 from partners.models import Partner, PartnerStatus
-from rewards.connections import session_connection
-
-CRITERIA = ("territory", "capability", "tier", "capacity", "acceptance_rate", "response_time")
-TIE_RULE = (
-    "higher total; then the higher acceptance_rate score; then the partner registered"
-    " earlier in the program; then the lower partner id"
-)
-#: A partner's score on acceptance and response before its first answer.
-NEUTRAL = 500
-_JSON = msgspec.json.Encoder()
-
-
-def rank(
-    candidates: Sequence[Mapping[str, Any]], weights: Mapping[str, int]
-) -> list[dict[str, Any]]:
-    """Candidates (``partner_id``, ``registered_at``, ``scores``) with their
-    totals, best first by ``TIE_RULE``: the same stored scores and weights
-    always give the same order."""
-    totalled = [
-        {**c, "total": sum(weights[name] * c["scores"][name] for name in CRITERIA)}
-        for c in candidates
-    ]
-    totalled.sort(
-        key=lambda c: (
-            -c["total"],
-            -c["scores"]["acceptance_rate"],
-            c["registered_at"],
-            c["partner_id"],
-        )
-    )
-    return [{**c, "rank": number} for number, c in enumerate(totalled, start=1)]
-
-
-#: Every partner of the program with a lead profile: why it is left out
-#: (NULL: a candidate), and its score on each criterion (0-1000), in one
-#: statement ($1 program, $2 registrant, $3 products, $4 tier grades,
-#: $5 territory, $6 untiered grade, $7 offer SLA in seconds).
-_PROSPECTS = """
-SELECT p.id, p.slug, p.created_at,
-  CASE
-    WHEN p.id = $2 THEN 'the partner that shared it'
-    WHEN p.status <> 'active' THEN 'partner ' || p.status
-    WHEN f.open_leads >= f.capacity THEN 'at capacity'
-    WHEN NOT f.capabilities @> $3::jsonb THEN 'without the capability: ' || (
-      SELECT string_agg(x, ', ' ORDER BY x) FROM jsonb_array_elements_text($3::jsonb) x
-      WHERE NOT f.capabilities ? x)
-    WHEN p.tier IS NOT NULL AND NOT $4::jsonb ? p.tier THEN 'tier ' || p.tier || ' has no grade'
-  END AS reason,
-  CASE WHEN f.territories ? $5 THEN 1000 ELSE 0 END AS territory,
-  CASE WHEN p.tier IS NULL THEN $6 ELSE COALESCE(($4::jsonb ->> p.tier)::int, 0) END AS tier,
-  1000 * GREATEST(f.capacity - f.open_leads, 0) / f.capacity AS capacity,
-  CASE WHEN f.offers_accepted + f.offers_declined + f.offers_withdrawn > 0
-    THEN 1000 * f.offers_accepted
-      / (f.offers_accepted + f.offers_declined + f.offers_withdrawn)
-    ELSE $8 END AS acceptance_rate,
-  CASE WHEN f.offers_accepted + f.offers_declined > 0
-    THEN (1000 * GREATEST($7::bigint * (f.offers_accepted + f.offers_declined)
-      - f.response_seconds, 0) / ($7::bigint * (f.offers_accepted + f.offers_declined)))::int
-    ELSE $8 END AS response_time
-FROM partner_lead_profiles f JOIN partners p ON p.id = f.partner_id
-WHERE f.program_id = $1
-"""
-
-
-async def decide(
-    session: AsyncSession, lead: Lead, config: RoutingConfiguration
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Ranked candidates (their scores by criterion) and the partners left
-    out, with why: scored in SQL, ranked by ``rank``."""
-    connection = await session_connection(session)
-    rows = await connection.fetch(
-        _PROSPECTS,
-        lead.program_id,
-        lead.partner_id,
-        json.dumps(list(lead.products)),
-        json.dumps(config.tier_grades),
-        lead.territory,
-        config.untiered_grade,
-        config.offer_sla_seconds,
-        NEUTRAL,
-    )
-    candidates: list[dict[str, Any]] = []
-    excluded: list[dict[str, Any]] = []
-    for row in rows:
-        if row["reason"] is not None:
-            excluded.append(
-                {"partner_id": str(row["id"]), "slug": row["slug"], "reason": row["reason"]}
-            )
-            continue
-        candidates.append(
-            {
-                "partner_id": str(row["id"]),
-                "slug": row["slug"],
-                "registered_at": row["created_at"].astimezone(UTC).isoformat(),
-                "scores": {
-                    "territory": row["territory"],
-                    "capability": 1000,
-                    "tier": row["tier"],
-                    "capacity": row["capacity"],
-                    "acceptance_rate": row["acceptance_rate"],
-                    "response_time": row["response_time"],
-                },
-            }
-        )
-    return rank(candidates, msgspec.to_builtins(config.weights)), excluded
-
-
-async def record_decision(
-    session: AsyncSession,
-    lead: Lead,
-    routing_version: int,
-    config: RoutingConfiguration,
-    now: datetime,
-) -> LeadRoutingDecision:
-    """Decide where the (new) shared lead goes, by ``config`` (version
-    ``routing_version``), and store why."""
-    candidates, excluded = await decide(session, lead, config)
-    decision = LeadRoutingDecision(
-        id=new_id(),
-        program_id=lead.program_id,
-        lead_id=lead.id,
-        routing_version=routing_version,
-        weights=msgspec.to_builtins(config.weights),
-        candidates=candidates,
-        excluded=excluded,
-        tie_rule=TIE_RULE,
-        decided_at=now,
-    )
-    # Written on the session's connection with its documents encoded once
-    # (a thousand partners make a document of ~100 kB): the lead's row
-    # must be flushed first.
-    connection = await session_connection(session)
-    await connection.execute(
-        "INSERT INTO lead_routing_decisions (id, program_id, lead_id, routing_version, weights,"
-        " candidates, excluded, tie_rule, decided_at)"
-        " VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7::text::jsonb, $8, $9)",
-        decision.id,
-        decision.program_id,
-        decision.lead_id,
-        routing_version,
-        _JSON.encode(decision.weights).decode(),
-        _JSON.encode(candidates).decode(),
-        _JSON.encode(excluded).decode(),
-        TIE_RULE,
-        now,
-    )
-    return decision
 
 
 def configuration_of(version: LeadRoutingVersion) -> RoutingConfiguration:
@@ -351,44 +187,4 @@ def profile_view(partner: Partner, found: PartnerLeadProfile) -> ProfileView:
         offers_accepted=found.offers_accepted,
         offers_declined=found.offers_declined,
         offers_withdrawn=found.offers_withdrawn,
-    )
-
-
-async def decision_view(
-    session: AsyncSession, program: Program, lead_id: uuid.UUID, *, principal: Principal
-) -> RoutingDecisionView:
-    """Why the lead went where it went: every candidate's scores, in rank."""
-    principal.require("leads:read")
-    decision = await session.scalar(
-        select(LeadRoutingDecision).where(
-            LeadRoutingDecision.lead_id == lead_id, LeadRoutingDecision.program_id == program.id
-        )
-    )
-    if decision is None:
-        raise NotFound(f"no routing decision for lead {lead_id}")
-    found = await session.execute(
-        select(LeadOffer.partner_id, LeadOffer.status).where(LeadOffer.lead_id == lead_id)
-    )
-    offers = {row[0]: row[1] for row in found.all()}
-    return RoutingDecisionView(
-        lead_id=str(lead_id),
-        routing_version=decision.routing_version,
-        weights=dict(decision.weights),
-        tie_rule=decision.tie_rule,
-        decided_at=decision.decided_at,
-        candidates=[
-            Candidate(
-                partner=c["slug"],
-                partner_id=c["partner_id"],
-                rank=c["rank"],
-                scores=c["scores"],
-                total=c["total"],
-                offer_status=offers.get(uuid.UUID(c["partner_id"])),
-            )
-            for c in decision.candidates
-        ],
-        excluded=[
-            Excluded(partner=e["slug"], partner_id=e["partner_id"], reason=e["reason"])
-            for e in decision.excluded
-        ],
     )

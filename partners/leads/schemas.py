@@ -622,6 +622,10 @@ class RoutingDecisionView(msgspec.Struct, kw_only=True, frozen=True):
     excluded: Annotated[
         list[Excluded], msgspec.Meta(description="The partners left out, each with why.")
     ]
+    excluded_counts: Annotated[
+        dict[str, int],
+        msgspec.Meta(description="Reason -> how many partners were left out for it."),
+    ]
 
 
 class ScoringVersionView(msgspec.Struct, kw_only=True, frozen=True):

@@ -195,6 +195,7 @@ async def test_a_shared_lead_is_routed_accepted_won_and_rewarded_once(
     assert {e["partner"]: e["reason"] for e in found["excluded"]} == {
         referrer: "the partner that shared it"
     }
+    assert found["excluded_counts"] == {"the partner that shared it": 1}
     for candidate in found["candidates"]:
         assert candidate["total"] == sum(
             found["weights"][k] * v for k, v in candidate["scores"].items()

@@ -26,7 +26,13 @@ from partners.leads.models import (
     PartnerLeadProfile,
 )
 from partners.leads.offers import accept_offer, decline_offer, withdraw_due_offers
-from partners.leads.routing import TIE_RULE, rank, save_routing_version
+from partners.leads.routing import save_routing_version
+from partners.leads.routing_decisions import (
+    TIE_RULE,
+    rank,
+    stored_candidates,
+    stored_exclusions,
+)
 from partners.models import PartnerStatus
 from tests.conftest import NewProgram
 from tests.partners.conftest import NewPartner
@@ -88,10 +94,10 @@ async def test_a_decision_ranks_by_explicit_scores_and_leaves_out_the_ineligible
     lead = await register(session, program, registrant, NOW, shared=True)
     assert lead.status == "offered"
     decision = await _decision(session, lead.id)
-    ranked = [c["partner_id"] for c in decision.candidates]
-    assert ranked == [str(gold.id), str(silver.id), str(elsewhere.id)]
-    by_id = {c["partner_id"]: c for c in decision.candidates}
-    assert by_id[str(gold.id)]["scores"] == {
+    stored = stored_candidates(decision)
+    assert [c.partner_id for c in stored] == [gold.id, silver.id, elsewhere.id]
+    by_id = {c.partner_id: c for c in stored}
+    assert by_id[gold.id].scores == {
         "territory": 1000,
         "capability": 1000,
         "tier": 1000,
@@ -99,28 +105,24 @@ async def test_a_decision_ranks_by_explicit_scores_and_leaves_out_the_ineligible
         "acceptance_rate": 500,
         "response_time": 500,
     }
-    assert by_id[str(elsewhere.id)]["scores"]["territory"] == 0
-    assert by_id[str(silver.id)]["scores"]["tier"] == 600
-    reasons = {e["partner_id"]: e["reason"] for e in decision.excluded}
-    assert reasons == {
-        str(registrant.id): "the partner that shared it",
-        str(suspended.id): "partner suspended",
-        str(offboarded.id): "partner offboarded",
-        str(incapable.id): "without the capability: fleet-cards",
-        str(full.id): "at capacity",
+    assert by_id[elsewhere.id].scores["territory"] == 0
+    assert by_id[silver.id].scores["tier"] == 600
+    assert dict(stored_exclusions(decision)) == {
+        registrant.id: "the partner that shared it",
+        suspended.id: "partner suspended",
+        offboarded.id: "partner offboarded",
+        incapable.id: "without the capability: fleet-cards",
+        full.id: "at capacity",
     }
-    # Reproducible from what is stored: the stored scores and weights rank the same.
-    stored = [
-        {k: c[k] for k in ("partner_id", "registered_at", "scores", "slug")}
-        for c in decision.candidates
-    ]
+    assert sum(decision.excluded_counts) == len(decision.excluded_ids) == 5
+    # Reproducible from what is stored: the stored scores and weights, in
+    # any order, rank to the stored order.
     again = rank(list(reversed(stored)), decision.weights)
-    assert [(c["partner_id"], c["total"], c["rank"]) for c in again] == [
-        (c["partner_id"], c["total"], c["rank"]) for c in decision.candidates
+    assert [c.partner_id for c in again] == [c.partner_id for c in stored]
+    assert [c.rank for c in again] == [1, 2, 3]
+    assert [c.total for c in again] == [
+        sum(decision.weights[k] * v for k, v in c.scores.items()) for c in stored
     ]
-    weights = decision.weights
-    for c in decision.candidates:
-        assert c["total"] == sum(weights[k] * v for k, v in c["scores"].items())
     assert decision.tie_rule == TIE_RULE
     [offer] = await _offers(session, lead.id)
     assert offer.partner_id == gold.id and offer.status == OfferStatus.OFFERED
@@ -146,18 +148,12 @@ async def test_ties_are_broken_by_the_stated_rule(
     await session.commit()
     lead = await register(session, program, registrant, NOW, shared=True)
     decision = await _decision(session, lead.id)
-    assert [c["partner_id"] for c in decision.candidates] == [
-        str(third.id),
-        str(first.id),
-        str(second.id),
-    ]
-    assert decision.candidates[1]["total"] == decision.candidates[2]["total"]
+    stored = stored_candidates(decision)
+    assert [c.partner_id for c in stored] == [third.id, first.id, second.id]
+    totals = [c.total for c in rank(stored, decision.weights)]
+    assert totals[1] == totals[2] and totals[0] > totals[1]
     # The same scores in any order rank the same: never at random.
-    tied = [dict(c) for c in decision.candidates[1:]]
-    assert [c["partner_id"] for c in rank(tied[::-1], decision.weights)] == [
-        str(first.id),
-        str(second.id),
-    ]
+    assert [c.partner_id for c in rank(stored[:0:-1], decision.weights)] == [first.id, second.id]
 
 
 async def test_a_configuration_leaving_a_partner_unreachable_is_refused(
