@@ -50,6 +50,7 @@ from api.routes.health import health
 from api.routes.jobs import JobController
 from api.routes.keys import KeyController
 from api.routes.ledger import LedgerController
+from api.routes.lot_operations import LotOperationsController
 from api.routes.member_disclosures import MemberDisclosureController
 from api.routes.members import MemberController
 from api.routes.oauth import issue_token, jwks
@@ -161,7 +162,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     programs_api = Router(
         path="/",
-        route_handlers=[ProgramController, ProgramSettingsController, ExchangeAgreementController],
+        route_handlers=[
+            ProgramController,
+            ProgramSettingsController,
+            ExchangeAgreementController,
+            LotOperationsController,
+        ],
         security=[{SECURITY_SCHEME: []}],
     )
     partners_api = Router(

@@ -396,6 +396,28 @@ def ledger_expire() -> None:
     click.echo(f"ledger expire: {voided} pending transfers voided")
 
 
+@ledger_group.command("derive-lots")
+def ledger_derive_lots() -> None:
+    """Derive the lots of lot accounts that have none from their history (once)."""
+    from ledger.lots import DerivedLots, derive_lots
+
+    async def derive(pool: asyncpg.Pool) -> DerivedLots:
+        async with pool.acquire() as connection:
+            return await derive_lots(connection)
+
+    with _plain_errors():
+        settings = load_settings()
+        with database_url(settings) as url:
+            derived = asyncio.run(_with_pool(url, derive))
+    if not derived.accounts:
+        click.echo("ledger derive-lots: every lot account has its lots; nothing to do")
+        return
+    click.echo(
+        f"ledger derive-lots: {derived.accounts} accounts derived from their history:"
+        f" {derived.lots} lots, {derived.movements} lot movements"
+    )
+
+
 @main.group("signing-keys")
 def signing_keys_group() -> None:
     """The keys that sign partner access tokens (sealed with COALITION_SIGNING_SECRET)."""

@@ -28,7 +28,8 @@ from partners.data_sharing.module import DATA_SHARING
 from partners.leads.module import LEADS
 from partners.mdf.module import MDF
 from partners.module import PARTNERS
-from rewards import models, tasks
+from partners.segments.module import SEGMENTS
+from rewards import lot_models, models, reinstatement, sunset, tasks
 
 #: Events a run of the drain takes at most (one transaction each); the
 #: rest wait for the next run, so that one run cannot go on for ever.
@@ -56,6 +57,10 @@ async def _evaluate_tiers(context: JobContext) -> int:
 
 async def _expire_points(context: JobContext) -> int:
     return await tasks.expire_all_points(context.sessions, context.ledger, context.now)
+
+
+async def _sunset_programs(context: JobContext) -> int:
+    return await sunset.run_due_sunsets(context.sessions, context.ledger, context.now)
 
 
 LEDGER = Module(
@@ -105,7 +110,8 @@ REWARDS = Module(
         "purchases:write": "Record purchases and returns; capture and release holds.",
         "events:write": "Record members' behaviour events.",
     },
-    constraints=models.CONSTRAINTS,
+    constraints=models.CONSTRAINTS + lot_models.CONSTRAINTS,
+    topics=sunset.TOPICS | {reinstatement.REINSTATED},
     jobs=(
         Job(
             name="settle-due-earnings",
@@ -125,6 +131,12 @@ REWARDS = Module(
             run=_expire_points,
             every=3600.0,
         ),
+        Job(
+            name="sunset-programs",
+            summary="Expire every point left in the programs whose sunset has come.",
+            run=_sunset_programs,
+            every=3600.0,
+        ),
     ),
 )
 
@@ -138,6 +150,7 @@ MODULES: tuple[Module, ...] = (
     MDF,
     LEADS,
     DATA_SHARING,
+    SEGMENTS,
     FINANCE,
 )
 

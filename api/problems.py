@@ -35,6 +35,7 @@ from ledger.errors import (
     InvalidCursor,
     LedgerError,
     LedgerUnavailable,
+    PeriodClosed,
     is_input_fault,
     refusal,
 )
@@ -62,6 +63,8 @@ LEDGER_ERROR_STATUS: dict[type[LedgerError], int] = {
     BatchTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     InvalidCursor: HTTPStatus.BAD_REQUEST,
     LedgerUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    # The records' state refuses it (the period is closed), not its data.
+    PeriodClosed: HTTPStatus.CONFLICT,
 }
 
 
@@ -134,7 +137,8 @@ STATUS_MEANINGS: dict[int, str] = {
     HTTPStatus.NOT_FOUND: "What the path names does not exist: not-found.",
     HTTPStatus.CONFLICT: "The request conflicts with the state of the records: the type"
     " names which conflict (e.g. idempotency-key-reused; already-exists, naming the taken"
-    " `field`; concurrent-change, which is safe to retry).",
+    " `field`; concurrent-change, which is safe to retry; period-closed, a movement dated"
+    " in a closed period).",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The body or the batch is larger than accepted:"
     " request-entity-too-large, batch-too-large.",
     HTTPStatus.UNPROCESSABLE_ENTITY: "Well-formed, but refused by the rules of the domain"

@@ -19,7 +19,17 @@ members; mix: 70% earns, 30% bounded member spends, some refused):
             minimal checks: lock and read both accounts, the wallet limit,
             insert, update) on a pooled connection of its own, beside the raw
             batch function with batches of N and the API with N callers;
-and (b)/(a), plus the latency of one transfer alone at low load. The load
+and (b)/(a), plus the latency of one transfer alone at low load; then
+  (e) lots and daily aggregates: the same workloads in three databases
+            set up alike: with the ``transfers_record_movements`` trigger,
+            with it but no lot code (the daily totals only), and without it,
+            in alternating rounds: (a) and (b) of each over without, and a redemption-like workload
+            (wallet -> redemption account debits of funded wallets, each
+            consuming one to three lots) with and without; then the aggregate
+            reads (outstanding, a period's lot movements and daily totals)
+            against the full scans they replace, timed, and checked equal.
+            ``--only-lots`` runs (e) alone. The wallets are member wallets
+            (code 10, a lot code). The load
 generator (this script) shares the machine with PostgreSQL and the server.
 ``synchronous_commit`` stays on: every acknowledged batch is durable.
 """
@@ -41,14 +51,13 @@ import msgspec
 from common import (
     ServerDidNotStart,
     argument_parser,
-    bench_database,
     free_port,
     serving,
     venv_command,
 )
 
-from api.database import migrate
-from ledger import Account, AccountFlags, Ledger, Transfer, new_id
+from api.database import fresh_database, migrate, postgres_server
+from ledger import Account, AccountFlags, Ledger, Transfer, lots, new_id
 from ledger.connection import create_pool
 from ledger.schemas import Ledger as LedgerDefinition
 from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch
@@ -58,6 +67,8 @@ if TYPE_CHECKING:
 
 LEDGER_ID = 1
 WALLET = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+#: Member wallets: the lot code of ``ledger_lot_codes``.
+WALLET_CODE = 10
 
 # (d): the simple way, for comparison only (created in the bench's own
 # database): one round trip, one transfer, row locks instead of batching.
@@ -140,7 +151,7 @@ async def setup(url: str, member_count: int) -> tuple[list[uuid.UUID], uuid.UUID
     for start in range(0, member_count, 8000):
         chunk = members[start : start + 8000]
         await ledger.create_accounts(
-            [Account(id=m, ledger=LEDGER_ID, code=2, flags=WALLET) for m in chunk]
+            [Account(id=m, ledger=LEDGER_ID, code=WALLET_CODE, flags=WALLET) for m in chunk]
         )
     await ledger.close()
     await pool.execute(PER_CALL_FUNCTION)
@@ -335,6 +346,155 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(f"one transfer alone, low load: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
+class Redemptions:
+    """Debits of funded wallets (the redemption-like workload of (e)): each
+    wallet was credited ``earns`` times, each debit takes up to three of its
+    lots' worth and never more than the wallet holds (none is refused)."""
+
+    def __init__(self, wallets: list[uuid.UUID], redemption: uuid.UUID, seed: int) -> None:
+        self.wallets = wallets
+        self.redemption = redemption
+        self.rng = random.Random(seed)
+        self.left = dict.fromkeys(wallets, 0)
+
+    def funding(self, earns: int, issuance: uuid.UUID) -> list[Transfer]:
+        made = []
+        for _ in range(earns):
+            for wallet in self.wallets:
+                amount = self.rng.randint(50, 150)
+                self.left[wallet] += amount
+                made.append(
+                    Transfer(
+                        id=new_id(),
+                        debit_account_id=issuance,
+                        credit_account_id=wallet,
+                        amount=amount,
+                        ledger=LEDGER_ID,
+                        code=1,
+                    )
+                )
+        return made
+
+    def debit(self) -> Transfer:
+        amount = 0
+        while amount <= 0:
+            wallet = self.rng.choice(self.wallets)
+            amount = min(self.left[wallet], self.rng.randint(20, 160))
+        self.left[wallet] -= amount
+        return Transfer(
+            id=new_id(),
+            debit_account_id=wallet,
+            credit_account_id=self.redemption,
+            amount=amount,
+            ledger=LEDGER_ID,
+            code=2,
+        )
+
+
+async def timed(read: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    answer = await read
+    return (time.perf_counter() - started) * 1000, answer
+
+
+async def aggregate_reads(url: str) -> None:
+    """(e): the aggregate reads beside the full scans they replace."""
+    from datetime import date, timedelta
+
+    pool = await create_pool(url, min_size=1, max_size=2)
+    today = date.today()
+    first = today.replace(day=1)
+    pairs = [
+        (
+            "outstanding as of today",
+            lots.outstanding(pool, ledger=LEDGER_ID, as_of=today),
+            lots.outstanding_by_scan(pool, ledger=LEDGER_ID, as_of=today),
+        ),
+        (
+            "the month's lot movements",
+            lots.lot_movement_totals(pool, ledger=LEDGER_ID, first_day=first, last_day=today),
+            lots.lot_movement_totals_by_scan(
+                pool, ledger=LEDGER_ID, first_day=first, last_day=today
+            ),
+        ),
+        (
+            "the month's daily totals",
+            lots.daily_totals(
+                pool, ledger=LEDGER_ID, first_day=first, last_day=today + timedelta(days=1)
+            ),
+            lots.daily_totals_by_scan(
+                pool, ledger=LEDGER_ID, first_day=first, last_day=today + timedelta(days=1)
+            ),
+        ),
+    ]
+    for name, read, scan in pairs:
+        read_ms, answer = await timed(read)
+        scan_ms, scanned = await timed(scan)
+        same = "equal" if answer == scanned else "DIFFERENT"
+        print(
+            f"[lots] (e) {name}: aggregates {read_ms:,.1f} ms, full scan {scan_ms:,.1f} ms"
+            f" ({len(answer)} lines, {same})"
+        )
+    await pool.close()
+
+
+async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url: str) -> None:
+    """(e): with the aggregates and lots trigger (``url``), with the daily
+    totals only (``totals_url``: no lot code) and without the trigger
+    (``bare_url``), set up alike, in alternating rounds."""
+    both = {"with": url, "totals only": totals_url, "without": bare_url}
+    accounts = {name: await setup(u, args.members) for name, u in both.items()}
+    redemptions = {}
+    # Enough for every round's debits (90 points each on average) with room.
+    debits = args.rounds * (args.transfers // 2)
+    funding = max(args.funding, -(-debits * 90 * 2 // (args.redeemers * 100)))
+    for name, u in both.items():
+        members, issuance, redemption = accounts[name]
+        redemptions[name] = Redemptions(members[: args.redeemers], redemption, seed=7)
+        await bench_raw(u, redemptions[name].funding(funding, issuance), 1000)
+    print(
+        f"[lots] (e) members {args.members:,}; {args.redeemers:,} wallets funded with"
+        f" {funding} earns each; {args.transfers:,} transfers per measurement"
+        f" ({args.transfers // 4:,} per wallet-debit measurement); {args.rounds} rounds, medians"
+    )
+    results: dict[str, dict[str, list[float]]] = {}
+
+    def note(label: str, name: str, figure: float) -> None:
+        results.setdefault(label, {n: [] for n in both})[name].append(figure)
+
+    for round_ in range(args.rounds):
+        # Alternating within each round: the machine's drift hits both sides.
+        for name, u in both.items():
+            members, issuance, redemption = accounts[name]
+            workload = Workload(members, issuance, redemption, seed=100 + round_)
+            for phase in ("earn", "mix"):
+                make = workload.earn if phase == "earn" else workload.mixed
+                raw = await bench_raw(u, [make() for _ in range(args.transfers)], args.callers)
+                note(f"{phase} (a) raw SQL, batches of {args.callers:,}", name, raw)
+                api, _ = await bench_api(u, [make() for _ in range(args.transfers)], args.callers)
+                note(f"{phase} (b) Ledger API, {args.callers:,} callers", name, api)
+            debits = [redemptions[name].debit() for _ in range(args.transfers // 4)]
+            raw = await bench_raw(u, debits, args.callers)
+            note(f"wallet debits (a) raw SQL, batches of {args.callers:,}", name, raw)
+            debits = [redemptions[name].debit() for _ in range(args.transfers // 4)]
+            api, _ = await bench_api(u, debits, args.callers)
+            note(f"wallet debits (b) Ledger API, {args.callers:,} callers", name, api)
+    for label, sides in results.items():
+        medians = {n: statistics.median(f) for n, f in sides.items()}
+        without = medians["without"]
+        ratios = "; ".join(
+            f"{n}/without {medians[n] / without:.2f} (rounds "
+            + ", ".join(f"{w / o:.2f}" for w, o in zip(sides[n], sides["without"], strict=True))
+            + ")"
+            for n in ("totals only", "with")
+        )
+        print(
+            f"[lots] (e) {label}: with {medians['with']:>8,.0f}/s, totals only"
+            f" {medians['totals only']:>8,.0f}/s, without {without:>8,.0f}/s; {ratios}"
+        )
+    await aggregate_reads(url)
+
+
 def run_loop(main: Any) -> None:
     """uvloop where installed (as ``coalition serve`` uses), else asyncio's loop."""
     try:
@@ -358,10 +518,47 @@ def main() -> None:
         default="1,8,32,1000",
         help="(d): the caller counts to compare the per-call function and the API at",
     )
+    parser.add_argument("--skip-lots", action="store_true", help="leave out (e)")
+    parser.add_argument("--only-lots", action="store_true", help="run (e) alone")
+    parser.add_argument("--rounds", type=int, default=3, help="(e): alternating rounds")
+    parser.add_argument("--redeemers", type=int, default=20_000, help="(e): funded wallets")
+    parser.add_argument("--funding", type=int, default=4, help="(e): earns per funded wallet")
     args = parser.parse_args()
-    with bench_database() as url:
-        migrate(url)
-        run_loop(run(args, url))
+    with postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url:
+        if not args.only_lots:
+            with fresh_database(server_url, prefix="coalition_bench") as url:
+                migrate(url)
+                run_loop(run(args, url))
+        if not args.skip_lots:
+            # Two databases of their own, set up alike: one without the trigger.
+            with (
+                fresh_database(server_url, prefix="coalition_bench_lots") as url,
+                fresh_database(server_url, prefix="coalition_bench_totals") as totals_url,
+                fresh_database(server_url, prefix="coalition_bench_bare") as bare_url,
+            ):
+                for u in (url, totals_url, bare_url):
+                    migrate(u)
+                asyncio.run(_alter(totals_url, *NO_LOT_CODES))
+                asyncio.run(
+                    _alter(bare_url, "DROP TRIGGER transfers_record_movements ON transfers")
+                )
+                run_loop(run_lots(args, url, totals_url, bare_url))
+
+
+#: The daily totals without lots: no account keeps lots.
+NO_LOT_CODES = (
+    "ALTER TABLE ledger_lot_codes DISABLE TRIGGER ledger_lot_codes_immutable",
+    "DELETE FROM ledger_lot_codes",
+)
+
+
+async def _alter(url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,14 @@ class InvalidCursor(LedgerError):
     type_slug = "invalid-cursor"
 
 
+class PeriodClosed(LedgerError):
+    """The ledger refused a transfer whose business time falls in a closed
+    period (the result ``business_time_in_closed_period``): post it in the
+    open period instead, as a correction that names what it corrects."""
+
+    type_slug = "period-closed"
+
+
 class InvalidTransfer(LedgerError):
     """The database refused a request's data (text it cannot hold, a number
     or a date out of its range). Permanent: the same request fails the same

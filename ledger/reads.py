@@ -31,6 +31,11 @@ TABLES = frozenset(
         "transfers",
         "transfer_rejections",
         "pending_expiries",
+        "ledger_lot_codes",
+        "lots",
+        "lot_movements",
+        "ledger_daily_totals",
+        "lot_daily_movements",
         "transfer_timestamp_seq",
         "account_timestamp_seq",
     }

@@ -129,6 +129,9 @@ class CreateTransferResult(enum.StrEnum):
     OVERFLOWS_CREDITS = "overflows_credits"
     EXCEEDS_CREDITS = "exceeds_credits"
     EXCEEDS_DEBITS = "exceeds_debits"
+    #: Its business time (``effective_at``, else now) is at or before the
+    #: ledger's ``closed_through``: the period is closed (``ledger.periods``).
+    BUSINESS_TIME_IN_CLOSED_PERIOD = "business_time_in_closed_period"
 
 
 #: Database result code (smallint) -> result, in the order the SQL uses.

@@ -76,14 +76,19 @@ class Ledger:
 
     # -- writes ---------------------------------------------------------------
 
-    async def create_ledger(self, definition: LedgerDefinition) -> bool:
-        """Create a ledger (a points currency); False if it already exists."""
+    async def create_ledger(self, definition: LedgerDefinition, *, time_zone: str = "UTC") -> bool:
+        """Create a ledger (a points currency); False if it already exists.
+
+        ``time_zone`` (an IANA name PostgreSQL knows, else
+        ``asyncpg.InvalidParameterValueError``) gives the ledger's accounting
+        days; it is kept when the ledger exists already."""
         status = await self.pool.execute(
-            "INSERT INTO ledgers (id, name, asset_scale) VALUES ($1, $2, $3)"
+            "INSERT INTO ledgers (id, name, asset_scale, time_zone) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (id) DO NOTHING",
             definition.id,
             definition.name,
             definition.asset_scale,
+            time_zone,
         )
         return status.endswith(" 1")
 

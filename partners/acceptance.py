@@ -298,6 +298,8 @@ async def refund_hold(
                 "company": found.company,
                 "checkout_id": hold.checkout_id,
                 "refund_id": request.refund_id,
+                # Back to the lots the capture consumed, with their expiry.
+                "restores": str(derived_id(hold.program_id, "partner-capture", str(hold.id))),
             },
         ),
         exceeds=RefundExceedsCapture("the partner's acceptance account holds fewer points"),

@@ -1,20 +1,28 @@
-"""Manual adjustments of a member's points, always with a reason."""
+"""Manual adjustments of a member's points, always with a reason.
+
+An adjustment that ``corrects`` a transfer is a finance correction: a
+closed period is never posted into (the ledger refuses it), so what a
+closed month got wrong is put right in the open period, by a transfer of
+code ``FINANCE_CORRECTION`` whose metadata names the corrected transfer.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.codes import TransferCode, derived_id
-from core.errors import Conflict
+from core.errors import Conflict, DomainError, ErrorKind
 from core.members import lock_member
 from core.models import Member, Program
 from core.principal import Principal
 from ledger import Ledger, Transfer
 from ledger.bounds import ExternalId, Text500
+from ledger.errors import PeriodClosed
 from rewards.errors import InsufficientPoints, LedgerRefused
 
 
@@ -39,10 +47,25 @@ class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
         Text500,
         msgspec.Meta(min_length=3, description="Why, for the audit trail."),
     ]
+    corrects: Annotated[
+        UUID | None,
+        msgspec.Meta(
+            description="The ledger transfer this adjustment corrects, one of the program's"
+            " (a movement of a closed period, say): the adjustment then posts in the open"
+            " period as a correction (code 300) naming it. None: a plain adjustment."
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
         if self.points == 0:
             raise ValueError("points must not be zero")
+
+
+class UnknownCorrectedTransfer(DomainError):
+    """The transfer an adjustment corrects is not one of the program's ledger."""
+
+    type_slug = "corrected-transfer-not-found"
+    kind = ErrorKind.INVALID
 
 
 class AdjustmentOutcome(msgspec.Struct, kw_only=True, frozen=True):
@@ -67,7 +90,9 @@ async def adjust_points(
     principal: Principal,
 ) -> AdjustmentOutcome:
     """Credit or debit the wallet against the issuance account, and audit
-    it. A debit can never take more than the wallet holds.
+    it. A debit can never take more than the wallet holds. With
+    ``corrects``, that transfer must be one of the program's ledger
+    (``UnknownCorrectedTransfer`` otherwise, nothing written).
 
     The transfer commits through the ledger's writer, before the session:
     a retry after a failure between the two finds it (``exists``) and
@@ -76,6 +101,12 @@ async def adjust_points(
     before."""
     wallet, issuance = member.wallet_account_id, program.issuance_account_id
     credit = adjustment.points > 0
+    metadata: dict[str, Any] = {"reason": adjustment.reason, "member": member.external_id}
+    code = TransferCode.ADJUSTMENT
+    if adjustment.corrects is not None:
+        await _require_transfer_of(ledger, program, adjustment.corrects)
+        metadata["corrects"] = str(adjustment.corrects)
+        code = TransferCode.FINANCE_CORRECTION
     # Credits too: a duplicate sent at the same moment waits for the first
     # to commit its audit line, then finds it.
     await lock_member(session, member.id)
@@ -87,13 +118,15 @@ async def adjust_points(
                 credit_account_id=wallet if credit else issuance,
                 amount=abs(adjustment.points),
                 ledger=program.ledger_id,
-                code=TransferCode.ADJUSTMENT,
-                metadata={"reason": adjustment.reason, "member": member.external_id},
+                code=code,
+                metadata=metadata,
             )
         ]
     )
     if outcome.result == "exceeds_credits":
         raise InsufficientPoints("the wallet does not hold that many points")
+    if outcome.result == "business_time_in_closed_period":
+        raise PeriodClosed("the ledger's current period is closed")
     if outcome.result == "exists_with_different_fields":
         raise Conflict(f"adjustment {adjustment.adjustment_id!r} was made with other fields")
     if outcome.result not in ("ok", "exists"):
@@ -107,3 +140,12 @@ async def adjust_points(
     return AdjustmentOutcome(
         adjustment_id=adjustment.adjustment_id, points=adjustment.points, replayed=made
     )
+
+
+async def _require_transfer_of(ledger: Ledger, program: Program, transfer_id: UUID) -> None:
+    found = await ledger.lookup_transfers([transfer_id])
+    if not found or found[0].ledger != program.ledger_id:
+        # Another program's transfer is as unknown here as a missing one.
+        raise UnknownCorrectedTransfer(
+            f"corrects: transfer {transfer_id} is not one of this program's ledger"
+        )

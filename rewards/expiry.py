@@ -2,19 +2,20 @@
 
 Policies: "fixed" (points expire a number of months after they were
 credited) and "inactivity" (every point expires once the wallet has not
-moved for that long). Spends consume the soonest-expiring points first.
+moved for that long).
 
-Under the fixed policy the soonest-expiring points are the oldest, and a
-debit can only consume points credited before it (a wallet never goes
-negative), so the points still unspent among those credited before the
-cut-off are exactly ``credits up to the cut-off - all posted debits``: no
-per-lot bookkeeping is needed. Each expiry is a ledger transfer from the
-wallet to the program's breakage account, which is itself a debit: a second
-run finds nothing more to expire.
+Under the fixed policy each lot (a credit of the wallet, ``ledger.lots``)
+expires on its own: at its ``expires_at`` when a reinstatement gave it
+one, else ``expiry_months`` after it was earned. An expiry takes what the
+expired lots still hold and names them (``{"lots": [...]}``), soonest
+expiring first, so that exactly those points go. Each expiry is a ledger
+transfer from the wallet to the program's breakage account, which is
+itself a debit: a second run finds nothing more to expire.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -26,6 +27,7 @@ from core import calendar
 from core.codes import TransferCode, derived_id
 from core.models import Member, Program
 from ledger import AccountState, Ledger, Transfer
+from ledger.lots import Lot, open_lots_of
 from ledger.reads import spendable
 from rewards.errors import LedgerRefused
 
@@ -51,39 +53,74 @@ def cutoff(program: Program, at: datetime) -> datetime:
     return calendar.add_months(at, -program.expiry_months, program.time_zone)
 
 
+def lot_expiry(program: Program, lot: Lot) -> datetime | None:
+    """When the lot expires under the fixed policy; None: never."""
+    if lot.expires_at is None:
+        return calendar.add_months(lot.earned_at, program.expiry_months, program.time_zone)
+    # PostgreSQL's infinity, as asyncpg reads it: a naive datetime.max.
+    return None if lot.expires_at.tzinfo is None else lot.expires_at
+
+
+def expired(program: Program, lot: Lot, at: datetime) -> bool:
+    """Whether the lot has expired by ``at``: its own expiry, or by the
+    program's policy if it has none (earned up to the cut-off)."""
+    if lot.expires_at is None:
+        return lot.earned_at <= cutoff(program, at)
+    expiry = lot_expiry(program, lot)
+    return expiry is not None and expiry <= at
+
+
+class _Due(msgspec.Struct, frozen=True):
+    member: Member
+    points: int
+    #: The wallet as read: the expiry's id derives from it.
+    state: AccountState
+    #: The expired lots, soonest expiring first (fixed policy only).
+    lots: list[uuid.UUID] = []
+
+
 async def due_at(
     ledger: Ledger, program: Program, members: list[Member], at: datetime
 ) -> dict[Member, int]:
     """Points of each member that have expired by ``at`` and not been spent."""
-    return {member: amount for member, amount, _ in await _due(ledger, program, members, at)}
+    return {due.member: due.points for due in await _due(ledger, program, members, at)}
 
 
-async def _due(
-    ledger: Ledger, program: Program, members: list[Member], at: datetime
-) -> list[tuple[Member, int, AccountState]]:
-    """(member, points due, the wallet as read): amounts and the ids derived
-    from them come from one read of each wallet."""
+async def _due(ledger: Ledger, program: Program, members: list[Member], at: datetime) -> list[_Due]:
+    """What is due of each member: amounts, lots and the ids derived from
+    them come from one read of each wallet."""
     if program.expiry_policy == "none" or not members:
         return []
     wallets = [m.wallet_account_id for m in members]
     states = {s.id: s for s in await ledger.lookup_accounts(wallets)}
-    before = cutoff(program, at)
-    due: list[tuple[Member, int, AccountState]] = []
+    due: list[_Due] = []
     if program.expiry_policy == "fixed":
-        credits = await ledger.posted_credits_up_to(wallets, before)
-        for member in members:
+        holding = [m for m in members if spendable(states[m.wallet_account_id]) > 0]
+        lots = await _open_lots(ledger, [m.wallet_account_id for m in holding])
+        for member in holding:
             state = states[member.wallet_account_id]
-            amount = min(credits[member.wallet_account_id] - state.debits_posted, spendable(state))
+            gone = sorted(
+                (lot for lot in lots[member.wallet_account_id] if expired(program, lot, at)),
+                key=lambda lot: (lot_expiry(program, lot), lot.earned_at, lot.timestamp),
+            )
+            # Points held by a checkout stay until it is resolved.
+            amount = min(sum(lot.remaining for lot in gone), spendable(state))
             if amount > 0:
-                due.append((member, amount, state))
+                due.append(_Due(member, amount, state, [lot.id for lot in gone]))
     else:
+        before = cutoff(program, at)
         last = await ledger.last_activity(wallets)
         for member in members:
             moved = last[member.wallet_account_id]
             state = states[member.wallet_account_id]
             if moved is not None and moved <= before and spendable(state) > 0:
-                due.append((member, spendable(state), state))
+                due.append(_Due(member, spendable(state), state))
     return due
+
+
+async def _open_lots(ledger: Ledger, wallets: list[uuid.UUID]) -> dict[uuid.UUID, list[Lot]]:
+    """Each wallet's lots with points left: the page's wallets in one read."""
+    return await open_lots_of(ledger.pool, wallets)
 
 
 async def expire_points(
@@ -114,9 +151,7 @@ async def expire_points(
         await session.commit()
 
 
-async def _expire(
-    ledger: Ledger, program: Program, due: list[tuple[Member, int, AccountState]]
-) -> int:
+async def _expire(ledger: Ledger, program: Program, due: list[_Due]) -> int:
     expired = 0
     if not due:
         return 0
@@ -126,15 +161,16 @@ async def _expire(
             # expiry is the same transfer, a later one a new transfer. From
             # the member's id: one enrolled again under an erased member's
             # external id has a wallet, and expiries, of their own.
-            id=derived_id(program.id, "expire", str(member.id), str(state.debits_posted)),
-            debit_account_id=member.wallet_account_id,
+            id=derived_id(program.id, "expire", str(d.member.id), str(d.state.debits_posted)),
+            debit_account_id=d.member.wallet_account_id,
             credit_account_id=program.breakage_account_id,
-            amount=points,
+            amount=d.points,
             ledger=program.ledger_id,
             code=TransferCode.EXPIRY,
-            metadata={"policy": program.expiry_policy},
+            metadata={"policy": program.expiry_policy}
+            | ({"lots": [str(lot) for lot in d.lots]} if d.lots else {}),
         )
-        for member, points, state in due
+        for d in due
     ]
     for transfer, outcome in zip(transfers, await ledger.create_transfers(transfers), strict=True):
         if outcome.result == "ok":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from advanced_alchemy.base import UUIDv7AuditBase
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     UniqueConstraint,
     desc,
@@ -197,6 +199,20 @@ class ThresholdReward(UUIDv7AuditBase):
     bonus_points: Mapped[int] = mapped_column(BigInteger)
 
 
+class PointValue(UUIDv7AuditBase):
+    """A program's point value from an instant on (``rewards.point_values``)."""
+
+    __tablename__ = "point_values"
+    __table_args__ = (
+        UniqueConstraint("program_id", "effective_from", name="uq_point_values_in_force"),
+    )
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Minor units of the program's currency per point, as ``programs.point_value_minor``.
+    point_value_minor: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+
+
 CONSTRAINTS = (
     taken("uq_catalog_rewards_sku", "sku", "a reward with this sku is in the program's catalog"),
     taken("uq_tiers_code", "code", "a tier with this code is in the program's ladder"),
@@ -217,4 +233,5 @@ CONSTRAINTS = (
     race("threshold_grants_pkey", "threshold grant"),
     race("points_purchases_pkey", "payment"),
     race("stripe_events_pkey", "Stripe event"),
+    race("uq_point_values_in_force", "point value"),
 )

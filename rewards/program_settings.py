@@ -15,6 +15,9 @@ before: points already earned, settled, given or expired stay as they are.
   window's edges move by the difference of the offsets).
 - ``started_at``: may move only while no rule version is published, since
   the first version may take effect from it (see ``rule_versions``).
+- ``point_value_minor``: redemptions, points payments and balances' values
+  from now on; the value in force before stays on record from its instant
+  (``rewards.point_values``), so finance values a past date at its own.
 
 The purchase intake and the member app keep programs for a short while
 (``api.program_cache``): they see a change within that time.
@@ -22,6 +25,8 @@ The purchase intake and the member app keep programs for a short while
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -35,6 +40,7 @@ from core.principal import Principal
 from core.programs import lock_program
 from ledger.bounds import MOMENT_RULE, Moment, NonNegativeBigInt, check_moment
 from rewards.models import EarnRuleVersion, RuleStatus
+from rewards.point_values import at_column_scale, check_point_value, record_point_value
 
 TierBasis = Annotated[
     Literal["spend", "points"],
@@ -86,6 +92,14 @@ TimeZoneName = Annotated[
         " Africa/Johannesburg; an unknown name is refused (422 unknown-time-zone).",
     ),
 ]
+PointValueMinor = Annotated[
+    Decimal,
+    msgspec.Meta(
+        description="What one point is worth when redeemed, in minor units of the"
+        " currency (1: 100 points pay 1.00); above 0 and below 10^12, at most 6"
+        " decimal places kept. A number or a decimal string; shown as a decimal string."
+    ),
+]
 StartedAt = Annotated[
     Moment,
     msgspec.Meta(
@@ -114,9 +128,12 @@ class SettingsChange(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     return_window_days: ReturnWindowDays | None = None
     time_zone: TimeZoneName | None = None
     started_at: StartedAt | None = None
+    point_value_minor: PointValueMinor | None = None
 
     def __post_init__(self) -> None:
         check_moment("started_at", self.started_at)
+        if self.point_value_minor is not None:
+            check_point_value(self.point_value_minor)
 
 
 class ProgramSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -129,6 +146,7 @@ class ProgramSettings(msgspec.Struct, kw_only=True, frozen=True):
     return_window_days: ReturnWindowDays
     time_zone: TimeZoneName
     started_at: StartedAt
+    point_value_minor: PointValueMinor
 
     @classmethod
     def of(cls, program: Program) -> ProgramSettings:
@@ -140,6 +158,7 @@ class ProgramSettings(msgspec.Struct, kw_only=True, frozen=True):
             return_window_days=program.return_window_days,
             time_zone=program.time_zone,
             started_at=program.started_at,
+            point_value_minor=program.point_value_minor,
         )
 
 
@@ -155,6 +174,8 @@ async def change_settings(
     # from the values the other left.
     locked = await lock_program(session, program)
     wanted = {k: v for k, v in msgspec.structs.asdict(change).items() if v is not None}
+    if change.point_value_minor is not None:
+        wanted["point_value_minor"] = at_column_scale(change.point_value_minor)  # as stored
     changed: dict[str, dict[str, Any]] = {
         name: {"from": getattr(locked, name), "to": value}
         for name, value in wanted.items()
@@ -169,6 +190,10 @@ async def change_settings(
         for name, values in changed.items():
             setattr(locked, name, values["to"])
         await session.flush()
+        if "point_value_minor" in changed:
+            await record_point_value(
+                session, locked.id, datetime.now(UTC), changed["point_value_minor"]["to"]
+            )
         await audit.record(
             session, principal, "program.settings", f"program:{locked.slug}", changed
         )

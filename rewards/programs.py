@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -40,6 +41,7 @@ from ledger.reads import ACCOUNT_BALANCES, debit_balance, pending, spendable
 from ledger.schemas import Ledger as LedgerDefinition
 from rewards.connections import Connection
 from rewards.errors import InsufficientPoints, LedgerRefused, ProgramExistsWithDifferentFields
+from rewards.point_values import at_column_scale, check_point_value, record_point_value
 from rewards.program_settings import (
     GiftDailyLimit,
     ReturnWindowDays,
@@ -53,16 +55,7 @@ from rewards.pseudonyms import erasures
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN)]
-#: point_value_minor is stored as NUMERIC(18, 6): 12 digits before the point.
-POINT_VALUE_LIMIT = Decimal(10**12)
-_SCALE = Decimal("0.000001")
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-
-
-def _at_column_scale(value: Decimal) -> Decimal:
-    """``value`` rounded as ``programs.point_value_minor`` (NUMERIC(18, 6))
-    rounds it; ``value`` below 10^12 (larger ones do not fit the context)."""
-    return value.quantize(_SCALE, rounding=ROUND_HALF_UP)
 
 
 class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -123,19 +116,7 @@ class ProgramSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
 
     def __post_init__(self) -> None:
         check_moment("started_at", self.started_at)
-        # msgspec bounds numbers but not Decimals. The bounds are the stored
-        # value's: the column (NUMERIC(18, 6)) rounds to 6 places, so
-        # 0.0000004 would be stored as 0 (a point worth nothing) and
-        # 999999999999.9999995 as 10^12, which overflows it.
-        value = self.point_value_minor
-        if not value.is_finite() or value <= 0:
-            raise ValueError("point_value_minor: must be a number above 0")
-        # Bounded before rounding too: quantizing a huge value would raise.
-        if value >= POINT_VALUE_LIMIT or not 0 < _at_column_scale(value) < POINT_VALUE_LIMIT:
-            raise ValueError(
-                "point_value_minor: must be, rounded to 6 decimal places, above 0"
-                f" and below {POINT_VALUE_LIMIT}"
-            )
+        check_point_value(self.point_value_minor)
         if self.minor_per_major not in (1, 10, 100, 1000):
             raise ValueError("minor_per_major must be 1, 10, 100 or 1000")
 
@@ -219,7 +200,7 @@ async def open_program(
     # As stored: a repeated spec compares equal, and the first answer reads
     # as every later one.
     fields = msgspec.structs.asdict(spec)
-    fields["point_value_minor"] = point_value = _at_column_scale(spec.point_value_minor)
+    fields["point_value_minor"] = point_value = at_column_scale(spec.point_value_minor)
     if spec.started_at is None:
         del fields["started_at"]  # "when it was opened": whenever that was
     existing = await session.scalar(select(Program).where(Program.slug == spec.slug))
@@ -236,7 +217,9 @@ async def open_program(
         ledger_id = earlier.id
     else:
         ledger_id = int(await session.scalar(text("SELECT nextval('program_ledger_id_seq')")) or 0)
-        await ledger.create_ledger(LedgerDefinition(id=ledger_id, name=name))
+        await ledger.create_ledger(
+            LedgerDefinition(id=ledger_id, name=name), time_zone=spec.time_zone
+        )
     # No row is ever deleted, so a slug names one program for good.
     accounts = {
         code: derived_id(program_id, "account", code.name.lower())
@@ -269,6 +252,7 @@ async def open_program(
     )
     session.add(program)
     await session.flush()
+    await record_point_value(session, program.id, program.started_at, point_value)
     await audit.record(session, principal, "program.open", f"program:{spec.slug}", spec)
     return program, True
 
@@ -416,13 +400,16 @@ async def take_back_points(
     metadata: dict[str, Any],
     *,
     code: TransferCode,
+    lots: Sequence[uuid.UUID] = (),
 ) -> int:
     """Take ``points`` back from the member (a return, a refund): from the
     wallet what it holds, under ``code`` (what is being taken back), the
     shortfall as a ``DEBT`` of the member's debt account (one debt, whatever
     its cause: the metadata names it); returns the debt recorded. ``key``
     names the reversal: each attempt has ids of its own (a refused id stays
-    refused), and an attempt already recorded is reused."""
+    refused), and an attempt already recorded is reused. ``lots``: the lots
+    the wallet gives first (the points being taken back, where they still
+    are), before its other points, oldest first."""
     await lock_member(session, member.id)
     attempts = [
         (
@@ -442,6 +429,7 @@ async def take_back_points(
         take = max(0, min(points, spendable(wallet)))
         legs = []
         if take:
+            named = {"lots": [str(lot) for lot in lots]} if lots else {}
             legs.append(
                 Transfer(
                     id=wallet_leg,
@@ -450,7 +438,7 @@ async def take_back_points(
                     amount=take,
                     ledger=program.ledger_id,
                     code=code,
-                    metadata=metadata,
+                    metadata={**metadata, **named},
                 )
             )
         if points - take:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.codes import TransferCode
+from core.codes import TransferCode, derived_id
 from core.errors import Conflict, NotFound
 from core.models import Member, Program
 from core.principal import Principal
@@ -78,6 +78,9 @@ async def return_purchase(
             points,
             {"order_id": purchase.order_id, "return_id": event.return_id},
             code=TransferCode.RETURN_REVERSAL,
+            # The purchase's own points first, wherever they are: its lot is
+            # the settlement that posted them (``rewards.settlement``).
+            lots=[derived_id(program.id, "settle", purchase.order_id)],
         )
     purchase.returned_minor = returned
     purchase.points_reversed = reversed_after

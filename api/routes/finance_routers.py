@@ -6,4 +6,16 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-FINANCE_API: list[ControllerRouterHandler] = []
+from api.routes.finance_analytics import FinanceAnalyticsController
+from api.routes.finance_liability import FinanceLiabilityController
+from api.routes.finance_periods import FinancePeriodsController
+from api.routes.finance_reconciliation import FinanceReconciliationController
+from api.routes.finance_revenue import FinanceRevenueController
+
+FINANCE_API: list[ControllerRouterHandler] = [
+    FinanceAnalyticsController,
+    FinanceLiabilityController,
+    FinancePeriodsController,
+    FinanceReconciliationController,
+    FinanceRevenueController,
+]

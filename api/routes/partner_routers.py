@@ -34,6 +34,7 @@ from api.routes.partner_statement_api import PartnerStatementApiController
 from api.routes.partner_statements import PartnerPositionController, PartnerStatementController
 from api.routes.partner_webhooks import PartnerWebhookController
 from api.routes.partners import PartnerController
+from api.routes.segments import SegmentController
 
 PARTNER_API: list[ControllerRouterHandler] = [
     PartnerMdfController,
@@ -62,4 +63,5 @@ OPERATOR_API: list[ControllerRouterHandler] = [
     CampaignController,
     LeadSettingsController,
     PartnerLeadProfileController,
+    SegmentController,
 ]

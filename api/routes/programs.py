@@ -548,6 +548,10 @@ class ProgramController(Controller):
         "/{slug:str}/members/{external_id:str}/adjustments",
         guards=[require_scope("members:write")],
         summary="Add or take points by hand, with a reason (idempotent by adjustment id)",
+        description="With `corrects` (a transfer of the program's ledger), a finance"
+        " correction: it posts now, in the open period, with code 300 and metadata"
+        " `corrects`; a transfer that is not the program's: 422 corrected-transfer-not-found,"
+        " nothing written.",
         responses={
             **problem_responses(*OPERATOR_WRITE),
             **replayed(AdjustmentOutcome, "adjustment (the same adjustment id)"),

@@ -12,6 +12,11 @@
 --      record rejections and open/closed pending timeouts.
 -- A rejected id is reserved in the transfers' primary key by a row of ledger 0
 -- (migration 0013): every read of transfers skips ledger 0.
+-- A ledger closed through an instant (ledgers.closed_through, migration 0038)
+-- refuses every transfer whose business time, coalesce(effective_at, now), is
+-- at or before it: posts and voids by their own business time, not their
+-- pending transfer's. The boundary moves only under the ledger's lock
+-- (ledger/periods.py), so it stands still while a batch of the ledger runs.
 CREATE OR REPLACE FUNCTION ledger_create_transfers(
     p_id uuid[], p_debit uuid[], p_credit uuid[], p_amount bigint[],
     p_ledger integer[], p_code integer[], p_flags integer[], p_pending_id uuid[],
@@ -58,6 +63,7 @@ DECLARE
     result_overflows_credits constant smallint := 28;
     result_exceeds_credits constant smallint := 29;
     result_exceeds_debits constant smallint := 30;
+    result_business_time_in_closed_period constant smallint := 31;
     n integer := coalesce(cardinality(p_id), 0);
     v_now timestamptz := now();
     ts_base bigint;
@@ -93,9 +99,11 @@ DECLARE
     amt bigint; pa bigint; t_ts bigint; linked boolean; has_two_phase boolean;
     n_s integer := 0;
     n_updated integer;
+    -- the closed ledgers of the batch and how far each is closed (usually none)
+    c_ledger integer[]; c_closed timestamptz[]; n_closed integer := 0;
     -- the lone plain transfer: its two accounts
     lone_from_pre boolean;
-    db_ctid tid; db_ledger integer; db_flags integer;
+    db_ctid tid; db_ledger integer; db_flags integer; db_closed timestamptz;
     db_dp bigint; db_dpo bigint; db_cp bigint; db_cpo bigint;
     cr_ctid tid; cr_ledger integer; cr_flags integer;
     cr_dp bigint; cr_dpo bigint; cr_cp bigint; cr_cpo bigint;
@@ -176,10 +184,12 @@ BEGIN
 
         -- 1d., the rest of 1e. and 2.
         IF code < 0 THEN
+            -- The ledger's boundary comes with the debit account: no statement more.
             SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
-                   a.credits_pending, a.credits_posted
-            INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo
-            FROM accounts a WHERE a.id = p_debit[1];
+                   a.credits_pending, a.credits_posted, l.closed_through
+            INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo, db_closed
+            FROM accounts a LEFT JOIN ledgers l ON l.id = p_ledger[1]
+            WHERE a.id = p_debit[1];
             IF NOT FOUND THEN
                 code := result_debit_account_not_found;
             ELSE
@@ -191,6 +201,8 @@ BEGIN
                     code := result_credit_account_not_found;
                 ELSIF db_ledger <> p_ledger[1] OR cr_ledger <> p_ledger[1] THEN
                     code := result_ledger_mismatch;
+                ELSIF coalesce(p_effective_at[1], v_now) <= db_closed THEN
+                    code := result_business_time_in_closed_period;
                 ELSIF db_dp + db_dpo > c_max - amt THEN
                     code := result_overflows_debits;
                 ELSIF cr_cp + cr_cpo > c_max - amt THEN
@@ -275,6 +287,11 @@ BEGIN
     FROM (SELECT DISTINCT x AS ledger
           FROM unnest(p_ledger || coalesce(s_ledger, '{}')) x
           WHERE x IS NOT NULL ORDER BY 1) l;
+    -- Read under the locks: no boundary moves before the batch commits.
+    SELECT array_agg(l.id), array_agg(l.closed_through) INTO c_ledger, c_closed
+    FROM ledgers l
+    WHERE l.id = ANY (p_ledger || coalesce(s_ledger, '{}')) AND l.closed_through IS NOT NULL;
+    n_closed := coalesce(cardinality(c_ledger), 0);
 
     -- 1a. Ids already recorded: a replay returns the original outcome.
     FOR i, code, t_ts IN
@@ -401,6 +418,9 @@ BEGIN
                    WHEN ca.k IS NULL THEN result_credit_account_not_found
                    WHEN a_ledger[da.k] <> u.ledger OR a_ledger[ca.k] <> u.ledger
                        THEN result_ledger_mismatch
+                   WHEN n_closed > 0 AND coalesce(u.effective_at, v_now)
+                                         <= c_closed[array_position(c_ledger, u.ledger)]
+                       THEN result_business_time_in_closed_period
                    ELSE -1
                END)::smallint AS stat
         FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_flags,
@@ -498,6 +518,9 @@ BEGIN
                 code := result_exceeds_pending_amount;
             ELSIF fl & 8 <> 0 AND p_amount[i] NOT IN (0, s_amount[s]) THEN
                 code := result_pending_mismatch;
+            ELSIF n_closed > 0 AND coalesce(p_effective_at[i], v_now)
+                                   <= c_closed[array_position(c_ledger, s_ledger[s])] THEN
+                code := result_business_time_in_closed_period;
             ELSE
                 code := result_ok;
                 d := s_dk[s]; c := s_ck[s]; pa := s_amount[s];

@@ -36,7 +36,7 @@ def upgrade() -> None:
     )
     op.execute(
         ledger_function(
-            "ledger_create_transfers.sql",
+            "history/0015_named_ledger_results/ledger_create_transfers.sql",
             "c7d14cd8d2c7fb628d0b52745899e4c0d3c3fdea32dd8b236a6be87a9a5e3cc4",
         )
     )

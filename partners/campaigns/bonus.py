@@ -14,6 +14,10 @@ one each to the largest remainders, ties to the participant listed first in
 the proposal. The legs always add up to the whole bonus; the budget is split
 by the same rule.
 
+A campaign targeting a saved segment gives a bonus only to a member drawn
+at the start who is still in the segment (its definition as proposed)
+just before the purchase.
+
 The budget is never overspent, whatever the race: each leg debits the
 participant's campaign budget account, which is bounded (debits must not
 exceed credits), and the legs are one linked chain, so that a leg beyond
@@ -25,16 +29,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.codes import TransferCode, derived_id
+from core.models import Program
 from core.outbox import BatchSubscriber, OutboxEvent
 from ledger import Transfer, TransferFlags
 from ledger.writer import post_batch
-from partners.campaigns.schemas import WHOLE_BP, BonusRules
+from partners.campaigns.schemas import WHOLE_BP, BonusRules, SegmentKind
+from partners.segments.compiler import resolve
+from partners.segments.definition import SegmentDefinition
+from partners.segments.errors import InvalidSegment
+from partners.segments.members import is_member
 from rewards.connections import session_connection
 
 
@@ -85,8 +96,8 @@ def bonus_leg_id(
 # waits for this bonus to commit, and a bonus after the stop sees it closed.
 _CAMPAIGNS = text(
     """
-    SELECT c.id, c.rules, p.id AS program_id, p.ledger_id, p.minor_per_major,
-           i.member_id, i.company_id, i.points, i.purchase_amount_minor,
+    SELECT c.id, c.rules, c.segment, p.id AS program_id, p.ledger_id, p.minor_per_major,
+           i.member_id, i.company_id, i.points, i.purchase_amount_minor, i.created_at,
            m.wallet_account_id
       FROM partner_issuances i
       JOIN programs p ON p.id = i.program_id
@@ -136,6 +147,10 @@ async def apply_campaign_bonuses(session: AsyncSession, issuance_id: uuid.UUID) 
     rows = (await session.execute(_CAMPAIGNS, {"issuance": issuance_id})).all()
     posted = 0
     for row in rows:
+        if row.segment.get("kind") == SegmentKind.SAVED and not await _in_saved_segment(
+            session, row.program_id, row.segment["definition"], row.member_id, row.created_at
+        ):
+            continue
         rules = msgspec.convert(row.rules, BonusRules)
         points = bonus_points(rules, row.purchase_amount_minor, row.points, row.minor_per_major)
         if points <= 0:
@@ -182,6 +197,24 @@ async def apply_campaign_bonuses(session: AsyncSession, issuance_id: uuid.UUID) 
         )
         await session.execute(_REFUSE, {"refused": str(cause), "id": bonus_id})
     return posted
+
+
+async def _in_saved_segment(
+    session: AsyncSession,
+    program_id: uuid.UUID,
+    definition: dict[str, Any],
+    member_id: uuid.UUID,
+    at: datetime,
+) -> bool:
+    """Whether the member is in the campaign's saved segment at the
+    purchase's time (a definition that no longer compiles holds no one)."""
+    program = await session.get_one(Program, program_id)
+    try:
+        resolved = await resolve(session, program, msgspec.convert(definition, SegmentDefinition))
+    except InvalidSegment:
+        return False
+    # Just before the purchase: the purchase being rewarded does not qualify itself.
+    return await is_member(session, program, resolved, member_id, at - timedelta(microseconds=1))
 
 
 async def _bonuses_of(session: AsyncSession, events: Sequence[OutboxEvent]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import ColumnElement, exists, select
@@ -40,8 +41,12 @@ from partners.campaigns.schemas import (
     CampaignView,
     ParticipantView,
     Segment,
+    SegmentKind,
 )
 from partners.models import Partner, PartnerStatus
+from partners.segments.compiler import resolve
+from partners.segments.models import SavedSegment
+from partners.segments.saved import definition_of
 
 SCOPE = "campaigns:manage"
 #: How far up a store's hierarchy its participant is looked for.
@@ -116,7 +121,7 @@ async def propose_campaign(
         starts_at=request.starts_at,
         ends_at=request.ends_at,
         status=CampaignStatus.PROPOSED,
-        segment=msgspec.to_builtins(request.segment),
+        segment=await _segment_of(session, program, request.segment, principal),
         rules=msgspec.to_builtins(request.rules),
         budget_points=request.budget_points,
         holdout_bp=request.holdout_bp,
@@ -160,6 +165,27 @@ async def propose_campaign(
     )
     await _tell(session, campaign, events.CAMPAIGN_PROPOSED, found.values())
     return await campaign_view(session, campaign)
+
+
+async def _segment_of(
+    session: AsyncSession, program: Program, segment: Segment, principal: Principal
+) -> dict[str, Any]:
+    """The segment as stored: a saved segment's definition is copied in, so
+    that a later change of the saved segment does not move the target its
+    participants approved."""
+    stored: dict[str, Any] = msgspec.to_builtins(segment)
+    if segment.kind is not SegmentKind.SAVED:
+        return stored
+    saved = await session.scalar(
+        select(SavedSegment).where(
+            SavedSegment.program_id == program.id, SavedSegment.name == segment.saved
+        )
+    )
+    if saved is None or (principal.kind is PrincipalKind.PARTNER and not saved.offered_to_partners):
+        offered = " offered to partners" if principal.kind is PrincipalKind.PARTNER else ""
+        raise InvalidCampaign(f"segment: no saved segment {segment.saved!r}{offered}")
+    await resolve(session, program, definition_of(saved))
+    return stored | {"definition": saved.definition}
 
 
 async def _stores(
@@ -391,7 +417,9 @@ async def campaign_view(session: AsyncSession, campaign: Campaign) -> CampaignVi
             for p, slug in participants
         ],
         stores=list(stores),
-        segment=msgspec.convert(campaign.segment, Segment),
+        segment=msgspec.convert(
+            {k: v for k, v in campaign.segment.items() if k != "definition"}, Segment
+        ),
         rules=msgspec.convert(campaign.rules, BonusRules),
         budget_points=campaign.budget_points,
         holdout_bp=campaign.holdout_bp,

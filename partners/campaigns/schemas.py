@@ -19,6 +19,7 @@ from ledger.bounds import (
     integer_range,
 )
 from ledger.bounds import Moment as _Moment
+from partners.segments.definition import SegmentName
 
 #: The whole, in basis points: shares add up to it.
 WHOLE_BP = 10_000
@@ -57,6 +58,8 @@ class SegmentKind(enum.StrEnum):
     ACTIVE = "active"
     #: The members listed in ``members`` (by their id in the program).
     LIST = "list"
+    #: The members of the saved segment ``saved`` (``partners.segments``).
+    SAVED = "saved"
 
 
 class Segment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -68,8 +71,11 @@ class Segment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
             description="Who is targeted, always among the program's active members: `all`"
             " (every one); `tiers` (those whose tier code is one of `tiers`); `active` (those"
             " who earned at a partner of the program, or made a purchase, in the"
-            " `active_within_days` days before the start); `list` (those of `members`). Give"
-            " the one field the kind names (none for `all`) and no other."
+            " `active_within_days` days before the start); `list` (those of `members`);"
+            " `saved` (those in the saved segment `saved` at the start, as it was defined"
+            " when the campaign was proposed; a bonus then also needs the member in it at"
+            " the purchase's time). Give the one field the kind names (none for `all`) and"
+            " no other."
         ),
     ]
     tiers: (
@@ -98,6 +104,16 @@ class Segment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
         ]
         | None
     ) = None
+    saved: (
+        Annotated[
+            SegmentName,
+            msgspec.Meta(
+                description="A saved segment of the program (kind `saved`); a partner may"
+                " name only one offered to partners."
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         wanted = {
@@ -105,8 +121,9 @@ class Segment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
             SegmentKind.TIERS: "tiers",
             SegmentKind.ACTIVE: "active_within_days",
             SegmentKind.LIST: "members",
+            SegmentKind.SAVED: "saved",
         }[self.kind]
-        for name in ("tiers", "active_within_days", "members"):
+        for name in ("tiers", "active_within_days", "members", "saved"):
             given = getattr(self, name) is not None
             if given != (name == wanted):
                 raise ValueError(
@@ -178,9 +195,10 @@ class CampaignProposal(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
         Segment,
         msgspec.Meta(
             description="Who the campaign targets, drawn once at its start: members who join"
-            " later are in neither the targeted group nor the holdout."
+            " later are in neither the targeted group nor the holdout. Left out: every"
+            " active member (kind `all`)."
         ),
-    ]
+    ] = msgspec.field(default_factory=lambda: Segment(kind=SegmentKind.ALL))
     rules: Annotated[
         BonusRules,
         msgspec.Meta(

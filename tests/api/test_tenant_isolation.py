@@ -214,6 +214,11 @@ async def tenants(
         await add_campaigns(client, tenant)
         await add_leads(client, engine, tenant)
         await add_mdf(client, engine, tenant)
+        await add_lot_operations(client, tenant)
+        await add_periods(pool, tenant)
+        await add_revenue_run(client, tenant)
+        await add_reconciliation_run(client, tenant)
+        await add_segments(client, tenant)
     return made
 
 
@@ -1004,6 +1009,242 @@ PROGRAM_CASES |= {
     ),
 }
 
+
+async def add_periods(pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """The program started last month (UTC, its zone): that month has
+    ended, and is the first that may close."""
+    await pool.execute(
+        "UPDATE programs SET started_at = $2 WHERE slug = $1",
+        tenant.slug,
+        months_back(1)[0] + timedelta(hours=1),
+    )
+
+
+PROGRAM_CASES |= {
+    ("GET", "/programs/{slug}/finance/periods"): lambda t: ("/finance/periods", None),
+    # Closed already the second time: answered as it is.
+    ("POST", "/programs/{slug}/finance/periods/{month}/close"): lambda t: (
+        f"/finance/periods/{month_label(1)}/close",
+        None,
+    ),
+    ("POST", "/programs/{slug}/finance/periods/{month}/reopen"): lambda t: (
+        f"/finance/periods/{month_label(1)}/reopen",
+        {"reason": "isolation"},
+    ),
+}
+
+
+async def add_revenue_run(client: Client, tenant: Tenant) -> None:
+    """Revenue recognised for the month before last, for its read."""
+    await ok(
+        await client.post(
+            f"/programs/{tenant.slug}/finance/revenue/recognitions",
+            json={"period": month_label(2)},
+        )
+    )
+
+
+PROGRAM_CASES |= {
+    ("GET", "/programs/{slug}/finance/revenue/settings"): lambda t: (
+        "/finance/revenue/settings",
+        None,
+    ),
+    ("PUT", "/programs/{slug}/finance/revenue/settings"): lambda t: (
+        "/finance/revenue/settings",
+        {"default_breakage_rate": "0.25"},
+    ),
+    ("GET", "/programs/{slug}/finance/revenue/allocations"): lambda t: (
+        "/finance/revenue/allocations",
+        None,
+    ),
+    ("GET", "/programs/{slug}/finance/revenue/breakage-estimates"): lambda t: (
+        "/finance/revenue/breakage-estimates",
+        None,
+    ),
+    # Recognised already the second time: answered as it is.
+    ("POST", "/programs/{slug}/finance/revenue/recognitions"): lambda t: (
+        "/finance/revenue/recognitions",
+        {"period": month_label(1)},
+    ),
+    ("GET", "/programs/{slug}/finance/revenue/recognitions/{period}"): lambda t: (
+        f"/finance/revenue/recognitions/{month_label(2)}",
+        None,
+    ),
+    ("GET", "/programs/{slug}/finance/journal"): lambda t: (
+        f"/finance/journal?period={month_label(1)}",
+        None,
+    ),
+}
+
+
+#: Per tenant: the id of a reconciliation run, for its read.
+RECONCILIATION_RUNS: dict[str, str] = {}
+
+
+async def add_reconciliation_run(client: Client, tenant: Tenant) -> None:
+    made = await ok(await client.post(f"/programs/{tenant.slug}/finance/reconciliations", json={}))
+    RECONCILIATION_RUNS[tenant.slug] = made["run"]["id"]
+
+
+PROGRAM_CASES |= {
+    ("POST", "/programs/{slug}/finance/reconciliations"): lambda t: (
+        "/finance/reconciliations",
+        {},
+    ),
+    ("GET", "/programs/{slug}/finance/reconciliations"): lambda t: (
+        "/finance/reconciliations",
+        None,
+    ),
+    ("GET", "/programs/{slug}/finance/reconciliations/{run_id}"): lambda t: (
+        f"/finance/reconciliations/{RECONCILIATION_RUNS[t.slug]}",
+        None,
+    ),
+}
+
+
+#: Per tenant: a redemption and a captured hold to cancel, a reinstatement,
+#: the sunset scheduled (api.routes.lot_operations).
+LOT_IDS: dict[str, dict[str, Any]] = {}
+
+
+async def add_lot_operations(client: Client, tenant: Tenant) -> None:
+    base = f"/programs/{tenant.slug}"
+    ids = LOT_IDS.setdefault(tenant.slug, {})
+    as_member = member_token(tenant.slug, "m")
+    cup = {"sku": "CUP", "name": "Cup", "points_price": 10}
+    await ok(await client.post(f"{base}/rewards", json=cup))
+    await ok(
+        await client.post(
+            "/me/redemptions",
+            json={"sku": "CUP"},
+            headers={**as_member, "Idempotency-Key": "redeem-to-cancel"},
+        )
+    )
+    history = await ok(await client.get("/me/transactions", headers=as_member))
+    [redemption] = [m for m in history["movements"] if m["kind"] == "redemption"]
+    ids["redemption"] = redemption["id"]
+    hold = await ok(
+        await client.post(
+            "/me/holds",
+            json={"order_ref": "cart-cancel", "amount_minor": 10, "timeout_seconds": 3600},
+            headers={**as_member, "Idempotency-Key": "hold-to-cancel"},
+        )
+    )
+    await ok(await client.post(f"{base}/holds/{hold['id']}/capture", json={}))
+    ids["hold"] = hold["id"]
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    made = await ok(
+        await client.post(f"{base}/reinstatements", json={"reference": "setup", "since": since})
+    )
+    ids["reinstatement"] = made["id"]
+    ids["sunset"] = {
+        "sunset_at": (datetime.now(UTC) + timedelta(days=120)).isoformat(),
+        "notice_days": 90,
+        "reason": "isolation",
+    }
+    await ok(await client.post(f"{base}/sunset", json=ids["sunset"]))
+
+
+def _since() -> str:
+    return (datetime.now(UTC) - timedelta(days=1)).isoformat()
+
+
+PROGRAM_CASES |= {
+    ("POST", "/programs/{slug}/members/{external_id}/redemptions/{transfer_id}/cancellation"): (
+        lambda t: (
+            f"/members/m/redemptions/{LOT_IDS[t.slug]['redemption']}/cancellation",
+            {"cancellation_id": fresh("C"), "reason": "isolation"},
+        )
+    ),
+    ("POST", "/programs/{slug}/holds/{hold_id}/cancellation"): lambda t: (
+        f"/holds/{LOT_IDS[t.slug]['hold']}/cancellation",
+        {"cancellation_id": fresh("C"), "reason": "isolation"},
+    ),
+    ("POST", "/programs/{slug}/reinstatements"): lambda t: (
+        "/reinstatements",
+        {"reference": fresh("R"), "since": _since()},
+    ),
+    ("GET", "/programs/{slug}/reinstatements"): lambda t: ("/reinstatements", None),
+    ("GET", "/programs/{slug}/reinstatements/{reinstatement_id}"): lambda t: (
+        f"/reinstatements/{LOT_IDS[t.slug]['reinstatement']}",
+        None,
+    ),
+    ("GET", "/programs/{slug}/sunset"): lambda t: ("/sunset", None),
+    # The setup's own sunset: found again while it stands, scheduled anew
+    # once the DELETE case has cancelled it.
+    ("POST", "/programs/{slug}/sunset"): lambda t: ("/sunset", LOT_IDS[t.slug]["sunset"]),
+    ("DELETE", "/programs/{slug}/sunset"): lambda t: ("/sunset", None),
+}
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+PROGRAM_CASES |= {
+    ("GET", "/programs/{slug}/finance/liability"): lambda t: (
+        f"/finance/liability?as_of={_today()}&by=partner",
+        None,
+    ),
+    ("GET", "/programs/{slug}/finance/roll-forward"): lambda t: (
+        f"/finance/roll-forward?first_day={_today()}&last_day={_today()}&partner=p&format=csv",
+        None,
+    ),
+    ("GET", "/programs/{slug}/finance/trial-balance"): lambda t: (
+        f"/finance/trial-balance?as_of={_today()}",
+        None,
+    ),
+}
+
+
+async def add_segments(client: Client, tenant: Tenant) -> None:
+    """Saved segments: one to read, change, count and export, one to delete."""
+    for name in ("kept", "to-delete"):
+        await ok(
+            await client.post(
+                f"/programs/{tenant.slug}/segments", json={"name": name, "definition": {}}
+            )
+        )
+
+
+PROGRAM_CASES |= {
+    ("POST", "/programs/{slug}/segments"): lambda t: (
+        "/segments",
+        {"name": fresh("seg"), "definition": {"filter": "has_email or purchases > 0"}},
+    ),
+    ("GET", "/programs/{slug}/segments"): lambda t: ("/segments", None),
+    ("GET", "/programs/{slug}/segments/{name}"): lambda t: ("/segments/kept", None),
+    ("PUT", "/programs/{slug}/segments/{name}"): lambda t: (
+        "/segments/kept",
+        {"definition": {"recency": {"max_days": 30}}},
+    ),
+    ("DELETE", "/programs/{slug}/segments/{name}"): lambda t: ("/segments/to-delete", None),
+    ("GET", "/programs/{slug}/segments/{name}/count"): lambda t: ("/segments/kept/count", None),
+    ("GET", "/programs/{slug}/segments/{name}/export"): lambda t: (
+        "/segments/kept/export?format=parquet",
+        None,
+    ),
+    ("GET", "/programs/{slug}/analytics/members/{external_id}/value"): lambda t: (
+        "/analytics/members/m/value",
+        None,
+    ),
+    ("GET", "/programs/{slug}/analytics/redemption-curves"): lambda t: (
+        f"/analytics/redemption-curves?period={month_label(1)}",
+        None,
+    ),
+    ("GET", "/programs/{slug}/analytics/program-roi"): lambda t: (
+        f"/analytics/program-roi?period={month_label(1)}",
+        None,
+    ),
+    ("GET", "/programs/{slug}/analytics/partner-profitability"): lambda t: (
+        f"/analytics/partner-profitability?period={month_label(2)}",
+        None,
+    ),
+    ("GET", "/programs/{slug}/analytics/campaigns/{campaign_id}/roi"): lambda t: (
+        f"/analytics/campaigns/{t.campaign}/roi",
+        None,
+    ),
+}
 
 #: Routes with no isolation case, and why none is needed.
 _OWN = "a member token's own member only: the path names nothing, the token its program"

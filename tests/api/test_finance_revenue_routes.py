@@ -1,0 +1,165 @@
+"""The revenue and journal routes: settings read and stored, a period
+recognised once (201, then 200 replayed), the journal streamed as CSV and
+Parquet with the same bytes each time, and bad input answered with
+problem+json and nothing written."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import asyncpg
+import pyarrow.parquet as pq
+import pytest
+
+from tests.api.conftest import PROBLEM_JSON, Client, assert_problem, open_program
+from tests.partners.settlement_helpers import label as month_label
+
+
+async def writes(pool: asyncpg.Pool, slug: str) -> dict[str, Any]:
+    program = await pool.fetchval("SELECT id FROM programs WHERE slug = $1", slug)
+    found: dict[str, Any] = {}
+    for table in (
+        "revenue_settings",
+        "revenue_periods",
+        "breakage_estimates",
+        "revenue_allocations",
+        "revenue_recognitions",
+    ):
+        found[table] = await pool.fetch(
+            f"SELECT to_jsonb(t)::text FROM {table} t WHERE program_id = $1 ORDER BY 1", program
+        )
+    found["audit"] = await pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE subject LIKE $1", f"program:{slug}%"
+    )
+    return found
+
+
+async def test_settings_are_the_defaults_until_stored(client: Client, pool: asyncpg.Pool) -> None:
+    slug = await open_program(client)
+    base = f"/programs/{slug}/finance/revenue/settings"
+
+    shown = (await client.get(base)).json()
+    assert (shown["stored"], shown["rounding_policy"], shown["default_breakage_rate"]) == (
+        False,
+        "exact",
+        "0.2",
+    )
+    body = {
+        "rounding_policy": "ratio",
+        "ratio_places": 3,
+        "default_breakage_rate": "0.35",
+        "gl_accounts": {"revenue:loyalty_revenue": "41000 Points revenue"},
+    }
+    stored = await client.put(base, json=body)
+    assert stored.status_code == 200, stored.text
+    assert stored.json() | {} == (await client.get(base)).json()
+    assert (await client.get(base)).json()["stored"] is True
+    before = await writes(pool, slug)
+    assert (await client.put(base, json=body)).status_code == 200
+    assert await writes(pool, slug) == before  # the same settings again: nothing written
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"default_breakage_rate": "1.5"},
+        {"default_breakage_rate": "0.12345678901"},
+        {"rounding_policy": "nearest"},
+        {"ratio_places": 13},
+        {"gl_accounts": {"account:x": "Cash"}},
+        {"gl_accounts": {"revenue:loyalty_revenue": "bad\u0000name"}},
+        {"unknown": 1},
+        [],
+    ],
+)
+async def test_bad_settings_are_refused_and_write_nothing(
+    client: Client, pool: asyncpg.Pool, body: Any
+) -> None:
+    slug = await open_program(client)
+    before = await writes(pool, slug)
+    response = await client.put(f"/programs/{slug}/finance/revenue/settings", json=body)
+    assert response.status_code in (400, 422), response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    assert await writes(pool, slug) == before
+
+
+async def test_a_period_is_recognised_once(client: Client, pool: asyncpg.Pool) -> None:
+    slug = await open_program(client)
+    base = f"/programs/{slug}/finance/revenue"
+    period = month_label(1)
+
+    made = await client.post(f"{base}/recognitions", json={"period": period})
+    assert made.status_code == 201, made.text
+    assert (made.json()["period"], made.json()["replayed"]) == (period, False)
+    after = await writes(pool, slug)
+    again = await client.post(f"{base}/recognitions", json={"period": period})
+    assert (again.status_code, again.json()["replayed"]) == (200, True)
+    assert await writes(pool, slug) == after
+    shown = await client.get(f"{base}/recognitions/{period}")
+    assert shown.status_code == 200 and shown.json()["period"] == period
+    assert (await client.get(f"{base}/breakage-estimates")).json() == []
+    assert (await client.get(f"{base}/allocations")).json() == {"items": [], "next_cursor": None}
+    # An earlier period, once a later one is recognised: refused.
+    assert_problem(
+        await client.post(f"{base}/recognitions", json={"period": month_label(2)}),
+        409,
+        "revenue-later-period-recognised",
+    )
+    assert await writes(pool, slug) == after
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"period": "2025-13"}, 400),
+        ({"period": "25-01"}, 400),
+        ({}, 400),
+        ({"period": "2025-01", "more": 1}, 400),
+        ({"period": "9998-12"}, 422),
+    ],
+)
+async def test_a_bad_period_is_refused_and_writes_nothing(
+    client: Client, pool: asyncpg.Pool, body: Any, status: int
+) -> None:
+    slug = await open_program(client)
+    before = await writes(pool, slug)
+    response = await client.post(f"/programs/{slug}/finance/revenue/recognitions", json=body)
+    assert response.status_code in (status, 422 if status == 400 else status), response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    if status == 422:
+        assert response.json()["type"].endswith("revenue-period-not-ended")
+    assert await writes(pool, slug) == before
+
+
+async def test_reads_of_what_is_not_there(client: Client) -> None:
+    slug = await open_program(client)
+    base = f"/programs/{slug}/finance"
+    assert_problem(await client.get(f"{base}/revenue/recognitions/2020-01"), 404, "not-found")
+    for bad in ("2020-1", "2020-00", "x"):
+        response = await client.get(f"{base}/journal", params={"period": bad})
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    response = await client.get(f"{base}/journal", params={"period": "2020-01", "format": "xlsx"})
+    assert response.status_code == 400
+
+
+async def test_the_journal_streams_the_same_bytes(client: Client) -> None:
+    slug = await open_program(client)
+    await client.post(
+        f"/programs/{slug}/finance/revenue/recognitions", json={"period": month_label(1)}
+    )
+    path = f"/programs/{slug}/finance/journal"
+    csv_file = await client.get(path, params={"period": month_label(1)})
+    assert csv_file.status_code == 200, csv_file.text
+    assert csv_file.headers["content-type"].startswith("text/csv")
+    assert csv_file.content.decode().splitlines()[0].startswith("journal_id,accounting_date,period")
+    again = await client.get(path, params={"period": month_label(1)})
+    assert again.content == csv_file.content
+    parquet = await client.get(path, params={"period": month_label(1), "format": "parquet"})
+    assert parquet.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(parquet.content))
+    assert table.schema.names[:3] == ["journal_id", "accounting_date", "period"]
+    assert (
+        await client.get(path, params={"period": month_label(1), "format": "parquet"})
+    ).content == parquet.content

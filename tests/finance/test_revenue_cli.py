@@ -1,0 +1,81 @@
+"""`coalition finance recognise` and `coalition finance journal`: a
+period recognised once, its journal written to a file (the same bytes as
+the API's export), bad input one plain line on stderr, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from api.cli import main
+from api.settings import ENVIRONMENT
+from core.models import Program
+from tests.conftest import NewProgram
+from tests.partners.settlement_helpers import label as month_label
+
+
+def run(database_url: str, *args: str) -> Result:
+    environment: dict[str, str | None] = dict.fromkeys(ENVIRONMENT)
+    environment["DATABASE_URL"] = database_url
+    return CliRunner().invoke(main, ["finance", *args], env=environment)
+
+
+@pytest.fixture
+async def program(new_program: NewProgram) -> Program:
+    return await new_program()
+
+
+def test_recognise_then_write_the_journal(
+    database_url: str, program: Program, tmp_path: Path
+) -> None:
+    period = month_label(1)
+    first = run(database_url, "recognise", "--program", program.slug, "--period", period)
+    assert first.exit_code == 0, first.output
+    assert f"{period} recognised: 0 allocations" in first.output
+    again = run(database_url, "recognise", "--program", program.slug, "--period", period)
+    assert "was recognised already" in again.output
+    files = []
+    for name in ("a.parquet", "b.parquet"):
+        output = tmp_path / name
+        done = run(
+            database_url,
+            "journal",
+            "--program",
+            program.slug,
+            "--period",
+            period,
+            "--format",
+            "parquet",
+            "--output",
+            str(output),
+        )
+        assert done.exit_code == 0, done.output
+        files.append(output.read_bytes())
+    assert files[0] == files[1] and files[0].startswith(b"PAR1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["recognise", "--program", "{slug}", "--period", "2025-13"],
+        ["recognise", "--program", "no-such-program", "--period", "2025-01"],
+        ["recognise", "--program", "{slug}", "--period", "9998-12"],
+        ["journal", "--program", "{slug}", "--period", "2025-1", "--output", "{out}"],
+        ["journal", "--program", "no-such-program", "--period", "2025-01", "--output", "{out}"],
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    database_url: str, program: Program, tmp_path: Path, args: list[str]
+) -> None:
+    out = tmp_path / "journal.csv"
+    result = run(database_url, *[a.format(slug=program.slug, out=out) for a in args])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coalition: error: "), result.output
+    assert list(tmp_path.iterdir()) == []
+    check = run(database_url, "recognise", "--program", program.slug, "--period", "2025-12")
+    # Nothing was recognised by the refused run: a later one is still free to go.
+    assert check.exit_code == 0, check.output
