@@ -34,6 +34,7 @@ from api.commit import commit_before_send
 from api.database import sqlalchemy_url
 from api.intake import PurchaseIntake
 from api.issuance_intake import IssuanceIntake
+from api.lead_intake import LeadIntake
 from api.member_auth import TokenVerifier, rate_limit_key
 from api.partner_access import (
     PARTNER_SCHEME,
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         issuances = app.state.issuance_intake = IssuanceIntake(pool, ledger)
         # The partner API's one-statement writes (MDF requests and claims).
         partner_writes = app.state.partner_writes = StatementBatch(pool, name="partner-writes")
+        leads = app.state.lead_intake = LeadIntake(pool)
         sweeper = None
         if settings.sweep_interval > 0:
             sweeper = asyncio.create_task(sweep_expired(ledger, settings.sweep_interval))
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             await intake.close()
             await issuances.close()
             await partner_writes.close()
+            await leads.close()
             await ledger.close()
             await pool.close()
 

@@ -11,7 +11,7 @@ the other), one BEGIN and one COMMIT for all.
 
 A statement that fails for a reason of its own request (data the database
 refuses, a constraint) is that request's answer alone: the batch is split
-until it is alone (``ledger.batching.isolate_faults``) and the others are
+until it is alone (``ledger.batching.MicroBatcher``'s ``is_item_fault``) and the others are
 written again. The same use case runs on an ``AsyncSession`` as well
 (``fetch_one`` takes either), for callers that write more in one
 transaction.
@@ -19,7 +19,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, cast
 
 import asyncpg
@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
-from ledger.batching import MicroBatcher, isolate_faults
+from ledger.batching import MicroBatcher
 from ledger.errors import is_input_fault
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
@@ -93,10 +93,7 @@ class StatementBatch:
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def _write(self, batch: list[_Submitted]) -> Sequence[Row | Exception | None]:
-        return await isolate_faults(self._write_together, batch, is_item_fault=_of_one_request)
-
-    async def _write_together(self, batch: list[_Submitted]) -> list[Row | None]:
+    async def _write(self, batch: list[_Submitted]) -> list[Row | None]:
         rows: list[Row | None] = []
         async with self._pool.acquire() as connection, connection.transaction():
             for compiled, arguments in batch:

@@ -18,6 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.idempotency import IdempotencyKeyHeader
+from api.lead_intake import LeadIntake
 from api.partner_access import (
     PARTNER_LIST,
     PARTNER_READ,
@@ -38,6 +39,7 @@ from partners.leads.registration import (
     register_lead,
     request_extension,
 )
+from partners.leads.registration_batch import NeedsSession
 from partners.leads.schemas import (
     Decline,
     ExtensionRequest,
@@ -104,10 +106,17 @@ class PartnerLeadController(Controller):
         data: JSONBody[LeadRegistration],
     ) -> Response[LeadView]:
         principal = partner(request)
+        now = datetime.now(UTC)
+        if not data.shared:
+            # Written with other requests' in one transaction (api.lead_intake);
+            # a replay, a partner not active and a shared lead take the session.
+            intake: LeadIntake = request.app.state.lead_intake
+            try:
+                return created_or_replayed(await intake.register(data, now, principal=principal))
+            except NeedsSession:
+                pass
         program, firm = await own_firm(db_session, principal)
-        view = await register_lead(
-            db_session, program, firm, data, datetime.now(UTC), principal=principal
-        )
+        view = await register_lead(db_session, program, firm, data, now, principal=principal)
         return created_or_replayed(view)
 
     @get(

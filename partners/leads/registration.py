@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 from sqlalchemy import exists, or_, select, text, update
@@ -137,6 +138,63 @@ def _same(lead: Lead, request: LeadRegistration) -> bool:
     )
 
 
+def new_lead(
+    program_id: uuid.UUID,
+    partner_id: uuid.UUID,
+    request: LeadRegistration,
+    now: datetime,
+    *,
+    scoring_version: int | None,
+    scoring: Any,
+    config: RoutingConfiguration | None,
+    keys: tuple[str, str],
+) -> Lead:
+    """The registration's row, scored by the program's latest scoring
+    version (``scoring``: its criteria, or None) and held for the routing
+    configuration's exclusivity period. Writes nothing."""
+    domain, name = keys
+    points, details = 0, list[Contribution]()
+    if scoring is not None:
+        points, details = score(
+            criteria_of(scoring),
+            size=request.company.size,
+            industry=request.company.industry,
+            territory=request.territory,
+            last_activity_at=request.last_activity_at,
+            now=now,
+        )
+    days = config.exclusivity_days if config is not None else DEFAULT_EXCLUSIVITY_DAYS
+    return Lead(
+        id=new_id(),
+        program_id=program_id,
+        partner_id=partner_id,
+        reference=request.reference,
+        shared=request.shared,
+        company_name=request.company.name,
+        company_domain=request.company.domain,
+        domain_key=domain,
+        name_key=name,
+        company_size=request.company.size,
+        industry=request.company.industry,
+        contact=msgspec.to_builtins(request.contact),
+        estimated_value_minor=request.estimated_value_minor,
+        currency=request.currency,
+        expected_close=request.expected_close,
+        notes=request.notes,
+        territory=request.territory,
+        products=list(request.products),
+        lawful_basis=request.lawful_basis,
+        consent_reference=request.consent_reference,
+        last_activity_at=request.last_activity_at,
+        status=LeadStatus.REGISTERED,
+        exclusive_until=now + timedelta(days=days),
+        score=points,
+        scoring_version=scoring_version,
+        score_details=msgspec.to_builtins(details),
+        status_changed_at=now,
+    )
+
+
 async def register_lead(
     session: AsyncSession,
     program: Program,
@@ -204,45 +262,15 @@ async def register_lead(
             "the program routes no shared leads yet: it has no routing configuration"
         )
     config = msgspec.convert(routing, RoutingConfiguration) if routing is not None else None
-    points, details = 0, list[Contribution]()
-    if scoring is not None:
-        points, details = score(
-            criteria_of(scoring),
-            size=request.company.size,
-            industry=request.company.industry,
-            territory=request.territory,
-            last_activity_at=request.last_activity_at,
-            now=now,
-        )
-    days = config.exclusivity_days if config is not None else DEFAULT_EXCLUSIVITY_DAYS
-    lead = Lead(
-        id=new_id(),
-        program_id=program.id,
-        partner_id=partner.id,
-        reference=request.reference,
-        shared=request.shared,
-        company_name=request.company.name,
-        company_domain=request.company.domain,
-        domain_key=domain,
-        name_key=name,
-        company_size=request.company.size,
-        industry=request.company.industry,
-        contact=msgspec.to_builtins(request.contact),
-        estimated_value_minor=request.estimated_value_minor,
-        currency=request.currency,
-        expected_close=request.expected_close,
-        notes=request.notes,
-        territory=request.territory,
-        products=list(request.products),
-        lawful_basis=request.lawful_basis,
-        consent_reference=request.consent_reference,
-        last_activity_at=request.last_activity_at,
-        status=LeadStatus.REGISTERED,
-        exclusive_until=now + timedelta(days=days),
-        score=points,
+    lead = new_lead(
+        program.id,
+        partner.id,
+        request,
+        now,
         scoring_version=scoring_version,
-        score_details=msgspec.to_builtins(details),
-        status_changed_at=now,
+        scoring=scoring,
+        config=config,
+        keys=(domain, name),
     )
     session.add(lead)
     await audit.record(
@@ -250,7 +278,7 @@ async def register_lead(
         principal,
         "leads.registered",
         f"program:{program.slug}:partner:{partner.slug}:lead:{request.reference}",
-        {"lead": str(lead.id), "shared": request.shared, "score": points},
+        {"lead": str(lead.id), "shared": request.shared, "score": lead.score},
     )
     if request.shared and routing_version is not None and config is not None:
         await session.flush()

@@ -5,6 +5,7 @@ and is rewarded once. Conflicts name no one; bad input writes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -267,3 +268,73 @@ async def test_extensions_are_approved_by_the_operator(client: Client) -> None:
     )
     assert approved.status_code == 200, approved.text
     assert approved.json()["exclusive_until"] > until
+
+
+# Unshared registrations of concurrent requests are written a batch at a time
+# (api.lead_intake): one company is registered once, a reference twice at
+# once is one registration and replays, each has its audit line.
+
+
+async def test_one_company_registered_at_once_by_many_is_held_by_one(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    program = await open_program(client)
+    partners = [await firm(client, program) for _ in range(6)]
+    tokens = [await api_partner_bearer(client, program, p) for p in partners]
+    domain = f"c{uuid.uuid4().hex[:10]}.example"
+    answers = await asyncio.gather(
+        *(
+            post(
+                client, "/partner/leads", token, lead(company={"name": f"Co {n}", "domain": domain})
+            )
+            for n, token in enumerate(tokens)
+        )
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201, 409, 409, 409, 409, 409], [a.text for a in answers]
+    conflicts = [a.json() for a in answers if a.status_code == 409]
+    assert all(c["type"].endswith("/lead-registration-conflict") for c in conflicts)
+    held = await pool.fetchval("SELECT count(*) FROM leads WHERE domain_key = $1", domain)
+    assert held == 1
+    made = next(a.json() for a in answers if a.status_code == 201)
+    lines = await pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE action = 'leads.registered'"
+        " AND details->>'lead' = $1",
+        made["id"],
+    )
+    assert lines == 1
+
+
+async def test_a_reference_sent_twice_at_once_is_one_registration_and_a_replay(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    program = await open_program(client)
+    token = await api_partner_bearer(client, program, await firm(client, program))
+    body = lead()
+    answers = await asyncio.gather(*(post(client, "/partner/leads", token, body) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    rows = await pool.fetchval("SELECT count(*) FROM leads WHERE reference = $1", body["reference"])
+    assert rows == 1
+
+
+async def test_many_companies_at_once_are_each_registered_and_scored(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    program = await open_program(client)
+    token = await api_partner_bearer(client, program, await firm(client, program))
+    bodies = [lead() for _ in range(20)]
+    answers = await asyncio.gather(*(post(client, "/partner/leads", token, b) for b in bodies))
+    assert [a.status_code for a in answers] == [201] * 20
+    for body, answer in zip(bodies, answers, strict=True):
+        view = answer.json()
+        assert view["reference"] == body["reference"]
+        assert view["company"]["domain"] == body["company"]["domain"]
+        assert view["status"] == "registered"
+    stored = await pool.fetch(
+        "SELECT reference, contact, products, exclusive_until > now() AS held FROM leads"
+        " WHERE reference = ANY($1::text[])",
+        [b["reference"] for b in bodies],
+    )
+    assert len(stored) == 20
+    assert all(row["held"] for row in stored)

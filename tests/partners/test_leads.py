@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import msgspec
 import pytest
 from sqlalchemy import func, select
@@ -28,7 +29,8 @@ from partners.leads.registration import (
     register_lead,
     request_extension,
 )
-from partners.leads.schemas import ExtensionRequest, ScoringCriteria
+from partners.leads.registration_batch import NeedsSession, prepare_lead, record_leads
+from partners.leads.schemas import ExtensionRequest, LeadView, ScoringCriteria
 from partners.leads.scoring import save_scoring_version
 from partners.models import Partner
 from tests.conftest import NewProgram
@@ -312,3 +314,45 @@ async def test_two_registrations_of_one_company_at_once_make_one(
         )
         == 1
     )
+
+
+async def test_a_batch_registers_one_company_once_and_leaves_replays_to_the_session(
+    session: AsyncSession,
+    pool: asyncpg.Pool,
+    new_program: NewProgram,
+    new_partner: NewPartner,
+) -> None:
+    """``record_leads`` (the partner API's batched path): two registrations
+    of one company in one batch are one registration and the conflict, the
+    same reference twice is left to ``register_lead`` (a replay), and the
+    rows written are the one-at-a-time path's, audited."""
+    program = await new_program()
+    first, second = await new_partner(program), await new_partner(program)
+    await session.commit()
+    company = {"name": "Delta Haulage", "domain": f"delta-{uuid.uuid4().hex[:8]}.example"}
+    same = registration(company=company)
+    batch = [
+        await prepare_lead(pool, same, NOW, principal=acting(first)),
+        await prepare_lead(pool, registration(company=company), NOW, principal=acting(second)),
+        await prepare_lead(pool, same, NOW, principal=acting(first)),
+        await prepare_lead(pool, registration(), NOW, principal=acting(second)),
+    ]
+    async with pool.acquire() as connection, connection.transaction():
+        answers = await record_leads(connection, batch)
+    made, conflict, replay, other = answers
+    assert isinstance(made, LeadView)
+    assert isinstance(conflict, RegistrationConflict)
+    assert isinstance(replay, NeedsSession)
+    assert isinstance(other, LeadView)
+    stored = await session.get_one(Lead, uuid.UUID(made.id))
+    assert (stored.domain_key, stored.partner_id, stored.status) == (
+        domain_key(company["domain"]),
+        first.id,
+        "registered",
+    )
+    lines = await session.scalar(
+        select(func.count())
+        .select_from(audit_events)
+        .where(audit_events.c.details["lead"].astext.in_([made.id, other.id]))
+    )
+    assert lines == 2
