@@ -63,7 +63,7 @@ AsOfQuery = Annotated[
 ]
 ExportFormatQuery = Annotated[
     Literal["csv", "parquet"],
-    QueryParameter(query="format", description="`csv` (the default) or `parquet`."),
+    QueryParameter(name="format", description="`csv` (the default) or `parquet`."),
 ]
 #: A read that compiles a saved definition: one that no longer holds (a tier
 #: removed since) or a bad `as_of` is a 422.
