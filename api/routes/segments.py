@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.access import operator, require_scope
 from api.problems import problem_responses
-from api.routes import OPERATOR_CREATE, OPERATOR_DELETE, OPERATOR_READ, OPERATOR_WRITE
+from api.routes import OPERATOR_DELETE, OPERATOR_READ, OPERATOR_WRITE
 from api.routes.pagination import LIST_READ, Cursor, Limit
 from api.routes.paths import path_program
 from core.exports import MEDIA_TYPES, ExportFormat, export_chunks
@@ -115,7 +115,7 @@ class SegmentController(Controller):
         status_code=HTTPStatus.CREATED,
         summary="Save a segment of the program's members",
         description=SAVE_DESCRIPTION,
-        responses=problem_responses(*OPERATOR_CREATE),
+        responses=problem_responses(*OPERATOR_WRITE),
     )
     async def save(
         self,
