@@ -36,7 +36,7 @@ async def ledger_time_zone(db: Fetches, ledger: int) -> str:
 # the movements up to the day are summed (a scan of the ledger's movements).
 _CURRENT = """
     SELECT account_id, sum(remaining)::bigint AS points
-    FROM lots WHERE ledger = $1 AND remaining > 0
+    FROM lots WHERE ledger = $1 AND is_open
     GROUP BY account_id ORDER BY account_id"""
 _AS_OF = """
     SELECT l.account_id, sum(m.points)::bigint AS points

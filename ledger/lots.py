@@ -320,7 +320,7 @@ async def lots_of(conn: Connection, account_id: UUID, *, open_only: bool = False
     timestamp, id); ``open_only``: those with points left."""
     if open_only:
         rows = await conn.fetch(
-            f"SELECT {_LOT} FROM lots l WHERE l.account_id = $1 AND l.remaining > 0"
+            f"SELECT {_LOT} FROM lots l WHERE l.account_id = $1 AND l.is_open"
             ' ORDER BY l.earned_at, l."timestamp", l.id',
             account_id,
         )
@@ -343,7 +343,7 @@ async def open_lots_of(conn: Connection, account_ids: Sequence[UUID]) -> dict[UU
     them, for many accounts in one statement (a page of wallets)."""
     found: dict[UUID, list[Lot]] = {account: [] for account in account_ids}
     rows = await conn.fetch(
-        f"SELECT {_LOT} FROM lots l WHERE l.account_id = ANY($1::uuid[]) AND l.remaining > 0"
+        f"SELECT {_LOT} FROM lots l WHERE l.account_id = ANY($1::uuid[]) AND l.is_open"
         ' ORDER BY l.account_id, l.earned_at, l."timestamp", l.id',
         list(account_ids),
     )

@@ -86,7 +86,7 @@ BEGIN
             SELECT early.account FROM early
             WHERE early.side = 'g' OR early.earned_at < early.before
                OR early.earned_at < (SELECT l.earned_at FROM lots l
-                                     WHERE l.account_id = early.account AND l.remaining > 0
+                                     WHERE l.account_id = early.account AND l.is_open
                                      ORDER BY l.earned_at DESC, l."timestamp" DESC, l.id DESC
                                      LIMIT 1)
         ) x;
@@ -125,7 +125,8 @@ BEGIN
     -- 2. Debits of the queues: the overlap of each debit's range of the
     -- account's cumulative debits with each lot's range of its cumulative
     -- remaining, lots in order. Lots made after the account's last debit are
-    -- no candidates; the 16 oldest cover most debits, the rest are read only
+    -- no candidates; the 4 oldest cover most debits (a debit takes one or two
+    -- lots, every lot read is a heap fetch), the rest are read only
     -- for the accounts they do not cover.
     IF has_debit THEN
         WITH d AS (
@@ -138,28 +139,28 @@ BEGIN
         ), a AS (
             SELECT d.account, max(d.ts) AS last_ts, max(d.d_end) AS total
             FROM d GROUP BY d.account
-        ), first16 AS (
+        ), first_lots AS (
             SELECT a.account, a.total, l.*
             FROM a CROSS JOIN LATERAL (
-                SELECT l.id AS lot_id, l.remaining, l.earned_at, l."timestamp" AS lot_ts,
-                       l.origin_code, l.source_account_id, l.cohort
+                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
+                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
                 FROM lots l
-                WHERE l.account_id = a.account AND l.remaining > 0 AND l."timestamp" < a.last_ts
+                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
                 ORDER BY l.earned_at, l."timestamp", l.id
-                LIMIT 16
+                LIMIT 4
             ) l
         ), covered AS (
-            SELECT f.account FROM first16 f GROUP BY f.account, f.total
-            HAVING count(*) < 16 OR sum(f.remaining) >= f.total
+            SELECT f.account FROM first_lots f GROUP BY f.account, f.total
+            HAVING count(*) < 4 OR sum(f.remaining) >= f.total
         ), candidates AS (
-            SELECT f.* FROM first16 f WHERE f.account IN (SELECT account FROM covered)
+            SELECT f.* FROM first_lots f WHERE f.account IN (SELECT account FROM covered)
             UNION ALL
             SELECT a.account, a.total, l.*
             FROM a CROSS JOIN LATERAL (
-                SELECT l.id AS lot_id, l.remaining, l.earned_at, l."timestamp" AS lot_ts,
-                       l.origin_code, l.source_account_id, l.cohort
+                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
+                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
                 FROM lots l
-                WHERE l.account_id = a.account AND l.remaining > 0 AND l."timestamp" < a.last_ts
+                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
             ) l
             WHERE a.account NOT IN (SELECT account FROM covered)
         ), c AS (
@@ -167,16 +168,18 @@ BEGIN
                        PARTITION BY x.account ORDER BY x.earned_at, x.lot_ts, x.lot_id) AS l_end
             FROM candidates x
         ), taken AS (
-            SELECT d.i, d.id, d.business_at, d.day, d.ts, c.lot_id, c.origin_code,
+            SELECT d.i, d.id, d.business_at, d.day, d.ts, c.lot_id, c.lot_ctid, c.origin_code,
                    c.source_account_id, c.cohort,
                    least(d.d_end, c.l_end) - greatest(d.d_end - d.amount, c.l_end - c.remaining)
                        AS points
             FROM d JOIN c ON c.account = d.account
                          AND c.l_end - c.remaining < d.d_end AND c.l_end > d.d_end - d.amount
         ), spent AS (
+            -- By the version the candidates read (no writer meanwhile: the
+            -- ledger's lock), not by a second look-up of the key.
             UPDATE lots l SET remaining = l.remaining - s.points
-            FROM (SELECT t.lot_id, sum(t.points) AS points FROM taken t GROUP BY t.lot_id) s
-            WHERE l.id = s.lot_id
+            FROM (SELECT t.lot_ctid, sum(t.points) AS points FROM taken t GROUP BY t.lot_ctid) s
+            WHERE l.ctid = s.lot_ctid
         ), moves AS (
             INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
                                        "timestamp")
@@ -211,7 +214,7 @@ BEGIN
                            sum(l.remaining) OVER (
                                ORDER BY coalesce(array_position(directed, l.id), c_last),
                                         l.earned_at, l."timestamp", l.id) AS l_end
-                    FROM lots l WHERE l.account_id = p_debit[i] AND l.remaining > 0
+                    FROM lots l WHERE l.account_id = p_debit[i] AND l.is_open
                 ), taken AS (
                     SELECT c.*, least(c.remaining, p_amount[i] - (c.l_end - c.remaining)) AS points
                     FROM c WHERE c.l_end - c.remaining < p_amount[i]

@@ -23,7 +23,9 @@ BEGIN
     -- Each account read once: a hot account (the issuance) probed per row
     -- would walk its chain of row versions every time.
     WITH posted AS MATERIALIZED (
-        SELECT t.* FROM new_transfers t WHERE t.ledger <> 0 AND t.flags & 10 = 0
+        SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code,
+               t.metadata, t.effective_at, t.created_at, t."timestamp"
+        FROM new_transfers t WHERE t.ledger <> 0 AND t.flags & 10 = 0
     ), touched AS MATERIALIZED (
         SELECT a.id, a.code FROM accounts a
         WHERE a.id IN (SELECT p.debit_account_id FROM posted p
