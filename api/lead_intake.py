@@ -13,8 +13,8 @@ from datetime import datetime
 import asyncpg
 
 from core.principal import Principal
+from core.statement_batch import of_one_request
 from ledger.batching import MicroBatcher
-from ledger.errors import is_input_fault
 from partners.leads.registration_batch import (
     Answer,
     PreparedLead,
@@ -22,10 +22,6 @@ from partners.leads.registration_batch import (
     record_leads,
 )
 from partners.leads.schemas import LeadRegistration, LeadView
-
-
-def _of_one(error: Exception) -> bool:
-    return isinstance(error, asyncpg.IntegrityConstraintViolationError) or is_input_fault(error)
 
 
 class LeadIntake:
@@ -38,7 +34,7 @@ class LeadIntake:
             name="lead-intake",
             max_batch=max_batch,
             max_in_flight=1,
-            is_item_fault=_of_one,
+            is_item_fault=of_one_request,
             on_closed=lambda: RuntimeError("the lead intake is closed"),
         )
 

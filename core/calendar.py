@@ -16,7 +16,7 @@ starts at the change itself, the first instant of that day.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
 from core.errors import DomainError
@@ -56,9 +56,9 @@ def _instant(day: datetime) -> datetime:
 def local_day(at: datetime, zone: str) -> tuple[datetime, datetime]:
     """The local day containing ``at``: [its midnight, the next midnight), as UTC instants."""
     tz = time_zone(zone)
-    date = at.astimezone(tz).date()
-    start = datetime.combine(date, time.min, tzinfo=tz)
-    end = datetime.combine(date + timedelta(days=1), time.min, tzinfo=tz)
+    day = at.astimezone(tz).date()
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
     return _instant(start), _instant(end)
 
 
@@ -70,6 +70,19 @@ def local_month(at: datetime, zone: str) -> tuple[datetime, datetime]:
     start = datetime(local.year, local.month, 1, tzinfo=tz)
     end = datetime(year, month + 1, 1, tzinfo=tz)
     return _instant(start), _instant(end)
+
+
+def month_of(at: datetime, zone: str) -> date:
+    """The first day of the local calendar month containing ``at``: the
+    month a report, a period or a cohort names."""
+    local = at.astimezone(time_zone(zone))
+    return date(local.year, local.month, 1)
+
+
+def month_bounds(month: date, zone: str) -> tuple[datetime, datetime]:
+    """The local calendar month ``month`` (its first day): [the 1st, the next
+    1st), as UTC instants."""
+    return local_month(datetime(month.year, month.month, 1, tzinfo=time_zone(zone)), zone)
 
 
 def local_year(at: datetime, zone: str) -> tuple[datetime, datetime]:

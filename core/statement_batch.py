@@ -62,7 +62,9 @@ def _compile(statement: TextClause) -> _Compiled:
     return found[1]
 
 
-def _of_one_request(error: Exception) -> bool:
+def of_one_request(error: Exception) -> bool:
+    """Whether a failed batch may owe its failure to one request's own data
+    (a constraint, a value the database refuses): worth splitting."""
     return isinstance(error, asyncpg.IntegrityConstraintViolationError) or is_input_fault(error)
 
 
@@ -81,7 +83,7 @@ class StatementBatch:
             name=name,
             max_batch=max_batch,
             max_in_flight=1,
-            is_item_fault=_of_one_request,
+            is_item_fault=of_one_request,
             on_closed=lambda: RuntimeError(f"{name} is closed"),
         )
 

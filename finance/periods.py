@@ -83,19 +83,8 @@ def _next(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def _local_month(at: datetime, zone: str) -> date:
-    local = at.astimezone(calendar.time_zone(zone))
-    return date(local.year, local.month, 1)
-
-
-def _bounds(month: date, zone: str) -> tuple[datetime, datetime]:
-    """[its first instant, the next month's first instant), in UTC."""
-    start = datetime(month.year, month.month, 1, tzinfo=calendar.time_zone(zone))
-    return calendar.local_month(start, zone)
-
-
 def _view(month: date, row: PeriodRow | None, program: Program, now: datetime) -> FinancePeriod:
-    starts_at, ends_at = _bounds(month, program.time_zone)
+    starts_at, ends_at = calendar.month_bounds(month, program.time_zone)
     if row is None:
         return FinancePeriod(
             month=month_label(month),
@@ -125,7 +114,7 @@ async def _rows(session: AsyncSession, program: Program) -> dict[date, PeriodRow
 
 def _first_open(rows: dict[date, PeriodRow], program: Program) -> date:
     """The earliest open month: closed months are always the first ones."""
-    month = _local_month(program.started_at, program.time_zone)
+    month = calendar.month_of(program.started_at, program.time_zone)
     while (row := rows.get(month)) is not None and row.status == PeriodStatus.CLOSED:
         month = _next(month)
     return month
@@ -136,7 +125,7 @@ def _subject(program: Program, month: date) -> str:
 
 
 def _within_program(month: date, program: Program) -> None:
-    start = _local_month(program.started_at, program.time_zone)
+    start = calendar.month_of(program.started_at, program.time_zone)
     if month < start:
         raise PeriodBeforeProgram(
             f"month: {month_label(month)} is before the program's start month"
@@ -147,8 +136,8 @@ def _within_program(month: date, program: Program) -> None:
 async def list_periods(session: AsyncSession, program: Program, now: datetime) -> FinancePeriodList:
     """Every month from the program's start month to the current one, oldest first."""
     rows = await _rows(session, program)
-    current = _local_month(now, program.time_zone)
-    month = _local_month(program.started_at, program.time_zone)
+    current = calendar.month_of(now, program.time_zone)
+    month = calendar.month_of(program.started_at, program.time_zone)
     periods = []
     while month <= current:
         periods.append(_view(month, rows.get(month), program, now))
@@ -158,7 +147,7 @@ async def list_periods(session: AsyncSession, program: Program, now: datetime) -
     return FinancePeriodList(
         periods=periods,
         next_to_close=month_label(first_open)
-        if _bounds(first_open, program.time_zone)[1] <= now
+        if calendar.month_bounds(first_open, program.time_zone)[1] <= now
         else None,
         closed_through=await ledger_periods.closed_through(connection, program.ledger_id),
     )
@@ -175,9 +164,9 @@ async def close_period(
     await ledger_periods.closed_through(connection, program.ledger_id, hold=True)
     rows = await _rows(session, program)
     row = rows.get(first_day)
-    if first_day >= _local_month(now, program.time_zone):
+    if first_day >= calendar.month_of(now, program.time_zone):
         raise PeriodNotEnded(f"month: {month_label(first_day)} has not ended")
-    _, ends_at = _bounds(first_day, program.time_zone)
+    _, ends_at = calendar.month_bounds(first_day, program.time_zone)
     last_instant = ends_at - ledger_periods.RESOLUTION
     if row is not None and row.status == PeriodStatus.CLOSED:
         # The ledger's boundary is at or past it already: nothing moves.
@@ -235,7 +224,7 @@ async def reopen_period(
         row.reopened_at = now
         row.reopened_by = principal.actor
         row.reopen_reason = reason
-    starts_at, _ = _bounds(first_day, program.time_zone)
+    starts_at, _ = calendar.month_bounds(first_day, program.time_zone)
     boundary = await ledger_periods.reopen_from(connection, program.ledger_id, starts_at)
     await session.flush()
     await audit.record(

@@ -21,13 +21,13 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import calendar
 from core.codes import AccountCode, TransferCode, money_account_id, partner_account_id
 from core.errors import NotFound
 from core.models import Program
 from core.principal import Principal
 from finance.analytics.schemas import PartnerProfitability, PartnerProfitabilityLine
 from finance.report_dates import Period
-from finance.revenue.runs import period_bounds
 from ledger import Ledger
 from ledger.account_activity import MovementSum, movement_sums
 from partners.models import Partner
@@ -64,7 +64,7 @@ async def partner_profitability(
 ) -> PartnerProfitability:
     if not principal.sees_program(program.id):
         raise NotFound(f"no program {program.slug!r}")
-    start, end = period_bounds(period.first_day, program.time_zone)
+    start, end = calendar.month_bounds(period.first_day, program.time_zone)
     connection = await session_connection(session)
     partners = list(
         await session.scalars(

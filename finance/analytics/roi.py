@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import calendar
 from core.codes import AccountCode, TransferCode
 from core.errors import NotFound
 from core.models import Program
@@ -35,7 +36,6 @@ from core.principal import Principal
 from finance.analytics.schemas import CampaignRoi, ProgramRoi
 from finance.analytics.valuation import points_value_minor, ratio
 from finance.report_dates import Period
-from finance.revenue.runs import period_bounds
 from ledger import Ledger, lots
 from partners.campaigns.attribution import campaign_attribution
 from partners.money_ledger import ledger_name
@@ -57,7 +57,7 @@ async def program_roi(
 ) -> ProgramRoi:
     if not principal.sees_program(program.id):
         raise NotFound(f"no program {program.slug!r}")
-    start, end = period_bounds(period.first_day, program.time_zone)
+    start, end = calendar.month_bounds(period.first_day, program.time_zone)
     member_revenue = int(
         await session.scalar(
             select(

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit
+from core import audit, calendar
 from core.models import Program
 from core.principal import Principal
 from finance.revenue import breakage
@@ -71,19 +71,6 @@ async def ledger_development(
     from ledger import lots
 
     return await lots.cohort_development(connection, ledger=ledger, through=through)
-
-
-def period_bounds(period: date, zone: str) -> tuple[datetime, datetime]:
-    """[the period's first instant, the next period's first), in ``zone``."""
-    tz = ZoneInfo(zone)
-    start = datetime(period.year, period.month, 1, tzinfo=tz)
-    year, month = divmod(period.year * 12 + period.month, 12)
-    return start, datetime(year, month + 1, 1, tzinfo=tz)
-
-
-def cohort_of(at: datetime, zone: str) -> date:
-    local = at.astimezone(ZoneInfo(zone))
-    return date(local.year, local.month, 1)
 
 
 async def _stored(session: AsyncSession, program: Program, period: date) -> RevenueRunView | None:
@@ -151,7 +138,7 @@ async def recognise_period(
     """The period's run (see the module); flushes in the caller's
     transaction, which commits it. ``program`` comes from a look-up within
     the principal's tenant."""
-    _start, end = period_bounds(period, program.time_zone)
+    _start, end = calendar.month_bounds(period, program.time_zone)
     if end > now:
         raise PeriodNotEnded(
             f"period: {period_label(period)} has not ended in {program.time_zone}"
@@ -301,7 +288,7 @@ async def _allocate_sales(
             return count
         made = []
         for purchase in purchases:
-            cohort = cohort_of(purchase.posted_at, program.time_zone)
+            cohort = calendar.month_of(purchase.posted_at, program.time_zone)
             estimate = estimates.get(cohort)
             breakage_rate = (
                 estimate.breakage_rate if estimate is not None else settings.default_breakage_rate
@@ -382,7 +369,7 @@ async def _allocate_partner_fees(
                 period=period,
                 source=AllocationSource.PARTNER_FEE.value,
                 statement_line_id=line.id,
-                cohort=cohort_of(line.business_from or period_start, program.time_zone),
+                cohort=calendar.month_of(line.business_from or period_start, program.time_zone),
                 sold_at=issued_at,
                 currency=program.currency,
                 price_minor=line.amount_minor,
