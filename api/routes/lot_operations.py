@@ -29,9 +29,7 @@ from api.routes import (
     replayed,
 )
 from api.routes.pagination import LIST_READ, Cursor, Limit
-from api.routes.paths import path_program
-from api.routes.programs import ExternalIdPath
-from core.members import get_member
+from api.routes.paths import path_member, path_program
 from core.models import Member, Program
 from core.pagination import PAGE_LIMIT_DEFAULT
 from ledger import Ledger
@@ -93,18 +91,10 @@ SUNSET_DESCRIPTION = (
 )
 
 
-async def _member(
-    db_session: NamedDependency[AsyncSession],
-    program: NamedDependency[Program],
-    external_id: ExternalIdPath,
-) -> Member:
-    return await get_member(db_session, program, external_id)
-
-
 class LotOperationsController(Controller):
     path = "/programs"
     tags = ["programs"]
-    dependencies = {"program": Provide(path_program), "member": Provide(_member)}
+    dependencies = {"program": Provide(path_program), "member": Provide(path_member)}
 
     @post(
         "/{slug:str}/members/{external_id:str}/redemptions/{transfer_id:uuid}/cancellation",

@@ -32,9 +32,8 @@ from api.routes import (
     found_again,
     replayed,
 )
-from api.routes.paths import SlugPath, path_program
+from api.routes.paths import ExternalIdPath, SlugPath, path_member, path_program
 from api.schemas import MEMBER_STATUS
-from core.members import get_member
 from core.models import Member, Program
 from ledger import Ledger
 from ledger.bounds import (
@@ -144,12 +143,6 @@ class Publication(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 VersionPath = Annotated[
     int, Parameter(ge=1, le=INTEGER_MAX, description="The rule version's number.")
 ]
-ExternalIdPath = Annotated[
-    str,
-    Parameter(
-        min_length=1, max_length=200, pattern=NO_NUL, description="The member's external id."
-    ),
-]
 OrderIdPath = Annotated[
     str,
     Parameter(min_length=1, max_length=200, pattern=NO_NUL, description="The order's id."),
@@ -223,19 +216,10 @@ async def _member_view(
     )
 
 
-async def _member(
-    db_session: NamedDependency[AsyncSession],
-    program: NamedDependency[Program],
-    external_id: ExternalIdPath,
-) -> Member:
-    """The member of the path, in the program of the path."""
-    return await get_member(db_session, program, external_id)
-
-
 class ProgramController(Controller):
     path = "/programs"
     tags = ["programs"]
-    dependencies = {"program": Provide(path_program), "member": Provide(_member)}
+    dependencies = {"program": Provide(path_program), "member": Provide(path_member)}
 
     @post(
         "/",
