@@ -72,6 +72,15 @@ DEFAULT_EXCLUSIVITY_DAYS = 90
 #: Advisory lock keys (first key): a normalised domain, a normalised name.
 _DOMAIN_LOCK = 1279608132
 _NAME_LOCK = 1279608133
+
+
+def company_locks(program_id: uuid.UUID, domain: str, name: str) -> list[tuple[int, str]]:
+    """The advisory locks (class, key; the key hashed with ``hashtext``)
+    that serialise registrations of one company in a program: its domain's,
+    then its name's."""
+    return [(_DOMAIN_LOCK, f"{program_id}:{domain}"), (_NAME_LOCK, f"{program_id}:{name}")]
+
+
 #: Words of a company's name that say nothing of which company it is.
 _LEGAL_FORMS = frozenset(
     {
@@ -117,7 +126,8 @@ def name_key(name: str) -> str:
     return " ".join(kept or words)
 
 
-def _check(request: LeadRegistration) -> None:
+def check_registration(request: LeadRegistration) -> None:
+    """Refuse (422) what the schema cannot: moments out of range, consent without its record."""
     if request.last_activity_at is not None:
         check_moment("last_activity_at", request.last_activity_at)
     if request.expected_close is not None and not 1900 <= request.expected_close.year <= 9998:
@@ -210,21 +220,17 @@ async def register_lead(
     Refused, writing nothing: a conflict with an active registration, a
     registrant not active, a shared lead with no routing configuration."""
     principal.require("leads:share")
-    _check(request)
+    check_registration(request)
     if principal.partner_id != partner.id:
         raise NotFound(f"no partner {partner.slug!r}")
     domain, name = domain_key(request.company.domain), name_key(request.company.name)
+    (d, dk), (n, nk) = company_locks(program.id, domain, name)
     await session.execute(
         text(
             "SELECT pg_advisory_xact_lock(:d, hashtext(:dk)),"
             " pg_advisory_xact_lock(:n, hashtext(:nk))"
         ),
-        {
-            "d": _DOMAIN_LOCK,
-            "dk": f"{program.id}:{domain}",
-            "n": _NAME_LOCK,
-            "nk": f"{program.id}:{name}",
-        },
+        {"d": d, "dk": dk, "n": n, "nk": nk},
     )
     # One statement for what the registration depends on: an earlier one of
     # the reference, an active holder of the company, the latest versions.

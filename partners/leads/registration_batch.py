@@ -36,9 +36,8 @@ from partners.acting import partner_of
 from partners.leads.errors import RegistrationConflict
 from partners.leads.models import ACTIVE_STATUSES, Lead
 from partners.leads.registration import (
-    _DOMAIN_LOCK,
-    _NAME_LOCK,
-    _check,
+    check_registration,
+    company_locks,
     domain_key,
     name_key,
     new_lead,
@@ -81,7 +80,7 @@ async def prepare_lead(
 ) -> PreparedLead:
     """The registration checked and its parties read (reads only)."""
     principal.require("leads:share")
-    _check(request)
+    check_registration(request)
     if request.shared:
         raise NeedsSession("a shared lead is routed and offered in the registration's session")
     program_id, partner_id = partner_of(principal)
@@ -159,9 +158,7 @@ async def record_leads(
     """Write the batch's registrations in the connection's transaction; each
     answer is its registration's view or its refusal."""
     keys = [
-        (cls, f"{lead.program_id}:{key}")
-        for lead in batch
-        for cls, key in ((_DOMAIN_LOCK, lead.domain), (_NAME_LOCK, lead.name))
+        lock for lead in batch for lock in company_locks(lead.program_id, lead.domain, lead.name)
     ]
     await connection.fetchval(_LOCK, [c for c, _ in keys], [k for _, k in keys])
     facts = await connection.fetch(
