@@ -5,6 +5,7 @@ The ``coalition`` group (``api.cli``) and its sub-groups in other modules
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import NoReturn, TypeVar
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from api.database import sqlalchemy_url
 from api.settings import SettingsError
+from core.models import Program
 from ledger import Ledger
 from ledger.connection import create_pool
 
@@ -72,3 +74,33 @@ async def sessions_on(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
         yield async_sessionmaker(engine, expire_on_commit=False)
     finally:
         await engine.dispose()
+
+
+def in_program(
+    slug: str,
+    use: Callable[[AsyncSession, Ledger, Program], Awaitable[T]],
+    *,
+    write: bool,
+) -> T:
+    """``use(session, ledger, program)`` on the program ``slug`` of the
+    configured database, as the console: one transaction, committed at the
+    end when ``write``, else rolled back (a report)."""
+    # Imported here: api.access and core.programs import more than a
+    # command that never needs them should load.
+    from api.access import CONSOLE
+    from api.database import database_url
+    from api.settings import load_settings
+    from core.programs import get_program
+
+    async def on(ledger: Ledger, url: str) -> T:
+        async with sessions_on(url) as sessions, sessions() as session:
+            try:
+                result = await use(session, ledger, await get_program(session, CONSOLE, slug))
+                if write:
+                    await session.commit()
+                return result
+            finally:
+                await session.rollback()
+
+    with database_url(load_settings()) as url:
+        return asyncio.run(with_ledger(url, lambda ledger: on(ledger, url)))

@@ -18,15 +18,13 @@ from pathlib import Path
 
 import click
 
-from api.cli_runtime import plain_errors, sessions_on, with_ledger
+from api.cli_runtime import in_program, plain_errors, sessions_on
 from api.database import database_url
 from api.finance_cli.group import finance_group
 from api.settings import load_settings
 from core.exports import ExportFormat, export_chunks
 from finance.analytics.partner_profitability import partner_profitability
-from finance.analytics.schemas import PartnerProfitability
 from finance.report_dates import parse_month
-from ledger import Ledger
 from partners.segments.members import EXPORT_SCHEMA, count_members, export_rows
 from partners.segments.saved import resolved_segment
 
@@ -115,29 +113,22 @@ def segment_export(program: str, segment: str, export_format: str, output: Path)
     )
 
 
-async def _profitability(url: str, slug: str, period: str) -> PartnerProfitability:
-    from api.access import CONSOLE
-    from core.programs import get_program
-
-    month = parse_month("period", period)
-
-    async def on(ledger: Ledger) -> PartnerProfitability:
-        async with sessions_on(url) as sessions, sessions() as session, session.begin():
-            program = await get_program(session, CONSOLE, slug)
-            return await partner_profitability(session, ledger, program, month, principal=CONSOLE)
-
-    return await with_ledger(url, on)
-
-
 @finance_group.command("partner-profitability")
 @_PROGRAM
 @click.option("--period", required=True, help="The calendar month, YYYY-MM.")
 def partner_profitability_command(program: str, period: str) -> None:
     """Each partner's month: points issued and redeemed, money in and out, position."""
     with plain_errors():
-        parse_month("period", period)  # a bad month fails before anything is opened
-        with database_url(load_settings()) as url:
-            report = asyncio.run(_profitability(url, program, period))
+        from api.access import CONSOLE
+
+        month = parse_month("period", period)  # a bad month fails before anything is opened
+        report = in_program(
+            program,
+            lambda session, ledger, found: partner_profitability(
+                session, ledger, found, month, principal=CONSOLE
+            ),
+            write=False,
+        )
     click.echo(
         "partner\tcurrency\tpoints_issued\tpoints_redeemed\tbilled\tpaid_in\treimbursed"
         "\tpaid_out\tnet_contribution\tbalance"

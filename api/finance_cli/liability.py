@@ -20,10 +20,8 @@ import click
 import msgspec
 import pyarrow as pa
 
-from api.cli_runtime import plain_errors, sessions_on
-from api.database import database_url
+from api.cli_runtime import in_program, plain_errors
 from api.finance_cli.group import finance_group
-from api.settings import load_settings
 
 T = TypeVar("T")
 
@@ -57,22 +55,7 @@ def _one_of(name: str, value: str, allowed: Sequence[str]) -> str:
 
 def _report(slug: str, read: Callable[[Any, Any, Any], Awaitable[T]]) -> T:
     """``read(session, ledger, program)`` on the program ``slug``, read only."""
-    from api.access import CONSOLE
-    from api.cli_runtime import with_ledger
-    from core.programs import get_program
-
-    async def run(url: str) -> T:
-        async def with_it(ledger: Any) -> T:
-            async with sessions_on(url) as sessions, sessions() as session:
-                try:
-                    return await read(session, ledger, await get_program(session, CONSOLE, slug))
-                finally:
-                    await session.rollback()
-
-        return await with_ledger(url, with_it)
-
-    with database_url(load_settings()) as url:
-        return asyncio.run(run(url))
+    return in_program(slug, read, write=False)
 
 
 def _emit(

@@ -7,7 +7,6 @@ plain line on stderr and exit code 1, with nothing written.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -16,10 +15,8 @@ import click
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.cli_runtime import plain_errors, sessions_on
-from api.database import database_url
+from api.cli_runtime import in_program, plain_errors
 from api.finance_cli.group import finance_group
-from api.settings import load_settings
 from core.models import Program
 from finance.period_schemas import FinancePeriod, FinancePeriodReopenRequest
 from finance.periods import close_period, list_periods, reopen_period
@@ -32,15 +29,7 @@ _MONTH = click.option("--month", required=True, help="The calendar month, YYYY-M
 
 def _in_program(slug: str, use: Callable[[AsyncSession, Program], Awaitable[T]]) -> T:
     """Run ``use`` on the program ``slug`` in one transaction, committed at the end."""
-    from api.access import CONSOLE
-    from core.programs import get_program
-
-    async def run(url: str) -> T:
-        async with sessions_on(url) as sessions, sessions() as session, session.begin():
-            return await use(session, await get_program(session, CONSOLE, slug))
-
-    with database_url(load_settings()) as url:
-        return asyncio.run(run(url))
+    return in_program(slug, lambda session, _, program: use(session, program), write=True)
 
 
 def _line(period: FinancePeriod) -> str:

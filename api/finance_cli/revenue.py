@@ -17,14 +17,14 @@ from pathlib import Path
 import asyncpg
 import click
 
-from api.cli_runtime import plain_errors, sessions_on, with_pool
+from api.cli_runtime import in_program, plain_errors, sessions_on, with_pool
 from api.database import database_url
 from api.finance_cli.group import finance_group
 from api.settings import load_settings
 from core.exports import ExportFormat
 from finance.journal import JournalProgram, export_journal
 from finance.revenue.runs import recognise_period
-from finance.revenue.schemas import RevenueRunView, period_start
+from finance.revenue.schemas import period_start
 
 _PROGRAM = click.option("--program", required=True, help="The program's slug.")
 _PERIOD = click.option("--period", required=True, help="The calendar month, YYYY-MM.")
@@ -39,23 +39,22 @@ async def _program(url: str, slug: str) -> JournalProgram:
         return JournalProgram(found.id, found.slug, found.currency, found.time_zone)
 
 
-async def _recognise(url: str, slug: str, period: str) -> RevenueRunView:
-    from api.access import CONSOLE
-    from core.programs import get_program
-
-    start = period_start(period)
-    async with sessions_on(url) as sessions, sessions() as session, session.begin():
-        program = await get_program(session, CONSOLE, slug)
-        return await recognise_period(session, program, start, datetime.now(UTC), principal=CONSOLE)
-
-
 @finance_group.command("recognise")
 @_PROGRAM
 @_PERIOD
 def recognise(program: str, period: str) -> None:
     """Recognise a period's revenue: re-estimate breakage, allocate, recognise (once)."""
-    with plain_errors(), database_url(load_settings()) as url:
-        run = asyncio.run(_recognise(url, program, period))
+    from api.access import CONSOLE
+
+    with plain_errors():
+        start = period_start(period)
+        run = in_program(
+            program,
+            lambda session, _, found: recognise_period(
+                session, found, start, datetime.now(UTC), principal=CONSOLE
+            ),
+            write=True,
+        )
     state = "was recognised already" if run.replayed else "recognised"
     click.echo(
         f"finance: {program} {run.period} {state}: {run.allocations} allocations,"
