@@ -31,6 +31,7 @@ from api.cli_runtime import with_pool as _with_pool
 from api.database import database_url, downgrade, migrate, sqlalchemy_url
 from api.demo import DEMO_PROGRAM, DemoReport, RewardsDemoReport, load_demo, load_rewards_demo
 from api.finance_cli import finance_group
+from api.rewards_cli import rewards_group
 from api.settings import (
     KEPT_SECRETS_FILE,
     Settings,
@@ -598,6 +599,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 main.add_command(finance_group)
+main.add_command(rewards_group)
 
 if __name__ == "__main__":
     main()

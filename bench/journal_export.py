@@ -14,11 +14,16 @@ period ``--rounds`` times (``finance.journal.export_journal``, the code
 the API and the command line stream from) to a sink that only counts the
 bytes, and prints lines/s (wall clock, and per CPU second of this
 process: the figure that holds on a machine shared with other work),
-bytes, and the process's resident memory
-before the export and its peak during it (sampled every 10 ms from
-/proc/self/statm): flat memory means the peak stays near the start
-whatever the period's size. It checks that two exports of a format give
-the same bytes (by SHA-256) and that the lines balance.
+bytes, the CPU seconds of the PostgreSQL backend that served it (from
+/proc/<pid>/stat, when the server runs on this machine: the money lines
+are formatted there), and the process's resident memory before the export
+and its peak during it (sampled every 10 ms from /proc/self/statm): flat
+memory means the peak stays near the start whatever the period's size. It
+checks that two exports of a format give the same bytes (by SHA-256) and
+that the lines balance (the row-by-row reference, ``journal_lines``).
+
+``--keep`` leaves the database (and prints its URL); ``--database URL``
+exports from such a kept one instead of loading (no other options apply).
 """
 
 from __future__ import annotations
@@ -33,10 +38,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from common import argument_parser, bench_database
 
-from api.database import migrate
+from api.database import migrate, postgres_server, with_database
 from core.codes import AccountCode, TransferCode
 from core.exports import ExportFormat
-from finance.gl_accounts import GlAccounts
 from finance.journal import JournalProgram, export_journal, journal_lines
 from ledger import Account, Ledger, Transfer
 from ledger.connection import create_pool
@@ -44,6 +48,7 @@ from ledger.schemas import BATCH_MAX
 from ledger.schemas import Ledger as LedgerDefinition
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 PERIOD_START = datetime(2025, 1, 1, tzinfo=UTC)
 MONTH = timedelta(days=31)
 KINDS = [
@@ -61,6 +66,24 @@ KINDS = [
         AccountCode.PARTNER_RECEIVABLE,
     ),
 ]
+
+
+def backend_cpu(pid: int) -> float | None:
+    """The CPU seconds (user + system) of a local backend; None if remote."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def create_database(server_url: str, name: str) -> None:
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
 
 
 def rss() -> int:
@@ -101,7 +124,7 @@ async def load(ledger: Ledger, transfers: int) -> JournalProgram:
 
 async def export_once(
     pool: asyncpg.Pool, program: JournalProgram, export_format: ExportFormat
-) -> tuple[float, float, int, str, int, int]:
+) -> tuple[float, float, float | None, int, str, int, int]:
     digest = hashlib.sha256()
     size = 0
     before = peak = rss()
@@ -114,48 +137,74 @@ async def export_once(
             await asyncio.sleep(0.01)
 
     sampler = asyncio.create_task(sample())
-    started, cpu = time.perf_counter(), time.process_time()
     async with pool.acquire() as connection:
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        server_before = backend_cpu(backend)
+        started, cpu = time.perf_counter(), time.process_time()
         async for chunk in export_journal(connection, program, PERIOD_START.date(), export_format):
             digest.update(chunk)
             size += len(chunk)
             peak = max(peak, rss())
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        server_after = backend_cpu(backend)
+    server = (
+        server_after - server_before
+        if server_before is not None and server_after is not None
+        else None
+    )
     done.set()
     await sampler
-    return elapsed, cpu, size, digest.hexdigest(), before, peak
+    return elapsed, cpu, server, size, digest.hexdigest(), before, peak
 
 
 async def balanced(pool: asyncpg.Pool, program: JournalProgram) -> tuple[int, bool]:
     sides = {"debit": 0, "credit": 0}
     lines = 0
     async with pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
-        async for row in journal_lines(connection, program, PERIOD_START.date(), GlAccounts()):
+        async for row in journal_lines(connection, program, PERIOD_START.date()):
             sides[row[7]] += row[9]
             lines += 1
     return lines, sides["debit"] == sides["credit"]
 
 
-async def main(url: str, transfers: int, rounds: int) -> None:
+async def kept_program(pool: asyncpg.Pool) -> JournalProgram:
+    """The program of a database an earlier run kept (its id is in no table)."""
+    found = await pool.fetchval("SELECT id FROM ledgers WHERE name = 'money:bench:ZAR'")
+    if found is None:
+        raise SystemExit("no bench ledger in that database: load one with --keep")
+    return JournalProgram(uuid.uuid4(), "bench", "ZAR", "UTC")
+
+
+async def main(url: str, transfers: int, rounds: int, *, kept: bool) -> None:
     pool = await create_pool(url, min_size=1, max_size=4)
     ledger = Ledger(pool)
     try:
-        program = await load(ledger, transfers)
-        await pool.execute("ANALYZE")
+        if kept:
+            program = await kept_program(pool)
+        else:
+            program = await load(ledger, transfers)
+            await pool.execute("ANALYZE")
         lines, ok = await balanced(pool, program)
         print(f"period 2025-01: {lines:,} lines, debits = credits: {ok}")
         for export_format in ExportFormat:
             digests = set()
             for n in range(rounds):
-                elapsed, cpu, size, digest, before, peak = await export_once(
+                elapsed, cpu, server, size, digest, before, peak = await export_once(
                     pool, program, export_format
                 )
                 digests.add(digest)
+                on_server = (
+                    f"; server {server:.2f} CPU s, {lines / (cpu + server):,.0f} lines per CPU"
+                    " second of both"
+                    if server
+                    else ""
+                )
                 print(
                     f"{export_format.value:<8} round {n + 1}: {lines / elapsed:,.0f} lines/s"
-                    f" ({elapsed:.2f} s; {lines / cpu:,.0f} lines per CPU second of this"
-                    f" process; {size / 1e6:,.1f} MB), RSS {before / 2**20:,.0f} MiB"
-                    f" before, peak {peak / 2**20:,.0f} MiB (+{(peak - before) / 2**20:,.0f})"
+                    f" ({elapsed:.2f} s; this process {cpu:.2f} CPU s, {lines / cpu:,.0f}"
+                    f" lines per CPU second{on_server}; {size / 1e6:,.1f} MB),"
+                    f" RSS {before / 2**20:,.0f} MiB before, peak {peak / 2**20:,.0f} MiB"
+                    f" (+{(peak - before) / 2**20:,.0f})"
                 )
             print(f"{export_format.value:<8} same bytes every round: {len(digests) == 1}")
     finally:
@@ -167,7 +216,21 @@ if __name__ == "__main__":
     parser = argument_parser(__doc__)
     parser.add_argument("--transfers", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="Keep the database at the end.")
+    parser.add_argument("--database", help="Export from a database a --keep run left.")
     arguments = parser.parse_args()
-    with bench_database() as url:
-        migrate(url)
-        asyncio.run(main(url, arguments.transfers, arguments.rounds))
+    if arguments.database:
+        migrate(arguments.database)
+        asyncio.run(main(arguments.database, 0, arguments.rounds, kept=True))
+    elif arguments.keep:
+        with postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url:
+            name = f"coalition_bench_kept_{uuid.uuid4().hex[:8]}"
+            asyncio.run(create_database(server_url, name))
+            url = with_database(server_url, name)
+            migrate(url)
+            asyncio.run(main(url, arguments.transfers, arguments.rounds, kept=False))
+            print(f"kept: --database {url}")
+    else:
+        with bench_database() as url:
+            migrate(url)
+            asyncio.run(main(url, arguments.transfers, arguments.rounds, kept=False))

@@ -19,39 +19,73 @@ category: exporting again gives the same ids), dated the period's last day:
 
 Lines carry the GL account (``finance.gl_accounts``), the side, the
 currency and amount in minor units, and the amount in the functional
-currency (the program's) with its exchange rate and date: 1 at the
-period's last day for the program's own currency. No rate source exists
-for another currency: its lines leave the functional amount, the rate and
-its date empty (they balance in their own currency). Each line says what is
-behind it: a money line the id of its ledger transfer (``transfer_ids``);
-an aggregated revenue line a reference that drills down (``drill_down``:
-the table, period, cohort and source or element of its rows, which
-``GET .../finance/revenue/allocations`` and the recognition run list).
+currency (the program's) with its exchange rate and the rate's date: rate
+1 dated the period's last day for the program's own currency; for another,
+the operator's rate in force on the accounting date (``finance.
+exchange_rates``: its effective date is the rate's date; the functional
+amount is rounded half to even), and no rate in force fails the export
+before its first byte. Each line says what is behind it: a money line the
+id of its ledger transfer (``transfer_ids``); an aggregated revenue line a
+reference that drills down (``drill_down``: the table, period, cohort and
+source or element of its rows, which ``GET .../finance/revenue/
+allocations`` and the recognition run list). The other one is empty (NULL).
 
-Every journal balances (debits = credits, per currency). The order of the
+Every journal balances (debits = credits, per currency, and in the
+functional currency: a line pair converts one amount). The order of the
 lines is fixed (journal, then cohort or code, business time, ledger
 order), and the export depends only on the rows, so a period exported
 twice gives the same bytes.
+
+Speed: the money lines, nearly all of a large period's, are written as CSV
+by PostgreSQL (``ledger.journal_reads.period_lines_csv``, ``COPY ... TO
+STDOUT``) and streamed; Parquet parses those pieces with Arrow's CSV reader
+into row groups. ``journal_lines`` builds the same lines row by row in
+Python: the reference the tests hold the export to.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
 from core.codes import AccountCode, TransferCode, movement_name
-from core.exports import ExportFormat, export_chunks
-from finance.gl_accounts import GlAccounts, RevenueRole
-from ledger.journal_reads import Connection, ledgers_named_from, period_transfers
+from core.exports import ExportFormat, csv_lines, csv_tables, parquet_from_tables, rows_table
+from finance.gl_accounts import RevenueRole
+from finance.journal_plan import (
+    JournalPlan,
+    JournalProgram,
+    gl_accounts_of,
+    journal_id,
+    period_range,
+    plan_journal,
+)
+from finance.revenue.returns import period_reversals
+from ledger.journal_reads import (
+    Connection,
+    JournalLineTemplate,
+    NamedLedger,
+    ledger_account_codes,
+    period_lines_csv,
+    period_transfers,
+    transfer_codes_around,
+)
 
-NAMESPACE = uuid.UUID("6c1f0e8a-3b7d-5a42-9e51-2d8c4f7b0a13")
+__all__ = [
+    "SCHEMA",
+    "JournalProgram",
+    "export_journal",
+    "gl_accounts_of",
+    "journal_id",
+    "journal_lines",
+    "period_range",
+    "plan_journal",
+]
+
 DEBIT, CREDIT = "debit", "credit"
 REVENUE = "revenue"
 
@@ -80,56 +114,32 @@ SCHEMA = pa.schema(
 Row = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class JournalProgram:
-    id: uuid.UUID
-    slug: str
-    currency: str
-    time_zone: str
-
-
-def journal_id(program_id: uuid.UUID, period: str, source: str, category: str) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"{program_id}:{period}:{source}:{category}")
-
-
-def period_range(period: date, zone: str) -> tuple[datetime, datetime, date]:
-    """[first instant, next period's first instant) and the last day."""
-    tz = ZoneInfo(zone)
-    year, month = divmod(period.year * 12 + period.month, 12)
-    nxt = date(year, month + 1, 1)
-    start = datetime(period.year, period.month, 1, tzinfo=tz)
-    return start, datetime(nxt.year, nxt.month, 1, tzinfo=tz), nxt - timedelta(days=1)
-
-
 class _Journal:
     """The constant columns of one journal's lines, and its line count."""
 
-    def __init__(
-        self,
-        program: JournalProgram,
-        label: str,
-        last_day: date,
-        source: str,
-        category: str,
-        currency: str,
-    ) -> None:
+    def __init__(self, plan: JournalPlan, source: str, category: str, currency: str) -> None:
         self.head = (
-            str(journal_id(program.id, label, source, category)),
-            last_day,
-            label,
+            str(journal_id(plan.program.id, plan.label, source, category)),
+            plan.last_day,
+            plan.label,
             source,
             category,
         )
         self.currency = currency
-        own = currency == program.currency
-        self.functional = (program.currency, "1", last_day) if own else (None, None, None)
+        self.functional = plan.functional[currency]
         self.lines = 0
 
     def line(
-        self, account: str, side: str, amount: int, memo: str, transfers: str, drill: str
+        self,
+        account: str,
+        side: str,
+        amount: int,
+        memo: str,
+        transfers: str | None,
+        drill: str | None,
     ) -> Row:
         self.lines += 1
-        functional_currency, exchange_rate, rate_date = self.functional
+        functional = self.functional
         return (
             *self.head,
             self.lines,
@@ -137,26 +147,24 @@ class _Journal:
             side,
             self.currency,
             amount,
-            functional_currency,
-            amount if functional_currency is not None else None,
-            exchange_rate,
-            rate_date,
+            functional.currency,
+            functional.amount(amount),
+            functional.rate,
+            functional.rate_date,
             memo,
             transfers,
             drill,
         )
 
-    def pair(
-        self, debit: str, credit: str, amount: int, memo: str, transfers: str, drill: str
-    ) -> Iterable[Row]:
+    def pair(self, debit: str, credit: str, amount: int, memo: str, drill: str) -> Iterable[Row]:
         """A debit and a credit of ``amount``; sides swapped for a negative one."""
         if amount < 0:
             debit, credit, amount = credit, debit, -amount
         if amount == 0:
             return ()
         return (
-            self.line(debit, DEBIT, amount, memo, transfers, drill),
-            self.line(credit, CREDIT, amount, memo, transfers, drill),
+            self.line(debit, DEBIT, amount, memo, None, drill),
+            self.line(credit, CREDIT, amount, memo, None, drill),
         )
 
 
@@ -172,18 +180,14 @@ ORDER BY cohort, element
 """
 
 
-async def _revenue_lines(
-    connection: Connection,
-    program: JournalProgram,
-    period: date,
-    label: str,
-    last_day: date,
-    gl: GlAccounts,
-) -> AsyncIterator[Row]:
+async def revenue_lines(connection: Connection, plan: JournalPlan) -> list[Row]:
+    """The revenue journals' lines (a few per cohort: kept in memory)."""
+    program, period, label, gl = plan.program, plan.period, plan.label, plan.gl
+    lines: list[Row] = []
     liability = gl.for_role(RevenueRole.CONTRACT_LIABILITY)
     deferred_service = gl.for_role(RevenueRole.DEFERRED_SERVICE_REVENUE)
     sold = gl.for_account(AccountCode.PARTNER_REVENUE, TransferCode.PARTNER_SETTLEMENT)
-    deferral = _Journal(program, label, last_day, REVENUE, "deferral", program.currency)
+    deferral = _Journal(plan, REVENUE, "deferral", program.currency)
     for cohort, source, points, service in await connection.fetch(_DEFERRALS, program.id, period):
         month = cohort.strftime("%Y-%m")
         drill = f"revenue_allocations period={label} cohort={month} source={source}"
@@ -193,7 +197,6 @@ async def _revenue_lines(
                 liability,
                 points,
                 f"points' share of sales, cohort {month}",
-                "",
                 drill,
             )
         else:
@@ -203,7 +206,6 @@ async def _revenue_lines(
                     liability,
                     points,
                     f"partner fees' redemption element, cohort {month}",
-                    "",
                     drill,
                 ),
                 *deferral.pair(
@@ -211,13 +213,24 @@ async def _revenue_lines(
                     deferred_service,
                     service,
                     f"partner fees' service element, cohort {month}",
-                    "",
                     drill,
                 ),
             )
-        for row in rows:
-            yield row
-    recognition = _Journal(program, label, last_day, REVENUE, "recognition", program.currency)
+        lines.extend(rows)
+    # Returns after allocation (finance.revenue.returns): the points' share
+    # of the returned part comes off the contract liability, back to sales.
+    for cohort, amount in await period_reversals(connection, program.id, period):
+        month = cohort.strftime("%Y-%m")
+        lines.extend(
+            deferral.pair(
+                liability,
+                gl.for_role(RevenueRole.SALES_REVENUE),
+                amount,
+                f"points' share of returned sales, cohort {month}",
+                f"revenue_return_reversals period={label} cohort={month}",
+            )
+        )
+    recognition = _Journal(plan, REVENUE, "recognition", program.currency)
     for cohort, element, amount in await connection.fetch(_RECOGNITIONS, program.id, period):
         month = cohort.strftime("%Y-%m")
         drill = f"revenue_recognitions period={label} cohort={month} element={element}"
@@ -227,7 +240,6 @@ async def _revenue_lines(
                 gl.for_role(RevenueRole.LOYALTY_REVENUE),
                 amount,
                 f"points redeemed, cohort {month}",
-                "",
                 drill,
             )
         else:
@@ -236,75 +248,128 @@ async def _revenue_lines(
                 gl.for_role(RevenueRole.SERVICE_REVENUE),
                 amount,
                 f"service element, cohort {month}",
-                "",
                 drill,
             )
-        for row in rows:
-            yield row
+        lines.extend(rows)
+    return lines
 
 
-async def _money_lines(
-    connection: Connection,
-    program: JournalProgram,
-    label: str,
-    start: datetime,
-    end: datetime,
-    last_day: date,
-    gl: GlAccounts,
-) -> AsyncIterator[Row]:
-    prefix = f"money:{program.slug}:"
-    zone = ZoneInfo(program.time_zone)
-    for money in await ledgers_named_from(connection, prefix):
-        currency = money.name[len(prefix) :]
+async def _money_lines(connection: Connection, plan: JournalPlan) -> AsyncIterator[Row]:
+    """The money journals' lines row by row (the reference of the export's SQL)."""
+    zone = ZoneInfo(plan.program.time_zone)
+    gl = plan.gl
+    for money, currency in plan.money_ledgers:
         source = f"money_ledger:{currency}"
         journal: _Journal | None = None
         code_now = -1
         accounts: dict[tuple[int, int], str] = {}
         async for transfer_id, code, debit_code, credit_code, amount, at in period_transfers(
-            connection, ledger=money.id, start=start, end=end
+            connection, ledger=money.id, start=plan.start, end=plan.end
         ):
             if code != code_now or journal is None:
                 code_now = code
-                journal = _Journal(program, label, last_day, source, movement_name(code), currency)
+                journal = _Journal(plan, source, movement_name(code), currency)
                 name = movement_name(code)
             for account_code in (debit_code, credit_code):
                 if (code, account_code) not in accounts:
                     accounts[(code, account_code)] = gl.for_account(account_code, code)
             memo = f"{name} {at.astimezone(zone).date().isoformat()}"
             ids = str(transfer_id)
-            yield journal.line(accounts[(code, debit_code)], DEBIT, amount, memo, ids, "")
-            yield journal.line(accounts[(code, credit_code)], CREDIT, amount, memo, ids, "")
+            yield journal.line(accounts[(code, debit_code)], DEBIT, amount, memo, ids, None)
+            yield journal.line(accounts[(code, credit_code)], CREDIT, amount, memo, ids, None)
 
 
 async def journal_lines(
-    connection: Connection, program: JournalProgram, period: date, gl: GlAccounts
+    connection: Connection, program: JournalProgram, period: date
 ) -> AsyncIterator[Row]:
-    """The period's lines in ``SCHEMA``'s order of columns, streamed. Call
-    inside a transaction (a repeatable read one gives one snapshot)."""
-    label = period.strftime("%Y-%m")
-    start, end, last_day = period_range(period, program.time_zone)
-    async for row in _revenue_lines(connection, program, period, label, last_day, gl):
+    """The period's lines in ``SCHEMA``'s order of columns, built row by row
+    in Python. Call inside a transaction (a repeatable read one gives one
+    snapshot)."""
+    plan = await plan_journal(connection, program, period)
+    for row in await revenue_lines(connection, plan):
         yield row
-    async for row in _money_lines(connection, program, label, start, end, last_day, gl):
+    async for row in _money_lines(connection, plan):
         yield row
 
 
-async def gl_accounts_of(connection: Connection, program_id: uuid.UUID) -> GlAccounts:
-    found = await connection.fetchval(
-        "SELECT gl_accounts::text FROM revenue_settings WHERE program_id = $1", program_id
+async def _line_template(
+    connection: Connection, plan: JournalPlan, money: NamedLedger, currency: str
+) -> JournalLineTemplate:
+    """The constant columns of a money ledger's lines, the journal of every
+    transfer code it may hold (the registry's and those its daily totals
+    name around the period) and the GL account of every code and account
+    code pair."""
+    codes = sorted(
+        {int(code) for code in TransferCode}
+        | set(await transfer_codes_around(connection, money.id, plan.start.date(), plan.last_day))
     )
-    if found is None:
-        return GlAccounts()
-    return GlAccounts(json.loads(found))
+    source = f"money_ledger:{currency}"
+    account_codes = await ledger_account_codes(connection, money.id)
+    functional = plan.functional[currency]
+    return JournalLineTemplate(
+        accounting_date=plan.last_day,
+        period=plan.label,
+        source=source,
+        currency=currency,
+        functional_currency=functional.currency,
+        functional_factor=functional.factor,
+        exchange_rate=functional.rate,
+        exchange_rate_date=functional.rate_date,
+        time_zone=plan.program.time_zone,
+        journals=[
+            (
+                code,
+                movement_name(code),
+                journal_id(plan.program.id, plan.label, source, movement_name(code)),
+            )
+            for code in codes
+        ],
+        gl_accounts=[
+            (code, account_code, plan.gl.for_account(account_code, code))
+            for code in codes
+            for account_code in account_codes
+        ],
+    )
+
+
+async def _money_csv(connection: Connection, plan: JournalPlan) -> AsyncGenerator[bytes, None]:
+    for money, currency in plan.money_ledgers:
+        template = await _line_template(connection, plan, money, currency)
+        pieces = period_lines_csv(
+            connection, ledger=money.id, start=plan.start, end=plan.end, template=template
+        )
+        # Closed at once when the export stops early: its COPY holds the connection.
+        async with contextlib.aclosing(pieces):
+            async for piece in pieces:
+                yield piece
 
 
 async def export_journal(
     connection: Connection, program: JournalProgram, period: date, export_format: ExportFormat
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The period's journal as CSV or Parquet bytes, streamed, in one
-    repeatable-read snapshot on ``connection`` (held until the last chunk)."""
+    repeatable-read snapshot on ``connection`` (held until the last chunk).
+    What can refuse the export (a missing exchange rate) does so before the
+    first chunk."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        gl = await gl_accounts_of(connection, program.id)
-        rows = journal_lines(connection, program, period, gl)
-        async for chunk in export_chunks(export_format, SCHEMA, rows):
-            yield chunk
+        plan = await plan_journal(connection, program, period)
+        revenue = await revenue_lines(connection, plan)
+        if export_format is ExportFormat.CSV:
+            yield csv_lines(SCHEMA, revenue, header=True)
+            async with contextlib.aclosing(_money_csv(connection, plan)) as pieces:
+                async for piece in pieces:
+                    yield piece
+            return
+
+        async def tables() -> AsyncGenerator[pa.Table, None]:
+            yield rows_table(SCHEMA, revenue)
+            async with contextlib.aclosing(_money_csv(connection, plan)) as pieces:
+                async for table in csv_tables(SCHEMA, pieces):
+                    yield table
+
+        async with (
+            contextlib.aclosing(tables()) as parts,
+            contextlib.aclosing(parquet_from_tables(SCHEMA, parts)) as chunks,
+        ):
+            async for chunk in chunks:
+                yield chunk

@@ -8,9 +8,10 @@ Outstanding points come from the ledger's daily aggregates of lot
 movements (``ledger.lots.outstanding``: one sum over days, never a scan of
 transfers), except by tier: a tier belongs to the member, which the
 aggregates do not carry, so that breakdown sums the lots of each wallet
-(``ledger.liability_reads``) and takes each member's **current** tier (no
-history of tiers is kept: a member who moved since the day counts in the
-tier they hold now).
+(``ledger.liability_reads``) and takes each member's tier in force at the
+end of the day (``rewards.tier_history``: a member who moved since counts
+in the tier held then; history starts at migration 0047, so an earlier day
+counts each member in the tier held at that migration).
 
 Rounding: the total is the exact product (points x value, the value being
 NUMERIC(18, 6)) rounded half to even to a whole minor unit; the lines
@@ -22,10 +23,9 @@ exact product.
 from __future__ import annotations
 
 import enum
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Annotated
 
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.codes import TransferCode, movement_name
 from core.errors import NotFound
-from core.models import Member, Program
+from core.models import Program
 from core.principal import Principal
 from finance.issuers import issuer_of, issuers_of
 from finance.report_dates import end_of_day
@@ -45,12 +45,14 @@ from ledger.liability_reads import ledger_time_zone, outstanding_by_account
 from rewards.connections import session_connection
 from rewards.models import Tier
 from rewards.point_values import value_on
+from rewards.tier_history import tiers_in_force
 
 ROUNDING = (
     "total: points x value rounded half to even to a minor unit; lines: the total shared by"
     " largest remainder (ties to the first line), so that they add up to it"
 )
 NO_TIER = "none"
+TIER_BASIS = "in_force"
 
 
 class LiabilityBreakdown(enum.StrEnum):
@@ -117,8 +119,9 @@ class Liability(msgspec.Struct, frozen=True, kw_only=True):
     tier_basis: Annotated[
         str,
         msgspec.Meta(
-            description="By tier only: which tier a member counts in (`current`: the tier the"
-            " member holds now, since no tier history is kept); empty otherwise."
+            description="By tier only: which tier a member counts in (`in_force`: the tier"
+            " held at the end of `as_of`, from the history of tier changes, which starts at"
+            " migration 0047: an earlier day counts the tier held then); empty otherwise."
         ),
     ]
     lines: Annotated[list[LiabilityLine], msgspec.Meta(description="The breakdown.")]
@@ -139,7 +142,7 @@ async def liability(
     zone = await ledger_time_zone(connection, program.ledger_id)
     value = await value_on(session, program, end_of_day(as_of, zone))
     if by is LiabilityBreakdown.TIER:
-        groups = await _by_tier(session, program, as_of)
+        groups = await _by_tier(session, program, as_of, end_of_day(as_of, zone))
     else:
         rows = await lots.outstanding(connection, ledger=program.ledger_id, as_of=as_of)
         groups = await _grouped(session, program, by, rows)
@@ -156,7 +159,7 @@ async def liability(
         points=total,
         value_minor=total_value,
         rounding=ROUNDING,
-        tier_basis="current" if by is LiabilityBreakdown.TIER else "",
+        tier_basis=TIER_BASIS if by is LiabilityBreakdown.TIER else "",
         lines=[
             LiabilityLine(group=group, name=name, points=points, value_minor=share)
             for (group, name, points), share in zip(groups, shares, strict=True)
@@ -188,19 +191,11 @@ async def _grouped(
 
 
 async def _by_tier(
-    session: AsyncSession, program: Program, as_of: date
+    session: AsyncSession, program: Program, as_of: date, day_end: datetime
 ) -> list[tuple[str, str, int]]:
     connection = await session_connection(session)
     held = await outstanding_by_account(connection, ledger=program.ledger_id, as_of=as_of)
-    wallets: dict[uuid.UUID, str | None] = dict(
-        (
-            await session.execute(
-                select(Member.wallet_account_id, Member.tier_code).where(
-                    Member.program_id == program.id
-                )
-            )
-        ).all()
-    )
+    wallets = await tiers_in_force(session, program.id, day_end)
     names = dict(
         (
             await session.execute(select(Tier.code, Tier.name).where(Tier.program_id == program.id))

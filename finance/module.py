@@ -4,7 +4,7 @@ scopes, its jobs and the meaning of its constraints."""
 from __future__ import annotations
 
 from core.modules import Job, Module
-from finance import models
+from finance import exchange_rate_models, models
 from finance.reconciliation import ALERT_TOPIC
 from finance.reconciliation_job import JOB_NAME, reconcile_ledgers
 from finance.revenue import models as revenue_models
@@ -20,7 +20,11 @@ FINANCE = Module(
         "analytics:read": "Read member value, redemption curves, program and campaign ROI"
         " and partner profitability.",
     },
-    constraints=(*models.CONSTRAINTS, *revenue_models.CONSTRAINTS),
+    constraints=(
+        *models.CONSTRAINTS,
+        *exchange_rate_models.CONSTRAINTS,
+        *revenue_models.CONSTRAINTS,
+    ),
     jobs=(
         Job(
             name=JOB_NAME,
@@ -37,8 +41,7 @@ FINANCE = Module(
             every=3600.0,
         ),
     ),
-    # No webhook takes it yet: webhook endpoints are partners' and take partner
-    # events only; the operator has none. The event stays in the outbox (handled
-    # by the do-nothing subscriber api.modules gives a declared topic).
+    # A webhook to each of the program's own endpoints that takes it: the
+    # partners module subscribes it (partners.operator_webhooks).
     topics=frozenset({ALERT_TOPIC}),
 )

@@ -69,6 +69,14 @@ class FinancePeriodList(msgspec.Struct, kw_only=True, frozen=True):
         ),
     ] = None
     closed_through: Annotated[datetime | None, msgspec.Meta(description=_BOUNDARY)] = None
+    time_zone: Annotated[
+        str,
+        msgspec.Meta(
+            description="The zone the months are counted in: the ledger's accounting days"
+            " (`ledgers.time_zone`, set from the program's zone when its ledger was made),"
+            " which a later change of the program's `time_zone` does not move."
+        ),
+    ] = ""
 
 
 class FinancePeriodClosing(msgspec.Struct, kw_only=True, frozen=True):

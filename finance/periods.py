@@ -1,5 +1,12 @@
-"""Period close: a program's calendar months (in its time zone) close in
-order, once each has ended, and reopen with a reason.
+"""Period close: a program's calendar months close in order, once each has
+ended, and reopen with a reason.
+
+The months are months of the ledger's accounting days (``ledgers.time_zone``,
+``finance.report_dates.accounting_zone``), the days its lots and daily
+aggregates are dated by and every finance report counts in. The ledger's
+zone is set from the program's when the ledger is made and not moved by a
+later change of the program's ``time_zone``: the books keep their days, so
+a closed month is still exactly the days its reports covered.
 
 Closing a month moves the ledger's boundary (``ledger.periods``) to the
 month's last instant: from then on the ledger itself refuses every transfer
@@ -33,6 +40,7 @@ from finance.period_schemas import (
     FinancePeriodList,
     FinancePeriodReopening,
 )
+from finance.report_dates import accounting_zone
 from ledger import periods as ledger_periods
 from rewards.connections import session_connection
 
@@ -83,8 +91,8 @@ def _next(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def _view(month: date, row: PeriodRow | None, program: Program, now: datetime) -> FinancePeriod:
-    starts_at, ends_at = calendar.month_bounds(month, program.time_zone)
+def _view(month: date, row: PeriodRow | None, zone: str, now: datetime) -> FinancePeriod:
+    starts_at, ends_at = calendar.month_bounds(month, zone)
     if row is None:
         return FinancePeriod(
             month=month_label(month),
@@ -112,9 +120,9 @@ async def _rows(session: AsyncSession, program: Program) -> dict[date, PeriodRow
     return {row.month: row for row in rows}
 
 
-def _first_open(rows: dict[date, PeriodRow], program: Program) -> date:
+def _first_open(rows: dict[date, PeriodRow], program: Program, zone: str) -> date:
     """The earliest open month: closed months are always the first ones."""
-    month = calendar.month_of(program.started_at, program.time_zone)
+    month = calendar.month_of(program.started_at, zone)
     while (row := rows.get(month)) is not None and row.status == PeriodStatus.CLOSED:
         month = _next(month)
     return month
@@ -124,8 +132,8 @@ def _subject(program: Program, month: date) -> str:
     return f"program:{program.slug}:finance:period:{month_label(month)}"
 
 
-def _within_program(month: date, program: Program) -> None:
-    start = calendar.month_of(program.started_at, program.time_zone)
+def _within_program(month: date, program: Program, zone: str) -> None:
+    start = calendar.month_of(program.started_at, zone)
     if month < start:
         raise PeriodBeforeProgram(
             f"month: {month_label(month)} is before the program's start month"
@@ -135,21 +143,23 @@ def _within_program(month: date, program: Program) -> None:
 
 async def list_periods(session: AsyncSession, program: Program, now: datetime) -> FinancePeriodList:
     """Every month from the program's start month to the current one, oldest first."""
+    connection = await session_connection(session)
+    zone = await accounting_zone(connection, program.ledger_id)
     rows = await _rows(session, program)
-    current = calendar.month_of(now, program.time_zone)
-    month = calendar.month_of(program.started_at, program.time_zone)
+    current = calendar.month_of(now, zone)
+    month = calendar.month_of(program.started_at, zone)
     periods = []
     while month <= current:
-        periods.append(_view(month, rows.get(month), program, now))
+        periods.append(_view(month, rows.get(month), zone, now))
         month = _next(month)
-    first_open = _first_open(rows, program)
-    connection = await session_connection(session)
+    first_open = _first_open(rows, program, zone)
     return FinancePeriodList(
         periods=periods,
         next_to_close=month_label(first_open)
-        if calendar.month_bounds(first_open, program.time_zone)[1] <= now
+        if calendar.month_bounds(first_open, zone)[1] <= now
         else None,
         closed_through=await ledger_periods.closed_through(connection, program.ledger_id),
+        time_zone=zone,
     )
 
 
@@ -159,22 +169,23 @@ async def close_period(
     """Close ``month`` (YYYY-MM): the earliest open month, once it has ended.
     A closed month answers as it is, and nothing is written."""
     first_day = parse_month(month)
-    _within_program(first_day, program)
     connection = await session_connection(session)
+    zone = await accounting_zone(connection, program.ledger_id)
+    _within_program(first_day, program, zone)
     await ledger_periods.closed_through(connection, program.ledger_id, hold=True)
     rows = await _rows(session, program)
     row = rows.get(first_day)
-    if first_day >= calendar.month_of(now, program.time_zone):
-        raise PeriodNotEnded(f"month: {month_label(first_day)} has not ended")
-    _, ends_at = calendar.month_bounds(first_day, program.time_zone)
+    if first_day >= calendar.month_of(now, zone):
+        raise PeriodNotEnded(f"month: {month_label(first_day)} has not ended in {zone}")
+    _, ends_at = calendar.month_bounds(first_day, zone)
     last_instant = ends_at - ledger_periods.RESOLUTION
     if row is not None and row.status == PeriodStatus.CLOSED:
         # The ledger's boundary is at or past it already: nothing moves.
         boundary = await ledger_periods.close_through(connection, program.ledger_id, last_instant)
         return FinancePeriodClosing(
-            period=_view(first_day, row, program, now), changed=False, closed_through=boundary
+            period=_view(first_day, row, zone, now), changed=False, closed_through=boundary
         )
-    first_open = _first_open(rows, program)
+    first_open = _first_open(rows, program, zone)
     if first_day != first_open:
         raise PeriodOutOfOrder(f"months close in order: close {month_label(first_open)} first")
     if row is None:
@@ -193,7 +204,7 @@ async def close_period(
         {"month": month_label(first_day), "closed_through": boundary.isoformat()},
     )
     return FinancePeriodClosing(
-        period=_view(first_day, row, program, now), changed=True, closed_through=boundary
+        period=_view(first_day, row, zone, now), changed=True, closed_through=boundary
     )
 
 
@@ -209,8 +220,9 @@ async def reopen_period(
     """Reopen ``month`` and every later closed month, with ``reason``. An
     open month answers with nothing reopened, and nothing is written."""
     first_day = parse_month(month)
-    _within_program(first_day, program)
     connection = await session_connection(session)
+    zone = await accounting_zone(connection, program.ledger_id)
+    _within_program(first_day, program, zone)
     boundary = await ledger_periods.closed_through(connection, program.ledger_id, hold=True)
     rows = await _rows(session, program)
     closed = sorted(
@@ -224,7 +236,7 @@ async def reopen_period(
         row.reopened_at = now
         row.reopened_by = principal.actor
         row.reopen_reason = reason
-    starts_at, _ = calendar.month_bounds(first_day, program.time_zone)
+    starts_at, _ = calendar.month_bounds(first_day, zone)
     boundary = await ledger_periods.reopen_from(connection, program.ledger_id, starts_at)
     await session.flush()
     await audit.record(
@@ -240,5 +252,5 @@ async def reopen_period(
         },
     )
     return FinancePeriodReopening(
-        reopened=[_view(row.month, row, program, now) for row in closed], closed_through=boundary
+        reopened=[_view(row.month, row, zone, now) for row in closed], closed_through=boundary
     )

@@ -211,10 +211,13 @@ async def _alert(session: AsyncSession, program: Program, run: ReconciliationRun
         {
             "run_id": str(run.id),
             "program": program.slug,
+            "ledgers": list(run.ledgers),
             "differences": run.differences,
             "checks": {name: n for name, n in counts.items() if n},
             "first_day": run.first_day.isoformat(),
             "last_day": run.last_day.isoformat(),
+            # The run with its differences and their drill-downs (operator API).
+            "path": f"/programs/{program.slug}/finance/reconciliations/{run.id}",
         },
     )
     log.warning(

@@ -1,6 +1,7 @@
 """The dates finance reports are asked for: a day (``as_of``), a month
 (``period``) or a range of days, all accounting days of the program's
-ledger (calendar dates of its time zone), inclusive.
+ledger (calendar dates of the ledger's ``time_zone``, ``accounting_zone``),
+inclusive.
 
 They arrive as text (a query string, a command's option) and are parsed
 here, so that the API and the command line refuse the same things with the
@@ -16,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from core import calendar
 from core.errors import DomainError, ErrorKind
+from ledger.liability_reads import Fetches, ledger_time_zone
 
 #: Days finance reports on: PostgreSQL and Python both hold them, and the
 #: day after the last still exists (an "end of day" is the next midnight).
@@ -86,6 +88,16 @@ def parse_period(period: str | None, first_day: str | None, last_day: str | None
     if first > last:
         raise InvalidReportDate(f"first_day: {first} follows last_day {last}")
     return Period(first, last)
+
+
+async def accounting_zone(db: Fetches, ledger: int) -> str:
+    """The zone of the ledger's accounting days (``ledgers.time_zone``): the
+    zone of every date and month finance counts in (periods, liability,
+    roll-forward, revenue), since the ledger's lots and daily aggregates are
+    dated in it. Set from the program's zone when the ledger was made (or
+    at migration 0037) and never moved by a later change of the program's
+    zone, so a program whose zone changed keeps its books on the old days."""
+    return await ledger_time_zone(db, ledger)
 
 
 def end_of_day(day: date, zone: str) -> datetime:

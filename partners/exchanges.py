@@ -53,6 +53,7 @@ from partners.exchange_schemas import (
     direction_of,
 )
 from rewards.connections import session_connection
+from rewards.end_of_earning import check_earning_in
 from rewards.programs import record_transfers
 
 _NOT_ENOUGH = "the wallet does not hold enough points"
@@ -131,6 +132,9 @@ async def convert_points(
     require_active(member)
     route = await _route(session, program, request.to_program, now)
     target_member = await find_member(session, route.target, member.external_id)
+    # Points converted in are earned in the target program: not after its
+    # sunset's end of earning (converting out of an ending program is spending).
+    await check_earning_in(session, route.target, now, now)
     if target_member is None:
         raise ExchangeMemberNotEnrolled(
             f"member {member.external_id!r} is not enrolled in program {route.target.slug!r}"

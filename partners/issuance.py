@@ -38,6 +38,7 @@ from partners.coalition_schemas import IssuanceRequest, IssuanceView
 from partners.issuance_recording import PreparedIssuance, record_issuances
 from partners.issuance_views import VIEW, get_issuance, list_issuances, view_of
 from rewards.connections import Connection
+from rewards.end_of_earning import check_earning
 from rewards.rule_versions import parse_rules
 from rewards.rules import Basket, EarnRules, quote_purchase
 
@@ -114,6 +115,8 @@ async def prepare_issuance(
             role=ContractRoles.ISSUER,
             with_rules=request.purchase_amount_minor is not None,
         )
+        # After a sunset's end of earning (a conflict: a replay still answers).
+        await check_earning(db, acting.program_id, acting.program_slug, now, now)
     except DomainError as refusal:
         # Looked for only when refused, so that the hot path pays nothing
         # for it.

@@ -24,6 +24,8 @@ from partners import (
 from partners.final_statements import issue_due_final_statements
 from partners.idempotency_keys import purge_idempotency_keys
 from partners.member_data import MEMBER_DATA
+from partners.operator_webhook_events import OPERATOR_TOPICS
+from partners.operator_webhooks import program_fan_out
 from partners.webhook_deliveries import fan_out
 from partners.webhook_job import deliver_webhooks
 
@@ -60,10 +62,17 @@ PARTNERS = Module(
         "partners:write": "Create and manage partner firms, their users, clients and contracts.",
         "exchanges:read": "Read the program's exchange agreements with other programs.",
         "exchanges:write": "Propose and accept exchange agreements and their rate versions.",
+        "webhooks:read": "Read the program's own webhook endpoints and their deliveries.",
+        "webhooks:write": "Add, change, disable and delete the program's own webhook endpoints,"
+        " rotate their secrets, replay their deliveries and send test events.",
     },
     topics=events.TOPICS,
-    # Every partner event may be a webhook (partners.webhook_deliveries).
-    subscribers=dict.fromkeys(events.TOPICS, fan_out),
+    # Every partner event may be a webhook (partners.webhook_deliveries), and
+    # every program event to an operator's endpoint (partners.operator_webhooks).
+    subscribers={
+        **dict.fromkeys(events.TOPICS, fan_out),
+        **dict.fromkeys(OPERATOR_TOPICS, program_fan_out),
+    },
     jobs=(
         Job(
             name="deliver-webhooks",

@@ -9,7 +9,10 @@ attempt and replay. Its body, rendered once, is the Standard Webhooks
 payload: ``{"type", "timestamp", "data"}``.
 
 The log (deliveries of an endpoint, a delivery's attempts) and replays are
-read and made within the principal's program and reach, in SQL.
+read and made within the principal's program and reach, in SQL; with
+``own`` (a program's id), within that program's own endpoints instead (its
+operators': ``partners.operator_webhooks``, whose fan-out makes their
+deliveries with ``insert_deliveries``).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from sqlalchemy import (
     String,
     Text,
     bindparam,
+    false,
     insert,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -41,7 +46,7 @@ from core.pagination import Page, decode_cursor, page_of
 from core.principal import Principal, PrincipalKind
 from ledger import new_id
 from partners.data_sharing.disclosures import blocked_replays
-from partners.webhook_endpoints import find_endpoint
+from partners.webhook_endpoints import endpoint_subject, find_endpoint
 from partners.webhook_models import (
     RETRY_DELAYS,
     DeliveryStatus,
@@ -105,6 +110,16 @@ async def make_deliveries(session: AsyncSession, events: Sequence[OutboxEvent]) 
         for endpoint in endpoints.get(by_partner[event.id], ())
         if endpoint.event_types is None or event.topic in endpoint.event_types
     ]
+    await insert_deliveries(session, rows)
+
+
+async def insert_deliveries(
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, Any, OutboxEvent]]
+) -> None:
+    """A delivery per (id, endpoint, event), the endpoint a row with its
+    ``id``, ``program_id`` and ``partner_id``: due at the event's time, its
+    body the event's payload; one already made for the endpoint and event
+    is kept as it is."""
     if rows:
         await session.execute(
             _INSERT_DELIVERIES,
@@ -151,8 +166,15 @@ _INSERT_DELIVERIES = text(
 fan_out = BatchSubscriber(make_deliveries)
 
 
-def _readable(principal: Principal) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
+def _readable(principal: Principal, own: uuid.UUID | None = None) -> list[ColumnElement[bool]]:
+    if own is not None:
+        return [
+            deliveries.program_id == own,
+            deliveries.partner_id.is_(None),
+            deliveries.program_id == (principal.program_id or own),
+            false() if principal.kind is PrincipalKind.PARTNER else true(),
+        ]
+    conditions: list[ColumnElement[bool]] = [deliveries.partner_id.is_not(None)]
     if principal.program_id is not None:
         conditions.append(deliveries.program_id == principal.program_id)
     if principal.kind is PrincipalKind.PARTNER:
@@ -197,11 +219,12 @@ async def list_deliveries(
     status: DeliveryStatus | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    own: uuid.UUID | None = None,
 ) -> Page[DeliveryView]:
     """An endpoint's deliveries, newest first, a page at a time."""
-    endpoint = await find_endpoint(session, endpoint_id, principal=principal)
+    endpoint = await find_endpoint(session, endpoint_id, principal=principal, own=own)
     query = select(*_VIEW_COLUMNS).where(
-        deliveries.endpoint_id == endpoint.id, *_readable(principal)
+        deliveries.endpoint_id == endpoint.id, *_readable(principal, own)
     )
     if status is not None:
         query = query.where(deliveries.status == status)
@@ -212,13 +235,17 @@ async def list_deliveries(
 
 
 async def get_delivery(
-    session: AsyncSession, delivery_id: uuid.UUID, *, principal: Principal
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    *,
+    principal: Principal,
+    own: uuid.UUID | None = None,
 ) -> DeliveryDetail:
     """A delivery with its body and every attempt, oldest first."""
     row = (
         await session.execute(
             select(*_VIEW_COLUMNS, deliveries.body).where(
-                deliveries.id == delivery_id, *_readable(principal)
+                deliveries.id == delivery_id, *_readable(principal, own)
             )
         )
     ).first()
@@ -249,7 +276,11 @@ async def get_delivery(
 
 
 async def replay_delivery(
-    session: AsyncSession, delivery_id: uuid.UUID, *, principal: Principal
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    *,
+    principal: Principal,
+    own: uuid.UUID | None = None,
 ) -> DeliveryView:
     """Send a succeeded or dead-lettered delivery once more, at once, with
     the same ``webhook-id`` (one attempt: if it fails, the delivery is dead
@@ -259,7 +290,7 @@ async def replay_delivery(
         await session.execute(
             select(deliveries.id, deliveries.status, deliveries.endpoint_id, WebhookEndpoint.status)
             .join(WebhookEndpoint, WebhookEndpoint.id == deliveries.endpoint_id)
-            .where(deliveries.id == delivery_id, *_readable(principal))
+            .where(deliveries.id == delivery_id, *_readable(principal, own))
             .with_for_update(of=webhook_deliveries)
         )
     ).first()
@@ -278,7 +309,7 @@ async def replay_delivery(
         session,
         principal,
         "webhook-delivery.replay",
-        f"partner-webhook-delivery:{message_id(delivery_id)}",
+        f"{'partner' if own is None else 'program'}-webhook-delivery:{message_id(delivery_id)}",
     )
     found = (
         await session.execute(select(*_VIEW_COLUMNS).where(deliveries.id == delivery_id))
@@ -287,11 +318,16 @@ async def replay_delivery(
 
 
 async def replay_dead_since(
-    session: AsyncSession, endpoint_id: uuid.UUID, replay: ReplaySince, *, principal: Principal
+    session: AsyncSession,
+    endpoint_id: uuid.UUID,
+    replay: ReplaySince,
+    *,
+    principal: Principal,
+    own: uuid.UUID | None = None,
 ) -> int:
     """Send again, at once, every dead-lettered delivery of an enabled
     endpoint made since ``replay.since``; answers how many. Audited."""
-    endpoint = await find_endpoint(session, endpoint_id, principal=principal, lock=True)
+    endpoint = await find_endpoint(session, endpoint_id, principal=principal, own=own, lock=True)
     if endpoint.status != EndpointStatus.ENABLED:
         raise DeliveryNotReplayable("the endpoint is disabled: enable it first")
     ids = list(
@@ -300,7 +336,7 @@ async def replay_dead_since(
                 deliveries.endpoint_id == endpoint.id,
                 deliveries.status == DeliveryStatus.DEAD,
                 deliveries.created_at >= replay.since,
-                *_readable(principal),
+                *_readable(principal, own),
             )
         )
     )
@@ -314,7 +350,7 @@ async def replay_dead_since(
         session,
         principal,
         "webhook-endpoint.replay-dead",
-        f"partner:{endpoint.partner_id}:webhook-endpoint:{endpoint.id}",
+        endpoint_subject(endpoint),
         {"since": replay.since.isoformat(), "replayed": len(ids)},
     )
     return len(ids)
@@ -335,11 +371,15 @@ async def _replay(session: AsyncSession, ids: list[uuid.UUID], now: datetime) ->
 
 
 async def send_test_event(
-    session: AsyncSession, endpoint_id: uuid.UUID, *, principal: Principal
+    session: AsyncSession,
+    endpoint_id: uuid.UUID,
+    *,
+    principal: Principal,
+    own: uuid.UUID | None = None,
 ) -> DeliveryView:
     """A ``webhook.test`` delivery to this endpoint only, due at once, sent
     like any other (retries included)."""
-    endpoint = await find_endpoint(session, endpoint_id, principal=principal, lock=True)
+    endpoint = await find_endpoint(session, endpoint_id, principal=principal, own=own, lock=True)
     if endpoint.status != EndpointStatus.ENABLED:
         raise DeliveryNotReplayable("the endpoint is disabled: enable it first")
     now = datetime.now(UTC)
@@ -363,7 +403,7 @@ async def send_test_event(
         session,
         principal,
         "webhook-endpoint.test-event",
-        f"partner:{endpoint.partner_id}:webhook-endpoint:{endpoint.id}",
+        endpoint_subject(endpoint),
         {"delivery": message_id(delivery)},
     )
     found = (await session.execute(select(*_VIEW_COLUMNS).where(deliveries.id == delivery))).one()

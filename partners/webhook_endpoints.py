@@ -5,6 +5,11 @@ A partner client manages the endpoints of its own firm and reads those of
 its reach; an operator reads a firm's endpoints and disables or enables
 them. Every read filters by the principal's program and reach in SQL: an
 endpoint of another partner is not found, exactly as a missing one.
+
+A program's own endpoints (``partner_id`` NULL, its operators':
+``partners.operator_webhooks``) are never among a partner's: the use cases
+on a row (``change_endpoint``, ``change_status``, ``rotate``, ``remove``)
+serve both, each finding its rows its own way.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ import base64
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from msgspec import UNSET
-from sqlalchemy import ColumnElement, delete, func, select, update
+from msgspec import UNSET, UnsetType
+from sqlalchemy import ColumnElement, delete, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -60,12 +65,20 @@ def new_secret() -> str:
 
 
 def readable(
-    principal: Principal, partner_id: uuid.UUID | None = None
+    principal: Principal, partner_id: uuid.UUID | None = None, *, own: uuid.UUID | None = None
 ) -> list[ColumnElement[bool]]:
-    """The conditions on ``WebhookEndpoint`` for the endpoints ``principal``
-    may see, of the firm ``partner_id`` only when given (an operator's
-    path names one)."""
-    conditions: list[ColumnElement[bool]] = []
+    """The conditions on ``WebhookEndpoint`` for the partners' endpoints
+    ``principal`` may see, of the firm ``partner_id`` only when given (an
+    operator's path names one); never a program's own. With ``own``, the
+    endpoints of that program's own instead (never a partner's to see)."""
+    if own is not None:
+        return [
+            WebhookEndpoint.program_id == own,
+            WebhookEndpoint.partner_id.is_(None),
+            WebhookEndpoint.program_id == (principal.program_id or own),
+            false() if principal.kind is PrincipalKind.PARTNER else true(),
+        ]
+    conditions: list[ColumnElement[bool]] = [WebhookEndpoint.partner_id.is_not(None)]
     if principal.program_id is not None:
         conditions.append(WebhookEndpoint.program_id == principal.program_id)
     if principal.kind is PrincipalKind.PARTNER:
@@ -75,16 +88,20 @@ def readable(
     return conditions
 
 
-def _subject(endpoint: WebhookEndpoint) -> str:
+def endpoint_subject(endpoint: WebhookEndpoint) -> str:
+    """How the audit trail names an endpoint: its partner's, or its program's."""
+    if endpoint.partner_id is None:
+        return f"program:{endpoint.program_id}:webhook-endpoint:{endpoint.id}"
     return f"partner:{endpoint.partner_id}:webhook-endpoint:{endpoint.id}"
 
 
-def _event_types(types: list[str] | None) -> list[str] | None:
+def event_types(types: list[str] | None, topics: frozenset[str] = TOPICS) -> list[str] | None:
+    """The event types as stored, or ``UnknownEventType`` naming the known ones."""
     if types is None:
         return None
-    if unknown := sorted(set(types) - TOPICS):
+    if unknown := sorted(set(types) - topics):
         raise UnknownEventType(
-            f"event_types: unknown {', '.join(unknown)}; the types are {', '.join(sorted(TOPICS))}"
+            f"event_types: unknown {', '.join(unknown)}; the types are {', '.join(sorted(topics))}"
         )
     return sorted(set(types))
 
@@ -97,7 +114,7 @@ async def create_endpoint(
     if principal.kind is not PrincipalKind.PARTNER or principal.partner_id is None:
         raise Forbidden("only a partner's client adds its webhook endpoints")
     url = check_url(spec.url, targets)
-    types = _event_types(spec.event_types)
+    types = event_types(spec.event_types)
     # The firm's row, locked: two creations at once count each other.
     firm = await session.scalar(
         select(Partner)
@@ -124,7 +141,7 @@ async def create_endpoint(
         session,
         principal,
         "webhook-endpoint.create",
-        _subject(endpoint),
+        endpoint_subject(endpoint),
         {"url": url, "event_types": types, "description": spec.description},
     )
     return CreatedEndpoint.of_new(endpoint)
@@ -152,10 +169,13 @@ async def find_endpoint(
     *,
     principal: Principal,
     partner_id: uuid.UUID | None = None,
+    own: uuid.UUID | None = None,
     lock: bool = False,
 ) -> WebhookEndpoint:
+    """A partner's endpoint the principal may see; with ``own``, one of that
+    program's own."""
     query = select(WebhookEndpoint).where(
-        WebhookEndpoint.id == endpoint_id, *readable(principal, partner_id)
+        WebhookEndpoint.id == endpoint_id, *readable(principal, partner_id, own=own)
     )
     endpoint = await session.scalar(query.with_for_update() if lock else query)
     if endpoint is None:
@@ -186,11 +206,37 @@ async def update_endpoint(
     """Set the fields ``change`` gives; audited with each changed field
     before and after (a change that changes nothing writes no line)."""
     endpoint = await find_endpoint(session, endpoint_id, principal=principal, lock=True)
+    await change_endpoint(session, endpoint, change, principal=principal, targets=targets)
+    return EndpointView.of(endpoint)
+
+
+class _Change(Protocol):
+    @property
+    def url(self) -> str | UnsetType: ...
+    @property
+    def event_types(self) -> list[str] | UnsetType | None: ...
+    @property
+    def description(self) -> str | UnsetType: ...
+    @property
+    def status(self) -> str | UnsetType: ...
+
+
+async def change_endpoint(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    change: _Change,
+    *,
+    principal: Principal,
+    targets: TargetPolicy,
+    topics: frozenset[str] = TOPICS,
+) -> None:
+    """``update_endpoint`` on an endpoint found and locked by the caller,
+    whose event types are among ``topics``."""
     wanted: dict[str, Any] = {}
     if change.url is not UNSET:
         wanted["url"] = check_url(change.url, targets)
     if change.event_types is not UNSET:
-        wanted["event_types"] = _event_types(change.event_types)
+        wanted["event_types"] = event_types(change.event_types, topics)
     if change.description is not UNSET:
         wanted["description"] = change.description
     changed = {
@@ -208,9 +254,8 @@ async def update_endpoint(
     if changed:
         await session.flush()
         await audit.record(
-            session, principal, "webhook-endpoint.update", _subject(endpoint), changed
+            session, principal, "webhook-endpoint.update", endpoint_subject(endpoint), changed
         )
-    return EndpointView.of(endpoint)
 
 
 async def set_endpoint_status(
@@ -227,6 +272,19 @@ async def set_endpoint_status(
     endpoint = await find_endpoint(
         session, endpoint_id, principal=principal, partner_id=partner_id, lock=True
     )
+    await change_status(session, endpoint, status, principal=principal, reason=reason)
+    return EndpointView.of(endpoint)
+
+
+async def change_status(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    status: EndpointStatus,
+    *,
+    principal: Principal,
+    reason: str | None = None,
+) -> None:
+    """``set_endpoint_status`` on an endpoint found and locked by the caller."""
     if endpoint.status != status:
         await _move(session, endpoint, status, reason or f"disabled by {principal.actor}")
         await session.flush()
@@ -234,10 +292,9 @@ async def set_endpoint_status(
             session,
             principal,
             f"webhook-endpoint.{'enable' if status is EndpointStatus.ENABLED else 'disable'}",
-            _subject(endpoint),
+            endpoint_subject(endpoint),
             {"reason": reason},
         )
-    return EndpointView.of(endpoint)
 
 
 async def _move(
@@ -281,6 +338,17 @@ async def rotate_secret(
     """A new secret, answered this once; the one before keeps signing for
     ``overlap_seconds`` (a rotation during an overlap ends the older one)."""
     endpoint = await find_endpoint(session, endpoint_id, principal=principal, lock=True)
+    return await rotate(session, endpoint, rotation, principal=principal)
+
+
+async def rotate(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    rotation: EndpointSecretRotation,
+    *,
+    principal: Principal,
+) -> RotatedSecret:
+    """``rotate_secret`` of an endpoint found and locked by the caller."""
     overlap = timedelta(seconds=rotation.overlap_seconds)
     if overlap:
         endpoint.previous_secret = endpoint.secret
@@ -294,7 +362,7 @@ async def rotate_secret(
         session,
         principal,
         "webhook-endpoint.rotate-secret",
-        _subject(endpoint),
+        endpoint_subject(endpoint),
         {"overlap_seconds": rotation.overlap_seconds},
     )
     return RotatedSecret(
@@ -307,7 +375,12 @@ async def delete_endpoint(
 ) -> None:
     """The endpoint and its delivery log go; the audit trail keeps the deletion."""
     endpoint = await find_endpoint(session, endpoint_id, principal=principal, lock=True)
-    subject = _subject(endpoint)
+    await remove(session, endpoint, principal=principal)
+
+
+async def remove(session: AsyncSession, endpoint: WebhookEndpoint, *, principal: Principal) -> None:
+    """``delete_endpoint`` of an endpoint found and locked by the caller."""
+    subject = endpoint_subject(endpoint)
     await session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
     session.expunge(endpoint)
     await audit.record(

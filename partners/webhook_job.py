@@ -1,5 +1,6 @@
 """The ``deliver-webhooks`` job: for a bounded time, hand the partner
-events of the outbox to the fan-out and send what is due, so that a
+events of the outbox (and the program events for the operators' own
+endpoints, ``partners.operator_webhooks``) to the fan-out and send what is due, so that a
 delivery leaves well within a second of its change's commit.
 
 A run is three loops side by side, each on a connection of its own, so
@@ -37,6 +38,7 @@ from core.modules import JobContext
 from core.outbox import Subscriber, drain
 from partners.data_sharing.disclosures import drop_out_of_force
 from partners.events import TOPICS
+from partners.operator_webhook_events import OPERATOR_TOPICS
 from partners.webhook_sending import Sender, SendingOptions, http_clients
 from partners.webhook_targets import current_policy
 
@@ -84,9 +86,9 @@ async def _take_a_place(session: AsyncSession) -> bool:
 
 
 def _partner_subscribers(subscribers: Mapping[str, Subscriber]) -> dict[str, Subscriber]:
-    # Every subscriber of the partner topics, not only the fan-out: an
+    # Every subscriber of the webhooks' topics, not only the fan-out: an
     # event is handled once, by all of them.
-    return {topic: s for topic, s in subscribers.items() if topic in TOPICS}
+    return {topic: s for topic, s in subscribers.items() if topic in TOPICS | OPERATOR_TOPICS}
 
 
 async def _run(

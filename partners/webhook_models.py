@@ -2,10 +2,12 @@
 and the notices the platform leaves for a partner (migration 0024).
 
 An endpoint is a partner's (``partner_id``, within ``program_id``, its
-tenant). A delivery is one event for one endpoint: its ``id`` is the
-``webhook-id`` of every attempt (``msg_<hex>``), so a receiver drops
-duplicates. Deliveries and attempts are written in batches by SQL
-(``partners.webhook_sending``), so they are Core tables, not ORM classes.
+tenant), or the program's own with ``partner_id`` NULL (migration 0046: its
+operators', for program events, ``partners.operator_webhooks``). A
+delivery is one event for one endpoint: its ``id`` is the ``webhook-id`` of
+every attempt (``msg_<hex>``), so a receiver drops duplicates. Deliveries
+and attempts are written in batches by SQL (``partners.webhook_sending``),
+so they are Core tables, not ORM classes.
 """
 
 from __future__ import annotations
@@ -70,10 +72,19 @@ FAILING_LIMIT = timedelta(days=5)
 
 class WebhookEndpoint(UUIDv7AuditBase):
     __tablename__ = "webhook_endpoints"
-    __table_args__ = (Index("ix_webhook_endpoints_partner_id", "partner_id", "id"),)
+    __table_args__ = (
+        Index("ix_webhook_endpoints_partner_id", "partner_id", "id"),
+        Index(
+            "ix_webhook_endpoints_program_own",
+            "program_id",
+            "id",
+            postgresql_where=text("partner_id IS NULL"),
+        ),
+    )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
-    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
+    #: None: the program's own endpoint (its operators'), not a partner's.
+    partner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("partners.id"))
     url: Mapped[str] = mapped_column(String(2000))
     description: Mapped[str] = mapped_column(String(500))
     #: The event types sent to it; None: every type, those added later too.
@@ -98,9 +109,10 @@ webhook_deliveries = Table(
     "webhook_deliveries",
     UUIDv7AuditBase.metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
-    # The endpoint's tenant, copied so that reads filter without a join.
+    # The endpoint's tenant, copied so that reads filter without a join
+    # (``partner_id`` NULL: a delivery to the program's own endpoint).
     Column("program_id", UUID(as_uuid=True), nullable=False),
-    Column("partner_id", UUID(as_uuid=True), nullable=False),
+    Column("partner_id", UUID(as_uuid=True)),
     Column(
         "endpoint_id",
         UUID(as_uuid=True),

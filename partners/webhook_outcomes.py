@@ -7,15 +7,18 @@ An endpoint failing for ``FAILING_LIMIT`` (five days) without a success is
 disabled, once: the move from enabled happens under the row's lock, so one
 notice is left for the partner (``partner_notices``, an e-mail to send) and
 one audit line, not one per failure. Its due deliveries are dead-lettered,
-to replay once it is enabled again.
+to replay once it is enabled again. A program's own endpoint (its
+operators') has no partner to leave a notice for: a WARNING line says it.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, Integer, SmallInteger, String, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -26,6 +29,8 @@ from core.principal import system
 from ledger import new_id
 from partners.webhook_endpoints import dead_letter_pending
 from partners.webhook_models import FAILING_LIMIT, RETRY_DELAYS, DeliveryStatus, partner_notices
+
+log = logging.getLogger(__name__)
 
 #: Who the trail names for what the sender does on its own.
 SENDER = system("deliver-webhooks")
@@ -214,6 +219,36 @@ async def _disable_long_failing(
     if not disabled:
         return
     await dead_letter_pending(session, [row.id for row in disabled], now)
+    for row in disabled:
+        if row.partner_id is None:
+            log.warning(
+                "webhook endpoint %s of program %s (%s) disabled: every delivery failed since %s",
+                row.id,
+                row.program_id,
+                row.url,
+                row.failing_since.isoformat(),
+            )
+    notified = [row for row in disabled if row.partner_id is not None]
+    if notified:
+        await _notify(session, notified, now)
+    for row in disabled:
+        await audit.record(
+            session,
+            SENDER,
+            "webhook-endpoint.disable",
+            f"{_owner(row)}:webhook-endpoint:{row.id}",
+            {"reason": "failing", "failing_since": row.failing_since.isoformat()},
+        )
+
+
+def _owner(row: Any) -> str:
+    if row.partner_id is None:
+        return f"program:{row.program_id}"
+    return f"partner:{row.partner_id}"
+
+
+async def _notify(session: AsyncSession, disabled: Sequence[Any], now: datetime) -> None:
+    days = FAILING_LIMIT.days
     await session.execute(
         insert(partner_notices),
         [
@@ -235,11 +270,3 @@ async def _disable_long_failing(
             for row in disabled
         ],
     )
-    for row in disabled:
-        await audit.record(
-            session,
-            SENDER,
-            "webhook-endpoint.disable",
-            f"partner:{row.partner_id}:webhook-endpoint:{row.id}",
-            {"reason": "failing", "failing_since": row.failing_since.isoformat()},
-        )

@@ -14,6 +14,8 @@ payment succeeded, whatever the refund carries.
 from __future__ import annotations
 
 import math
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -27,6 +29,8 @@ from core.errors import DomainError
 from core.models import Member, Program
 from core.principal import Principal
 from ledger import Ledger, Transfer
+from rewards.end_of_earning import check_earning_in
+from rewards.errors import ProgramSunsetting
 from rewards.programs import record_transfers, take_back_points
 from rewards.rules import points_for_return
 
@@ -51,6 +55,10 @@ class PointsPaid(msgspec.Struct, kw_only=True, frozen=True):
     #: What was paid, in minor units of ``currency`` (the provider's own case).
     paid_minor: int
     currency: str
+    #: When the member started the payment: points paid for before the end
+    #: of earning are credited when the payment succeeds after it (until
+    #: the sunset). None: when it is credited.
+    started_at: datetime | None = None
 
 
 class BoughtPoints(msgspec.Struct, kw_only=True, frozen=True):
@@ -72,6 +80,29 @@ class BoughtPointsRefund(msgspec.Struct, kw_only=True, frozen=True):
     replayed: bool
 
 
+def bought_lot(program: Program, payment_id: str) -> uuid.UUID:
+    """The credit of a payment's points, and so the id of their lot."""
+    return derived_id(program.id, "bought", payment_id)
+
+
+async def _check_earning(
+    session: AsyncSession, ledger: Ledger, program: Program, paid: PointsPaid, now: datetime
+) -> None:
+    """Refuse a new payment's points after the end of earning, unless they
+    were credited already (a retry whose row was rolled back)."""
+    try:
+        await check_earning_in(session, program, min(paid.started_at or now, now), now)
+    except ProgramSunsetting:
+        if not await ledger.lookup_transfers([bought_lot(program, paid.payment_id)]):
+            # The row just inserted goes too: a caller that records the
+            # refusal (the Stripe inbox) commits its transaction.
+            await session.execute(
+                text("DELETE FROM points_purchases WHERE payment_intent = :payment"),
+                {"payment": paid.payment_id},
+            )
+            raise
+
+
 def _subject(program: Program, member: Member) -> str:
     return f"program:{program.slug}:member:{member.external_id}"
 
@@ -84,6 +115,7 @@ async def credit_bought_points(
     paid: PointsPaid,
     *,
     principal: Principal,
+    now: datetime | None = None,
 ) -> BoughtPoints:
     """Credit the points a payment bought, once per payment, with the row a
     refund will be resolved against and the audit line.
@@ -94,7 +126,11 @@ async def credit_bought_points(
     and writes the row and the audit line that are missing.
 
     The points named travel with the payment, but the amount is what was
-    paid: a payment that does not cover its points is ``PaymentShort``."""
+    paid: a payment that does not cover its points is ``PaymentShort``.
+
+    From a sunset's end of earning a new payment's points are refused
+    (``ProgramSunsetting``, ``rewards.end_of_earning``); a payment credited
+    before is answered as ever."""
     price = price_of_points(program, paid.points)
     if (
         paid.points <= 0
@@ -103,11 +139,11 @@ async def credit_bought_points(
         or paid.paid_minor < price
     ):
         raise PaymentShort(f"paid {paid.paid_minor} {paid.currency} for {paid.points} points")
-    await session.execute(
+    inserted = await session.execute(
         text(
             "INSERT INTO points_purchases (payment_intent, program_id, member_id, points,"
             " amount_minor) VALUES (:payment, :program, :member, :points, :paid)"
-            " ON CONFLICT DO NOTHING"
+            " ON CONFLICT DO NOTHING RETURNING 1"
         ),
         {
             "payment": paid.payment_id,
@@ -117,11 +153,13 @@ async def credit_bought_points(
             "paid": paid.paid_minor,
         },
     )
+    if inserted.first() is not None:
+        await _check_earning(session, ledger, program, paid, now or datetime.now(UTC))
     [outcome] = await record_transfers(
         ledger,
         [
             Transfer(
-                id=derived_id(program.id, "bought", paid.payment_id),
+                id=bought_lot(program, paid.payment_id),
                 debit_account_id=program.issuance_account_id,
                 credit_account_id=member.wallet_account_id,
                 amount=paid.points,
@@ -207,6 +245,9 @@ async def refund_bought_points(
             points,
             {"payment_intent": payment_id, "refunded_minor": refunded},
             code=TransferCode.BOUGHT_POINTS_REFUND,
+            # The refunded points are the payment's own: its lot gives
+            # first, wherever it still is, before the wallet's oldest.
+            lots=[bought_lot(program, payment_id)],
         )
     await session.execute(
         text(

@@ -81,3 +81,12 @@ class HoldClosed(DomainError):
 
     type_slug = "hold-closed"
     kind = ErrorKind.CONFLICT
+
+
+class ProgramSunsetting(DomainError):
+    """The program's sunset is announced and its end of earning has come:
+    nothing new is earned, points already earned are still redeemed until
+    the sunset (``rewards.end_of_earning``)."""
+
+    type_slug = "program-sunsetting"
+    kind = ErrorKind.CONFLICT

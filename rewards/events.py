@@ -26,6 +26,7 @@ from ledger import Ledger, Transfer
 from ledger.bounds import MOMENT_RULE, ExternalId, NonEmpty, Text100, check_moment
 from rewards.budgets import take_from_budget
 from rewards.connections import session_connection
+from rewards.end_of_earning import check_earning_in
 from rewards.errors import InvalidPurchase
 from rewards.programs import record_transfers
 from rewards.rule_versions import parse_rules, rules_in_force
@@ -133,6 +134,7 @@ async def record_event(
     require_active(member)
     if event.occurred_at > now + timedelta(minutes=5):
         raise InvalidPurchase("occurred_at is in the future")
+    await check_earning_in(session, program, event.occurred_at, now)
 
     version = await rules_in_force(session, program, event.occurred_at)
     rule = parse_rules(version.rules).events.get(event.event) if version else None

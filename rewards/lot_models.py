@@ -91,6 +91,8 @@ class ProgramSunset(UUIDv7AuditBase):
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
     sunset_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: From then on nothing new is earned; redemptions go on to ``sunset_at``.
+    earning_ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     notice_days: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(16))

@@ -20,6 +20,7 @@ from core.models import Program
 from core.principal import Principal
 from ledger import Ledger, Transfer, TransferFlags, new_id
 from rewards.connections import Connection, session_connection
+from rewards.end_of_earning import EndOfEarning, end_of_earning
 from rewards.errors import InvalidPurchase
 from rewards.programs import record_transfers
 from rewards.purchase_pricing import PricedPurchase, Threshold, parse_terms, price_and_count
@@ -114,6 +115,8 @@ async def record_purchases(
     )
     members = {m.external_id: m for m in read.members}
     recorded = {r.order_id: r for r in read.recorded}
+    # A sunset's end of earning refuses new purchases; replays still answer.
+    ending = await end_of_earning(connection, program.id)
     answers: list[PurchaseOutcome | DomainError | None] = []
     fresh: list[tuple[int, PurchaseEvent, BatchMember]] = []
     claimed: dict[str, int] = {}
@@ -128,7 +131,7 @@ async def record_purchases(
             if event.order_id in claimed:
                 answers.append(None)  # answered as a replay of the first, below
                 continue
-            _check(program, member, event, now)
+            _check(program, member, event, now, ending)
         except DomainError as error:
             answers.append(error)
             continue
@@ -151,7 +154,13 @@ async def record_purchases(
     return [a for a in answers if a is not None]
 
 
-def _check(program: Program, member: BatchMember, event: PurchaseEvent, now: datetime) -> None:
+def _check(
+    program: Program,
+    member: BatchMember,
+    event: PurchaseEvent,
+    now: datetime,
+    ending: EndOfEarning | None,
+) -> None:
     require_active(member)
     if event.currency != program.currency:
         raise InvalidPurchase(f"currency {event.currency} is not the program's {program.currency}")
@@ -159,6 +168,9 @@ def _check(program: Program, member: BatchMember, event: PurchaseEvent, now: dat
         raise InvalidPurchase("occurred_at is in the future")
     if event.items and sum(i.amount_minor for i in event.items) != event.amount_minor:
         raise InvalidPurchase("the items do not add up to amount_minor")
+    refusal = ending.refusal(program.slug, event.occurred_at, now) if ending is not None else None
+    if refusal is not None:
+        raise refusal
 
 
 async def _write(

@@ -3,9 +3,13 @@ one auditable mass expiry of every point left in every wallet.
 
 Scheduling stores the date (at least ``notice_days`` ahead) and emits
 ``rewards.sunset_scheduled``, so members can be told; it can be cancelled
-until the date. From the date on, the ``sunset-programs`` job (or an
-operator's run of it) expires every wallet's spendable points to breakage
-with code ``PROGRAM_SUNSET``, a page of members at a time as expiry does:
+until the date. Earning stops first: from ``earning_ends_at`` (the
+announcement, unless a later instant is named) no new points are credited
+(``rewards.end_of_earning``), while members redeem until the date.
+
+From the date on, the ``sunset-programs`` job (or an operator's run of it)
+expires every wallet's spendable points to breakage with code
+``PROGRAM_SUNSET``, a page of members at a time as expiry does:
 each page's members locked (those in a spend are skipped until the next
 run), its transfers posted inside the page's transaction together with the
 sunset's running totals, so a crash anywhere leaves totals that match the
@@ -51,6 +55,11 @@ class SunsetNoticeTooShort(DomainError):
     kind = ErrorKind.INVALID
 
 
+class InvalidEndOfEarning(DomainError):
+    type_slug = "invalid-end-of-earning"
+    kind = ErrorKind.INVALID
+
+
 class SunsetLocked(DomainError):
     """The sunset's date has come (its mass expiry runs or ran): it can no
     longer be cancelled or replaced."""
@@ -79,13 +88,31 @@ class SunsetRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     reason: Annotated[
         Text500, msgspec.Meta(min_length=3, description="Why, for the audit trail and members.")
     ]
+    earning_ends_at: (
+        Annotated[
+            Moment,
+            msgspec.Meta(
+                description="When members stop earning (new earnings are refused with 409"
+                " `program-sunsetting` from then on; redemptions go on until `sunset_at`):"
+                " not in the past, not after"
+                " `sunset_at`. Left out or none: at once, when the sunset is scheduled."
+                f" {MOMENT_RULE}"
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         check_moment("sunset_at", self.sunset_at)
+        check_moment("earning_ends_at", self.earning_ends_at)
 
 
 class SunsetView(msgspec.Struct, kw_only=True, frozen=True):
     sunset_at: Annotated[datetime, msgspec.Meta(description="When the program ends.")]
+    earning_ends_at: Annotated[
+        datetime,
+        msgspec.Meta(description="From when nothing new is earned (redemptions go on)."),
+    ]
     notice_days: Annotated[int, msgspec.Meta(description="The notice given, in days.")]
     reason: Annotated[str, msgspec.Meta(description="Why, as sent.")]
     status: Annotated[
@@ -109,6 +136,7 @@ class SunsetView(msgspec.Struct, kw_only=True, frozen=True):
 def _view(sunset: ProgramSunset) -> SunsetView:
     return SunsetView(
         sunset_at=sunset.sunset_at,
+        earning_ends_at=sunset.earning_ends_at,
         notice_days=sunset.notice_days,
         reason=sunset.reason,
         status=sunset.status,
@@ -152,7 +180,7 @@ async def schedule_sunset(
             request.sunset_at,
             request.notice_days,
             request.reason,
-        )
+        ) and _same_end_of_earning(standing, request)
         if same and standing.status == SunsetStatus.SCHEDULED:
             return _view(standing), False
         if standing.status == SunsetStatus.COMPLETED:
@@ -167,9 +195,16 @@ async def schedule_sunset(
             f"sunset_at must be at least {request.notice_days} days ahead, at or after"
             f" {earliest.isoformat()}"
         )
+    earning_ends_at = now if request.earning_ends_at is None else request.earning_ends_at
+    if earning_ends_at < now or earning_ends_at > request.sunset_at:
+        raise InvalidEndOfEarning(
+            "earning_ends_at: must be between now and sunset_at"
+            f" ({now.isoformat()} to {request.sunset_at.isoformat()})"
+        )
     sunset = ProgramSunset(
         program_id=program.id,
         sunset_at=request.sunset_at,
+        earning_ends_at=earning_ends_at,
         notice_days=request.notice_days,
         reason=request.reason,
         status=SunsetStatus.SCHEDULED,
@@ -187,11 +222,20 @@ async def schedule_sunset(
         {
             "program": program.slug,
             "sunset_at": request.sunset_at.isoformat(),
+            "earning_ends_at": earning_ends_at.isoformat(),
             "notice_days": request.notice_days,
             "reason": request.reason,
         },
     )
     return _view(sunset), True
+
+
+def _same_end_of_earning(standing: ProgramSunset, request: SunsetRequest) -> bool:
+    """Whether the request names the standing sunset's end of earning (none:
+    at its announcement)."""
+    if request.earning_ends_at is None:
+        return standing.earning_ends_at == standing.created_at
+    return standing.earning_ends_at == request.earning_ends_at
 
 
 async def cancel_sunset(

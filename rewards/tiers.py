@@ -7,6 +7,11 @@ up at once when a purchase crosses a threshold (thresholds are inclusive);
 moves down only when evaluated after a window closed and its grace period
 passed, and then one tier at a time. Windows include their start and exclude
 their end.
+
+Every move is recorded in the history of tiers (``rewards.tier_history``) by
+the database, in the transaction of the move: a move sets ``tier_since`` with
+``tier_code`` (the purchase's business time on the way up, the evaluation's
+``now`` on the way down), and that instant is the one the history keeps.
 """
 
 from __future__ import annotations

@@ -54,9 +54,11 @@ async def sunset_due(w: World) -> None:
         "/programs/{slug}/sunset",
         {"sunset_at": at.isoformat(), "notice_days": 90, "reason": "the program closes"},
     )
-    # Its date come (set back by hand: the API schedules after the notice).
+    # Its date come (set back by hand: the API schedules after the notice),
+    # and its end of earning with it (never after the date).
     await w.side.execute(
-        "UPDATE program_sunsets SET sunset_at = now() - interval '1 minute'"
+        "UPDATE program_sunsets SET sunset_at = now() - interval '1 minute',"
+        " earning_ends_at = now() - interval '1 minute'"
         " WHERE program_id = (SELECT id FROM programs WHERE slug = $1)",
         w.slug,
     )

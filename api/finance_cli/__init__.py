@@ -5,7 +5,14 @@ here, registered on ``finance_group``."""
 
 from __future__ import annotations
 
-from api.finance_cli import analytics, liability, periods, reconciliation, revenue  # noqa: F401
+from api.finance_cli import (  # noqa: F401
+    analytics,
+    exchange_rates,
+    liability,
+    periods,
+    reconciliation,
+    revenue,
+)
 from api.finance_cli.group import finance_group
 
 __all__ = ["finance_group"]

@@ -42,8 +42,14 @@ async def _program(url: str, slug: str) -> JournalProgram:
 @finance_group.command("recognise")
 @_PROGRAM
 @_PERIOD
-def recognise(program: str, period: str) -> None:
-    """Recognise a period's revenue: re-estimate breakage, allocate, recognise (once)."""
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Compute the run of an ended month not closed yet and write nothing.",
+)
+def recognise(program: str, period: str, preview: bool) -> None:
+    """Recognise a period's revenue: re-estimate breakage, allocate, recognise (once).
+    The month must be closed (`coalition finance close`), or ask for --preview."""
     from api.access import CONSOLE
 
     with plain_errors():
@@ -51,11 +57,14 @@ def recognise(program: str, period: str) -> None:
         run = in_program(
             program,
             lambda session, _, found: recognise_period(
-                session, found, start, datetime.now(UTC), principal=CONSOLE
+                session, found, start, datetime.now(UTC), principal=CONSOLE, preview=preview
             ),
             write=True,
         )
-    state = "was recognised already" if run.replayed else "recognised"
+    if run.preview:
+        state = "previewed (nothing written)"
+    else:
+        state = "was recognised already" if run.replayed else "recognised"
     click.echo(
         f"finance: {program} {run.period} {state}: {run.allocations} allocations,"
         f" {run.estimates} estimates, revenue {run.recognised_minor} + service"

@@ -6,7 +6,7 @@ allocations, breakage estimates and recognition runs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http import HTTPStatus
@@ -78,8 +78,10 @@ JOURNAL_DESCRIPTION = (
     " amount, exchange rate and its date, memo, and what is behind it: the ledger transfer id"
     " of a money ledger line, a drill-down reference of an aggregated revenue line. Journals:"
     " the revenue run's deferral and recognition (nothing before the period is recognised)"
-    " and every posted movement of the program's money ledgers. Every journal balances; the"
-    " same period gives the same bytes."
+    " and every posted movement of the program's money ledgers. Lines in another currency"
+    " than the program's are converted with the exchange rate in force on the accounting date"
+    " (`/finance/exchange-rates`; half to even to the minor unit); 409 exchange-rate-missing"
+    " when a currency has none. Every journal balances; the same period gives the same bytes."
 )
 
 
@@ -104,10 +106,27 @@ def _period(text: str) -> date:
 
 async def _journal_bytes(
     pool: asyncpg.Pool, program: JournalProgram, period: date, export_format: ExportFormat
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     async with pool.acquire() as connection:
         async for chunk in export_journal(connection, program, period, export_format):
             yield chunk
+
+
+async def _started(chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """``chunks`` with the first one read already: what refuses an export (a
+    missing exchange rate) raises here, before the response starts, and
+    answers a problem instead of a cut stream."""
+    first = await anext(chunks)
+
+    async def rest() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return rest()
 
 
 class FinanceRevenueController(Controller):
@@ -205,7 +224,10 @@ class FinanceRevenueController(Controller):
             _period(data.period),
             datetime.now(UTC),
             principal=operator(request),
+            preview=data.preview,
         )
+        if run.preview:
+            return Response(run, status_code=HTTPStatus.OK)
         return created_or_replayed(run)
 
     @get(
@@ -229,7 +251,7 @@ class FinanceRevenueController(Controller):
         summary="The period's journal, streamed as CSV or Parquet",
         description=JOURNAL_DESCRIPTION,
         operation_class=JournalOperation,
-        responses=problem_responses(*OPERATOR_READ),
+        responses=problem_responses(*OPERATOR_READ, HTTPStatus.CONFLICT),
     )
     async def journal(
         self,
@@ -240,8 +262,11 @@ class FinanceRevenueController(Controller):
     ) -> Stream:
         export_format = ExportFormat(format_)
         facts = JournalProgram(program.id, program.slug, program.currency, program.time_zone)
+        chunks = await _started(
+            _journal_bytes(request.app.state.pool, facts, _period(period), export_format)
+        )
         return Stream(
-            _journal_bytes(request.app.state.pool, facts, _period(period), export_format),
+            chunks,
             media_type=MEDIA_TYPES[export_format],
             headers={
                 "Content-Disposition": f'attachment; filename="journal-{program.slug}-{period}.'

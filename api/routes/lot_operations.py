@@ -87,7 +87,11 @@ SUNSET_DESCRIPTION = (
     " From then on the `sunset-programs` job expires every point left in every wallet"
     " (code program_sunset), audited with its totals. The same request again answers the"
     " sunset (200); another while one is scheduled: 409 idempotency-conflict (cancel it"
-    " first); after the program ended: 409 sunset-locked."
+    " first); after the program ended: 409 sunset-locked. Earning stops first, at"
+    " `earning_ends_at` (by default at once): from then on new earnings (purchases and"
+    " their bonuses, bought points) are refused with 409 program-sunsetting, while"
+    " members redeem until `sunset_at` (422 invalid-end-of-earning: in the past or after"
+    " `sunset_at`)."
 )
 
 

@@ -35,6 +35,7 @@ from core.programs import get_program
 from ledger import Ledger
 from ledger.bounds import NO_NUL
 from partners.member_links import LinkRequest, LinkView, link_member, list_links, unlink_member
+from rewards.end_of_earning import check_earning_in
 from rewards.expiry import Expiring, expiring_soon
 from rewards.holds import HoldRequest, HoldView, hold_points, release_hold
 from rewards.privacy import MemberExport, export_member
@@ -368,6 +369,9 @@ class MemberController(Controller):
         data: JSONBody[PointsOrder],
     ) -> Response[PointsPayment]:
         program, member = await _me(request, db_session)
+        # Refused before the member is asked for money (409 program-sunsetting).
+        now = datetime.now(UTC)
+        await check_earning_in(db_session, program, now, now)
         settings: Settings = request.app.state.settings
         payment = await start_points_payment(
             settings, program, member, data.points, idempotency_key

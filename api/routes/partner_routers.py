@@ -5,7 +5,8 @@ mounts: a new partner controller joins one of them, nothing else changes.
   client's token (``api.partner_access``); the token names the program and
   the partner, so paths carry neither.
 - ``OPERATOR_API``: the operator's management of partners under
-  ``/programs/{slug}/partners``, called with the admin token or an API key.
+  ``/programs/{slug}/partners`` (and of the program's own webhook
+  endpoints), called with the admin token or an API key.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from api.routes.partner_statement_api import PartnerStatementApiController
 from api.routes.partner_statements import PartnerPositionController, PartnerStatementController
 from api.routes.partner_webhooks import PartnerWebhookController
 from api.routes.partners import PartnerController
+from api.routes.program_webhooks import ProgramWebhookController
 from api.routes.segments import SegmentController
 
 PARTNER_API: list[ControllerRouterHandler] = [
@@ -53,6 +55,7 @@ OPERATOR_API: list[ControllerRouterHandler] = [
     MdfController,
     PartnerController,
     OperatorWebhookController,
+    ProgramWebhookController,
     PartnerContractController,
     PartnerClientController,
     PartnerStatementController,

@@ -52,6 +52,7 @@ from rewards.bought_points import (
     credit_bought_points,
     refund_bought_points,
 )
+from rewards.errors import ProgramSunsetting
 from rewards.purchase_recording import record_purchase
 from rewards.purchases import PurchaseEvent
 from rewards.refunds import return_refunded_part
@@ -222,10 +223,17 @@ async def _points_bought(
                 points=payment.metadata.points,
                 paid_minor=payment.paid,
                 currency=payment.currency,
+                started_at=(
+                    datetime.fromtimestamp(payment.created, UTC)
+                    if payment.created is not None
+                    else None
+                ),
             ),
             principal=STRIPE,
         )
-    except PaymentShort as error:
+    except (PaymentShort, ProgramSunsetting) as error:
+        # Marked refused, not retried: a retry would be refused the same way.
+        # The payment stays Stripe's to refund (docs/rewards.md, "Sunset").
         return f"refused: {error}"
     return f"points bought: {bought.points}"
 

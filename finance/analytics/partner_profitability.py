@@ -27,7 +27,7 @@ from core.errors import NotFound
 from core.models import Program
 from core.principal import Principal
 from finance.analytics.schemas import PartnerProfitability, PartnerProfitabilityLine
-from finance.report_dates import Period
+from finance.report_dates import Period, accounting_zone
 from ledger import Ledger
 from ledger.account_activity import MovementSum, movement_sums
 from partners.models import Partner
@@ -64,8 +64,9 @@ async def partner_profitability(
 ) -> PartnerProfitability:
     if not principal.sees_program(program.id):
         raise NotFound(f"no program {program.slug!r}")
-    start, end = calendar.month_bounds(period.first_day, program.time_zone)
     connection = await session_connection(session)
+    zone = await accounting_zone(connection, program.ledger_id)
+    start, end = calendar.month_bounds(period.first_day, zone)
     partners = list(
         await session.scalars(
             select(Partner).where(Partner.program_id == program.id).order_by(Partner.slug)

@@ -35,7 +35,7 @@ from core.models import Program
 from core.principal import Principal
 from finance.analytics.schemas import CampaignRoi, ProgramRoi
 from finance.analytics.valuation import points_value_minor, ratio
-from finance.report_dates import Period
+from finance.report_dates import Period, accounting_zone
 from ledger import Ledger, lots
 from partners.campaigns.attribution import campaign_attribution
 from partners.money_ledger import ledger_name
@@ -57,7 +57,8 @@ async def program_roi(
 ) -> ProgramRoi:
     if not principal.sees_program(program.id):
         raise NotFound(f"no program {program.slug!r}")
-    start, end = calendar.month_bounds(period.first_day, program.time_zone)
+    zone = await accounting_zone(await session_connection(session), program.ledger_id)
+    start, end = calendar.month_bounds(period.first_day, zone)
     member_revenue = int(
         await session.scalar(
             select(

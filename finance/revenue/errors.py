@@ -20,6 +20,15 @@ class LaterPeriodRecognised(DomainError):
     kind = ErrorKind.CONFLICT
 
 
+class RevenuePeriodOpen(DomainError):
+    """The stored recognition of a period is its final one: it runs once the
+    period is closed (nothing can be posted in it any more); before that, a
+    preview computes it and writes nothing."""
+
+    type_slug = "revenue-period-open"
+    kind = ErrorKind.CONFLICT
+
+
 class InvalidRevenuePeriod(DomainError):
     type_slug = "invalid-revenue-period"
     kind = ErrorKind.INVALID

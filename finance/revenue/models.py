@@ -87,6 +87,8 @@ class RevenuePeriod(UUIDv7AuditBase):
     service_deferred_minor: Mapped[int] = mapped_column(BigInteger)
     recognised_minor: Mapped[int] = mapped_column(BigInteger)
     service_recognised_minor: Mapped[int] = mapped_column(BigInteger)
+    #: Contract liability reversed by the period's returns (migration 0047).
+    reversed_minor: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class RevenueAllocation(UUIDv7AuditBase):
@@ -129,6 +131,37 @@ class RevenueAllocation(UUIDv7AuditBase):
     #: The contract liability: the points' share, or a fee's redemption element.
     points_minor: Mapped[int] = mapped_column(BigInteger)
     service_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class RevenueReturnReversal(UUIDv7AuditBase):
+    """A period's reversal of a sale's points' share for the part of its
+    price returned after it was allocated (migration 0047): cumulative to
+    date, the period's part the difference. Immutable like the allocations."""
+
+    __tablename__ = "revenue_return_reversals"
+    __table_args__ = (
+        UniqueConstraint(
+            "program_id", "period", "purchase_id", name="uq_revenue_return_reversals_purchase"
+        ),
+        Index("ix_revenue_return_reversals_latest", "program_id", "purchase_id", "period"),
+    )
+
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    period: Mapped[date] = mapped_column(Date)
+    purchase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purchases.id"))
+    allocation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("revenue_allocations.id"))
+    #: The allocation's cohort: the liability comes off where it was put.
+    cohort: Mapped[date] = mapped_column(Date)
+    allocated_price_minor: Mapped[int] = mapped_column(BigInteger)
+    allocated_points_minor: Mapped[int] = mapped_column(BigInteger)
+    #: Price returned after the allocation, through the period's end.
+    returned_minor: Mapped[int] = mapped_column(BigInteger)
+    reversed_to_date_minor: Mapped[int] = mapped_column(BigInteger)
+    reversed_before_minor: Mapped[int] = mapped_column(BigInteger)
+    #: The period's reversal (contract liability back to sales revenue).
+    points_minor: Mapped[int] = mapped_column(BigInteger)
+    #: The operator's ids of the purchase's returns through the period's end.
+    return_ids: Mapped[list[str]] = mapped_column(JSONB)
 
 
 class BreakageEstimate(UUIDv7AuditBase):
@@ -188,4 +221,5 @@ CONSTRAINTS = (
     race("uq_revenue_allocations_statement_line_id", "revenue allocation"),
     race("uq_breakage_estimates_cohort", "breakage estimate"),
     race("uq_revenue_recognitions_cohort", "revenue recognition"),
+    race("uq_revenue_return_reversals_purchase", "revenue return reversal"),
 )

@@ -5,7 +5,15 @@ month (``recognise_period``). The run holds the program's revenue lock
 
 A run of a period that was run answers what it stored and writes nothing;
 periods run in order (a later one run first refuses an earlier one), and
-only a period that has ended in the program's time zone can run.
+only a period that has ended can run. The run that is stored is the final
+one, so it needs the period closed (``finance.periods``: the ledger
+refuses anything dated in it from then on, so what the run read cannot
+change under it); before the close, a **preview** computes the same run
+and writes nothing.
+
+Months are months of the ledger's accounting days (``ledgers.time_zone``),
+the days its lots and aggregates are dated by, whatever the program's zone
+became since (``finance.report_dates.accounting_zone``).
 
 What each step reads:
 
@@ -17,8 +25,11 @@ What each step reads:
   they were posted, which is when their lot was created. Partner fees:
   the issued and deferred issue-price lines of the partners' statements
   issued before the period's end, in the program's currency;
-- recognition: every cohort's deferral to date, with its estimate of this
-  period and what earlier periods recognised of it.
+- returns: allocated sales returned after their allocation, through the
+  period's end (``finance.revenue.returns``): the points' share of the
+  returned part comes off the cohort's deferral;
+- recognition: every cohort's deferral to date (less its reversals), with
+  its estimate of this period and what earlier periods recognised of it.
 """
 
 from __future__ import annotations
@@ -30,15 +41,17 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, calendar
 from core.models import Program
 from core.principal import Principal
+from finance.report_dates import accounting_zone
 from finance.revenue import breakage
 from finance.revenue.allocation import allocate_sale
-from finance.revenue.errors import LaterPeriodRecognised, PeriodNotEnded
+from finance.revenue.errors import LaterPeriodRecognised, PeriodNotEnded, RevenuePeriodOpen
 from finance.revenue.models import (
     AllocationSource,
     BreakageEstimate,
@@ -49,9 +62,11 @@ from finance.revenue.models import (
 )
 from finance.revenue.partner_fees import service_recognised_to_date, split_issuance_fee
 from finance.revenue.recognition import recognise
+from finance.revenue.returns import reverse_returns, reversed_by_cohort
 from finance.revenue.rounding import CONTEXT, rate
 from finance.revenue.schemas import RevenueRecognitionView, RevenueRunView, period_label
 from finance.revenue.settings import Settings, revenue_settings
+from ledger import periods as ledger_periods
 from ledger.ids import new_id
 from partners.statement_models import LineKind, PartnerStatement, PartnerStatementLine
 from rewards.connections import Connection, session_connection
@@ -109,9 +124,14 @@ def recognition_view(row: RevenueRecognition) -> RevenueRecognitionView:
 
 
 def run_view(
-    run: RevenuePeriod, rows: Sequence[RevenueRecognition], *, replayed: bool
+    run: RevenuePeriod,
+    rows: Sequence[RevenueRecognition],
+    *,
+    replayed: bool,
+    preview: bool = False,
 ) -> RevenueRunView:
     return RevenueRunView(
+        preview=preview,
         period=period_label(run.period),
         recognised_at=run.recognised_at,
         currency=run.currency,
@@ -121,6 +141,7 @@ def run_view(
         service_deferred_minor=run.service_deferred_minor,
         recognised_minor=run.recognised_minor,
         service_recognised_minor=run.service_recognised_minor,
+        reversed_minor=run.reversed_minor,
         recognitions=[recognition_view(row) for row in rows],
         replayed=replayed,
     )
@@ -134,14 +155,20 @@ async def recognise_period(
     *,
     principal: Principal,
     development: DevelopmentReader = ledger_development,
+    preview: bool = False,
 ) -> RevenueRunView:
     """The period's run (see the module); flushes in the caller's
     transaction, which commits it. ``program`` comes from a look-up within
-    the principal's tenant."""
-    _start, end = calendar.month_bounds(period, program.time_zone)
+    the principal's tenant. The period must be closed; with ``preview``,
+    an ended period that is still open is run in a savepoint rolled back
+    before answering (``preview`` true in the answer, nothing written; a
+    period recognised already answers its stored run)."""
+    connection = await session_connection(session)
+    zone = await accounting_zone(connection, program.ledger_id)
+    _start, end = calendar.month_bounds(period, zone)
     if end > now:
         raise PeriodNotEnded(
-            f"period: {period_label(period)} has not ended in {program.time_zone}"
+            f"period: {period_label(period)} has not ended in {zone}"
             " (a period is recognised once it is over)"
         )
     await session.execute(
@@ -151,6 +178,13 @@ async def recognise_period(
     stored = await _stored(session, program, period)
     if stored is not None:
         return stored
+    boundary = await ledger_periods.closed_through(connection, program.ledger_id)
+    if not preview and (boundary is None or boundary < end - ledger_periods.RESOLUTION):
+        raise RevenuePeriodOpen(
+            f"period: {period_label(period)} is open; the final recognition runs once it is"
+            f" closed (POST /programs/{program.slug}/finance/periods/{period_label(period)}"
+            "/close), a preview before"
+        )
     later = await session.scalar(
         select(func.max(RevenuePeriod.period)).where(
             RevenuePeriod.program_id == program.id, RevenuePeriod.period > period
@@ -161,8 +195,26 @@ async def recognise_period(
             f"period: {period_label(later)} is recognised already; periods are recognised in"
             f" order, so {period_label(period)} can no longer be"
         )
+    if not preview:
+        return await _run(session, program, period, end, zone, now, principal, development)
+    async with session.begin_nested() as savepoint:
+        view = await _run(session, program, period, end, zone, now, principal, development)
+        await savepoint.rollback()
+    return msgspec.structs.replace(view, preview=True)
+
+
+async def _run(
+    session: AsyncSession,
+    program: Program,
+    period: date,
+    end: datetime,
+    zone: str,
+    now: datetime,
+    principal: Principal,
+    development: DevelopmentReader,
+) -> RevenueRunView:
     settings = await revenue_settings(session, program)
-    last_day = (end.astimezone(ZoneInfo(program.time_zone)) - timedelta(days=1)).date()
+    last_day = (end.astimezone(ZoneInfo(zone)) - timedelta(days=1)).date()
     movements = await development(await session_connection(session), program.ledger_id, last_day)
     curves = breakage.redemption_curves(movements, period)
     estimates = breakage.estimate_breakage(
@@ -172,8 +224,12 @@ async def recognise_period(
     )
     stored_estimates = _store_estimates(session, program, period, estimates)
     await session.flush()
-    allocated = await _allocate_sales(session, program, period, end, settings, stored_estimates)
-    allocated += await _allocate_partner_fees(session, program, period, end, settings)
+    allocated = await _allocate_sales(
+        session, program, period, end, zone, settings, stored_estimates
+    )
+    allocated += await _allocate_partner_fees(session, program, period, end, zone, settings)
+    await session.flush()
+    reversals = await reverse_returns(session, program, period, end, settings.rounding)
     await session.flush()
     recognitions = await _recognise(session, program, period, settings, stored_estimates)
     new = await session.execute(
@@ -199,6 +255,7 @@ async def recognise_period(
         service_recognised_minor=sum(
             r.recognised_in_period_minor for r in recognitions if r.element == Element.SERVICE
         ),
+        reversed_minor=sum(r.points_minor for r in reversals),
     )
     session.add(run)
     await session.flush()
@@ -213,6 +270,7 @@ async def recognise_period(
             "estimates": run.estimates,
             "recognised_minor": run.recognised_minor,
             "service_recognised_minor": run.service_recognised_minor,
+            "reversed_minor": run.reversed_minor,
         },
     )
     return run_view(run, recognitions, replayed=False)
@@ -252,6 +310,7 @@ async def _allocate_sales(
     program: Program,
     period: date,
     end: datetime,
+    zone: str,
     settings: Settings,
     estimates: dict[date, BreakageEstimate],
 ) -> int:
@@ -288,7 +347,7 @@ async def _allocate_sales(
             return count
         made = []
         for purchase in purchases:
-            cohort = calendar.month_of(purchase.posted_at, program.time_zone)
+            cohort = calendar.month_of(purchase.posted_at, zone)
             estimate = estimates.get(cohort)
             breakage_rate = (
                 estimate.breakage_rate if estimate is not None else settings.default_breakage_rate
@@ -337,7 +396,12 @@ async def _allocate_sales(
 
 
 async def _allocate_partner_fees(
-    session: AsyncSession, program: Program, period: date, end: datetime, settings: Settings
+    session: AsyncSession,
+    program: Program,
+    period: date,
+    end: datetime,
+    zone: str,
+    settings: Settings,
 ) -> int:
     rows = (
         await session.execute(
@@ -369,7 +433,7 @@ async def _allocate_partner_fees(
                 period=period,
                 source=AllocationSource.PARTNER_FEE.value,
                 statement_line_id=line.id,
-                cohort=calendar.month_of(line.business_from or period_start, program.time_zone),
+                cohort=calendar.month_of(line.business_from or period_start, zone),
                 sold_at=issued_at,
                 currency=program.currency,
                 price_minor=line.amount_minor,
@@ -408,6 +472,8 @@ async def _recognise(
         deferred[(cohort, Element.POINTS)] = int(points_minor)
         if service_minor:
             deferred[(cohort, Element.SERVICE)] = int(service_minor)
+    for cohort, amount in (await reversed_by_cohort(session, program.id, period)).items():
+        deferred[(cohort, Element.POINTS)] -= amount
     latest = (
         select(
             RevenueRecognition.cohort,

@@ -329,6 +329,14 @@ class RevenueRunRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
             description="The month to recognise, YYYY-MM: one that has ended.",
         ),
     ]
+    preview: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Compute the run of an ended month that is not closed yet, as the"
+            " final run would, and write nothing (200). A final run (false) needs the month"
+            " closed: 409 revenue-period-open otherwise."
+        ),
+    ] = False
 
 
 class RevenueRunView(msgspec.Struct, kw_only=True, frozen=True):
@@ -351,6 +359,13 @@ class RevenueRunView(msgspec.Struct, kw_only=True, frozen=True):
     service_recognised_minor: Annotated[
         int, msgspec.Meta(description="The period's service revenue from partner fees.")
     ]
+    reversed_minor: Annotated[
+        int,
+        msgspec.Meta(
+            description="Contract liability reversed by this run: the points' share of the"
+            " part of allocated sales' prices returned in the period (IFRS 15)."
+        ),
+    ] = 0
     recognitions: Annotated[
         list[RevenueRecognitionView],
         msgspec.Meta(description="Per cohort and element, oldest cohort first."),
@@ -359,5 +374,12 @@ class RevenueRunView(msgspec.Struct, kw_only=True, frozen=True):
         bool,
         msgspec.Meta(
             description="True when the period had been recognised before: nothing was written."
+        ),
+    ] = False
+    preview: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True for a preview of a period not closed yet: computed as the final"
+            " run would be, nothing written."
         ),
     ] = False

@@ -1,20 +1,28 @@
-"""The ``recognise-revenue`` job: for every program, the last month that
-has ended in its time zone, once (a run of a recognised period writes
-nothing, so the job is safe to run again and from two workers at once:
-the program's revenue lock makes one of them wait and find the run)."""
+"""The ``recognise-revenue`` job: for every program, each month that has
+ended and been closed since the last one recognised, in order (the final
+run needs its period closed: ``finance.revenue.runs``); for a program with
+none recognised yet, from its start month (periods run in order, so a month
+skipped could never run after a later one). Months are the ledger's
+(``finance.report_dates.accounting_zone``). A run of a recognised period
+writes nothing, so the job is safe to run again and from two workers at
+once: the program's revenue lock makes one of them wait and find the run."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from core import calendar
 from core.models import Program
 from core.modules import JobContext
 from core.principal import system
+from finance.report_dates import accounting_zone
 from finance.revenue.models import RevenuePeriod
 from finance.revenue.runs import recognise_period
+from ledger import periods as ledger_periods
+from rewards.connections import session_connection
 
 JOB_NAME = "recognise-revenue"
 
@@ -25,26 +33,38 @@ def last_ended_period(now: datetime, zone: str) -> date:
     return date(year, month + 1, 1)
 
 
+def _next(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
 async def recognise_revenue(context: JobContext) -> int:
-    """Runs made (programs whose last ended month was not recognised yet)."""
+    """Runs made (closed months of each program not recognised yet)."""
     async with context.sessions() as session:
-        programs = [(p.id, p.time_zone) for p in await session.scalars(select(Program))]
+        programs = list(await session.scalars(select(Program.id)))
     made = 0
-    for program_id, zone in programs:
-        period = last_ended_period(context.now, zone)
+    for program_id in programs:
         async with context.sessions() as session, session.begin():
-            done = await session.scalar(
-                select(RevenuePeriod.id).where(
-                    RevenuePeriod.program_id == program_id,
-                    RevenuePeriod.period >= period,
-                )
-            )
-            if done is not None:
-                continue
             program = await session.get(Program, program_id)
             assert program is not None
-            run = await recognise_period(
-                session, program, period, context.now, principal=system(JOB_NAME)
+            connection = await session_connection(session)
+            zone = await accounting_zone(connection, program.ledger_id)
+            boundary = await ledger_periods.closed_through(connection, program.ledger_id)
+            if boundary is None:
+                continue
+            latest = await session.scalar(
+                select(func.max(RevenuePeriod.period)).where(RevenuePeriod.program_id == program_id)
             )
-            made += 0 if run.replayed else 1
+            month = (
+                _next(latest) if latest is not None else calendar.month_of(program.started_at, zone)
+            )
+            last = last_ended_period(context.now, zone)
+            while month <= last:
+                _, end = calendar.month_bounds(month, zone)
+                if boundary < end - ledger_periods.RESOLUTION:
+                    break  # open: its final run waits for the close
+                run = await recognise_period(
+                    session, program, month, context.now, principal=system(JOB_NAME)
+                )
+                made += 0 if run.replayed else 1
+                month = _next(month)
     return made

@@ -111,6 +111,15 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/programs/{slug}/partners/{partner}/webhook-endpoints/{endpoint_id}",
         "/programs/{slug}/partners/{partner}/webhook-endpoints/{endpoint_id}/disable",
         "/programs/{slug}/partners/{partner}/webhook-endpoints/{endpoint_id}/enable",
+        # The program's own webhook endpoints (api.routes.program_webhooks).
+        "/programs/{slug}/webhook-endpoints",
+        "/programs/{slug}/webhook-endpoints/{endpoint_id}",
+        "/programs/{slug}/webhook-endpoints/{endpoint_id}/deliveries",
+        "/programs/{slug}/webhook-endpoints/{endpoint_id}/replays",
+        "/programs/{slug}/webhook-endpoints/{endpoint_id}/secret-rotations",
+        "/programs/{slug}/webhook-endpoints/{endpoint_id}/test-events",
+        "/programs/{slug}/webhook-deliveries/{message_id}",
+        "/programs/{slug}/webhook-deliveries/{message_id}/replays",
         "/programs/{slug}/partners/{partner}/statements",
         "/programs/{slug}/partners/{partner}/statements/draft",
         "/programs/{slug}/partners/{partner}/statements/{number}",
@@ -152,6 +161,7 @@ async def test_openapi_document_lists_every_route(anonymous_client: Client) -> N
         "/programs/{slug}/finance/revenue/recognitions",
         "/programs/{slug}/finance/revenue/recognitions/{period}",
         "/programs/{slug}/finance/journal",
+        "/programs/{slug}/finance/exchange-rates",
         "/programs/{slug}/finance/reconciliations",
         "/programs/{slug}/finance/reconciliations/{run_id}",
         # Saved segments (api.routes.segments) and analytics (api.routes.finance_analytics).

@@ -6,6 +6,7 @@ problem+json and nothing written."""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,7 @@ import pytest
 
 from tests.api.conftest import PROBLEM_JSON, Client, assert_problem, open_program
 from tests.partners.settlement_helpers import label as month_label
+from tests.partners.settlement_helpers import months_back
 
 
 async def writes(pool: asyncpg.Pool, slug: str) -> dict[str, Any]:
@@ -88,6 +90,27 @@ async def test_a_period_is_recognised_once(client: Client, pool: asyncpg.Pool) -
     slug = await open_program(client)
     base = f"/programs/{slug}/finance/revenue"
     period = month_label(1)
+    # The final run needs its period closed: refused while open, nothing written.
+    await pool.execute(
+        "UPDATE programs SET started_at = $2 WHERE slug = $1",
+        slug,
+        months_back(2)[0] + timedelta(hours=1),
+    )
+    before = await writes(pool, slug)
+    assert_problem(
+        await client.post(f"{base}/recognitions", json={"period": period}),
+        409,
+        "revenue-period-open",
+    )
+    assert await writes(pool, slug) == before
+    # A preview computes it while open and writes nothing either.
+    previewed = await client.post(f"{base}/recognitions", json={"period": period, "preview": True})
+    assert previewed.status_code == 200, previewed.text
+    assert previewed.json()["preview"] is True
+    assert await writes(pool, slug) == before
+    for month in (month_label(2), period):
+        closed = await client.post(f"/programs/{slug}/finance/periods/{month}/close")
+        assert closed.status_code in (200, 201), closed.text
 
     made = await client.post(f"{base}/recognitions", json={"period": period})
     assert made.status_code == 201, made.text

@@ -33,6 +33,7 @@ from ledger import Ledger, Transfer
 from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
+from rewards.sunset import SunsetRequest, schedule_sunset
 from tests.api import live_server
 from tests.api.conftest import ADMIN_TOKEN, PROBLEMS
 from tests.conftest import NewProgram
@@ -540,3 +541,77 @@ async def test_an_event_that_fails_holds_up_no_other(
     # Failed for good: no run takes it again, however late.
     await process_inbox(sessions, ledger, now=later + timedelta(days=30))
     assert (await row(poison))["attempts"] == inbox.MAX_ATTEMPTS
+
+
+async def test_a_sunset_refuses_new_points_payments_but_credits_those_started_before(
+    stripe_client: AsyncTestClient[Litestar],
+    engine: AsyncEngine,
+    session: AsyncSession,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+) -> None:
+    program = await get_program(session, system("test"), shop)
+    member = await get_member(session, program, "payer")
+    now = datetime.now(UTC).replace(microsecond=0)
+    await schedule_sunset(
+        session,
+        program,
+        SunsetRequest(sunset_at=now + timedelta(days=40), notice_days=30, reason="closing"),
+        now,
+        principal=system("test"),
+    )
+    await session.commit()
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def paid_for(points: int, created: datetime) -> dict[str, Any]:
+        return {
+            "id": f"pi_{uuid.uuid4().hex[:12]}",
+            "object": "payment_intent",
+            "amount": points,
+            "amount_received": points,
+            "currency": "zar",
+            "created": int(created.timestamp()),
+            "metadata": {
+                "kind": "points_purchase",
+                "program": shop,
+                "member": "payer",
+                "points": str(points),
+            },
+        }
+
+    # Started before earning ended, confirmed after: the member paid for points
+    # on offer then, and gets them.
+    before = paid_for(70, now - timedelta(minutes=5))
+    outcome = await deliver_event(
+        stripe_client, sessions, ledger, pool, "payment_intent.succeeded", before
+    )
+    assert outcome == "points bought: 70"
+    # Started after: refused once and for all (not retried), nothing credited.
+    after = paid_for(30, now + timedelta(seconds=1))
+    outcome = await deliver_event(
+        stripe_client, sessions, ledger, pool, "payment_intent.succeeded", after
+    )
+    assert outcome.startswith("refused: program"), outcome
+    assert (await member_balance(ledger, program, member)).available == 70
+    # A new payment is refused before the member is asked for money.
+    token = jwt.encode(
+        {"sub": "payer", "program": shop, "aud": "coalition-members",
+         "exp": int(time.time()) + 300},
+        MEMBER_SECRET,
+        algorithm="HS256",
+    )  # fmt: skip
+    response = await stripe_client.post(
+        "/me/points-purchases",
+        json={"points": 500},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "buy-after-end"},
+    )
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["type"].endswith("program-sunsetting")
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM points_purchases WHERE program_id = $1", program.id
+        )
+        == 1
+    )

@@ -40,6 +40,7 @@ from api.settings import Settings
 from core.codes import AccountCode, TransferCode, partner_account_id
 from core.models import Program
 from core.principal import Principal, PrincipalKind
+from finance.reconciliation import ALERT_TOPIC
 from ledger import Ledger, Transfer
 from partners.mdf.activities import request_activity
 from partners.mdf.claims import draft_claim
@@ -219,6 +220,7 @@ async def tenants(
         await add_revenue_run(client, tenant)
         await add_reconciliation_run(client, tenant)
         await add_segments(client, tenant)
+        await add_program_webhooks(client, pool, tenant)
     return made
 
 
@@ -1035,7 +1037,10 @@ PROGRAM_CASES |= {
 
 
 async def add_revenue_run(client: Client, tenant: Tenant) -> None:
-    """Revenue recognised for the month before last, for its read."""
+    """Revenue recognised for the month before last, for its read: a final
+    run needs its period closed, and closing last month (the program's
+    first, ``add_periods``) closes the ledger through both."""
+    await ok(await client.post(f"/programs/{tenant.slug}/finance/periods/{month_label(1)}/close"))
     await ok(
         await client.post(
             f"/programs/{tenant.slug}/finance/revenue/recognitions",
@@ -1061,10 +1066,11 @@ PROGRAM_CASES |= {
         "/finance/revenue/breakage-estimates",
         None,
     ),
-    # Recognised already the second time: answered as it is.
+    # Recognised already (add_revenue_run): answered as it is, whatever the
+    # reopen case did to last month since.
     ("POST", "/programs/{slug}/finance/revenue/recognitions"): lambda t: (
         "/finance/revenue/recognitions",
-        {"period": month_label(1)},
+        {"period": month_label(2)},
     ),
     ("GET", "/programs/{slug}/finance/revenue/recognitions/{period}"): lambda t: (
         f"/finance/revenue/recognitions/{month_label(2)}",
@@ -1072,6 +1078,15 @@ PROGRAM_CASES |= {
     ),
     ("GET", "/programs/{slug}/finance/journal"): lambda t: (
         f"/finance/journal?period={month_label(1)}",
+        None,
+    ),
+    # Recorded already the second time: answered as it is.
+    ("POST", "/programs/{slug}/finance/exchange-rates"): lambda t: (
+        "/finance/exchange-rates",
+        {"currency": "EUR", "rate": "18.25", "effective_on": "2026-01-01"},
+    ),
+    ("GET", "/programs/{slug}/finance/exchange-rates"): lambda t: (
+        "/finance/exchange-rates",
         None,
     ),
 }
@@ -1242,6 +1257,74 @@ PROGRAM_CASES |= {
     ),
     ("GET", "/programs/{slug}/analytics/campaigns/{campaign_id}/roi"): lambda t: (
         f"/analytics/campaigns/{t.campaign}/roi",
+        None,
+    ),
+}
+
+#: Per tenant: the program's own webhook endpoints (one kept, one to delete)
+#: and a dead-lettered test delivery of the kept one (api.routes.program_webhooks).
+PROGRAM_WEBHOOKS: dict[str, dict[str, str]] = {}
+
+
+async def add_program_webhooks(client: Client, pool: asyncpg.Pool, tenant: Tenant) -> None:
+    base = f"/programs/{tenant.slug}/webhook-endpoints"
+    ids = PROGRAM_WEBHOOKS.setdefault(tenant.slug, {})
+    for use in ("kept", "doomed"):
+        made = await ok(await client.post(base, json={"url": f"https://hooks.example.com/{use}"}))
+        ids[use] = made["id"]
+    test = await ok(await client.post(f"{base}/{ids['kept']}/test-events"))
+    ids["delivery"] = test["id"]
+    await pool.execute(
+        "UPDATE webhook_deliveries SET status = 'dead', next_attempt_at = NULL, dead_at = now()"
+        " WHERE id = $1",
+        uuid.UUID(hex=test["id"].removeprefix("msg_")),
+    )
+
+
+def _own_endpoint(t: Tenant, use: str = "kept") -> str:
+    return f"/webhook-endpoints/{PROGRAM_WEBHOOKS[t.slug][use]}"
+
+
+PROGRAM_CASES |= {
+    ("POST", "/programs/{slug}/webhook-endpoints"): lambda t: (
+        "/webhook-endpoints",
+        {"url": f"https://hooks.example.com/{fresh('new')}", "event_types": [ALERT_TOPIC]},
+    ),
+    ("GET", "/programs/{slug}/webhook-endpoints"): lambda t: ("/webhook-endpoints", None),
+    ("GET", "/programs/{slug}/webhook-endpoints/{endpoint_id}"): lambda t: (
+        _own_endpoint(t),
+        None,
+    ),
+    ("PATCH", "/programs/{slug}/webhook-endpoints/{endpoint_id}"): lambda t: (
+        _own_endpoint(t),
+        {"description": fresh("ops")},
+    ),
+    ("DELETE", "/programs/{slug}/webhook-endpoints/{endpoint_id}"): lambda t: (
+        _own_endpoint(t, "doomed"),
+        None,
+    ),
+    ("POST", "/programs/{slug}/webhook-endpoints/{endpoint_id}/secret-rotations"): lambda t: (
+        f"{_own_endpoint(t)}/secret-rotations",
+        {"overlap_seconds": 60},
+    ),
+    ("GET", "/programs/{slug}/webhook-endpoints/{endpoint_id}/deliveries"): lambda t: (
+        f"{_own_endpoint(t)}/deliveries",
+        None,
+    ),
+    ("POST", "/programs/{slug}/webhook-endpoints/{endpoint_id}/replays"): lambda t: (
+        f"{_own_endpoint(t)}/replays",
+        {"since": "2020-01-01T00:00:00Z"},
+    ),
+    ("POST", "/programs/{slug}/webhook-endpoints/{endpoint_id}/test-events"): lambda t: (
+        f"{_own_endpoint(t)}/test-events",
+        None,
+    ),
+    ("GET", "/programs/{slug}/webhook-deliveries/{message_id}"): lambda t: (
+        f"/webhook-deliveries/{PROGRAM_WEBHOOKS[t.slug]['delivery']}",
+        None,
+    ),
+    ("POST", "/programs/{slug}/webhook-deliveries/{message_id}/replays"): lambda t: (
+        f"/webhook-deliveries/{PROGRAM_WEBHOOKS[t.slug]['delivery']}/replays",
         None,
     ),
 }

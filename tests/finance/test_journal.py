@@ -16,16 +16,20 @@ import asyncpg
 import pyarrow.parquet as pq
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import calendar
 from core.codes import AccountCode, TransferCode, money_account_id
 from core.exports import ExportFormat
 from core.models import Program
 from core.principal import system
 from finance.journal import JournalProgram, export_journal, journal_id
+from finance.report_dates import accounting_zone
 from finance.revenue.runs import recognise_period
 from finance.revenue.schemas import RevenueSettingsBody
 from finance.revenue.settings import store_revenue_settings
 from ledger import Ledger, Transfer
+from ledger import periods as ledger_periods
 from partners.money_ledger import money_ledger, open_money_accounts
+from rewards.connections import session_connection
 from tests.conftest import NewProgram
 from tests.finance.revenue_helpers import Cohorts, add_member, add_sale, at, month
 
@@ -46,6 +50,13 @@ async def a_period(session: AsyncSession, ledger: Ledger, program: Program) -> u
     member = await add_member(session, program)
     await add_sale(session, program, member, price=10_000, points=1_000, posted_at=at(1))
     await add_sale(session, program, member, price=2_500, points=300, posted_at=at(1, 20))
+    await session.commit()
+    # A final run needs the period closed (what finance.periods does to the ledger).
+    connection = await session_connection(session)
+    _, end = calendar.month_bounds(month(1), await accounting_zone(connection, program.ledger_id))
+    await ledger_periods.close_through(
+        connection, program.ledger_id, end - ledger_periods.RESOLUTION
+    )
     await session.commit()
     await recognise_period(
         session,

@@ -156,7 +156,7 @@ async def test_outstanding_points_by_cohort_and_by_origin(
     }
 
 
-async def test_outstanding_points_by_the_members_current_tier(
+async def test_outstanding_points_by_the_members_tier(
     session: AsyncSession, ledger: Ledger, new_program: NewProgram, new_partner: NewPartner
 ) -> None:
     book = await _scenario(session, ledger, new_program, new_partner)
@@ -167,8 +167,11 @@ async def test_outstanding_points_by_the_members_current_tier(
         TierSpec(code="gold", name="Gold", rank=1, threshold=0),
         principal=PRINCIPAL,
     )
+    # Gold from before every day asked (tiers_in_force: the tier held then).
     await session.execute(
-        update(Member).where(Member.id == book.members["alice"].id).values(tier_code="gold")
+        update(Member)
+        .where(Member.id == book.members["alice"].id)
+        .values(tier_code="gold", tier_since=datetime(2025, 1, 1, tzinfo=UTC))
     )
     await session.commit()
 
@@ -180,7 +183,7 @@ async def test_outstanding_points_by_the_members_current_tier(
         report = await liability(
             session, program, day, LiabilityBreakdown.TIER, principal=PRINCIPAL
         )
-        assert report.tier_basis == "current"
+        assert report.tier_basis == "in_force"
         assert {line.group: line.points for line in report.lines} == {"gold": alice, "none": BONUS}
         assert [line.name for line in report.lines] == ["Gold", ""]
         assert report.points == alice + BONUS

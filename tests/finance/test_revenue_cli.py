@@ -4,6 +4,7 @@ the API's export), bad input one plain line on stderr, nothing written."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from api.cli import main
 from api.settings import ENVIRONMENT
 from core.models import Program
 from tests.conftest import NewProgram
-from tests.partners.settlement_helpers import label as month_label
 
 
 def run(database_url: str, *args: str) -> Result:
@@ -22,15 +22,21 @@ def run(database_url: str, *args: str) -> Result:
     return CliRunner().invoke(main, ["finance", *args], env=environment)
 
 
+#: The program's first month: closed (``finance close``) before its final recognition.
+PERIOD = "2025-12"
+
+
 @pytest.fixture
 async def program(new_program: NewProgram) -> Program:
-    return await new_program()
+    return await new_program(started_at=datetime(2025, 12, 1, tzinfo=UTC))
 
 
 def test_recognise_then_write_the_journal(
     database_url: str, program: Program, tmp_path: Path
 ) -> None:
-    period = month_label(1)
+    period = PERIOD
+    closed = run(database_url, "close", "--program", program.slug, "--month", period)
+    assert closed.exit_code == 0, closed.output
     first = run(database_url, "recognise", "--program", program.slug, "--period", period)
     assert first.exit_code == 0, first.output
     assert f"{period} recognised: 0 allocations" in first.output
@@ -76,6 +82,8 @@ def test_bad_input_is_one_line_and_writes_nothing(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("coalition: error: "), result.output
     assert list(tmp_path.iterdir()) == []
-    check = run(database_url, "recognise", "--program", program.slug, "--period", "2025-12")
+    closed = run(database_url, "close", "--program", program.slug, "--month", PERIOD)
+    assert closed.exit_code == 0, closed.output
+    check = run(database_url, "recognise", "--program", program.slug, "--period", PERIOD)
     # Nothing was recognised by the refused run: a later one is still free to go.
     assert check.exit_code == 0, check.output

@@ -15,14 +15,18 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import calendar
 from core.models import Program
 from core.principal import system
+from finance.report_dates import accounting_zone
 from finance.revenue.errors import LaterPeriodRecognised, PeriodNotEnded
 from finance.revenue.models import BreakageEstimate, RevenueAllocation, RevenuePeriod
 from finance.revenue.reads import breakage_estimates
 from finance.revenue.runs import recognise_period
 from finance.revenue.schemas import RevenueRunView, RevenueSettingsBody
 from finance.revenue.settings import store_revenue_settings
+from ledger import periods as ledger_periods
+from rewards.connections import session_connection
 from tests.conftest import NewProgram
 from tests.finance.revenue_helpers import Cohorts, add_member, add_sale, at, month
 
@@ -30,7 +34,20 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 WHO = system("test")
 
 
+async def close_ledger(session: AsyncSession, program: Program, n: int) -> None:
+    """The program's ledger closed through month ``n``: what a period close
+    does to the ledger (``finance.periods``), which a final run requires."""
+    connection = await session_connection(session)
+    zone = await accounting_zone(connection, program.ledger_id)
+    _, end = calendar.month_bounds(month(n), zone)
+    await ledger_periods.close_through(
+        connection, program.ledger_id, end - ledger_periods.RESOLUTION
+    )
+    await session.commit()
+
+
 async def run(session: AsyncSession, program: Program, n: int, cohorts: Cohorts) -> RevenueRunView:
+    await close_ledger(session, program, n)
     view = await recognise_period(
         session, program, month(n), NOW, principal=WHO, development=cohorts.read
     )

@@ -5,6 +5,7 @@ included, is ``WebhookRejected`` (a 401), never another exception."""
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -85,11 +86,12 @@ def test_a_secret_that_is_not_one_is_the_receivers_configuration_at_fault() -> N
 
 
 def test_the_package_alone_raises_other_errors_on_garbage() -> None:
-    # Why the wrapper exists: these are not WebhookVerificationError.
+    # Why the wrapper exists: this is not a WebhookVerificationError (nor,
+    # before standardwebhooks 1.3, was an entry without a comma: ValueError).
+    with pytest.raises(json.JSONDecodeError):
+        Webhook(SECRET).verify("not json", signed(body="not json"))
     garbage = {**signed(), "webhook-signature": "v1"}
-    with pytest.raises(ValueError, match="not enough values to unpack"):
-        Webhook(SECRET).verify(BODY, garbage)
-    with pytest.raises(WebhookRejected, match="malformed"):
+    with pytest.raises(WebhookRejected):
         WebhookVerifier(SECRET).verify(BODY, garbage)
 
 
