@@ -21,15 +21,19 @@ members; mix: 70% earns, 30% bounded member spends, some refused):
             batch function with batches of N and the API with N callers;
 and (b)/(a), plus the latency of one transfer alone at low load; then
   (e) lots and daily aggregates: the same workloads in three databases
-            set up alike: with the ``transfers_record_movements`` trigger,
-            with it but no lot code (the daily totals only), and without it,
-            in alternating rounds: (a) and (b) of each over without, and a redemption-like workload
+            set up alike: with the aggregates ``ledger_create_transfers``
+            records (migration 0045), with no lot code (the daily totals
+            only), and without them (the function as migration 0038 left it,
+            which records none), in alternating rounds: (a) and (b) of each
+            over without, and a redemption-like workload
             (wallet -> redemption account debits of funded wallets, each
             consuming one to three lots) with and without; then the aggregate
             reads (outstanding, a period's lot movements and daily totals)
             against the full scans they replace, timed, and checked equal.
-            ``--only-lots`` runs (e) alone. The wallets are member wallets
-            (code 10, a lot code). The load
+            ``--interleaved N`` adds N turns of one batch into each of the
+            three databases in turn, medians of the batch times (steadier
+            on a shared machine). ``--only-lots`` runs (e) alone. The
+            wallets are member wallets (code 10, a lot code). The load
 generator (this script) shares the machine with PostgreSQL and the server.
 ``synchronous_commit`` stays on: every acknowledged batch is durable.
 """
@@ -49,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 from common import (
+    ROOT,
     ServerDidNotStart,
     argument_parser,
     free_port,
@@ -58,7 +63,7 @@ from common import (
 
 from api.database import fresh_database, migrate, postgres_server
 from ledger import Account, AccountFlags, Ledger, Transfer, lots, new_id
-from ledger.connection import create_pool
+from ledger.connection import create_pool, init_connection
 from ledger.schemas import Ledger as LedgerDefinition
 from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch
 
@@ -439,9 +444,9 @@ async def aggregate_reads(url: str) -> None:
 
 
 async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url: str) -> None:
-    """(e): with the aggregates and lots trigger (``url``), with the daily
-    totals only (``totals_url``: no lot code) and without the trigger
-    (``bare_url``), set up alike, in alternating rounds."""
+    """(e): with the aggregates and lots (``url``), with the daily totals
+    only (``totals_url``: no lot code) and without them (``bare_url``), set
+    up alike, in alternating rounds."""
     both = {"with": url, "totals only": totals_url, "without": bare_url}
     accounts = {name: await setup(u, args.members) for name, u in both.items()}
     redemptions = {}
@@ -492,7 +497,53 @@ async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url
             f"[lots] (e) {label}: with {medians['with']:>8,.0f}/s, totals only"
             f" {medians['totals only']:>8,.0f}/s, without {without:>8,.0f}/s; {ratios}"
         )
+    if args.interleaved:
+        await interleaved_lots(args, both, accounts, redemptions)
     await aggregate_reads(url)
+
+
+async def interleaved_lots(
+    args: argparse.Namespace,
+    both: dict[str, str],
+    accounts: dict[str, tuple[list[uuid.UUID], uuid.UUID, uuid.UUID]],
+    redemptions: dict[str, Redemptions],
+) -> None:
+    """(e), steadier on a shared machine: one batch at a time into each
+    database in turn (the order reversed every other turn), medians of the
+    per-batch times, so that a slow minute hits every side alike."""
+    connections = {}
+    for name, u in both.items():
+        connections[name] = await asyncpg.connect(u)
+        await init_connection(connections[name])
+    workloads = {
+        name: Workload(members, issuance, redemption, seed=500)
+        for name, (members, issuance, redemption) in accounts.items()
+    }
+    times: dict[tuple[str, str], list[float]] = {}
+    for turn in range(args.interleaved):
+        order = list(both) if turn % 2 == 0 else list(reversed(both))
+        for phase in ("earn", "mix", "wallet debits"):
+            for name in order:
+                make = {
+                    "earn": workloads[name].earn,
+                    "mix": workloads[name].mixed,
+                    "wallet debits": redemptions[name].debit,
+                }[phase]
+                columns = encode_batch([[make() for _ in range(args.callers)]])
+                started = time.perf_counter()
+                await connections[name].fetchrow(CREATE_TRANSFERS_SQL, *columns)
+                times.setdefault((phase, name), []).append(time.perf_counter() - started)
+    for phase in ("earn", "mix", "wallet debits"):
+        median = {name: statistics.median(times[(phase, name)]) for name in both}
+        print(
+            f"[lots] (e) interleaved {phase}, {args.interleaved} turns of a batch of"
+            f" {args.callers:,}: "
+            + ", ".join(f"{n} {m * 1000:.1f} ms" for n, m in median.items())
+            + f"; totals only/without {median['without'] / median['totals only']:.2f},"
+            f" with/without {median['without'] / median['with']:.2f}"
+        )
+    for connection in connections.values():
+        await connection.close()
 
 
 def run_loop(main: Any) -> None:
@@ -523,6 +574,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="(e): alternating rounds")
     parser.add_argument("--redeemers", type=int, default=20_000, help="(e): funded wallets")
     parser.add_argument("--funding", type=int, default=4, help="(e): earns per funded wallet")
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        default=0,
+        help="(e): then N turns of one batch into each database in turn (steadier medians)",
+    )
     args = parser.parse_args()
     with postgres_server("DATABASE_URL", prefix="coalition-bench-") as server_url:
         if not args.only_lots:
@@ -539,11 +596,15 @@ def main() -> None:
                 for u in (url, totals_url, bare_url):
                     migrate(u)
                 asyncio.run(_alter(totals_url, *NO_LOT_CODES))
-                asyncio.run(
-                    _alter(bare_url, "DROP TRIGGER transfers_record_movements ON transfers")
-                )
+                asyncio.run(_alter(bare_url, WITHOUT_AGGREGATES.read_text(encoding="utf-8")))
                 run_loop(run_lots(args, url, totals_url, bare_url))
 
+
+#: The posting function before it recorded any aggregate (and without the
+#: trigger that did until migration 0045).
+WITHOUT_AGGREGATES = (
+    ROOT / "ledger" / "sql" / "history" / "0038_period_close" / "ledger_create_transfers.sql"
+)
 
 #: The daily totals without lots: no account keeps lots.
 NO_LOT_CODES = (

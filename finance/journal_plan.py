@@ -22,6 +22,7 @@ from finance.exchange_rates import (
     rate_in_force,
 )
 from finance.gl_accounts import GlAccounts
+from finance.report_dates import accounting_zone
 from ledger.journal_reads import Connection, NamedLedger, ledgers_named_from
 
 NAMESPACE = uuid.UUID("6c1f0e8a-3b7d-5a42-9e51-2d8c4f7b0a13")
@@ -33,11 +34,6 @@ class JournalProgram:
     slug: str
     currency: str
     time_zone: str
-
-
-_ACCOUNTING_ZONE = (
-    "SELECT g.time_zone FROM programs p JOIN ledgers g ON g.id = p.ledger_id WHERE p.id = $1"
-)
 
 
 def journal_id(program_id: uuid.UUID, period: str, source: str, category: str) -> uuid.UUID:
@@ -106,9 +102,9 @@ async def plan_journal(
     label = period.strftime("%Y-%m")
     # The ledger's accounting days, not the program's current zone (which a
     # change may have moved since): the periods finance closes are dated so.
-    zone = await connection.fetchval(_ACCOUNTING_ZONE, program.id)
-    if zone is not None:
-        program = replace(program, time_zone=str(zone))
+    ledger = await connection.fetchval("SELECT ledger_id FROM programs WHERE id = $1", program.id)
+    if ledger is not None:
+        program = replace(program, time_zone=await accounting_zone(connection, ledger))
     start, end, last_day = period_range(period, program.time_zone)
     prefix = f"money:{program.slug}:"
     ledgers = [

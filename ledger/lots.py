@@ -4,8 +4,9 @@ A lot is the credit of a lot account (a code in ``ledger_lot_codes``: the
 member wallet) and what is left of it; every change of a lot is a lot
 movement of the transfer that made it. The posting path records both, and
 the daily sums (``ledger_daily_totals``, ``lot_daily_movements``), in the
-transfers' own transaction (``ledger/sql/ledger_record_movements.sql``;
-docs/ledger.md "Lots and daily aggregates").
+transfers' own transaction (``ledger/sql/ledger_create_transfers.sql``
+step 4 and ``ledger_record_lots.sql``; docs/ledger.md "Lots and daily
+aggregates").
 
 Every read takes an asyncpg connection or pool. Days are accounting days
 (dates in the ledger's time zone), inclusive; ``as_of`` is the end of that

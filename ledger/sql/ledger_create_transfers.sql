@@ -17,6 +17,15 @@
 -- at or before it: posts and voids by their own business time, not their
 -- pending transfer's. The boundary moves only under the ledger's lock
 -- (ledger/periods.py), so it stands still while a batch of the ledger runs.
+-- What a batch posts is summed into the daily aggregates in the same call
+-- (migration 0045; before it, a statement-level trigger of transfers re-read
+-- the new rows' accounts and ledgers): posted movements only (plain and
+-- post_pending, not pending, not void), ledger_daily_totals by accounting
+-- day (the business time in the ledger's zone), code and the two accounts'
+-- codes, and the lots (ledger_record_lots) of the movements of accounts whose
+-- code is in ledger_lot_codes. As the trigger did, nothing is recorded when
+-- session_replication_role is replica (a replication apply or a restore
+-- brings the aggregates' own rows).
 CREATE OR REPLACE FUNCTION ledger_create_transfers(
     p_id uuid[], p_debit uuid[], p_credit uuid[], p_amount bigint[],
     p_ledger integer[], p_code integer[], p_flags integer[], p_pending_id uuid[],
@@ -107,6 +116,16 @@ DECLARE
     db_dp bigint; db_dpo bigint; db_cp bigint; db_cpo bigint;
     cr_ctid tid; cr_ledger integer; cr_flags integer;
     cr_dp bigint; cr_dpo bigint; cr_cp bigint; cr_cpo bigint;
+    -- the aggregates: account codes (per account, and the lone transfer's two),
+    -- each row's accounts as indexes into a_* (0: not posted), the ledgers'
+    -- zones, the lot codes
+    a_code integer[]; rd integer[]; rc integer[];
+    z_ledger integer[]; z_zone text[]; v_lot_codes integer[];
+    db_code integer; cr_code integer; db_zone text;
+    l_id uuid[]; l_debit uuid[]; l_credit uuid[]; l_amount bigint[]; l_ledger integer[];
+    l_code integer[]; l_metadata jsonb[]; l_business_at timestamptz[]; l_day date[];
+    l_zone text[]; l_ts bigint[]; l_debit_lot boolean[]; l_credit_lot boolean[];
+    recorded record;
 BEGIN
     results := '{}'; timestamps := '{}';
     IF n = 0 THEN RETURN; END IF;
@@ -186,16 +205,17 @@ BEGIN
         IF code < 0 THEN
             -- The ledger's boundary comes with the debit account: no statement more.
             SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
-                   a.credits_pending, a.credits_posted, l.closed_through
-            INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo, db_closed
+                   a.credits_pending, a.credits_posted, l.closed_through, a.code, l.time_zone
+            INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo, db_closed,
+                 db_code, db_zone
             FROM accounts a LEFT JOIN ledgers l ON l.id = p_ledger[1]
             WHERE a.id = p_debit[1];
             IF NOT FOUND THEN
                 code := result_debit_account_not_found;
             ELSE
                 SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
-                       a.credits_pending, a.credits_posted
-                INTO cr_ctid, cr_ledger, cr_flags, cr_dp, cr_dpo, cr_cp, cr_cpo
+                       a.credits_pending, a.credits_posted, a.code
+                INTO cr_ctid, cr_ledger, cr_flags, cr_dp, cr_dpo, cr_cp, cr_cpo, cr_code
                 FROM accounts a WHERE a.id = p_credit[1];
                 IF NOT FOUND THEN
                     code := result_credit_account_not_found;
@@ -236,6 +256,32 @@ BEGIN
                 RAISE EXCEPTION 'ledger_create_transfers: an account moved during the batch'
                     USING ERRCODE = 'serialization_failure';
             END IF;
+            -- 4.
+            IF current_setting('session_replication_role') <> 'replica' THEN
+                PERFORM set_config('ledger.recording', 'on', true);
+                INSERT INTO ledger_daily_totals (ledger, day, code, debit_account_code,
+                                                 credit_account_code, amount, transfers)
+                VALUES (p_ledger[1],
+                        (coalesce(p_effective_at[1], v_now) AT TIME ZONE db_zone)::date,
+                        p_code[1], db_code, cr_code, amt, 1)
+                -- By name: "code" is a variable of the function too.
+                ON CONFLICT ON CONSTRAINT ledger_daily_totals_pkey
+                DO UPDATE SET amount = ledger_daily_totals.amount + excluded.amount,
+                              transfers = ledger_daily_totals.transfers + 1;
+                SELECT coalesce(array_agg(x.code), '{}') INTO v_lot_codes
+                FROM ledger_lot_codes x WHERE x.code IN (db_code, cr_code);
+                IF cardinality(v_lot_codes) > 0 THEN
+                    SELECT * INTO recorded
+                    FROM ledger_record_lots(
+                        ARRAY[p_id[1]], ARRAY[p_debit[1]], ARRAY[p_credit[1]], ARRAY[amt],
+                        ARRAY[p_ledger[1]], ARRAY[p_code[1]], ARRAY[p_metadata[1]],
+                        ARRAY[coalesce(p_effective_at[1], v_now)],
+                        ARRAY[(coalesce(p_effective_at[1], v_now) AT TIME ZONE db_zone)::date],
+                        ARRAY[db_zone], ARRAY[ts_base], ARRAY[db_code = ANY (v_lot_codes)],
+                        ARRAY[cr_code = ANY (v_lot_codes)], ARRAY[db_code = ANY (v_lot_codes)]);
+                END IF;
+                PERFORM set_config('ledger.recording', 'off', true);
+            END IF;
         ELSIF code > result_exists_with_different_fields AND code <> result_id_must_not_be_zero
               AND NOT lone_from_pre AND p_id[1] <> c_nil THEN
             INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, ledger,
@@ -262,6 +308,7 @@ BEGIN
     END IF;
 
     r := array_fill(-1::smallint, ARRAY[n]);
+    rd := array_fill(0, ARRAY[n]); rc := rd;
     pre := r;
     ts := array_fill(0::bigint, ARRAY[n]);
     first_i := array(SELECT generate_series(1, n));
@@ -367,8 +414,8 @@ BEGIN
     -- 1d. The touched accounts, read once (the ledger lock guards them).
     SELECT array_agg(a.id), array_agg(a.ctid), array_agg(a.ledger), array_agg(a.flags),
            array_agg(a.debits_pending), array_agg(a.debits_posted),
-           array_agg(a.credits_pending), array_agg(a.credits_posted)
-    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo
+           array_agg(a.credits_pending), array_agg(a.credits_posted), array_agg(a.code)
+    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code
     FROM accounts a
     WHERE a.id = ANY (p_debit || p_credit
                       || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
@@ -541,6 +588,7 @@ BEGIN
 
         IF code = result_ok THEN
             a_touched[d] := true; a_touched[c] := true;
+            rd[i] := d; rc[i] := c;
             s := cslot[i];
             IF s > 0 THEN
                 -- A later post or void of this batch refers to this transfer.
@@ -594,6 +642,68 @@ BEGIN
          AS u(id, debit, credit, amount, ledger, code, flags,
               pending_id, timeout, metadata, effective_at, res, ts)
     WHERE u.res = result_ok;
+
+    -- 4. The daily totals and the lots of what the batch posted: the
+    -- accounts' codes are at hand (a_code), the ledgers' zones one read. The
+    -- totals are summed by business time before its day is computed (most
+    -- rows share the batch's now: one conversion, not one a row); the lots'
+    -- rows, in batch order (timestamp order), only when lot codes exist.
+    IF current_setting('session_replication_role') <> 'replica' THEN
+        PERFORM set_config('ledger.recording', 'on', true);
+        SELECT array_agg(l.id), array_agg(l.time_zone) INTO z_ledger, z_zone
+        FROM ledgers l WHERE l.id = ANY (f_ledger);
+        INSERT INTO ledger_daily_totals (ledger, day, code, debit_account_code,
+                                         credit_account_code, amount, transfers)
+        SELECT g.ledger,
+               (g.business_at AT TIME ZONE z_zone[array_position(z_ledger, g.ledger)])::date,
+               g.code, g.debit_code, g.credit_code, sum(g.amount), sum(g.transfers)
+        FROM (
+            SELECT u.ledger, coalesce(u.effective_at, v_now) AS business_at, u.code,
+                   a_code[u.d] AS debit_code, a_code[u.c] AS credit_code,
+                   sum(u.amount) AS amount, count(*) AS transfers
+            FROM unnest(f_amount, f_ledger, f_code, p_effective_at, p_flags, r, rd, rc)
+                 AS u(amount, ledger, code, effective_at, flags, res, d, c)
+            WHERE u.res = result_ok AND u.flags & 10 = 0
+            GROUP BY 1, 2, 3, 4, 5
+        ) g
+        GROUP BY 1, 2, 3, 4, 5
+        -- By name: "code" is a variable of the function too.
+        ON CONFLICT ON CONSTRAINT ledger_daily_totals_pkey
+        DO UPDATE SET amount = ledger_daily_totals.amount + excluded.amount,
+                      transfers = ledger_daily_totals.transfers + excluded.transfers;
+        SELECT coalesce(array_agg(x.code), '{}') INTO v_lot_codes FROM ledger_lot_codes x;
+        IF cardinality(v_lot_codes) > 0 THEN
+            SELECT array_agg(s.id), array_agg(s.debit), array_agg(s.credit),
+                   array_agg(s.amount), array_agg(s.ledger), array_agg(s.code),
+                   array_agg(s.metadata), array_agg(s.business_at),
+                   array_agg((s.business_at AT TIME ZONE s.zone)::date), array_agg(s.zone),
+                   array_agg(s.ts), array_agg(s.debit_lot), array_agg(s.credit_lot)
+            INTO l_id, l_debit, l_credit, l_amount, l_ledger, l_code, l_metadata,
+                 l_business_at, l_day, l_zone, l_ts, l_debit_lot, l_credit_lot
+            FROM (
+                SELECT u.id, u.debit, u.credit, u.amount, u.ledger, u.code, u.metadata,
+                       coalesce(u.effective_at, v_now) AS business_at,
+                       z_zone[array_position(z_ledger, u.ledger)] AS zone, u.ts,
+                       a_code[u.d] = ANY (v_lot_codes) AS debit_lot,
+                       a_code[u.c] = ANY (v_lot_codes) AS credit_lot
+                FROM unnest(p_id, f_debit, f_credit, f_amount, f_ledger, f_code, p_metadata,
+                            p_effective_at, p_flags, r, ts, rd, rc)
+                     WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, metadata,
+                                          effective_at, flags, res, ts, d, c, i)
+                WHERE u.res = result_ok AND u.flags & 10 = 0
+                  AND (a_code[u.d] = ANY (v_lot_codes) OR a_code[u.c] = ANY (v_lot_codes))
+                ORDER BY u.i
+            ) s;
+            IF l_id IS NOT NULL THEN
+                -- A gift: the debit side keeps lots too.
+                SELECT * INTO recorded
+                FROM ledger_record_lots(l_id, l_debit, l_credit, l_amount, l_ledger, l_code,
+                                        l_metadata, l_business_at, l_day, l_zone, l_ts,
+                                        l_debit_lot, l_credit_lot, l_debit_lot);
+            END IF;
+        END IF;
+        PERFORM set_config('ledger.recording', 'off', true);
+    END IF;
 
     -- By physical address: no second index probe per account. Under the
     -- ledger lock nothing else moves these rows; the id check and the count

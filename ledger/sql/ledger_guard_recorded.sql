@@ -1,5 +1,5 @@
 -- The statement-level trigger of lots, lot_movements and the daily
--- aggregates: only the posting path (ledger_record_movements and the
+-- aggregates: only the posting path (ledger_create_transfers and the
 -- functions it calls, which set ledger.recording for their statements) and
 -- the backfill (ledger_derive_lots) write them.
 CREATE OR REPLACE FUNCTION ledger_guard_recorded() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,5 +1,5 @@
--- The lots of a set of posted movements, in timestamp order: the trigger of
--- transfers (ledger_record_movements) calls it per batch, the backfill
+-- The lots of a set of posted movements, in timestamp order: the posting
+-- function (ledger_create_transfers) calls it per batch, the backfill
 -- (ledger_derive_lots) per chunk of history. The outcome is the one of
 -- recording the movements one at a time, in order:
 --   a credit of a lot account makes a lot (id = the transfer's), or, with
@@ -38,7 +38,7 @@ DECLARE
     g_i integer[] := '{}'; g_origin integer[] := '{}'; g_source uuid[] := '{}';
     g_cohort date[] := '{}'; g_points bigint[] := '{}';
     i integer; k bigint; moved bigint;
-    directed uuid[]; restores uuid; restores_directed uuid[]; expires timestamptz;
+    added uuid[]; directed uuid[]; restores uuid; restores_directed uuid[]; expires timestamptz;
 BEGIN
     lots_created := 0; movements := 0;
     IF n = 0 THEN RETURN; END IF;
@@ -90,6 +90,18 @@ BEGIN
                                      ORDER BY l.earned_at DESC, l."timestamp" DESC, l.id DESC
                                      LIMIT 1)
         ) x;
+        -- A gift copies its lots' expiry as it stands at the gift: from an
+        -- account recorded one movement at a time, a later restoration of the
+        -- call may change it before step 4 would read it, so its receivers
+        -- go one at a time too (and theirs, in turn).
+        WHILE has_gift LOOP
+            added := ARRAY(
+                SELECT DISTINCT u.credit
+                FROM unnest(p_debit, p_credit, p_credit_lot, p_gift) AS u(debit, credit, c, g)
+                WHERE u.c AND u.g AND u.debit = ANY (complex) AND u.credit <> ALL (complex));
+            EXIT WHEN cardinality(added) = 0;
+            complex := complex || added;
+        END LOOP;
     END IF;
 
     -- 1. Plain credits of the queues: one lot each.
@@ -125,9 +137,11 @@ BEGIN
     -- 2. Debits of the queues: the overlap of each debit's range of the
     -- account's cumulative debits with each lot's range of its cumulative
     -- remaining, lots in order. Lots made after the account's last debit are
-    -- no candidates; the 4 oldest cover most debits (a debit takes one or two
-    -- lots, every lot read is a heap fetch), the rest are read only
-    -- for the accounts they do not cover.
+    -- no candidates; the 2 oldest cover most debits (a debit takes one or two
+    -- lots, every lot read is a heap fetch), the 8 oldest nearly all the
+    -- others, and all open lots are read only for the accounts neither
+    -- covers (a long-standing wallet has hundreds). Their sums by day go straight to
+    -- lot_daily_movements (an upsert of their own, no arrays in between).
     IF has_debit THEN
         WITH d AS (
             SELECT u.i, u.id, u.debit AS account, u.amount, u.business_at, u.day, u.ts,
@@ -147,13 +161,29 @@ BEGIN
                 FROM lots l
                 WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
                 ORDER BY l.earned_at, l."timestamp", l.id
-                LIMIT 4
+                LIMIT 2
             ) l
         ), covered AS (
             SELECT f.account FROM first_lots f GROUP BY f.account, f.total
-            HAVING count(*) < 4 OR sum(f.remaining) >= f.total
+            HAVING count(*) < 2 OR sum(f.remaining) >= f.total
+        ), more_lots AS (
+            SELECT a.account, a.total, l.*
+            FROM a CROSS JOIN LATERAL (
+                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
+                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
+                FROM lots l
+                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
+                ORDER BY l.earned_at, l."timestamp", l.id
+                LIMIT 8
+            ) l
+            WHERE a.account NOT IN (SELECT account FROM covered)
+        ), covered_more AS (
+            SELECT f.account FROM more_lots f GROUP BY f.account, f.total
+            HAVING count(*) < 8 OR sum(f.remaining) >= f.total
         ), candidates AS (
             SELECT f.* FROM first_lots f WHERE f.account IN (SELECT account FROM covered)
+            UNION ALL
+            SELECT f.* FROM more_lots f WHERE f.account IN (SELECT account FROM covered_more)
             UNION ALL
             SELECT a.account, a.total, l.*
             FROM a CROSS JOIN LATERAL (
@@ -163,6 +193,7 @@ BEGIN
                 WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
             ) l
             WHERE a.account NOT IN (SELECT account FROM covered)
+              AND a.account NOT IN (SELECT account FROM covered_more)
         ), c AS (
             SELECT x.*, sum(x.remaining) OVER (
                        PARTITION BY x.account ORDER BY x.earned_at, x.lot_ts, x.lot_id) AS l_end
@@ -184,12 +215,18 @@ BEGIN
             INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
                                        "timestamp")
             SELECT t.id, t.lot_id, -t.points, t.business_at, t.day, t.ts FROM taken t
+        ), daily AS (
+            INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id,
+                                             cohort, points)
+            SELECT p_ledger[t.i], t.day, p_code[t.i], t.origin_code, t.source_account_id,
+                   t.cohort, -sum(t.points)
+            FROM taken t
+            GROUP BY 1, 2, 3, 4, 5, 6
+            ON CONFLICT (ledger, day, code, origin_code, source_account_id, cohort)
+            DO UPDATE SET points = lot_daily_movements.points + excluded.points
         )
-        SELECT g_i || array_agg(t.i::integer), g_origin || array_agg(t.origin_code),
-               g_source || array_agg(t.source_account_id), g_cohort || array_agg(t.cohort),
-               g_points || array_agg(-t.points)
-        INTO g_i, g_origin, g_source, g_cohort, g_points
-        FROM taken t;
+        SELECT count(*) INTO k FROM taken t;
+        movements := movements + k;
     END IF;
 
     -- 3. The other accounts, one movement at a time, in order.
@@ -409,15 +446,18 @@ BEGIN
         lots_created := lots_created + k;
     END IF;
 
-    -- 5. The day's sums, one upsert.
-    INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id, cohort,
-                                     points)
-    SELECT p_ledger[g.i], p_day[g.i], p_code[g.i], g.origin, g.source, g.cohort, sum(g.points)
-    FROM unnest(g_i, g_origin, g_source, g_cohort, g_points) AS g(i, origin, source, cohort,
-                                                                  points)
-    GROUP BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (ledger, day, code, origin_code, source_account_id, cohort)
-    DO UPDATE SET points = lot_daily_movements.points + excluded.points;
-    movements := coalesce(cardinality(g_i), 0);
+    -- 5. The day's sums of the other steps, one upsert.
+    IF cardinality(g_i) > 0 THEN
+        INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id,
+                                         cohort, points)
+        SELECT p_ledger[g.i], p_day[g.i], p_code[g.i], g.origin, g.source, g.cohort,
+               sum(g.points)
+        FROM unnest(g_i, g_origin, g_source, g_cohort, g_points)
+             AS g(i, origin, source, cohort, points)
+        GROUP BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT (ledger, day, code, origin_code, source_account_id, cohort)
+        DO UPDATE SET points = lot_daily_movements.points + excluded.points;
+    END IF;
+    movements := movements + cardinality(g_i);
     PERFORM set_config('ledger.recording', 'off', true);
 END $$;

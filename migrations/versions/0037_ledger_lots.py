@@ -7,8 +7,9 @@ that the posting path keeps (ledger).
 - ``ledger_lot_codes`` (code 10, the member wallet), ``lots``,
   ``lot_movements``, ``ledger_daily_totals``, ``lot_daily_movements``,
   written by the statement-level trigger ``transfers_record_movements``
-  (``ledger/sql/ledger_record_movements.sql``) in the posting's
-  transaction; append-only, and ``lots`` change only in ``remaining`` and
+  (``ledger/sql/history/0037_ledger_lots/ledger_record_movements.sql``;
+  0045 drops it and records them in ``ledger_create_transfers``) in the
+  posting's transaction; append-only, and ``lots`` change only in ``remaining`` and
   ``expires_at``, by the posting path (``ledger_guard_recorded``).
 - The past: ``ledger_daily_totals`` summed from the transfers, and every
   wallet's lots derived from its history (``ledger_derive_lots``, which
@@ -33,12 +34,15 @@ depends_on: str | Sequence[str] | None = None
 #: The files this revision applies, with their pins, in order.
 FUNCTIONS = (
     (
-        "ledger_guard_recorded.sql",
+        "history/0037_ledger_lots/ledger_guard_recorded.sql",
         "78dfa64cfcd9455912528131999b5b83e5c031e4707a013ed405e5a6ec983774",
     ),
-    ("ledger_record_lots.sql", "bc3882af991b5a5a46e368c33ab833dd9f89ba215ac5a0d04274b73a48b70930"),
     (
-        "ledger_record_movements.sql",
+        "history/0037_ledger_lots/ledger_record_lots.sql",
+        "bc3882af991b5a5a46e368c33ab833dd9f89ba215ac5a0d04274b73a48b70930",
+    ),
+    (
+        "history/0037_ledger_lots/ledger_record_movements.sql",
         "0912e6f498fa21a6b751ec5cb02f198188d4324fbd15048971d625d8858b2ef3",
     ),
     ("ledger_derive_lots.sql", "ea062f35891c2fedc185bb7b50aa3d6a980fa3b16f07247dfdbda8e047c0d451"),

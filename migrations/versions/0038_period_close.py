@@ -50,7 +50,7 @@ def upgrade() -> None:
     )""")
     op.execute(
         ledger_function(
-            "ledger_create_transfers.sql",
+            "history/0038_period_close/ledger_create_transfers.sql",
             "1a7df4c4b6a4dd1ff05ab21690505885f20e072a19837739ac3802a667656d41",
         )
     )

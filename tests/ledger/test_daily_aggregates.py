@@ -206,3 +206,25 @@ async def test_pending_and_void_rows_are_not_in_the_totals(
         last_day=today + timedelta(days=2),
     )
     assert [(t.code, t.amount, t.transfers) for t in totals] == [(1, 10, 1), (2, 3, 1)]
+
+
+async def test_lone_transfers_add_to_the_totals_and_lots_as_batches_do(
+    ledger: Ledger, pool: asyncpg.Pool
+) -> None:
+    # A lone plain transfer takes the posting function's scalar path, which
+    # records its aggregates with statements of its own.
+    a = await _zoned_accounts(ledger, "Africa/Johannesburg")
+    late = datetime(2025, 1, 31, 23, 30, tzinfo=UTC)  # 1 February in Johannesburg
+    for amount in (10, 5):
+        earn = move(a.ledger, a.issuance, a.wallets[0], amount, effective_at=late)
+        assert [o.result for o in await ledger.create_transfers([earn])] == ["ok"]
+    refused = move(a.ledger, a.wallets[1], a.redemption, 1, 2, effective_at=late)
+    assert [o.result for o in await ledger.create_transfers([refused])] == ["exceeds_credits"]
+    spend = move(a.ledger, a.wallets[0], a.redemption, 12, 2, effective_at=late)
+    assert [o.result for o in await ledger.create_transfers([spend])] == ["ok"]
+    totals = await ledger_lots.daily_totals(
+        pool, ledger=a.ledger, first_day=date(2025, 2, 1), last_day=date(2025, 2, 1)
+    )
+    assert [(t.code, t.amount, t.transfers) for t in totals] == [(1, 15, 2), (2, 12, 1)]
+    assert [lot.remaining for lot in await ledger_lots.lots_of(pool, a.wallets[0])] == [0, 3]
+    await assert_aggregates_equal_the_scans(pool, a.ledger)

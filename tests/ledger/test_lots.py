@@ -447,6 +447,34 @@ async def test_gifts_move_lots_with_their_earned_at(
     await assert_lots_hold_the_balances(pool, ledger, a.ledger, a.wallets)
 
 
+async def test_a_gift_keeps_the_expiry_its_lots_had_when_a_later_restoration_changes_it(
+    ledger: Ledger, pool: asyncpg.Pool, new_ledger: NewLedger
+) -> None:
+    # Found by the random batches: the giver is recorded one movement at a
+    # time (its restoration), the taker was recorded after all of them and
+    # copied the expiry the restoration gave the giver's lot afterwards.
+    a = await open_accounts(ledger, await new_ledger())
+    giver, taker = a.wallets[:2]
+    earn = move(a.ledger, a.issuance, giver, 3)
+    gift = move(a.ledger, giver, taker, 1, 5)
+    expiry = datetime(2031, 1, 31, tzinfo=UTC)
+    restore = move(
+        a.ledger,
+        a.redemption,
+        giver,
+        1,
+        14,
+        metadata={"restores": str(gift.id), "lot_expires_at": expiry.isoformat()},
+    )
+    assert await post(ledger, [earn, gift, restore]) == ["ok"] * 3
+    [given] = await ledger_lots.lots_of(pool, taker)
+    assert given.expires_at is None
+    [kept] = await ledger_lots.lots_of(pool, giver)
+    assert (kept.remaining, kept.expires_at) == (3, expiry)
+    await assert_as_the_model(pool, a.ledger, set(a.wallets))
+    await assert_lots_hold_the_balances(pool, ledger, a.ledger, a.wallets)
+
+
 async def test_pending_post_and_void(
     ledger: Ledger, pool: asyncpg.Pool, new_ledger: NewLedger
 ) -> None:
