@@ -2,16 +2,16 @@
 roll-forward from the daily aggregates the posting path keeps, against the
 same answers by full scan of the lots, their movements and the transfers.
 
-    .venv/bin/python bench/finance.py                                  # 10M transfers, 1M members
+    .venv/bin/python bench/finance_reports.py               # 10M transfers, 1M members
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
-        .venv/bin/python bench/finance.py --transfers 500000 --members 50000
+        .venv/bin/python bench/finance_reports.py --transfers 500000 --members 50000
 
 It makes a database of its own (dropped at the end), opens one program
 (zone Africa/Johannesburg) with ``--partners`` partners and ``--members``
 members, and loads ``--transfers`` transfers dated over the last
 ``--months`` months (``effective_at``, backdated, in business-time order)
 by calling ``ledger_create_transfers`` with batches of ``--batch``: the
-trigger of the posting path writes the lots, their movements and the daily
+posting path writes the lots, their movements and the daily
 aggregates as in production (no COPY, no backfill). The workload: 45%
 purchase earnings, 15% partner issuances, 5% threshold bonuses (credits of
 10-500 points), 20% catalog redemptions, 5% gifts, 5% expiries and 5%
@@ -377,7 +377,7 @@ def main() -> None:
         print(
             f"loaded {args.transfers:,} transfers over {args.months} months in"
             f" {time.perf_counter() - started:.1f} s ({rate:,.0f}/s in ledger_create_transfers,"
-            f" batches of {args.batch:,}, lots and aggregates written by its trigger)"
+            f" batches of {args.batch:,}, lots and aggregates written by it)"
         )
         asyncio.run(measure(url, book, args.months, args.rounds))
 

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +34,10 @@ from core.principal import Principal
 from finance.currencies import minor_unit
 from finance.exchange_rate_models import ExchangeRateRecord
 from finance.exchange_rate_schemas import ExchangeRateBody, ExchangeRatePage, ExchangeRateView
+from finance.report_dates import accounting_zone
+from ledger import periods as ledger_periods
 from ledger.journal_reads import Connection
+from rewards.connections import session_connection
 
 
 class ExchangeRateMissing(DomainError):
@@ -48,6 +52,14 @@ class FunctionalCurrencyRate(DomainError):
 
     type_slug = "exchange-rate-functional-currency"
     kind = ErrorKind.INVALID
+
+
+class RateInClosedPeriod(DomainError):
+    """A closed month's journal exports the same bytes every time: a rate
+    that would replace the one in force on a closed day is refused."""
+
+    type_slug = "exchange-rate-in-closed-period"
+    kind = ErrorKind.CONFLICT
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ async def add_exchange_rate(
             " later date",
             field="effective_on",
         )
+    await _refuse_rewriting_closed_days(session, program, body)
     row = ExchangeRateRecord(
         program_id=program.id,
         currency=body.currency,
@@ -138,6 +151,38 @@ async def add_exchange_rate(
         {"rate": f"{body.rate:f}", "functional_currency": program.currency},
     )
     return ExchangeRateAdded(view_of(row, program), created=True)
+
+
+async def _refuse_rewriting_closed_days(
+    session: AsyncSession, program: Program, body: ExchangeRateBody
+) -> None:
+    """A rate from a closed day would change the rate in force at the end of
+    a closed month when the currency had one already; a currency's first
+    rate changes nothing exported (its journal could not be exported)."""
+    connection = await session_connection(session)
+    boundary = await ledger_periods.closed_through(connection, program.ledger_id)
+    if boundary is None:
+        return
+    last_closed = boundary.astimezone(
+        ZoneInfo(await accounting_zone(connection, program.ledger_id))
+    ).date()
+    if body.effective_on > last_closed:
+        return
+    earlier = await session.scalar(
+        select(ExchangeRateRecord.effective_on)
+        .where(
+            ExchangeRateRecord.program_id == program.id,
+            ExchangeRateRecord.currency == body.currency,
+            ExchangeRateRecord.effective_on < body.effective_on,
+        )
+        .limit(1)
+    )
+    if earlier is not None:
+        raise RateInClosedPeriod(
+            f"effective_on: {body.effective_on.isoformat()} is in a closed period (closed"
+            f" through {last_closed.isoformat()}) and {body.currency} has a rate in force"
+            " then: a closed month's journal does not change; add the rate from a later day"
+        )
 
 
 async def list_exchange_rates(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, calendar
@@ -41,6 +41,8 @@ from finance.period_schemas import (
     FinancePeriodReopening,
 )
 from finance.report_dates import accounting_zone
+from finance.revenue.models import RevenuePeriod
+from finance.revenue.runs import REVENUE_LOCK
 from ledger import periods as ledger_periods
 from rewards.connections import session_connection
 
@@ -72,6 +74,15 @@ class PeriodOutOfOrder(DomainError):
     """Months close in order: an earlier month is still open."""
 
     type_slug = "period-out-of-order"
+    kind = ErrorKind.CONFLICT
+
+
+class PeriodRecognised(DomainError):
+    """A month whose revenue was recognised stays closed: its stored run (and
+    the journal's revenue lines) read it as final. Corrections post in the
+    open period."""
+
+    type_slug = "period-recognised"
     kind = ErrorKind.CONFLICT
 
 
@@ -223,6 +234,22 @@ async def reopen_period(
     connection = await session_connection(session)
     zone = await accounting_zone(connection, program.ledger_id)
     _within_program(first_day, program, zone)
+    # The revenue runs' lock first: a run that read the month closed has
+    # committed its row before this looks, and none starts meanwhile.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:key, hashtext(:program))"),
+        {"key": REVENUE_LOCK, "program": str(program.id)},
+    )
+    recognised = await session.scalar(
+        select(func.min(RevenuePeriod.period)).where(
+            RevenuePeriod.program_id == program.id, RevenuePeriod.period >= first_day
+        )
+    )
+    if recognised is not None:
+        raise PeriodRecognised(
+            f"month: {month_label(recognised)}'s revenue was recognised; a recognised month"
+            " stays closed (post corrections in the open period)"
+        )
     boundary = await ledger_periods.closed_through(connection, program.ledger_id, hold=True)
     rows = await _rows(session, program)
     closed = sorted(

@@ -42,6 +42,7 @@ from finance.reconciliation_schemas import (
     ReconciliationRunRequest,
     ReconciliationRunView,
 )
+from finance.report_dates import accounting_zone
 from ledger import new_id
 from ledger import reconciliation_reads as reads
 from partners.money_ledger import ledger_name
@@ -85,11 +86,10 @@ async def _snapshot(session: AsyncSession) -> AsyncIterator[AsyncSession]:
             await reader.rollback()
 
 
-def window_of(
-    program: Program, request: ReconciliationRunRequest, now: datetime
-) -> tuple[date, date]:
-    """The accounting days whose daily aggregates a run compares."""
-    today = now.astimezone(ZoneInfo(program.time_zone)).date()
+def window_of(zone: str, request: ReconciliationRunRequest, now: datetime) -> tuple[date, date]:
+    """The accounting days (of the ledger's ``zone``) whose daily aggregates
+    a run compares."""
+    today = now.astimezone(ZoneInfo(zone)).date()
     last = request.last_day or today
     first = request.first_day or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
     if first > last:
@@ -139,7 +139,8 @@ async def run_reconciliation(
     difference, its audit line and, with differences, the alert. The
     caller commits."""
     principal.require("finance:write")
-    first, last = window_of(program, request, now)
+    zone = await accounting_zone(await session_connection(session), program.ledger_id)
+    first, last = window_of(zone, request, now)
     started = time.perf_counter()
     async with _snapshot(session) as reader:
         ledgers, results = await _find(reader, program, first, last)

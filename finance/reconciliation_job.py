@@ -14,6 +14,8 @@ from core.principal import system
 from finance.reconciliation import run_reconciliation
 from finance.reconciliation_models import ReconciliationRun
 from finance.reconciliation_schemas import ReconciliationRunRequest
+from finance.report_dates import accounting_zone
+from rewards.connections import session_connection
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,10 @@ async def reconcile_ledgers(context: JobContext) -> int:
         programs = list(await session.scalars(select(Program).order_by(Program.id)))
     made = 0
     for program in programs:
-        day = context.now.astimezone(ZoneInfo(program.time_zone)).date()
         try:
             async with context.sessions() as session:
+                zone = await accounting_zone(await session_connection(session), program.ledger_id)
+                day = context.now.astimezone(ZoneInfo(zone)).date()
                 await session.execute(
                     text("SELECT pg_advisory_xact_lock(:key, hashtext(:program))"),
                     {"key": _RUN_LOCK, "program": str(program.id)},

@@ -45,8 +45,10 @@ ADD_DESCRIPTION = (
     " with the rate in force on its accounting date (functional amount = amount x rate,"
     " rounded half to even to the functional currency's minor unit). Audited. The same rate"
     " for the same currency and day again answers the stored one (200) and writes nothing;"
-    " another rate for that day is 409 already-exists; an unknown currency code, the"
-    " program's own currency or a rate not above 0 is 422."
+    " another rate for that day is 409 already-exists; a rate from a closed day when the"
+    " currency has one in force then is 409 exchange-rate-in-closed-period (a closed"
+    " month's journal does not change); an unknown currency code, the program's own"
+    " currency or a rate not above 0 is 422."
 )
 
 

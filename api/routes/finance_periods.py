@@ -43,7 +43,9 @@ CLOSE_DESCRIPTION = (
 REOPEN_DESCRIPTION = (
     "Reopens a closed month and every later closed month, with a reason for the audit"
     " trail: the ledger takes movements dated in them again. An open month answers with"
-    " nothing reopened (nothing written). 422 invalid-month, period-before-program."
+    " nothing reopened (nothing written). 422 invalid-month, period-before-program;"
+    " 409 period-recognised when that month or a later one had its revenue recognised"
+    " (a recognised month stays closed: corrections post in the open period)."
 )
 
 

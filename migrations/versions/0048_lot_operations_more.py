@@ -3,8 +3,9 @@
 ``program_sunsets.earning_ends_at``: from this instant the program credits
 no new earning (purchases, bonuses, bought points, partners' issuance...),
 while its members still redeem until ``sunset_at`` (``rewards.sunset``).
-Sunsets scheduled before this revision stop earning from their
-announcement (``created_at``), the default for a new one.
+Sunsets scheduled before this revision keep earning open until their
+``sunset_at``, as it was when they were announced; a new one ends earning
+at its announcement by default.
 
 Revision ID: 0048_lot_operations_more
 Revises: 0047_finance_history
@@ -23,7 +24,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.execute("ALTER TABLE program_sunsets ADD COLUMN earning_ends_at TIMESTAMP WITH TIME ZONE")
-    op.execute("UPDATE program_sunsets SET earning_ends_at = least(created_at, sunset_at)")
+    # Sunsets announced before this revision let earning run to the sunset,
+    # as they did then: only new ones end it at once by default.
+    op.execute("UPDATE program_sunsets SET earning_ends_at = sunset_at")
     op.execute("ALTER TABLE program_sunsets ALTER COLUMN earning_ends_at SET NOT NULL")
     op.execute(
         "ALTER TABLE program_sunsets ADD CONSTRAINT ck_program_sunsets_earning_ends"

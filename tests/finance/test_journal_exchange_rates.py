@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import calendar
 from core.codes import AccountCode, TransferCode, money_account_id
 from core.errors import AlreadyExists
 from core.exports import ExportFormat
@@ -30,17 +31,21 @@ from finance.exchange_rate_schemas import ExchangeRateBody
 from finance.exchange_rates import (
     ExchangeRateMissing,
     FunctionalCurrencyRate,
+    RateInClosedPeriod,
     add_exchange_rate,
     conversion_factor,
     functional_minor,
     list_exchange_rates,
 )
 from finance.journal import SCHEMA, JournalProgram, export_journal, journal_lines
+from finance.report_dates import accounting_zone
 from finance.revenue.schemas import RevenueSettingsBody
 from finance.revenue.settings import store_revenue_settings
 from ledger import Ledger, Transfer
+from ledger import periods as ledger_periods
 from ledger.schemas import BATCH_MAX
 from partners.money_ledger import money_ledger, open_money_accounts
+from rewards.connections import session_connection
 from tests.conftest import NewProgram
 from tests.finance.revenue_helpers import at, month
 
@@ -297,3 +302,32 @@ async def test_names_with_commas_and_quotes_are_quoted_as_csv_does(
     assert lines == await reference(pool, program)
     table = pq.read_table(io.BytesIO(await exported(pool, program, ExportFormat.PARQUET)))
     assert table.column("gl_account").to_pylist() == [line["gl_account"] for line in lines]
+
+
+async def test_a_rate_that_would_change_a_closed_month_is_refused(
+    session: AsyncSession, pool: asyncpg.Pool, new_program: NewProgram
+) -> None:
+    program = await new_program()
+    await rate(session, program, "EUR", "20", date(2025, 1, 1))
+    # January closed (its last instant in the ledger's zone).
+    connection = await session_connection(session)
+    zone = await accounting_zone(connection, program.ledger_id)
+    _, end = calendar.month_bounds(date(2025, 1, 1), zone)
+    await ledger_periods.close_through(
+        connection, program.ledger_id, end - ledger_periods.RESOLUTION
+    )
+    await session.commit()
+    before = await pool.fetchval(
+        "SELECT count(*) FROM finance_exchange_rates WHERE program_id = $1", program.id
+    )
+    with pytest.raises(RateInClosedPeriod, match="closed through 2025-01-31"):
+        await rate(session, program, "EUR", "21", date(2025, 1, 20))
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM finance_exchange_rates WHERE program_id = $1", program.id
+        )
+        == before
+    )
+    # From the open period on, and a currency's first rate, are taken.
+    assert (await rate(session, program, "EUR", "21", date(2025, 2, 1))).created
+    assert (await rate(session, program, "USD", "18", date(2025, 1, 1))).created

@@ -20,13 +20,15 @@ from api.settings import ENVIRONMENT
 from core.models import Program
 from core.modules import JobContext
 from core.principal import system
-from finance.periods import close_period
+from finance.periods import PeriodRecognised, close_period, reopen_period
 from finance.revenue.errors import RevenuePeriodOpen
 from finance.revenue.runs import recognise_period
 from finance.revenue.schemas import RevenueSettingsBody
 from finance.revenue.settings import store_revenue_settings
 from finance.revenue.tasks import JOB_NAME, recognise_revenue
 from ledger import Ledger
+from ledger import periods as ledger_periods
+from rewards.connections import session_connection
 from tests.conftest import NewProgram
 from tests.finance.revenue_helpers import Cohorts, add_member, add_sale, at, month
 
@@ -116,6 +118,15 @@ async def test_an_open_period_is_refused_and_previewed_then_recognised_once_clos
     )
     assert again.replayed and not again.preview
     assert await _counts(session, ids) == after
+    # A recognised month stays closed: reopening it is refused, nothing written.
+    ledger_id = program.ledger_id
+    connection = await session_connection(session)
+    boundary = await ledger_periods.closed_through(connection, ledger_id)
+    with pytest.raises(PeriodRecognised, match="2025-01's revenue was recognised"):
+        await reopen_period(session, program, "2025-01", "a late invoice", NOW, principal=WHO)
+    await session.rollback()
+    connection = await session_connection(session)
+    assert await ledger_periods.closed_through(connection, ledger_id) == boundary
 
 
 async def test_the_job_runs_closed_months_in_order_and_waits_for_an_open_one(
