@@ -42,6 +42,6 @@ FINANCE = Module(
         ),
     ),
     # A webhook to each of the program's own endpoints that takes it: the
-    # partners module subscribes it (partners.operator_webhooks).
+    # partners module subscribes it (partners.program_webhooks).
     topics=frozenset({ALERT_TOPIC}),
 )

@@ -24,8 +24,8 @@ from partners import (
 from partners.final_statements import issue_due_final_statements
 from partners.idempotency_keys import purge_idempotency_keys
 from partners.member_data import MEMBER_DATA
-from partners.operator_webhook_events import OPERATOR_TOPICS
-from partners.operator_webhooks import program_fan_out
+from partners.program_webhook_events import OPERATOR_TOPICS
+from partners.program_webhooks import program_fan_out
 from partners.webhook_deliveries import fan_out
 from partners.webhook_job import deliver_webhooks
 
@@ -68,7 +68,7 @@ PARTNERS = Module(
     },
     topics=events.TOPICS,
     # Every partner event may be a webhook (partners.webhook_deliveries), and
-    # every program event to an operator's endpoint (partners.operator_webhooks).
+    # every program event to an operator's endpoint (partners.program_webhooks).
     subscribers={
         **dict.fromkeys(events.TOPICS, fan_out),
         **dict.fromkeys(OPERATOR_TOPICS, program_fan_out),

@@ -11,7 +11,7 @@ payload: ``{"type", "timestamp", "data"}``.
 The log (deliveries of an endpoint, a delivery's attempts) and replays are
 read and made within the principal's program and reach, in SQL; with
 ``own`` (a program's id), within that program's own endpoints instead (its
-operators': ``partners.operator_webhooks``, whose fan-out makes their
+operators': ``partners.program_webhooks``, whose fan-out makes their
 deliveries with ``insert_deliveries``).
 """
 

@@ -7,7 +7,7 @@ them. Every read filters by the principal's program and reach in SQL: an
 endpoint of another partner is not found, exactly as a missing one.
 
 A program's own endpoints (``partner_id`` NULL, its operators':
-``partners.operator_webhooks``) are never among a partner's: the use cases
+``partners.program_webhooks``) are never among a partner's: the use cases
 on a row (``change_endpoint``, ``change_status``, ``rotate``, ``remove``)
 serve both, each finding its rows its own way.
 """

@@ -1,6 +1,6 @@
 """The ``deliver-webhooks`` job: for a bounded time, hand the partner
 events of the outbox (and the program events for the operators' own
-endpoints, ``partners.operator_webhooks``) to the fan-out and send what is due, so that a
+endpoints, ``partners.program_webhooks``) to the fan-out and send what is due, so that a
 delivery leaves well within a second of its change's commit.
 
 A run is three loops side by side, each on a connection of its own, so
@@ -38,7 +38,7 @@ from core.modules import JobContext
 from core.outbox import Subscriber, drain
 from partners.data_sharing.disclosures import drop_out_of_force
 from partners.events import TOPICS
-from partners.operator_webhook_events import OPERATOR_TOPICS
+from partners.program_webhook_events import OPERATOR_TOPICS
 from partners.webhook_sending import Sender, SendingOptions, http_clients
 from partners.webhook_targets import current_policy
 

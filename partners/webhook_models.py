@@ -3,7 +3,7 @@ and the notices the platform leaves for a partner (migration 0024).
 
 An endpoint is a partner's (``partner_id``, within ``program_id``, its
 tenant), or the program's own with ``partner_id`` NULL (migration 0046: its
-operators', for program events, ``partners.operator_webhooks``). A
+operators', for program events, ``partners.program_webhooks``). A
 delivery is one event for one endpoint: its ``id`` is the ``webhook-id`` of
 every attempt (``msg_<hex>``), so a receiver drops duplicates. Deliveries
 and attempts are written in batches by SQL (``partners.webhook_sending``),

@@ -27,10 +27,10 @@ from api.routes.paths import path_program
 from api.settings import Settings
 from core.models import Program
 from core.pagination import PAGE_LIMIT_DEFAULT
-from partners import operator_webhooks as own
+from partners import program_webhooks as own
 from partners import webhook_deliveries as deliveries
-from partners.operator_webhook_events import OPERATOR_EVENTS
-from partners.operator_webhook_schemas import (
+from partners.program_webhook_events import OPERATOR_EVENTS
+from partners.program_webhook_schemas import (
     PROGRAM_ENDPOINTS_MAX,
     CreatedProgramEndpoint,
     ProgramEndpointChange,

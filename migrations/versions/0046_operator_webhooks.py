@@ -2,7 +2,7 @@
 
 An endpoint (and each of its deliveries) with ``partner_id`` NULL is the
 program's own: its operators register it and it receives program events
-(``partners.operator_webhooks``: a reconciliation's differences first). The
+(``partners.program_webhooks``: a reconciliation's differences first). The
 sender, the retries and the delivery log are the partners' machinery, on
 the same tables.
 

@@ -30,17 +30,17 @@ from finance.reconciliation import ALERT_TOPIC, run_reconciliation
 from finance.reconciliation_schemas import ReconciliationRunDetail, ReconciliationRunRequest
 from ledger import Ledger
 from partners import webhook_job
-from partners.operator_webhook_events import (
+from partners.program_webhook_events import (
     OPERATOR_TOPICS,
     RECONCILIATION_DIFFERENCES,
 )
-from partners.operator_webhook_schemas import (
+from partners.program_webhook_schemas import (
     PROGRAM_ENDPOINTS_MAX,
     CreatedProgramEndpoint,
     ProgramEndpointChange,
     ProgramEndpointSpec,
 )
-from partners.operator_webhooks import (
+from partners.program_webhooks import (
     create_program_endpoint,
     get_program_endpoint,
     list_program_endpoints,

@@ -6,7 +6,7 @@ each sent as it was emitted (the event's payload is the webhook's
 
 The reconciliation's alert is finance's, which sits above partners: its
 topic is named here as finance spells it (``finance.reconciliation.
-ALERT_TOPIC``; tests/partners/test_operator_webhooks.py holds the two
+ALERT_TOPIC``; tests/partners/test_program_webhooks.py holds the two
 together).
 """
 

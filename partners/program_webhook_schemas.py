@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from partners.operator_webhook_events import OPERATOR_TOPICS
+from partners.program_webhook_events import OPERATOR_TOPICS
 from partners.webhook_models import WebhookEndpoint
 from partners.webhook_schemas import Description, Status, Url
 

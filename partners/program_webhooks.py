@@ -1,7 +1,7 @@
 """A program's own webhook endpoints: its operators register them (URL,
 program event types, a signing secret and its rotation, enabled or
 disabled) and receive the program's events, first of all a reconciliation
-run's differences (``partners.operator_webhook_events``).
+run's differences (``partners.program_webhook_events``).
 
 They are rows of ``webhook_endpoints`` with ``partner_id`` NULL: the
 partners' delivery machinery (fan-out, signing, retries, dead letters,
@@ -28,8 +28,8 @@ from core.outbox import BatchSubscriber, OutboxEvent
 from core.pagination import Page, decode_cursor, page_of
 from core.principal import Principal
 from ledger import new_id
-from partners.operator_webhook_events import OPERATOR_TOPICS
-from partners.operator_webhook_schemas import (
+from partners.program_webhook_events import OPERATOR_TOPICS
+from partners.program_webhook_schemas import (
     PROGRAM_ENDPOINTS_MAX,
     CreatedProgramEndpoint,
     ProgramEndpointChange,
