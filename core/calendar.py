@@ -79,6 +79,11 @@ def month_of(at: datetime, zone: str) -> date:
     return date(local.year, local.month, 1)
 
 
+def next_month(month: date) -> date:
+    """The first day of the month after ``month`` (a month's first day)."""
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
 def month_bounds(month: date, zone: str) -> tuple[datetime, datetime]:
     """The local calendar month ``month`` (its first day): [the 1st, the next
     1st), as UTC instants."""

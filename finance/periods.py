@@ -98,10 +98,6 @@ def month_label(month: date) -> str:
     return f"{month.year:04d}-{month.month:02d}"
 
 
-def _next(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
 def _view(month: date, row: PeriodRow | None, zone: str, now: datetime) -> FinancePeriod:
     starts_at, ends_at = calendar.month_bounds(month, zone)
     if row is None:
@@ -135,7 +131,7 @@ def _first_open(rows: dict[date, PeriodRow], program: Program, zone: str) -> dat
     """The earliest open month: closed months are always the first ones."""
     month = calendar.month_of(program.started_at, zone)
     while (row := rows.get(month)) is not None and row.status == PeriodStatus.CLOSED:
-        month = _next(month)
+        month = calendar.next_month(month)
     return month
 
 
@@ -162,7 +158,7 @@ async def list_periods(session: AsyncSession, program: Program, now: datetime) -
     periods = []
     while month <= current:
         periods.append(_view(month, rows.get(month), zone, now))
-        month = _next(month)
+        month = calendar.next_month(month)
     first_open = _first_open(rows, program, zone)
     return FinancePeriodList(
         periods=periods,

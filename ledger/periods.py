@@ -33,6 +33,12 @@ LEDGER_LOCK = 1279607879
 RESOLUTION = timedelta(microseconds=1)
 
 
+def closes(boundary: datetime | None, end: datetime) -> bool:
+    """Whether ``boundary`` (a ledger's ``closed_through``) closes the span
+    that ends (exclusive) at ``end``: its last instant is at or before it."""
+    return boundary is not None and boundary >= end - RESOLUTION
+
+
 class UnknownLedger(LookupError):
     """No ledger has this id."""
 

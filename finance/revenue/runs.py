@@ -179,7 +179,7 @@ async def recognise_period(
     if stored is not None:
         return stored
     boundary = await ledger_periods.closed_through(connection, program.ledger_id)
-    if not preview and (boundary is None or boundary < end - ledger_periods.RESOLUTION):
+    if not preview and not ledger_periods.closes(boundary, end):
         raise RevenuePeriodOpen(
             f"period: {period_label(period)} is open; the final recognition runs once it is"
             f" closed (POST /programs/{program.slug}/finance/periods/{period_label(period)}"

@@ -33,10 +33,6 @@ def last_ended_period(now: datetime, zone: str) -> date:
     return date(year, month + 1, 1)
 
 
-def _next(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
 async def recognise_revenue(context: JobContext) -> int:
     """Runs made (closed months of each program not recognised yet)."""
     async with context.sessions() as session:
@@ -55,16 +51,18 @@ async def recognise_revenue(context: JobContext) -> int:
                 select(func.max(RevenuePeriod.period)).where(RevenuePeriod.program_id == program_id)
             )
             month = (
-                _next(latest) if latest is not None else calendar.month_of(program.started_at, zone)
+                calendar.next_month(latest)
+                if latest is not None
+                else calendar.month_of(program.started_at, zone)
             )
             last = last_ended_period(context.now, zone)
             while month <= last:
                 _, end = calendar.month_bounds(month, zone)
-                if boundary < end - ledger_periods.RESOLUTION:
+                if not ledger_periods.closes(boundary, end):
                     break  # open: its final run waits for the close
                 run = await recognise_period(
                     session, program, month, context.now, principal=system(JOB_NAME)
                 )
                 made += 0 if run.replayed else 1
-                month = _next(month)
+                month = calendar.next_month(month)
     return made
