@@ -29,7 +29,7 @@ from partners.leads.module import LEADS
 from partners.mdf.module import MDF
 from partners.module import PARTNERS
 from partners.segments.module import SEGMENTS
-from rewards import lot_models, models, reinstatement, sunset, tasks
+from rewards import bought_points, lot_models, models, reinstatement, sunset, tasks
 
 #: Events a run of the drain takes at most (one transaction each); the
 #: rest wait for the next run, so that one run cannot go on for ever.
@@ -111,7 +111,7 @@ REWARDS = Module(
         "events:write": "Record members' behaviour events.",
     },
     constraints=models.CONSTRAINTS + lot_models.CONSTRAINTS,
-    topics=sunset.TOPICS | {reinstatement.REINSTATED},
+    topics=sunset.TOPICS | {reinstatement.REINSTATED, bought_points.PAYMENT_REFUSED},
     jobs=(
         Job(
             name="settle-due-earnings",

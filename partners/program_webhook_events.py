@@ -12,7 +12,7 @@ together).
 
 from __future__ import annotations
 
-from rewards import reinstatement, sunset
+from rewards import bought_points, reinstatement, sunset
 
 #: A reconciliation run found differences (``finance.reconciliation``).
 RECONCILIATION_DIFFERENCES = "finance.reconciliation_differences"
@@ -25,6 +25,8 @@ OPERATOR_EVENTS: dict[str, str] = {
     sunset.CANCELLED: "The program's scheduled sunset was cancelled.",
     sunset.COMPLETED: "The program's sunset came: the points expired and the wallets they were in.",
     reinstatement.REINSTATED: "Expired points were reinstated: the reinstatement and its totals.",
+    bought_points.PAYMENT_REFUSED: "A member's payment for points succeeded after the end of"
+    " earning and was refused: the payment, the member, the points and the amount to refund.",
 }
 
 #: Every topic a program's own webhook endpoint may subscribe to.

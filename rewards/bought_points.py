@@ -23,7 +23,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit
+from core import audit, outbox
 from core.codes import TransferCode, derived_id
 from core.errors import DomainError
 from core.models import Member, Program
@@ -85,8 +85,20 @@ def bought_lot(program: Program, payment_id: str) -> uuid.UUID:
     return derived_id(program.id, "bought", payment_id)
 
 
+#: A payment for points was refused after the end of earning: the money was
+#: taken and no points credited, so the operator refunds it. Emitted in the
+#: refusing transaction: a caller that rolls it back (nothing recorded) sends
+#: nothing; the Stripe inbox, which records the refusal, sends it.
+PAYMENT_REFUSED = "rewards.points_payment_refused"
+
+
 async def _check_earning(
-    session: AsyncSession, ledger: Ledger, program: Program, paid: PointsPaid, now: datetime
+    session: AsyncSession,
+    ledger: Ledger,
+    program: Program,
+    member: Member,
+    paid: PointsPaid,
+    now: datetime,
 ) -> None:
     """Refuse a new payment's points after the end of earning, unless they
     were credited already (a retry whose row was rolled back)."""
@@ -99,6 +111,19 @@ async def _check_earning(
             await session.execute(
                 text("DELETE FROM points_purchases WHERE payment_intent = :payment"),
                 {"payment": paid.payment_id},
+            )
+            await outbox.emit(
+                session,
+                PAYMENT_REFUSED,
+                f"program:{program.id}",
+                {
+                    "payment_id": paid.payment_id,
+                    "member": member.external_id,
+                    "points": paid.points,
+                    "paid_minor": paid.paid_minor,
+                    "currency": paid.currency.upper(),
+                    "reason": "the program's earning has ended (sunset)",
+                },
             )
             raise
 
@@ -154,7 +179,7 @@ async def credit_bought_points(
         },
     )
     if inserted.first() is not None:
-        await _check_earning(session, ledger, program, paid, now or datetime.now(UTC))
+        await _check_earning(session, ledger, program, member, paid, now or datetime.now(UTC))
     [outcome] = await record_transfers(
         ledger,
         [

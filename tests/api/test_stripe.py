@@ -594,6 +594,17 @@ async def test_a_sunset_refuses_new_points_payments_but_credits_those_started_be
     )
     assert outcome.startswith("refused: program"), outcome
     assert (await member_balance(ledger, program, member)).available == 70
+    # The operator hears of the money to refund (a program event, once).
+    refused = await pool.fetch(
+        "SELECT payload FROM outbox_events WHERE topic = 'rewards.points_payment_refused'"
+        " AND subject = $1",
+        f"program:{program.id}",
+    )
+    assert [json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+            for r in refused] == [
+        {"payment_id": after["id"], "member": "payer", "points": 30, "paid_minor": 30,
+         "currency": "ZAR", "reason": "the program's earning has ended (sunset)"}
+    ]  # fmt: skip
     # A new payment is refused before the member is asked for money.
     token = jwt.encode(
         {"sub": "payer", "program": shop, "aud": "coalition-members",
