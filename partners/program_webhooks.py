@@ -97,7 +97,7 @@ async def create_program_endpoint(
         endpoint_subject(endpoint),
         {"url": url, "event_types": types, "description": spec.description},
     )
-    return CreatedProgramEndpoint.of_new(endpoint)
+    return CreatedProgramEndpoint.of(endpoint)
 
 
 async def list_program_endpoints(

@@ -144,7 +144,7 @@ async def create_endpoint(
         endpoint_subject(endpoint),
         {"url": url, "event_types": types, "description": spec.description},
     )
-    return CreatedEndpoint.of_new(endpoint)
+    return CreatedEndpoint.of(endpoint)
 
 
 async def list_endpoints(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import msgspec
 
@@ -112,9 +112,12 @@ class ReplaySince(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
         check_moment("since", self.since)
 
 
-class EndpointView(msgspec.Struct, kw_only=True, frozen=True):
+class EndpointFields(msgspec.Struct, kw_only=True, frozen=True):
+    """What a webhook endpoint shows, a partner's (``EndpointView``) or a
+    program's own (``partners.program_webhook_schemas``): every field is
+    the model's attribute of the same name."""
+
     id: Annotated[uuid.UUID, msgspec.Meta(description="The endpoint's id.")]
-    partner_id: Annotated[uuid.UUID, msgspec.Meta(description="The partner firm it is of.")]
     url: Annotated[str, msgspec.Meta(description="Where events are sent.")]
     event_types: Annotated[list[str] | None, msgspec.Meta(description="Null: every event type.")]
     description: Annotated[str, msgspec.Meta(description="What the endpoint is for.")]
@@ -143,8 +146,12 @@ class EndpointView(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: Annotated[datetime, msgspec.Meta(description="When it last changed.")]
 
     @classmethod
-    def of(cls, endpoint: WebhookEndpoint) -> EndpointView:
-        return cls(**_view_fields(endpoint))
+    def of(cls, endpoint: WebhookEndpoint) -> Self:
+        return cls(**{name: getattr(endpoint, name) for name in cls.__struct_fields__})
+
+
+class EndpointView(EndpointFields, kw_only=True, frozen=True):
+    partner_id: Annotated[uuid.UUID, msgspec.Meta(description="The partner firm it is of.")]
 
 
 class CreatedEndpoint(EndpointView, kw_only=True, frozen=True):
@@ -155,10 +162,6 @@ class CreatedEndpoint(EndpointView, kw_only=True, frozen=True):
             " creation and on rotation only."
         ),
     ]
-
-    @classmethod
-    def of_new(cls, endpoint: WebhookEndpoint) -> CreatedEndpoint:
-        return cls(**_view_fields(endpoint), secret=endpoint.secret)
 
 
 class RotatedSecret(msgspec.Struct, kw_only=True, frozen=True):
@@ -234,20 +237,3 @@ def message_id(delivery_id: uuid.UUID) -> str:
 def delivery_id(message: str) -> uuid.UUID:
     """The delivery of a ``webhook-id`` (checked by the path's pattern)."""
     return uuid.UUID(hex=message.removeprefix("msg_"))
-
-
-def _view_fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "partner_id": endpoint.partner_id,
-        "url": endpoint.url,
-        "event_types": endpoint.event_types,
-        "description": endpoint.description,
-        "status": endpoint.status,
-        "failing_since": endpoint.failing_since,
-        "disabled_at": endpoint.disabled_at,
-        "disabled_reason": endpoint.disabled_reason,
-        "previous_secret_expires_at": endpoint.previous_secret_expires_at,
-        "created_at": endpoint.created_at,
-        "updated_at": endpoint.updated_at,
-    }
