@@ -43,6 +43,10 @@ async def _expire_pending_transfers(context: JobContext) -> int:
     return total
 
 
+async def _settle_lots(context: JobContext) -> int:
+    return await context.ledger.settle_lots()
+
+
 async def _drain_outbox(context: JobContext) -> int:
     return await drain(context.sessions, SUBSCRIBERS, context.now, limit=DRAIN_LIMIT)
 
@@ -74,6 +78,12 @@ LEDGER = Module(
             name="expire-pending-transfers",
             summary="Void every pending transfer whose timeout has passed.",
             run=_expire_pending_transfers,
+            every=5.0,
+        ),
+        Job(
+            name="settle-lots",
+            summary="Write the lots the wallets' plain debits consumed since the last run.",
+            run=_settle_lots,
             every=5.0,
         ),
     ),

@@ -27,12 +27,21 @@ and (b)/(a), plus the latency of one transfer alone at low load; then
             which records none), in alternating rounds: (a) and (b) of each
             over without, and a redemption-like workload
             (wallet -> redemption account debits of funded wallets, each
-            consuming one to three lots) with and without; then the aggregate
-            reads (outstanding, a period's lot movements and daily totals)
+            consuming one to three lots) with and without. The posting
+            alone is what those ratios measure: a plain wallet debit writes
+            no lot row at posting, its settlement
+            (``ledger_settle_ledger_lots``) does later; after each "with"
+            wallet-debit measurement that settlement is timed on its own
+            (debits and lot movements settled per second, and posting plus
+            settlement over without). Then the aggregate reads
+            (outstanding, a period's lot movements and daily totals)
             against the full scans they replace, timed, and checked equal.
             ``--interleaved N`` adds N turns of one batch into each of the
             three databases in turn, medians of the batch times (steadier
-            on a shared machine). ``--only-lots`` runs (e) alone. The
+            on a shared machine); in "with", the mix and the wallet-debit
+            batches are each followed by a timed settlement of what they
+            left unsettled (per turn: median time, rates, and posting plus
+            settlement over without). ``--only-lots`` runs (e) alone. The
             wallets are member wallets (code 10, a lot code). The load
 generator (this script) shares the machine with PostgreSQL and the server.
 ``synchronous_commit`` stays on: every acknowledged batch is durable.
@@ -105,6 +114,8 @@ BEGIN
 END $$;
 """
 PER_CALL_SQL = "SELECT bench_post_transfer($1, $2, $3, $4, $5, $6)"
+#: (e): the lots of every plain wallet debit of the ledger not yet settled.
+SETTLE_SQL = "SELECT * FROM ledger_settle_ledger_lots($1)"
 #: Connections of the per-call baseline at most (the server's max_connections).
 PER_CALL_MAX_CONNECTIONS = 40
 
@@ -396,6 +407,24 @@ class Redemptions:
         )
 
 
+async def timed_settle(url: str) -> tuple[float, int]:
+    """(e): seconds of one settlement of the bench's ledger (its commit
+    included), and the lot movements it wrote."""
+    connection = await asyncpg.connect(url)
+    try:
+        return await settle_on(connection)
+    finally:
+        await connection.close()
+
+
+async def settle_on(connection: asyncpg.Connection) -> tuple[float, int]:
+    started = time.perf_counter()
+    row = await connection.fetchrow(SETTLE_SQL, LEDGER_ID)
+    elapsed = time.perf_counter() - started
+    assert row is not None
+    return elapsed, int(row["movements"])
+
+
 async def timed(read: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     answer = await read
@@ -463,9 +492,16 @@ async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url
         f" ({args.transfers // 4:,} per wallet-debit measurement); {args.rounds} rounds, medians"
     )
     results: dict[str, dict[str, list[float]]] = {}
+    # label -> per round: (debits, posting seconds, settle seconds, movements), "with" only.
+    settles: dict[str, list[tuple[int, float, float, int]]] = {}
 
     def note(label: str, name: str, figure: float) -> None:
         results.setdefault(label, {n: [] for n in both})[name].append(figure)
+
+    async def settle_after(label: str, name: str, u: str, count: int, rate: float) -> None:
+        if name == "with":
+            seconds, movements = await timed_settle(u)
+            settles.setdefault(label, []).append((count, count / rate, seconds, movements))
 
     for round_ in range(args.rounds):
         # Alternating within each round: the machine's drift hits both sides.
@@ -478,12 +514,20 @@ async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url
                 note(f"{phase} (a) raw SQL, batches of {args.callers:,}", name, raw)
                 api, _ = await bench_api(u, [make() for _ in range(args.transfers)], args.callers)
                 note(f"{phase} (b) Ledger API, {args.callers:,} callers", name, api)
+            if name == "with":
+                # Untimed: the mix's debits are settled first, so that each
+                # timed settlement below is that of the wallet debits alone.
+                await timed_settle(u)
             debits = [redemptions[name].debit() for _ in range(args.transfers // 4)]
             raw = await bench_raw(u, debits, args.callers)
-            note(f"wallet debits (a) raw SQL, batches of {args.callers:,}", name, raw)
+            label = f"wallet debits (a) raw SQL, batches of {args.callers:,}"
+            note(label, name, raw)
+            await settle_after(label, name, u, len(debits), raw)
             debits = [redemptions[name].debit() for _ in range(args.transfers // 4)]
             api, _ = await bench_api(u, debits, args.callers)
-            note(f"wallet debits (b) Ledger API, {args.callers:,} callers", name, api)
+            label = f"wallet debits (b) Ledger API, {args.callers:,} callers"
+            note(label, name, api)
+            await settle_after(label, name, u, len(debits), api)
     for label, sides in results.items():
         medians = {n: statistics.median(f) for n, f in sides.items()}
         without = medians["without"]
@@ -497,6 +541,20 @@ async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url
             f"[lots] (e) {label}: with {medians['with']:>8,.0f}/s, totals only"
             f" {medians['totals only']:>8,.0f}/s, without {without:>8,.0f}/s; {ratios}"
         )
+        if label in settles:
+            rounds = settles[label]
+            # The debits then their settlement, as if one piece of work.
+            combined = [n / (post + settle) for n, post, settle, _ in rounds]
+            print(
+                f"[lots] (e) {label}, settled after (with): median"
+                f" {statistics.median(s for _, _, s, _ in rounds) * 1000:,.0f} ms,"
+                f" {statistics.median(n / s for n, _, s, _ in rounds):,.0f} debits/s,"
+                f" {statistics.median(m / s for _, _, s, m in rounds):,.0f} lot movements/s;"
+                f" with+settle {statistics.median(combined):,.0f}/s,"
+                f" with+settle/without {statistics.median(combined) / without:.2f} (rounds "
+                + ", ".join(f"{c / o:.2f}" for c, o in zip(combined, sides["without"], strict=True))
+                + ")"
+            )
     if args.interleaved:
         await interleaved_lots(args, both, accounts, redemptions)
     await aggregate_reads(url)
@@ -520,6 +578,14 @@ async def interleaved_lots(
         for name, (members, issuance, redemption) in accounts.items()
     }
     times: dict[tuple[str, str], list[float]] = {}
+    # "with" only, per phase that debits wallets, per turn: the settlement
+    # right after the phase's batch, its lot movements, and the batch's
+    # accepted wallet debits (the earns need no settling).
+    settled = ("mix", "wallet debits")
+    settle_times: dict[str, list[float]] = {phase: [] for phase in settled}
+    movements: dict[str, list[int]] = {phase: [] for phase in settled}
+    debited: dict[str, list[int]] = {phase: [] for phase in settled}
+    issuance = accounts["with"][1]
     for turn in range(args.interleaved):
         order = list(both) if turn % 2 == 0 else list(reversed(both))
         for phase in ("earn", "mix", "wallet debits"):
@@ -529,10 +595,23 @@ async def interleaved_lots(
                     "mix": workloads[name].mixed,
                     "wallet debits": redemptions[name].debit,
                 }[phase]
-                columns = encode_batch([[make() for _ in range(args.callers)]])
+                batch = [make() for _ in range(args.callers)]
+                columns = encode_batch([batch])
                 started = time.perf_counter()
-                await connections[name].fetchrow(CREATE_TRANSFERS_SQL, *columns)
+                row = await connections[name].fetchrow(CREATE_TRANSFERS_SQL, *columns)
                 times.setdefault((phase, name), []).append(time.perf_counter() - started)
+                if name == "with" and phase in settled:
+                    assert row is not None
+                    debited[phase].append(
+                        sum(
+                            1
+                            for t, result in zip(batch, row["results"], strict=True)
+                            if result == 0 and t.debit_account_id != issuance
+                        )
+                    )
+                    seconds, written = await settle_on(connections[name])
+                    settle_times[phase].append(seconds)
+                    movements[phase].append(written)
     for phase in ("earn", "mix", "wallet debits"):
         median = {name: statistics.median(times[(phase, name)]) for name in both}
         print(
@@ -542,6 +621,31 @@ async def interleaved_lots(
             + f"; totals only/without {median['without'] / median['totals only']:.2f},"
             f" with/without {median['without'] / median['with']:.2f}"
         )
+    for phase in settled:
+        seconds = sum(settle_times[phase])
+        # Paired by turn: the batch of "with" and the settlement that follows it.
+        combined = statistics.median(
+            post + settle
+            for post, settle in zip(times[(phase, "with")], settle_times[phase], strict=True)
+        )
+        print(
+            f"[lots] (e) interleaved {phase}, settled after each batch (with): median"
+            f" {statistics.median(settle_times[phase]) * 1000:.1f} ms,"
+            f" {statistics.median(debited[phase]):,.0f} wallet debits and"
+            f" {statistics.median(movements[phase]):,.0f} lot movements per turn;"
+            f" {sum(debited[phase]) / seconds:,.0f} debits/s,"
+            f" {sum(movements[phase]) / seconds:,.0f} lot movements/s;"
+            f" with+settle {combined * 1000:.1f} ms,"
+            f" with+settle/without {statistics.median(times[(phase, 'without')]) / combined:.2f}"
+        )
+    per_turn = [m + w for m, w in zip(*settle_times.values(), strict=True)]
+    seconds = sum(per_turn)
+    print(
+        f"[lots] (e) interleaved settlement per turn (with): median"
+        f" {statistics.median(per_turn) * 1000:.1f} ms;"
+        f" {sum(sum(d) for d in debited.values()) / seconds:,.0f} wallet debits/s,"
+        f" {sum(sum(m) for m in movements.values()) / seconds:,.0f} lot movements/s"
+    )
     for connection in connections.values():
         await connection.close()
 

@@ -18,26 +18,31 @@ from ledger.reconciliation_reads import Connection
 
 async def check_lots(conn: Connection, ledgers: Iterable[int]) -> CheckResult:
     """Each lot account (a wallet): the sum of its lots' remaining points
-    against its posted balance, a pending debit consuming no lot."""
+    against its posted balance (plus the debits not settled yet), a pending
+    debit consuming no lot."""
     result = CheckResult()
     for ledger in ledgers:
         balances = {a.account_id: a for a in await reads.lot_account_balances(conn, ledger=ledger)}
         totals = {t.account_id: t for t in await lots.lot_totals_by_account(conn, ledger=ledger)}
         result.checked += len(balances.keys() | totals.keys())
         for account_id in sorted(balances.keys() | totals.keys()):
-            posted = balances[account_id].posted if account_id in balances else 0
+            balance = balances.get(account_id)
+            posted = balance.posted if balance else 0
+            # In a read-only snapshot plain debits may wait to be settled: until
+            # they are, the lots still hold what those debits took.
+            unsettled = balance.unsettled if balance else 0
             total = totals.get(account_id)
             remaining = total.remaining if total else 0
-            if remaining == posted:
+            if remaining == posted + unsettled:
                 continue
             result.differences.append(
-                await _lot_difference(conn, ledger, account_id, posted, remaining)
+                await _lot_difference(conn, ledger, account_id, posted, unsettled, remaining)
             )
     return result
 
 
 async def _lot_difference(
-    conn: Connection, ledger: int, account_id: UUID, posted: int, remaining: int
+    conn: Connection, ledger: int, account_id: UUID, posted: int, unsettled: int, remaining: int
 ) -> Difference:
     held = await lots.lots_of(conn, account_id)
     credits = await reads.transfers_behind(conn, account_id, "credits_posted")
@@ -45,12 +50,13 @@ async def _lot_difference(
         check="lots",
         subject=f"account:{account_id}",
         measure="remaining",
-        expected=posted,
+        expected=posted + unsettled,
         found=remaining,
         drill_down={
             "account_id": str(account_id),
             "ledger": ledger,
             "posted_balance": posted,
+            "unsettled_debits": unsettled,
             "lots_remaining": remaining,
             "lots": [
                 {

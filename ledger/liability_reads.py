@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
+from ledger.lots import Connection, settle_lots
+
 
 class Fetches(Protocol):
     """An asyncpg connection, a pool's proxy of one, or a pool."""
@@ -46,8 +48,11 @@ _AS_OF = """
 _LAST_DAY = "SELECT max(day) FROM lot_daily_movements WHERE ledger = $1"
 
 
-async def outstanding_by_account(db: Fetches, *, ledger: int, as_of: date) -> list[AccountPoints]:
+async def outstanding_by_account(
+    db: Connection, *, ledger: int, as_of: date
+) -> list[AccountPoints]:
     """Each lot account's points at the end of ``as_of`` (accounts with none left out)."""
+    await settle_lots(db, ledger=ledger)
     last_day = await db.fetchval(_LAST_DAY, ledger)
     if last_day is None:
         return []

@@ -8,6 +8,12 @@ transfers' own transaction (``ledger/sql/ledger_create_transfers.sql``
 step 4 and ``ledger_record_lots.sql``; docs/ledger.md "Lots and daily
 aggregates").
 
+A plain debit of a wallet (FIFO, no lot named) is settled later: its
+lots are fixed by its place in the wallet's queue when it posts, and
+``ledger_settle_lots`` writes them (``settle_lots``: the ``settle-lots``
+job, and every read here before it reads). Reads therefore answer as if
+every debit had been recorded at posting.
+
 Every read takes an asyncpg connection or pool. Days are accounting days
 (dates in the ledger's time zone), inclusive; ``as_of`` is the end of that
 day. The ``*_by_scan`` reads give the same answers from the lots, their
@@ -17,7 +23,8 @@ benchmark's full scan).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -168,6 +175,84 @@ class AccountLotTotal:
 
 
 @dataclass(frozen=True, slots=True)
+class SettledLots:
+    """What a settlement wrote: accounts settled, lot movements written."""
+
+    accounts: int
+    movements: int
+
+
+@contextlib.asynccontextmanager
+async def _writing(
+    conn: Connection,
+) -> AsyncIterator[asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | None]:
+    """A connection in a transaction (a savepoint in the caller's own), or
+    None inside a read-only transaction: a snapshot reads the lots as last
+    settled (``accounts.lots_debited`` says what waits)."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as held, held.transaction():
+            yield held
+        return
+    if conn.is_in_transaction() and await conn.fetchval(
+        "SELECT current_setting('transaction_read_only') = 'on'"
+    ):
+        yield None
+        return
+    async with conn.transaction():
+        yield conn
+
+
+_NOTHING = SettledLots(accounts=0, movements=0)
+
+
+async def settle_lots(conn: Connection, *, ledger: int) -> SettledLots:
+    """Write what every plain debit of the ledger's lot accounts not yet
+    settled consumed (``ledger_settle_ledger_lots``, under the ledger's lock
+    until the transaction ends)."""
+    async with _writing(conn) as held:
+        if held is None:
+            return _NOTHING
+        row = await held.fetchrow(
+            "SELECT accounts, movements FROM ledger_settle_ledger_lots($1)", ledger
+        )
+    assert row is not None
+    return SettledLots(accounts=int(row["accounts"]), movements=int(row["movements"]))
+
+
+#: Whether any of the accounts has a debit not yet settled (no lock needed
+#: to know there is nothing to do).
+_UNSETTLED = (
+    "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ANY ($1::uuid[])"
+    " AND debits_posted > lots_debited AND code IN (SELECT code FROM ledger_lot_codes))"
+)
+
+
+async def settle_account_lots(conn: Connection, accounts: Sequence[UUID]) -> SettledLots:
+    """``settle_lots`` for some lot accounts only (their ledgers' locks are
+    taken only when one has something to settle)."""
+    if not accounts or not await conn.fetchval(_UNSETTLED, list(accounts)):
+        return _NOTHING
+    async with _writing(conn) as held:
+        if held is None:
+            return _NOTHING
+        row = await held.fetchrow(
+            "SELECT accounts, movements FROM ledger_settle_account_lots($1::uuid[])",
+            list(accounts),
+        )
+    assert row is not None
+    return SettledLots(accounts=int(row["accounts"]), movements=int(row["movements"]))
+
+
+async def _settle_transfer_account(conn: Connection, transfer_id: UUID) -> None:
+    """Settle the account a transfer debited (what it consumed is written)."""
+    account = await conn.fetchval(
+        "SELECT debit_account_id FROM transfers WHERE id = $1 AND ledger <> 0", transfer_id
+    )
+    if account is not None:
+        await settle_account_lots(conn, [account])
+
+
+@dataclass(frozen=True, slots=True)
 class DerivedLots:
     """What ``derive_lots`` did: accounts derived, lots made, movements written."""
 
@@ -179,6 +264,7 @@ class DerivedLots:
 async def outstanding(conn: Connection, *, ledger: int, as_of: date) -> list[OutstandingPoints]:
     """Outstanding points at the end of ``as_of``, from ``lot_daily_movements``
     (rows with points left only)."""
+    await settle_lots(conn, ledger=ledger)
     rows = await conn.fetch(
         "SELECT source_account_id, origin_code, cohort, sum(points) AS points"
         " FROM lot_daily_movements WHERE ledger = $1 AND day <= $2"
@@ -193,6 +279,7 @@ async def outstanding_by_scan(
     conn: Connection, *, ledger: int, as_of: date
 ) -> list[OutstandingPoints]:
     """``outstanding`` from the lots and every movement of theirs."""
+    await settle_lots(conn, ledger=ledger)
     rows = await conn.fetch(
         "SELECT l.source_account_id, l.origin_code, l.cohort, sum(m.points) AS points"
         " FROM lots l JOIN lot_movements m ON m.lot_id = l.id"
@@ -209,6 +296,7 @@ async def lot_movement_totals(
 ) -> list[LotMovementTotal]:
     """Lot movements of the days ``first_day`` to ``last_day``, summed by code,
     origin, issuer and cohort (groups that net to zero included)."""
+    await settle_lots(conn, ledger=ledger)
     rows = await conn.fetch(
         "SELECT code, origin_code, source_account_id, cohort, sum(points) AS points"
         " FROM lot_daily_movements WHERE ledger = $1 AND day BETWEEN $2 AND $3"
@@ -224,6 +312,7 @@ async def lot_movement_totals_by_scan(
     conn: Connection, *, ledger: int, first_day: date, last_day: date
 ) -> list[LotMovementTotal]:
     """``lot_movement_totals`` from the lots, their movements and the transfers."""
+    await settle_lots(conn, ledger=ledger)
     rows = await conn.fetch(
         "SELECT t.code, l.origin_code, l.source_account_id, l.cohort,"
         " sum(m.points) AS points"
@@ -299,6 +388,7 @@ async def account_code_balances(conn: Connection, *, ledger: int, as_of: date) -
 async def cohort_development(conn: Connection, *, ledger: int, through: date) -> list[CohortMonth]:
     """Lot movements through ``through`` by cohort, calendar month of the
     movement (its first day) and code."""
+    await settle_lots(conn, ledger=ledger)
     rows = await conn.fetch(
         "SELECT cohort, date_trunc('month', day)::date AS month, code,"
         " sum(points) AS points"
@@ -319,6 +409,7 @@ _LOT = (
 async def lots_of(conn: Connection, account_id: UUID, *, open_only: bool = False) -> list[Lot]:
     """An account's lots in the order debits consume them (earned_at,
     timestamp, id); ``open_only``: those with points left."""
+    await settle_account_lots(conn, [account_id])
     if open_only:
         rows = await conn.fetch(
             f"SELECT {_LOT} FROM lots l WHERE l.account_id = $1 AND l.is_open"
@@ -342,6 +433,7 @@ async def lots_of(conn: Connection, account_id: UUID, *, open_only: bool = False
 async def open_lots_of(conn: Connection, account_ids: Sequence[UUID]) -> dict[UUID, list[Lot]]:
     """Each account's lots with points left, in the order debits consume
     them, for many accounts in one statement (a page of wallets)."""
+    await settle_account_lots(conn, list(account_ids))
     found: dict[UUID, list[Lot]] = {account: [] for account in account_ids}
     rows = await conn.fetch(
         f"SELECT {_LOT} FROM lots l WHERE l.account_id = ANY($1::uuid[]) AND l.is_open"
@@ -355,12 +447,16 @@ async def open_lots_of(conn: Connection, account_ids: Sequence[UUID]) -> dict[UU
 
 async def lot(conn: Connection, lot_id: UUID) -> Lot | None:
     """One lot by its id."""
+    account = await conn.fetchval("SELECT account_id FROM lots WHERE id = $1", lot_id)
+    if account is not None:
+        await settle_account_lots(conn, [account])
     row = await conn.fetchrow(f"SELECT {_LOT} FROM lots l WHERE l.id = $1", lot_id)
     return Lot(**_ints(row)) if row is not None else None
 
 
 async def movements_of_transfer(conn: Connection, transfer_id: UUID) -> list[LotMovement]:
     """The lots a transfer made, consumed or restored (signed points)."""
+    await _settle_transfer_account(conn, transfer_id)
     rows = await conn.fetch(
         "SELECT m.transfer_id, m.lot_id, l.account_id, m.points, m.business_at, m.day,"
         ' m."timestamp" FROM lot_movements m JOIN lots l ON l.id = m.lot_id'
@@ -374,6 +470,7 @@ async def lots_consumed_by(conn: Connection, transfer_id: UUID) -> list[LotConsu
     """What a debit consumed, lot by lot in the order it consumed them, with
     what restorations of it (credits with ``{"restores": "<its id>"}``) gave
     back so far."""
+    await _settle_transfer_account(conn, transfer_id)
     rows = await conn.fetch(
         "WITH d AS (SELECT CASE WHEN jsonb_typeof(t.metadata -> 'lots') = 'array'"
         "   THEN ARRAY(SELECT e.v FROM jsonb_array_elements_text(t.metadata -> 'lots')"
@@ -401,6 +498,7 @@ async def expired_lots_since(
     """Points expiring transfers (codes 6 and 17) with a business time at or
     after ``since`` consumed and no restoration has given back, by account
     then transfer."""
+    await settle_lots(conn, ledger=ledger)
     rows = await conn.fetch(
         "WITH e AS (SELECT m.transfer_id, l.account_id, m.business_at, -sum(m.points) AS points"
         "   FROM transfers t JOIN lot_movements m ON m.transfer_id = t.id"
@@ -425,6 +523,7 @@ async def expired_lots_since(
 async def lot_totals_by_account(conn: Connection, *, ledger: int) -> list[AccountLotTotal]:
     """Per lot account of the ledger (those with lots): the sum of its lots'
     remaining, and how many lots it has."""
+    await settle_lots(conn, ledger=ledger)
     rows = await conn.fetch(
         "SELECT account_id, sum(remaining) AS remaining, count(*) AS lots"
         " FROM lots WHERE ledger = $1 GROUP BY 1 ORDER BY 1",

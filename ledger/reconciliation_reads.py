@@ -244,18 +244,27 @@ class LotAccountBalance(msgspec.Struct, kw_only=True, frozen=True):
     account_id: uuid.UUID
     code: int
     posted: int
+    #: Posted debits whose lots are not written yet (``ledger.lots.settle_lots``):
+    #: the lots hold ``posted + unsettled`` until they are.
+    unsettled: int = 0
 
 
 async def lot_account_balances(conn: Connection, *, ledger: int) -> list[LotAccountBalance]:
     """Every account of ``ledger`` whose code keeps lots, with its posted
     balance (a pending debit consumes no lot)."""
     rows = await conn.fetch(
-        "SELECT a.id, a.code, a.credits_posted - a.debits_posted AS posted FROM accounts a"
+        "SELECT a.id, a.code, a.credits_posted - a.debits_posted AS posted,"
+        " a.debits_posted - a.lots_debited AS unsettled FROM accounts a"
         " WHERE a.ledger = $1 AND a.code IN (SELECT code FROM ledger_lot_codes) ORDER BY a.id",
         ledger,
     )
     return [
-        LotAccountBalance(account_id=row["id"], code=row["code"], posted=int(row["posted"]))
+        LotAccountBalance(
+            account_id=row["id"],
+            code=row["code"],
+            posted=int(row["posted"]),
+            unsettled=int(row["unsettled"]),
+        )
         for row in rows
     ]
 

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from ledger import repository
+from ledger import lots, repository
 from ledger.connection import create_pool
 from ledger.errors import BatchTooLarge, InvalidCursor
 from ledger.schemas import (
@@ -161,6 +161,17 @@ class Ledger:
         ]
         outcomes = await self.create_transfers(voids)
         return sum(1 for o in outcomes if o.ok)
+
+    async def settle_lots(self) -> int:
+        """Write what the lot accounts' plain debits consumed, ledger by
+        ledger (each under its own lock, briefly); returns the lot movements
+        written. What a debit consumes is fixed when it posts: this only
+        writes it down (``ledger.lots.settle_lots``)."""
+        written = 0
+        for ledger_id in await self.pool.fetch("SELECT id FROM ledgers ORDER BY id"):
+            settled = await lots.settle_lots(self.pool, ledger=ledger_id["id"])
+            written += settled.movements
+        return written
 
     # -- reads ----------------------------------------------------------------
 

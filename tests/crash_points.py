@@ -211,8 +211,16 @@ _PSEUDONYM = re.compile(r"erased-[0-9a-f]{16,}")
 #: Integer columns that hold ids which differ from one program to the next.
 _INTEGER_IDS = {"id", "ledger", "ledger_id", "position"}
 #: Columns that change from run to run without meaning anything: clocks
-#: (the ledger's ``timestamp`` is nanoseconds), random secrets.
-_NOISE = {"timestamp", "secret_sha256", "prefix", "sa_orm_sentinel"}
+#: (the ledger's ``timestamp`` is nanoseconds, and the lots' settlement marks
+#: are such timestamps), random secrets.
+_NOISE = {
+    "timestamp",
+    "lots_through",
+    "lots_settled_through",
+    "secret_sha256",
+    "prefix",
+    "sa_orm_sentinel",
+}
 _CLOCK_TYPES = ("timestamp", "date", "time", "interval")
 
 Snapshot = dict[str, list[str]]

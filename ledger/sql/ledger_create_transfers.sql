@@ -119,9 +119,9 @@ DECLARE
     -- the aggregates: account codes (per account, and the lone transfer's two),
     -- each row's accounts as indexes into a_* (0: not posted), the ledgers'
     -- zones, the lot codes
-    a_code integer[]; rd integer[]; rc integer[];
+    a_code integer[]; a_settled bigint[]; rd integer[]; rc integer[];
     z_ledger integer[]; z_zone text[]; v_lot_codes integer[];
-    db_code integer; cr_code integer; db_zone text;
+    db_code integer; cr_code integer; db_zone text; db_unsettled boolean; cr_unsettled boolean;
     l_id uuid[]; l_debit uuid[]; l_credit uuid[]; l_amount bigint[]; l_ledger integer[];
     l_code integer[]; l_metadata jsonb[]; l_business_at timestamptz[]; l_day date[];
     l_zone text[]; l_ts bigint[]; l_debit_lot boolean[]; l_credit_lot boolean[];
@@ -205,17 +205,20 @@ BEGIN
         IF code < 0 THEN
             -- The ledger's boundary comes with the debit account: no statement more.
             SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
-                   a.credits_pending, a.credits_posted, l.closed_through, a.code, l.time_zone
+                   a.credits_pending, a.credits_posted, l.closed_through, a.code, l.time_zone,
+                   a.debits_posted > a.lots_debited
             INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo, db_closed,
-                 db_code, db_zone
+                 db_code, db_zone, db_unsettled
             FROM accounts a LEFT JOIN ledgers l ON l.id = p_ledger[1]
             WHERE a.id = p_debit[1];
             IF NOT FOUND THEN
                 code := result_debit_account_not_found;
             ELSE
                 SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
-                       a.credits_pending, a.credits_posted, a.code
-                INTO cr_ctid, cr_ledger, cr_flags, cr_dp, cr_dpo, cr_cp, cr_cpo, cr_code
+                       a.credits_pending, a.credits_posted, a.code,
+                       a.debits_posted > a.lots_debited
+                INTO cr_ctid, cr_ledger, cr_flags, cr_dp, cr_dpo, cr_cp, cr_cpo, cr_code,
+                     cr_unsettled
                 FROM accounts a WHERE a.id = p_credit[1];
                 IF NOT FOUND THEN
                     code := result_credit_account_not_found;
@@ -278,7 +281,11 @@ BEGIN
                         ARRAY[coalesce(p_effective_at[1], v_now)],
                         ARRAY[(coalesce(p_effective_at[1], v_now) AT TIME ZONE db_zone)::date],
                         ARRAY[db_zone], ARRAY[ts_base], ARRAY[db_code = ANY (v_lot_codes)],
-                        ARRAY[cr_code = ANY (v_lot_codes)], ARRAY[db_code = ANY (v_lot_codes)]);
+                        ARRAY[cr_code = ANY (v_lot_codes)], ARRAY[db_code = ANY (v_lot_codes)],
+                        ARRAY(SELECT x.id FROM (VALUES (p_debit[1], db_code, db_unsettled),
+                                                       (p_credit[1], cr_code, cr_unsettled))
+                                               AS x(id, code, unsettled)
+                              WHERE x.unsettled AND x.code = ANY (v_lot_codes)));
                 END IF;
                 PERFORM set_config('ledger.recording', 'off', true);
             END IF;
@@ -414,8 +421,9 @@ BEGIN
     -- 1d. The touched accounts, read once (the ledger lock guards them).
     SELECT array_agg(a.id), array_agg(a.ctid), array_agg(a.ledger), array_agg(a.flags),
            array_agg(a.debits_pending), array_agg(a.debits_posted),
-           array_agg(a.credits_pending), array_agg(a.credits_posted), array_agg(a.code)
-    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code
+           array_agg(a.credits_pending), array_agg(a.credits_posted), array_agg(a.code),
+           array_agg(a.lots_debited)
+    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code, a_settled
     FROM accounts a
     WHERE a.id = ANY (p_debit || p_credit
                       || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
@@ -643,11 +651,32 @@ BEGIN
               pending_id, timeout, metadata, effective_at, res, ts)
     WHERE u.res = result_ok;
 
+    -- By physical address: no second index probe per account. Under the
+    -- ledger lock nothing else moves these rows; the id check and the count
+    -- make sure of it.
+    UPDATE accounts a
+    SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
+        credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo
+    FROM (SELECT u.id, u.ctid, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo,
+                 u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo
+          FROM unnest(a_id, a_ctid, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo,
+                      a_touched)
+               AS u(id, ctid, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched)
+          WHERE u.touched) u
+    WHERE a.ctid = u.ctid AND a.id = u.id;
+    GET DIAGNOSTICS n_updated = ROW_COUNT;
+    IF n_updated <> (SELECT count(*) FROM unnest(a_touched) t WHERE t) THEN
+        RAISE EXCEPTION 'ledger_create_transfers: an account moved during the batch'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+
     -- 4. The daily totals and the lots of what the batch posted: the
     -- accounts' codes are at hand (a_code), the ledgers' zones one read. The
     -- totals are summed by business time before its day is computed (most
     -- rows share the batch's now: one conversion, not one a row); the lots'
-    -- rows, in batch order (timestamp order), only when lot codes exist.
+    -- rows, in batch order (timestamp order), only when lot codes exist; after
+    -- the balances' update, which finds the accounts by the address read in 1d
+    -- (the lots' settlement moves some of them).
     IF current_setting('session_replication_role') <> 'replica' THEN
         PERFORM set_config('ledger.recording', 'on', true);
         SELECT array_agg(l.id), array_agg(l.time_zone) INTO z_ledger, z_zone
@@ -699,29 +728,15 @@ BEGIN
                 SELECT * INTO recorded
                 FROM ledger_record_lots(l_id, l_debit, l_credit, l_amount, l_ledger, l_code,
                                         l_metadata, l_business_at, l_day, l_zone, l_ts,
-                                        l_debit_lot, l_credit_lot, l_debit_lot);
+                                        l_debit_lot, l_credit_lot, l_debit_lot,
+                                        ARRAY(SELECT u.id
+                                              FROM unnest(a_id, a_code, i_dpo, a_settled)
+                                                   AS u(id, code, dpo, settled)
+                                              WHERE u.dpo > u.settled
+                                                AND u.code = ANY (v_lot_codes)));
             END IF;
         END IF;
         PERFORM set_config('ledger.recording', 'off', true);
-    END IF;
-
-    -- By physical address: no second index probe per account. Under the
-    -- ledger lock nothing else moves these rows; the id check and the count
-    -- make sure of it.
-    UPDATE accounts a
-    SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
-        credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo
-    FROM (SELECT u.id, u.ctid, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo,
-                 u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo
-          FROM unnest(a_id, a_ctid, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo,
-                      a_touched)
-               AS u(id, ctid, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched)
-          WHERE u.touched) u
-    WHERE a.ctid = u.ctid AND a.id = u.id;
-    GET DIAGNOSTICS n_updated = ROW_COUNT;
-    IF n_updated <> (SELECT count(*) FROM unnest(a_touched) t WHERE t) THEN
-        RAISE EXCEPTION 'ledger_create_transfers: an account moved during the batch'
-            USING ERRCODE = 'serialization_failure';
     END IF;
 
     IF has_two_phase OR EXISTS (SELECT 1 FROM unnest(p_flags, p_timeout) u(f, t)

@@ -1,8 +1,10 @@
 -- The backfill of lots: every lot account (code in ledger_lot_codes) with
 -- posted credits and no lot yet gets its lots, movements and
 -- lot_daily_movements from its history, replayed in timestamp order through
--- ledger_record_lots in chunks: the same outcome as the trigger's had it run
--- from the start. A second call finds no such account and does nothing.
+-- ledger_record_lots in chunks, each chunk's plain debits settled
+-- (ledger_settle_lots) before the next: the same outcome as the posting
+-- path's had it run from the start, every account left settled. A second
+-- call finds no such account and does nothing.
 -- Holds the advisory lock of every ledger with lot accounts (as the posting
 -- function takes them, in ledger order) so that no batch posts meanwhile.
 CREATE OR REPLACE FUNCTION ledger_derive_lots(
@@ -37,6 +39,10 @@ BEGIN
         RETURN;
     END IF;
     ALTER TABLE ledger_derive_accounts ADD PRIMARY KEY (id);
+    -- Whatever a settlement found of them before (no lot to consume), their
+    -- debits are replayed from the first.
+    UPDATE accounts a SET lots_debited = 0, lots_through = 0
+    FROM ledger_derive_accounts d WHERE a.id = d.id;
     ANALYZE ledger_derive_accounts;
 
     DROP TABLE IF EXISTS ledger_derive_transfers;
@@ -69,8 +75,13 @@ BEGIN
         SELECT * INTO recorded
         FROM ledger_record_lots(a_id, a_debit, a_credit, a_amount, a_ledger, a_code,
                                 a_metadata, a_business_at, a_day, a_zone, a_ts, a_debit_lot,
-                                a_credit_lot, a_gift);
+                                a_credit_lot, a_gift, '{}');
         lots := lots + recorded.lots_created;
+        movements := movements + recorded.movements;
+        SELECT * INTO recorded
+        FROM ledger_settle_lots(ARRAY(SELECT DISTINCT u.d
+                                      FROM unnest(a_debit, a_debit_lot) u(d, lot) WHERE u.lot),
+                                a_ts[cardinality(a_ts)] + 1);
         movements := movements + recorded.movements;
         first := first + c_chunk;
     END LOOP;

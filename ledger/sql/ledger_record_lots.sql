@@ -9,20 +9,25 @@
 --     one lot per lot the debit side consumed (id md5(transfer || lot));
 --   a debit consumes the lots named in {"lots": [...]}, then the oldest
 --     (earned_at, "timestamp", id).
--- Set-based where that outcome allows: an account whose movements of the
--- call are plain credits and plain debits, with every credit before its last
--- debit sorting after its open lots, is a queue (its debits take the lots in
--- order by cumulative sums). The other accounts (directed debits,
--- restorations, gifts received before a debit, backdated credits before a
--- debit) are recorded one movement at a time.
+-- A plain debit of a queue writes nothing here: what it consumes is fixed
+-- by its place in its account's queue (every credit since the account's
+-- last settled debit sorts after the lots open then), and
+-- ledger_settle_lots writes it later (accounts.lots_debited and
+-- lots_through say how far an account is settled). An account is no queue
+-- in this call when it has a directed debit, a restoration, a gift given or
+-- received, or a credit after an unsettled debit (of an earlier call,
+-- p_pending, or of this one) that sorts before its open lots or an earlier
+-- credit: it is settled up to the call, then its movements of the call are
+-- recorded one at a time, and it leaves the call settled.
 -- Per row: p_debit_lot consume the debit account's lots; p_credit_lot record
 -- on the credit account; p_gift the debit account keeps lots (a gift).
+-- p_pending: the lot accounts of the call with unsettled debits before it.
 -- Malformed "lots", "restores" or "lot_expires_at" values are ignored.
 CREATE OR REPLACE FUNCTION ledger_record_lots(
     p_id uuid[], p_debit uuid[], p_credit uuid[], p_amount bigint[], p_ledger integer[],
     p_code integer[], p_metadata jsonb[], p_business_at timestamptz[], p_day date[],
     p_zone text[], p_timestamp bigint[], p_debit_lot boolean[], p_credit_lot boolean[],
-    p_gift boolean[],
+    p_gift boolean[], p_pending uuid[],
     OUT lots_created bigint, OUT movements bigint
 )
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
@@ -37,11 +42,12 @@ DECLARE
     -- the lot's origin, source and cohort, the points.
     g_i integer[] := '{}'; g_origin integer[] := '{}'; g_source uuid[] := '{}';
     g_cohort date[] := '{}'; g_points bigint[] := '{}';
-    i integer; k bigint; moved bigint;
-    added uuid[]; directed uuid[]; restores uuid; restores_directed uuid[]; expires timestamptz;
+    i integer; k bigint; moved bigint; settled record;
+    directed uuid[]; restores uuid; restores_directed uuid[]; expires timestamptz;
 BEGIN
     lots_created := 0; movements := 0;
     IF n = 0 THEN RETURN; END IF;
+    p_pending := coalesce(p_pending, '{}');
     PERFORM set_config('ledger.recording', 'on', true);
     has_debit := true = ANY (p_debit_lot);
     has_credit := true = ANY (p_credit_lot);
@@ -49,12 +55,14 @@ BEGIN
     has_special := EXISTS (SELECT 1 FROM unnest(p_metadata) m WHERE m ? 'lots' OR m ? 'restores');
 
     -- The accounts that are no queue in this call.
-    IF has_special OR (has_debit AND has_credit) THEN
+    IF has_special OR has_gift OR (has_credit AND (has_debit OR cardinality(p_pending) > 0))
+    THEN
         WITH b AS (
             SELECT u.*,
-                   u.debit_lot AND jsonb_typeof(u.metadata -> 'lots') = 'array' AS directed,
-                   u.credit_lot AND coalesce((u.metadata ->> 'restores') ~ c_uuid, false)
-                       AS restoring
+                   u.debit_lot AND (jsonb_typeof(u.metadata -> 'lots') = 'array'
+                                    OR (u.credit_lot AND u.gift)) AS directed,
+                   u.credit_lot AND (u.gift OR coalesce((u.metadata ->> 'restores') ~ c_uuid,
+                                                        false)) AS restoring
             FROM unnest(p_debit, p_credit, p_metadata, p_business_at, p_timestamp,
                         p_debit_lot, p_credit_lot, p_gift)
                  AS u(debit, credit, metadata, business_at, ts, debit_lot, credit_lot, gift)
@@ -63,45 +71,34 @@ BEGIN
                    NULL::timestamptz AS earned_at
             FROM b WHERE b.debit_lot
             UNION ALL
-            SELECT b.credit, b.ts, CASE WHEN b.gift THEN 'g' ELSE 'c' END, b.restoring,
-                   b.business_at
+            SELECT b.credit, b.ts, 'c', b.restoring, b.business_at
             FROM b WHERE b.credit_lot
         ), per AS (
-            SELECT ev.account, max(ev.ts) FILTER (WHERE ev.side = 'd') AS last_debit,
-                   bool_or(ev.special) AS special
+            SELECT ev.account, bool_or(ev.special) AS special
             FROM ev GROUP BY ev.account
-        ), early AS (
-            -- Credits an account takes before its last debit of the call.
+        ), late AS (
+            -- Credits after an unsettled debit of their account.
             SELECT e.account, e.side, e.earned_at,
-                   max(e.earned_at) FILTER (WHERE e.side = 'c') OVER (
-                       PARTITION BY e.account ORDER BY e.ts
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-            FROM per p JOIN ev e ON e.account = p.account AND e.ts < p.last_debit
-            WHERE e.side <> 'd' AND NOT p.special
+                   max(e.earned_at) FILTER (WHERE e.side = 'c') OVER w AS before,
+                   coalesce(bool_or(e.side = 'd') OVER w, false) AS debited
+            FROM per p JOIN ev e ON e.account = p.account
+            WHERE NOT p.special
+            WINDOW w AS (PARTITION BY e.account ORDER BY e.ts
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
         )
         SELECT coalesce(array_agg(DISTINCT x.account), '{}') INTO complex
         FROM (
             SELECT per.account FROM per WHERE per.special
             UNION ALL
-            SELECT early.account FROM early
-            WHERE early.side = 'g' OR early.earned_at < early.before
-               OR early.earned_at < (SELECT l.earned_at FROM lots l
-                                     WHERE l.account_id = early.account AND l.is_open
-                                     ORDER BY l.earned_at DESC, l."timestamp" DESC, l.id DESC
-                                     LIMIT 1)
+            SELECT late.account FROM late
+            WHERE late.side = 'c' AND (late.debited OR late.account = ANY (p_pending))
+              AND (late.earned_at < late.before
+                   OR late.earned_at < (SELECT l.earned_at FROM lots l
+                                        WHERE l.account_id = late.account AND l.is_open
+                                        ORDER BY l.earned_at DESC, l."timestamp" DESC,
+                                                 l.id DESC
+                                        LIMIT 1))
         ) x;
-        -- A gift copies its lots' expiry as it stands at the gift: from an
-        -- account recorded one movement at a time, a later restoration of the
-        -- call may change it before step 4 would read it, so its receivers
-        -- go one at a time too (and theirs, in turn).
-        WHILE has_gift LOOP
-            added := ARRAY(
-                SELECT DISTINCT u.credit
-                FROM unnest(p_debit, p_credit, p_credit_lot, p_gift) AS u(debit, credit, c, g)
-                WHERE u.c AND u.g AND u.debit = ANY (complex) AND u.credit <> ALL (complex));
-            EXIT WHEN cardinality(added) = 0;
-            complex := complex || added;
-        END LOOP;
     END IF;
 
     -- 1. Plain credits of the queues: one lot each.
@@ -134,103 +131,12 @@ BEGIN
         lots_created := lots_created + k;
     END IF;
 
-    -- 2. Debits of the queues: the overlap of each debit's range of the
-    -- account's cumulative debits with each lot's range of its cumulative
-    -- remaining, lots in order. Lots made after the account's last debit are
-    -- no candidates; the 2 oldest cover most debits (a debit takes one or two
-    -- lots, every lot read is a heap fetch), the 8 oldest nearly all the
-    -- others, and all open lots are read only for the accounts neither
-    -- covers (a long-standing wallet has hundreds). Their sums by day go straight to
-    -- lot_daily_movements (an upsert of their own, no arrays in between).
-    IF has_debit THEN
-        WITH d AS (
-            SELECT u.i, u.id, u.debit AS account, u.amount, u.business_at, u.day, u.ts,
-                   sum(u.amount) OVER (PARTITION BY u.debit ORDER BY u.i) AS d_end
-            FROM unnest(p_id, p_debit, p_amount, p_business_at, p_day, p_timestamp,
-                        p_debit_lot)
-                 WITH ORDINALITY AS u(id, debit, amount, business_at, day, ts, debit_lot, i)
-            WHERE u.debit_lot AND u.debit <> ALL (complex)
-        ), a AS (
-            SELECT d.account, max(d.ts) AS last_ts, max(d.d_end) AS total
-            FROM d GROUP BY d.account
-        ), first_lots AS (
-            SELECT a.account, a.total, l.*
-            FROM a CROSS JOIN LATERAL (
-                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
-                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
-                FROM lots l
-                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
-                ORDER BY l.earned_at, l."timestamp", l.id
-                LIMIT 2
-            ) l
-        ), covered AS (
-            SELECT f.account FROM first_lots f GROUP BY f.account, f.total
-            HAVING count(*) < 2 OR sum(f.remaining) >= f.total
-        ), more_lots AS (
-            SELECT a.account, a.total, l.*
-            FROM a CROSS JOIN LATERAL (
-                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
-                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
-                FROM lots l
-                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
-                ORDER BY l.earned_at, l."timestamp", l.id
-                LIMIT 8
-            ) l
-            WHERE a.account NOT IN (SELECT account FROM covered)
-        ), covered_more AS (
-            SELECT f.account FROM more_lots f GROUP BY f.account, f.total
-            HAVING count(*) < 8 OR sum(f.remaining) >= f.total
-        ), candidates AS (
-            SELECT f.* FROM first_lots f WHERE f.account IN (SELECT account FROM covered)
-            UNION ALL
-            SELECT f.* FROM more_lots f WHERE f.account IN (SELECT account FROM covered_more)
-            UNION ALL
-            SELECT a.account, a.total, l.*
-            FROM a CROSS JOIN LATERAL (
-                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
-                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
-                FROM lots l
-                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
-            ) l
-            WHERE a.account NOT IN (SELECT account FROM covered)
-              AND a.account NOT IN (SELECT account FROM covered_more)
-        ), c AS (
-            SELECT x.*, sum(x.remaining) OVER (
-                       PARTITION BY x.account ORDER BY x.earned_at, x.lot_ts, x.lot_id) AS l_end
-            FROM candidates x
-        ), taken AS (
-            SELECT d.i, d.id, d.business_at, d.day, d.ts, c.lot_id, c.lot_ctid, c.origin_code,
-                   c.source_account_id, c.cohort,
-                   least(d.d_end, c.l_end) - greatest(d.d_end - d.amount, c.l_end - c.remaining)
-                       AS points
-            FROM d JOIN c ON c.account = d.account
-                         AND c.l_end - c.remaining < d.d_end AND c.l_end > d.d_end - d.amount
-        ), spent AS (
-            -- By the version the candidates read (no writer meanwhile: the
-            -- ledger's lock), not by a second look-up of the key.
-            UPDATE lots l SET remaining = l.remaining - s.points
-            FROM (SELECT t.lot_ctid, sum(t.points) AS points FROM taken t GROUP BY t.lot_ctid) s
-            WHERE l.ctid = s.lot_ctid
-        ), moves AS (
-            INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
-                                       "timestamp")
-            SELECT t.id, t.lot_id, -t.points, t.business_at, t.day, t.ts FROM taken t
-        ), daily AS (
-            INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id,
-                                             cohort, points)
-            SELECT p_ledger[t.i], t.day, p_code[t.i], t.origin_code, t.source_account_id,
-                   t.cohort, -sum(t.points)
-            FROM taken t
-            GROUP BY 1, 2, 3, 4, 5, 6
-            ON CONFLICT (ledger, day, code, origin_code, source_account_id, cohort)
-            DO UPDATE SET points = lot_daily_movements.points + excluded.points
-        )
-        SELECT count(*) INTO k FROM taken t;
-        movements := movements + k;
-    END IF;
-
-    -- 3. The other accounts, one movement at a time, in order.
+    -- 2. The other accounts: settled up to the call, then one movement at a
+    -- time, in order.
     IF cardinality(complex) > 0 THEN
+        SELECT * INTO settled
+        FROM ledger_settle_lots(ARRAY(SELECT x FROM unnest(complex) x WHERE x = ANY (p_pending)),
+                                p_timestamp[1]);
         FOR i IN
             SELECT u.i FROM unnest(p_debit, p_credit, p_debit_lot, p_credit_lot)
                  WITH ORDINALITY AS u(debit, credit, debit_lot, credit_lot, i)
@@ -388,65 +294,20 @@ BEGIN
                 lots_created := lots_created + 1;
             END IF;
         END LOOP;
+        -- Settled through the call.
+        UPDATE accounts a
+        SET lots_debited = a.lots_debited + s.amount,
+            lots_through = greatest(a.lots_through, s.ts)
+        FROM (SELECT u.debit AS account, sum(u.amount) AS amount, max(u.ts) AS ts
+              FROM unnest(p_debit, p_amount, p_timestamp, p_debit_lot)
+                   AS u(debit, amount, ts, debit_lot)
+              WHERE u.debit_lot AND u.debit = ANY (complex)
+              GROUP BY u.debit) s
+        WHERE a.id = s.account;
+        movements := movements + settled.movements;
     END IF;
 
-    -- 4. Gifts to the queues (no debit of theirs follows in the call): one lot
-    -- per lot the giver's side consumed, the rest a lot of its own.
-    IF has_gift THEN
-        WITH g AS (
-            SELECT u.i, u.id, u.debit, u.credit, u.amount, u.ledger, u.code, u.business_at,
-                   u.day, u.ts, date_trunc('month', u.business_at AT TIME ZONE u.zone)::date
-                       AS cohort
-            FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_business_at,
-                        p_day, p_zone, p_timestamp, p_credit_lot, p_gift)
-                 WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, business_at,
-                                      day, zone, ts, credit_lot, gift, i)
-            WHERE u.credit_lot AND u.gift AND u.credit <> ALL (complex)
-        ), given AS (
-            SELECT g.i, g.id, g.credit, g.ledger, g.business_at, g.day, g.ts,
-                   md5(g.id::text || m.lot_id::text)::uuid AS lot_id, -m.points AS points,
-                   l.origin_code, l.source_account_id, l.earned_at, l.cohort, l.expires_at,
-                   l."timestamp" AS lot_ts
-            FROM g JOIN lot_movements m ON m.transfer_id = g.id AND m.points < 0
-            JOIN lots l ON l.id = m.lot_id
-        ), rest AS (
-            SELECT g.i, g.id AS lot_id, g.credit, g.ledger, g.code AS origin_code,
-                   g.debit AS source_account_id, g.business_at AS earned_at, g.cohort,
-                   NULL::timestamptz AS expires_at, g.ts AS lot_ts, g.business_at, g.day, g.ts,
-                   g.amount - coalesce((SELECT sum(x.points) FROM given x WHERE x.i = g.i), 0)
-                       AS points
-            FROM g
-        ), made AS (
-            SELECT x.i, x.lot_id, x.credit, x.ledger, x.origin_code, x.source_account_id,
-                   x.earned_at, x.cohort, x.expires_at, x.lot_ts, x.business_at, x.day, x.ts,
-                   x.points
-            FROM given x
-            UNION ALL
-            SELECT r.i, r.lot_id, r.credit, r.ledger, r.origin_code, r.source_account_id,
-                   r.earned_at, r.cohort, r.expires_at, r.lot_ts, r.business_at, r.day, r.ts,
-                   r.points
-            FROM rest r WHERE r.points > 0
-        ), lots_made AS (
-            INSERT INTO lots (id, ledger, account_id, origin_code, source_account_id, amount,
-                              remaining, earned_at, cohort, expires_at, "timestamp")
-            SELECT m.lot_id, m.ledger, m.credit, m.origin_code, m.source_account_id, m.points,
-                   m.points, m.earned_at, m.cohort, m.expires_at, m.lot_ts
-            FROM made m
-        ), moves AS (
-            INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
-                                       "timestamp")
-            SELECT m.ledger_transfer, m.lot_id, m.points, m.business_at, m.day, m.ts
-            FROM (SELECT p_id[made.i] AS ledger_transfer, made.* FROM made) m
-        )
-        SELECT g_i || array_agg(m.i::integer), g_origin || array_agg(m.origin_code),
-               g_source || array_agg(m.source_account_id), g_cohort || array_agg(m.cohort),
-               g_points || array_agg(m.points), count(*)
-        INTO g_i, g_origin, g_source, g_cohort, g_points, k
-        FROM made m;
-        lots_created := lots_created + k;
-    END IF;
-
-    -- 5. The day's sums of the other steps, one upsert.
+    -- 3. The day's sums of the other steps, one upsert.
     IF cardinality(g_i) > 0 THEN
         INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id,
                                          cohort, points)

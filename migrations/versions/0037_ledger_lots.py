@@ -45,7 +45,10 @@ FUNCTIONS = (
         "history/0037_ledger_lots/ledger_record_movements.sql",
         "0912e6f498fa21a6b751ec5cb02f198188d4324fbd15048971d625d8858b2ef3",
     ),
-    ("ledger_derive_lots.sql", "ea062f35891c2fedc185bb7b50aa3d6a980fa3b16f07247dfdbda8e047c0d451"),
+    (
+        "history/0037_ledger_lots/ledger_derive_lots.sql",
+        "ea062f35891c2fedc185bb7b50aa3d6a980fa3b16f07247dfdbda8e047c0d451",
+    ),
 )
 
 TABLES = (

@@ -32,11 +32,11 @@ UPGRADE = (
         "e30b36a1d28d90321ebcaab2e0ec7285f217aac4ae088da00a755bd0ac720984",
     ),
     (
-        "ledger_record_lots.sql",
+        "history/0045_ledger_posting_aggregates/ledger_record_lots.sql",
         "696aacedddce233b8a333e02ade82d316058817c15ccc159af4cb9f5cd8b78c6",
     ),
     (
-        "ledger_create_transfers.sql",
+        "history/0045_ledger_posting_aggregates/ledger_create_transfers.sql",
         "8eaaa138c369d410a08f694a61c6191b8d5eb2bf86679ae3c7eb3b0fae8db6ee",
     ),
 )

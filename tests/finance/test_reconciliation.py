@@ -23,6 +23,7 @@ from finance.reconciliation import ALERT_TOPIC, get_run, list_runs, run_reconcil
 from finance.reconciliation_job import JOB_NAME, reconcile_ledgers
 from finance.reconciliation_schemas import ReconciliationRunDetail, ReconciliationRunRequest
 from ledger import Ledger
+from ledger.lots import settle_account_lots
 from partners.models import Partner
 from partners.payouts import record_payment
 from partners.statement_schemas import PaymentRequest, StatementRequest
@@ -454,6 +455,7 @@ async def test_a_lot_remaining_changed_is_found(
     posted = await pool.fetchval(
         "SELECT credits_posted - debits_posted FROM accounts WHERE id = $1", wallet
     )
+    await settle_account_lots(pool, [wallet])
     lot = await pool.fetchrow(
         "SELECT id, remaining FROM lots WHERE account_id = $1 AND remaining >= 4"
         " ORDER BY earned_at LIMIT 1",

@@ -233,6 +233,8 @@ async def posted_history(conn: Connection, ledger_id: int) -> list[dict[str, Any
 
 
 async def recorded_lots(conn: Connection, ledger_id: int) -> dict[uuid.UUID, tuple[Any, ...]]:
+    # Read as the ledger's own reads do: plain debits settled first.
+    await ledger_lots.settle_lots(conn, ledger=ledger_id)
     rows = await conn.fetch(
         "SELECT id, account_id, origin_code, source_account_id, amount, remaining, earned_at,"
         ' "timestamp", expires_at FROM lots WHERE ledger = $1',
@@ -244,6 +246,8 @@ async def recorded_lots(conn: Connection, ledger_id: int) -> dict[uuid.UUID, tup
 async def recorded_moves(
     conn: Connection, ledger_id: int
 ) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    # Read as the ledger's own reads do: plain debits settled first.
+    await ledger_lots.settle_lots(conn, ledger=ledger_id)
     rows = await conn.fetch(
         "SELECT m.transfer_id, m.lot_id, m.points FROM lot_movements m"
         " JOIN lots l ON l.id = m.lot_id WHERE l.ledger = $1",
@@ -642,6 +646,8 @@ def history(a: Accounts) -> list[list[Transfer]]:
 
 
 async def _snapshot(conn: Connection, ledger_id: int) -> tuple[Any, ...]:
+    # Read as the ledger's own reads do: plain debits settled first.
+    await ledger_lots.settle_lots(conn, ledger=ledger_id)
     lots = await conn.fetch(
         "SELECT id, account_id, origin_code, source_account_id, amount, remaining, earned_at,"
         " cohort, expires_at FROM lots WHERE ledger = $1 ORDER BY id",

@@ -1,0 +1,463 @@
+-- The lots of a set of posted movements, in timestamp order: the posting
+-- function (ledger_create_transfers) calls it per batch, the backfill
+-- (ledger_derive_lots) per chunk of history. The outcome is the one of
+-- recording the movements one at a time, in order:
+--   a credit of a lot account makes a lot (id = the transfer's), or, with
+--     {"restores": "<debit id>"}, puts back what that debit consumed (in the
+--     reverse order of consumption, capped by what earlier restorations gave
+--     back; the rest makes a lot), or, from another lot account (a gift),
+--     one lot per lot the debit side consumed (id md5(transfer || lot));
+--   a debit consumes the lots named in {"lots": [...]}, then the oldest
+--     (earned_at, "timestamp", id).
+-- Set-based where that outcome allows: an account whose movements of the
+-- call are plain credits and plain debits, with every credit before its last
+-- debit sorting after its open lots, is a queue (its debits take the lots in
+-- order by cumulative sums). The other accounts (directed debits,
+-- restorations, gifts received before a debit, backdated credits before a
+-- debit) are recorded one movement at a time.
+-- Per row: p_debit_lot consume the debit account's lots; p_credit_lot record
+-- on the credit account; p_gift the debit account keeps lots (a gift).
+-- Malformed "lots", "restores" or "lot_expires_at" values are ignored.
+CREATE OR REPLACE FUNCTION ledger_record_lots(
+    p_id uuid[], p_debit uuid[], p_credit uuid[], p_amount bigint[], p_ledger integer[],
+    p_code integer[], p_metadata jsonb[], p_business_at timestamptz[], p_day date[],
+    p_zone text[], p_timestamp bigint[], p_debit_lot boolean[], p_credit_lot boolean[],
+    p_gift boolean[],
+    OUT lots_created bigint, OUT movements bigint
+)
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
+DECLARE
+    c_uuid constant text :=
+        '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+    c_last constant integer := 2147483647;
+    n integer := coalesce(cardinality(p_id), 0);
+    complex uuid[] := '{}';
+    has_debit boolean; has_credit boolean; has_gift boolean; has_special boolean;
+    -- Every movement of the call, for lot_daily_movements: the moving row,
+    -- the lot's origin, source and cohort, the points.
+    g_i integer[] := '{}'; g_origin integer[] := '{}'; g_source uuid[] := '{}';
+    g_cohort date[] := '{}'; g_points bigint[] := '{}';
+    i integer; k bigint; moved bigint;
+    added uuid[]; directed uuid[]; restores uuid; restores_directed uuid[]; expires timestamptz;
+BEGIN
+    lots_created := 0; movements := 0;
+    IF n = 0 THEN RETURN; END IF;
+    PERFORM set_config('ledger.recording', 'on', true);
+    has_debit := true = ANY (p_debit_lot);
+    has_credit := true = ANY (p_credit_lot);
+    has_gift := EXISTS (SELECT 1 FROM unnest(p_credit_lot, p_gift) u(c, g) WHERE u.c AND u.g);
+    has_special := EXISTS (SELECT 1 FROM unnest(p_metadata) m WHERE m ? 'lots' OR m ? 'restores');
+
+    -- The accounts that are no queue in this call.
+    IF has_special OR (has_debit AND has_credit) THEN
+        WITH b AS (
+            SELECT u.*,
+                   u.debit_lot AND jsonb_typeof(u.metadata -> 'lots') = 'array' AS directed,
+                   u.credit_lot AND coalesce((u.metadata ->> 'restores') ~ c_uuid, false)
+                       AS restoring
+            FROM unnest(p_debit, p_credit, p_metadata, p_business_at, p_timestamp,
+                        p_debit_lot, p_credit_lot, p_gift)
+                 AS u(debit, credit, metadata, business_at, ts, debit_lot, credit_lot, gift)
+        ), ev AS (
+            SELECT b.debit AS account, b.ts, 'd' AS side, b.directed AS special,
+                   NULL::timestamptz AS earned_at
+            FROM b WHERE b.debit_lot
+            UNION ALL
+            SELECT b.credit, b.ts, CASE WHEN b.gift THEN 'g' ELSE 'c' END, b.restoring,
+                   b.business_at
+            FROM b WHERE b.credit_lot
+        ), per AS (
+            SELECT ev.account, max(ev.ts) FILTER (WHERE ev.side = 'd') AS last_debit,
+                   bool_or(ev.special) AS special
+            FROM ev GROUP BY ev.account
+        ), early AS (
+            -- Credits an account takes before its last debit of the call.
+            SELECT e.account, e.side, e.earned_at,
+                   max(e.earned_at) FILTER (WHERE e.side = 'c') OVER (
+                       PARTITION BY e.account ORDER BY e.ts
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+            FROM per p JOIN ev e ON e.account = p.account AND e.ts < p.last_debit
+            WHERE e.side <> 'd' AND NOT p.special
+        )
+        SELECT coalesce(array_agg(DISTINCT x.account), '{}') INTO complex
+        FROM (
+            SELECT per.account FROM per WHERE per.special
+            UNION ALL
+            SELECT early.account FROM early
+            WHERE early.side = 'g' OR early.earned_at < early.before
+               OR early.earned_at < (SELECT l.earned_at FROM lots l
+                                     WHERE l.account_id = early.account AND l.is_open
+                                     ORDER BY l.earned_at DESC, l."timestamp" DESC, l.id DESC
+                                     LIMIT 1)
+        ) x;
+        -- A gift copies its lots' expiry as it stands at the gift: from an
+        -- account recorded one movement at a time, a later restoration of the
+        -- call may change it before step 4 would read it, so its receivers
+        -- go one at a time too (and theirs, in turn).
+        WHILE has_gift LOOP
+            added := ARRAY(
+                SELECT DISTINCT u.credit
+                FROM unnest(p_debit, p_credit, p_credit_lot, p_gift) AS u(debit, credit, c, g)
+                WHERE u.c AND u.g AND u.debit = ANY (complex) AND u.credit <> ALL (complex));
+            EXIT WHEN cardinality(added) = 0;
+            complex := complex || added;
+        END LOOP;
+    END IF;
+
+    -- 1. Plain credits of the queues: one lot each.
+    IF has_credit THEN
+        WITH src AS (
+            SELECT u.i, u.id, u.credit, u.debit, u.amount, u.ledger, u.code, u.business_at,
+                   u.day, u.ts, date_trunc('month', u.business_at AT TIME ZONE u.zone)::date
+                       AS cohort
+            FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_business_at,
+                        p_day, p_zone, p_timestamp, p_credit_lot, p_gift)
+                 WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, business_at,
+                                      day, zone, ts, credit_lot, gift, i)
+            WHERE u.credit_lot AND NOT u.gift AND u.credit <> ALL (complex)
+        ), made AS (
+            INSERT INTO lots (id, ledger, account_id, origin_code, source_account_id, amount,
+                              remaining, earned_at, cohort, expires_at, "timestamp")
+            SELECT s.id, s.ledger, s.credit, s.code, s.debit, s.amount, s.amount,
+                   s.business_at, s.cohort, NULL, s.ts
+            FROM src s
+        ), moves AS (
+            INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
+                                       "timestamp")
+            SELECT s.id, s.id, s.amount, s.business_at, s.day, s.ts FROM src s
+        )
+        SELECT g_i || array_agg(s.i::integer), g_origin || array_agg(s.code),
+               g_source || array_agg(s.debit), g_cohort || array_agg(s.cohort),
+               g_points || array_agg(s.amount), count(*)
+        INTO g_i, g_origin, g_source, g_cohort, g_points, k
+        FROM src s;
+        lots_created := lots_created + k;
+    END IF;
+
+    -- 2. Debits of the queues: the overlap of each debit's range of the
+    -- account's cumulative debits with each lot's range of its cumulative
+    -- remaining, lots in order. Lots made after the account's last debit are
+    -- no candidates; the 2 oldest cover most debits (a debit takes one or two
+    -- lots, every lot read is a heap fetch), the 8 oldest nearly all the
+    -- others, and all open lots are read only for the accounts neither
+    -- covers (a long-standing wallet has hundreds). Their sums by day go straight to
+    -- lot_daily_movements (an upsert of their own, no arrays in between).
+    IF has_debit THEN
+        WITH d AS (
+            SELECT u.i, u.id, u.debit AS account, u.amount, u.business_at, u.day, u.ts,
+                   sum(u.amount) OVER (PARTITION BY u.debit ORDER BY u.i) AS d_end
+            FROM unnest(p_id, p_debit, p_amount, p_business_at, p_day, p_timestamp,
+                        p_debit_lot)
+                 WITH ORDINALITY AS u(id, debit, amount, business_at, day, ts, debit_lot, i)
+            WHERE u.debit_lot AND u.debit <> ALL (complex)
+        ), a AS (
+            SELECT d.account, max(d.ts) AS last_ts, max(d.d_end) AS total
+            FROM d GROUP BY d.account
+        ), first_lots AS (
+            SELECT a.account, a.total, l.*
+            FROM a CROSS JOIN LATERAL (
+                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
+                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
+                FROM lots l
+                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
+                ORDER BY l.earned_at, l."timestamp", l.id
+                LIMIT 2
+            ) l
+        ), covered AS (
+            SELECT f.account FROM first_lots f GROUP BY f.account, f.total
+            HAVING count(*) < 2 OR sum(f.remaining) >= f.total
+        ), more_lots AS (
+            SELECT a.account, a.total, l.*
+            FROM a CROSS JOIN LATERAL (
+                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
+                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
+                FROM lots l
+                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
+                ORDER BY l.earned_at, l."timestamp", l.id
+                LIMIT 8
+            ) l
+            WHERE a.account NOT IN (SELECT account FROM covered)
+        ), covered_more AS (
+            SELECT f.account FROM more_lots f GROUP BY f.account, f.total
+            HAVING count(*) < 8 OR sum(f.remaining) >= f.total
+        ), candidates AS (
+            SELECT f.* FROM first_lots f WHERE f.account IN (SELECT account FROM covered)
+            UNION ALL
+            SELECT f.* FROM more_lots f WHERE f.account IN (SELECT account FROM covered_more)
+            UNION ALL
+            SELECT a.account, a.total, l.*
+            FROM a CROSS JOIN LATERAL (
+                SELECT l.id AS lot_id, l.ctid AS lot_ctid, l.remaining, l.earned_at,
+                       l."timestamp" AS lot_ts, l.origin_code, l.source_account_id, l.cohort
+                FROM lots l
+                WHERE l.account_id = a.account AND l.is_open AND l."timestamp" < a.last_ts
+            ) l
+            WHERE a.account NOT IN (SELECT account FROM covered)
+              AND a.account NOT IN (SELECT account FROM covered_more)
+        ), c AS (
+            SELECT x.*, sum(x.remaining) OVER (
+                       PARTITION BY x.account ORDER BY x.earned_at, x.lot_ts, x.lot_id) AS l_end
+            FROM candidates x
+        ), taken AS (
+            SELECT d.i, d.id, d.business_at, d.day, d.ts, c.lot_id, c.lot_ctid, c.origin_code,
+                   c.source_account_id, c.cohort,
+                   least(d.d_end, c.l_end) - greatest(d.d_end - d.amount, c.l_end - c.remaining)
+                       AS points
+            FROM d JOIN c ON c.account = d.account
+                         AND c.l_end - c.remaining < d.d_end AND c.l_end > d.d_end - d.amount
+        ), spent AS (
+            -- By the version the candidates read (no writer meanwhile: the
+            -- ledger's lock), not by a second look-up of the key.
+            UPDATE lots l SET remaining = l.remaining - s.points
+            FROM (SELECT t.lot_ctid, sum(t.points) AS points FROM taken t GROUP BY t.lot_ctid) s
+            WHERE l.ctid = s.lot_ctid
+        ), moves AS (
+            INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
+                                       "timestamp")
+            SELECT t.id, t.lot_id, -t.points, t.business_at, t.day, t.ts FROM taken t
+        ), daily AS (
+            INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id,
+                                             cohort, points)
+            SELECT p_ledger[t.i], t.day, p_code[t.i], t.origin_code, t.source_account_id,
+                   t.cohort, -sum(t.points)
+            FROM taken t
+            GROUP BY 1, 2, 3, 4, 5, 6
+            ON CONFLICT (ledger, day, code, origin_code, source_account_id, cohort)
+            DO UPDATE SET points = lot_daily_movements.points + excluded.points
+        )
+        SELECT count(*) INTO k FROM taken t;
+        movements := movements + k;
+    END IF;
+
+    -- 3. The other accounts, one movement at a time, in order.
+    IF cardinality(complex) > 0 THEN
+        FOR i IN
+            SELECT u.i FROM unnest(p_debit, p_credit, p_debit_lot, p_credit_lot)
+                 WITH ORDINALITY AS u(debit, credit, debit_lot, credit_lot, i)
+            WHERE (u.debit_lot AND u.debit = ANY (complex))
+               OR (u.credit_lot AND u.credit = ANY (complex))
+            ORDER BY u.i
+        LOOP
+            IF p_debit_lot[i] AND p_debit[i] = ANY (complex) THEN
+                directed := CASE WHEN jsonb_typeof(p_metadata[i] -> 'lots') = 'array' THEN
+                    ARRAY(SELECT e.v::uuid
+                          FROM jsonb_array_elements_text(p_metadata[i] -> 'lots')
+                               WITH ORDINALITY AS e(v, k)
+                          WHERE e.v ~ c_uuid ORDER BY e.k)
+                    ELSE '{}' END;
+                WITH c AS (
+                    SELECT l.id AS lot_id, l.remaining, l.origin_code, l.source_account_id,
+                           l.cohort,
+                           sum(l.remaining) OVER (
+                               ORDER BY coalesce(array_position(directed, l.id), c_last),
+                                        l.earned_at, l."timestamp", l.id) AS l_end
+                    FROM lots l WHERE l.account_id = p_debit[i] AND l.is_open
+                ), taken AS (
+                    SELECT c.*, least(c.remaining, p_amount[i] - (c.l_end - c.remaining)) AS points
+                    FROM c WHERE c.l_end - c.remaining < p_amount[i]
+                ), spent AS (
+                    UPDATE lots l SET remaining = l.remaining - t.points
+                    FROM taken t WHERE l.id = t.lot_id
+                ), moves AS (
+                    INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
+                                               "timestamp")
+                    SELECT p_id[i], t.lot_id, -t.points, p_business_at[i], p_day[i],
+                           p_timestamp[i]
+                    FROM taken t
+                )
+                SELECT g_i || array_agg(i), g_origin || array_agg(t.origin_code),
+                       g_source || array_agg(t.source_account_id),
+                       g_cohort || array_agg(t.cohort), g_points || array_agg(-t.points)
+                INTO g_i, g_origin, g_source, g_cohort, g_points
+                FROM taken t;
+            END IF;
+
+            CONTINUE WHEN NOT (p_credit_lot[i] AND p_credit[i] = ANY (complex));
+            moved := 0;
+            restores := CASE WHEN (p_metadata[i] ->> 'restores') ~ c_uuid
+                             THEN (p_metadata[i] ->> 'restores')::uuid END;
+            IF restores IS NOT NULL THEN
+                expires := NULL;
+                IF p_metadata[i] ? 'lot_expires_at' THEN
+                    BEGIN
+                        expires := (p_metadata[i] ->> 'lot_expires_at')::timestamptz;
+                    EXCEPTION WHEN others THEN
+                        expires := NULL;
+                    END;
+                END IF;
+                -- The restored debit's own order of consumption, reversed.
+                SELECT CASE WHEN jsonb_typeof(t.metadata -> 'lots') = 'array' THEN
+                           ARRAY(SELECT e.v::uuid
+                                 FROM jsonb_array_elements_text(t.metadata -> 'lots')
+                                      WITH ORDINALITY AS e(v, k)
+                                 WHERE e.v ~ c_uuid ORDER BY e.k)
+                       ELSE '{}' END
+                INTO restores_directed
+                FROM transfers t WHERE t.id = restores AND t.ledger <> 0;
+                WITH consumed AS (
+                    SELECT m.lot_id, -m.points AS points
+                    FROM lot_movements m WHERE m.transfer_id = restores AND m.points < 0
+                ), given AS (
+                    SELECT m.lot_id, sum(m.points) AS points
+                    FROM transfers r JOIN lot_movements m ON m.transfer_id = r.id
+                    WHERE r.metadata ? 'restores'
+                      AND lower(r.metadata ->> 'restores') = restores::text
+                      AND r.id <> p_id[i] AND r.ledger <> 0 AND m.points > 0
+                    GROUP BY m.lot_id
+                ), c AS (
+                    SELECT l.id AS lot_id, l.origin_code, l.source_account_id, l.cohort,
+                           k.points - coalesce(g.points, 0) AS restorable,
+                           sum(k.points - coalesce(g.points, 0)) OVER (
+                               ORDER BY coalesce(array_position(restores_directed, l.id), c_last)
+                                        DESC, l.earned_at DESC, l."timestamp" DESC, l.id DESC)
+                               AS r_end
+                    FROM consumed k
+                    JOIN lots l ON l.id = k.lot_id AND l.account_id = p_credit[i]
+                    LEFT JOIN given g ON g.lot_id = k.lot_id
+                    WHERE k.points - coalesce(g.points, 0) > 0
+                ), back AS (
+                    SELECT c.*, least(c.restorable, p_amount[i] - (c.r_end - c.restorable))
+                               AS points
+                    FROM c WHERE c.r_end - c.restorable < p_amount[i]
+                ), restored AS (
+                    UPDATE lots l SET remaining = l.remaining + b.points,
+                                      expires_at = coalesce(expires, l.expires_at)
+                    FROM back b WHERE l.id = b.lot_id
+                ), moves AS (
+                    INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
+                                               "timestamp")
+                    SELECT p_id[i], b.lot_id, b.points, p_business_at[i], p_day[i],
+                           p_timestamp[i]
+                    FROM back b
+                )
+                SELECT g_i || array_agg(i), g_origin || array_agg(b.origin_code),
+                       g_source || array_agg(b.source_account_id),
+                       g_cohort || array_agg(b.cohort), g_points || array_agg(b.points),
+                       coalesce(sum(b.points), 0)
+                INTO g_i, g_origin, g_source, g_cohort, g_points, moved
+                FROM back b;
+            ELSIF p_gift[i] THEN
+                WITH given AS (
+                    SELECT md5(p_id[i]::text || m.lot_id::text)::uuid AS lot_id,
+                           -m.points AS points, l.origin_code, l.source_account_id,
+                           l.earned_at, l.cohort, l.expires_at, l."timestamp"
+                    FROM lot_movements m JOIN lots l ON l.id = m.lot_id
+                    WHERE m.transfer_id = p_id[i] AND m.points < 0
+                ), made AS (
+                    INSERT INTO lots (id, ledger, account_id, origin_code, source_account_id,
+                                      amount, remaining, earned_at, cohort, expires_at,
+                                      "timestamp")
+                    SELECT g.lot_id, p_ledger[i], p_credit[i], g.origin_code,
+                           g.source_account_id, g.points, g.points, g.earned_at, g.cohort,
+                           g.expires_at, g."timestamp"
+                    FROM given g
+                ), moves AS (
+                    INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
+                                               "timestamp")
+                    SELECT p_id[i], g.lot_id, g.points, p_business_at[i], p_day[i],
+                           p_timestamp[i]
+                    FROM given g
+                )
+                SELECT g_i || array_agg(i), g_origin || array_agg(g.origin_code),
+                       g_source || array_agg(g.source_account_id),
+                       g_cohort || array_agg(g.cohort), g_points || array_agg(g.points),
+                       coalesce(sum(g.points), 0), count(*)
+                INTO g_i, g_origin, g_source, g_cohort, g_points, moved, k
+                FROM given g;
+                lots_created := lots_created + k;
+            END IF;
+
+            -- What no earlier lot covers is a lot of its own.
+            IF p_amount[i] > moved THEN
+                INSERT INTO lots (id, ledger, account_id, origin_code, source_account_id,
+                                  amount, remaining, earned_at, cohort, expires_at,
+                                  "timestamp")
+                VALUES (p_id[i], p_ledger[i], p_credit[i], p_code[i], p_debit[i],
+                        p_amount[i] - moved, p_amount[i] - moved, p_business_at[i],
+                        date_trunc('month', p_business_at[i] AT TIME ZONE p_zone[i])::date,
+                        NULL, p_timestamp[i]);
+                INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
+                                           "timestamp")
+                VALUES (p_id[i], p_id[i], p_amount[i] - moved, p_business_at[i], p_day[i],
+                        p_timestamp[i]);
+                g_i := g_i || i; g_origin := g_origin || p_code[i];
+                g_source := g_source || p_debit[i];
+                g_cohort := g_cohort
+                    || date_trunc('month', p_business_at[i] AT TIME ZONE p_zone[i])::date;
+                g_points := g_points || (p_amount[i] - moved);
+                lots_created := lots_created + 1;
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- 4. Gifts to the queues (no debit of theirs follows in the call): one lot
+    -- per lot the giver's side consumed, the rest a lot of its own.
+    IF has_gift THEN
+        WITH g AS (
+            SELECT u.i, u.id, u.debit, u.credit, u.amount, u.ledger, u.code, u.business_at,
+                   u.day, u.ts, date_trunc('month', u.business_at AT TIME ZONE u.zone)::date
+                       AS cohort
+            FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_business_at,
+                        p_day, p_zone, p_timestamp, p_credit_lot, p_gift)
+                 WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, business_at,
+                                      day, zone, ts, credit_lot, gift, i)
+            WHERE u.credit_lot AND u.gift AND u.credit <> ALL (complex)
+        ), given AS (
+            SELECT g.i, g.id, g.credit, g.ledger, g.business_at, g.day, g.ts,
+                   md5(g.id::text || m.lot_id::text)::uuid AS lot_id, -m.points AS points,
+                   l.origin_code, l.source_account_id, l.earned_at, l.cohort, l.expires_at,
+                   l."timestamp" AS lot_ts
+            FROM g JOIN lot_movements m ON m.transfer_id = g.id AND m.points < 0
+            JOIN lots l ON l.id = m.lot_id
+        ), rest AS (
+            SELECT g.i, g.id AS lot_id, g.credit, g.ledger, g.code AS origin_code,
+                   g.debit AS source_account_id, g.business_at AS earned_at, g.cohort,
+                   NULL::timestamptz AS expires_at, g.ts AS lot_ts, g.business_at, g.day, g.ts,
+                   g.amount - coalesce((SELECT sum(x.points) FROM given x WHERE x.i = g.i), 0)
+                       AS points
+            FROM g
+        ), made AS (
+            SELECT x.i, x.lot_id, x.credit, x.ledger, x.origin_code, x.source_account_id,
+                   x.earned_at, x.cohort, x.expires_at, x.lot_ts, x.business_at, x.day, x.ts,
+                   x.points
+            FROM given x
+            UNION ALL
+            SELECT r.i, r.lot_id, r.credit, r.ledger, r.origin_code, r.source_account_id,
+                   r.earned_at, r.cohort, r.expires_at, r.lot_ts, r.business_at, r.day, r.ts,
+                   r.points
+            FROM rest r WHERE r.points > 0
+        ), lots_made AS (
+            INSERT INTO lots (id, ledger, account_id, origin_code, source_account_id, amount,
+                              remaining, earned_at, cohort, expires_at, "timestamp")
+            SELECT m.lot_id, m.ledger, m.credit, m.origin_code, m.source_account_id, m.points,
+                   m.points, m.earned_at, m.cohort, m.expires_at, m.lot_ts
+            FROM made m
+        ), moves AS (
+            INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
+                                       "timestamp")
+            SELECT m.ledger_transfer, m.lot_id, m.points, m.business_at, m.day, m.ts
+            FROM (SELECT p_id[made.i] AS ledger_transfer, made.* FROM made) m
+        )
+        SELECT g_i || array_agg(m.i::integer), g_origin || array_agg(m.origin_code),
+               g_source || array_agg(m.source_account_id), g_cohort || array_agg(m.cohort),
+               g_points || array_agg(m.points), count(*)
+        INTO g_i, g_origin, g_source, g_cohort, g_points, k
+        FROM made m;
+        lots_created := lots_created + k;
+    END IF;
+
+    -- 5. The day's sums of the other steps, one upsert.
+    IF cardinality(g_i) > 0 THEN
+        INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id,
+                                         cohort, points)
+        SELECT p_ledger[g.i], p_day[g.i], p_code[g.i], g.origin, g.source, g.cohort,
+               sum(g.points)
+        FROM unnest(g_i, g_origin, g_source, g_cohort, g_points)
+             AS g(i, origin, source, cohort, points)
+        GROUP BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT (ledger, day, code, origin_code, source_account_id, cohort)
+        DO UPDATE SET points = lot_daily_movements.points + excluded.points;
+    END IF;
+    movements := movements + cardinality(g_i);
+    PERFORM set_config('ledger.recording', 'off', true);
+END $$;
