@@ -28,8 +28,8 @@ async def check_lots(conn: Connection, ledgers: Iterable[int]) -> CheckResult:
         for account_id in sorted(balances.keys() | totals.keys()):
             balance = balances.get(account_id)
             posted = balance.posted if balance else 0
-            # In a read-only snapshot plain debits may wait to be settled: until
-            # they are, the lots still hold what those debits took.
+            # In a read-only snapshot plain movements may wait to be settled:
+            # until they are, the lots hold what they held before them.
             unsettled = balance.unsettled if balance else 0
             total = totals.get(account_id)
             remaining = total.remaining if total else 0

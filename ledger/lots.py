@@ -8,11 +8,12 @@ transfers' own transaction (``ledger/sql/ledger_create_transfers.sql``
 step 4 and ``ledger_record_lots.sql``; docs/ledger.md "Lots and daily
 aggregates").
 
-A plain debit of a wallet (FIFO, no lot named) is settled later: its
-lots are fixed by its place in the wallet's queue when it posts, and
-``ledger_settle_lots`` writes them (``settle_lots``: the ``settle-lots``
-job, and every read here before it reads). Reads therefore answer as if
-every debit had been recorded at posting.
+A plain movement of a wallet (a credit making its own lot, a FIFO debit
+naming no lot) is settled later: what it makes or consumes is fixed when it
+posts, and ``ledger_settle_lots`` writes it (``settle_lots``: the
+``settle-lots`` job, a period's close, and every read here before it
+reads). Reads therefore answer as if every movement had been recorded at
+posting.
 
 Every read takes an asyncpg connection or pool. Days are accounting days
 (dates in the ledger's time zone), inclusive; ``as_of`` is the end of that
@@ -176,9 +177,11 @@ class AccountLotTotal:
 
 @dataclass(frozen=True, slots=True)
 class SettledLots:
-    """What a settlement wrote: accounts settled, lot movements written."""
+    """What a settlement wrote: accounts settled, lots made, lot movements
+    written."""
 
     accounts: int
+    lots: int
     movements: int
 
 
@@ -202,7 +205,7 @@ async def _writing(
         yield conn
 
 
-_NOTHING = SettledLots(accounts=0, movements=0)
+_NOTHING = SettledLots(accounts=0, lots=0, movements=0)
 
 
 async def settle_lots(conn: Connection, *, ledger: int) -> SettledLots:
@@ -213,17 +216,18 @@ async def settle_lots(conn: Connection, *, ledger: int) -> SettledLots:
         if held is None:
             return _NOTHING
         row = await held.fetchrow(
-            "SELECT accounts, movements FROM ledger_settle_ledger_lots($1)", ledger
+            "SELECT accounts, lots, movements FROM ledger_settle_ledger_lots($1)", ledger
         )
     assert row is not None
-    return SettledLots(accounts=int(row["accounts"]), movements=int(row["movements"]))
+    return SettledLots(**_ints(row))
 
 
-#: Whether any of the accounts has a debit not yet settled (no lock needed
-#: to know there is nothing to do).
+#: Whether any of the accounts has a movement not yet settled (no lock
+#: needed to know there is nothing to do).
 _UNSETTLED = (
     "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ANY ($1::uuid[])"
-    " AND debits_posted > lots_debited AND code IN (SELECT code FROM ledger_lot_codes))"
+    " AND (debits_posted > lots_debited OR credits_posted > lots_credited)"
+    " AND code IN (SELECT code FROM ledger_lot_codes))"
 )
 
 
@@ -236,20 +240,21 @@ async def settle_account_lots(conn: Connection, accounts: Sequence[UUID]) -> Set
         if held is None:
             return _NOTHING
         row = await held.fetchrow(
-            "SELECT accounts, movements FROM ledger_settle_account_lots($1::uuid[])",
+            "SELECT accounts, lots, movements FROM ledger_settle_account_lots($1::uuid[])",
             list(accounts),
         )
     assert row is not None
-    return SettledLots(accounts=int(row["accounts"]), movements=int(row["movements"]))
+    return SettledLots(**_ints(row))
 
 
-async def _settle_transfer_account(conn: Connection, transfer_id: UUID) -> None:
-    """Settle the account a transfer debited (what it consumed is written)."""
-    account = await conn.fetchval(
-        "SELECT debit_account_id FROM transfers WHERE id = $1 AND ledger <> 0", transfer_id
+async def _settle_transfer_accounts(conn: Connection, transfer_id: UUID) -> None:
+    """Settle the accounts a transfer moved (what it made or consumed is written)."""
+    row = await conn.fetchrow(
+        "SELECT debit_account_id, credit_account_id FROM transfers WHERE id = $1 AND ledger <> 0",
+        transfer_id,
     )
-    if account is not None:
-        await settle_account_lots(conn, [account])
+    if row is not None:
+        await settle_account_lots(conn, [row["debit_account_id"], row["credit_account_id"]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,7 +461,7 @@ async def lot(conn: Connection, lot_id: UUID) -> Lot | None:
 
 async def movements_of_transfer(conn: Connection, transfer_id: UUID) -> list[LotMovement]:
     """The lots a transfer made, consumed or restored (signed points)."""
-    await _settle_transfer_account(conn, transfer_id)
+    await _settle_transfer_accounts(conn, transfer_id)
     rows = await conn.fetch(
         "SELECT m.transfer_id, m.lot_id, l.account_id, m.points, m.business_at, m.day,"
         ' m."timestamp" FROM lot_movements m JOIN lots l ON l.id = m.lot_id'
@@ -470,7 +475,7 @@ async def lots_consumed_by(conn: Connection, transfer_id: UUID) -> list[LotConsu
     """What a debit consumed, lot by lot in the order it consumed them, with
     what restorations of it (credits with ``{"restores": "<its id>"}``) gave
     back so far."""
-    await _settle_transfer_account(conn, transfer_id)
+    await _settle_transfer_accounts(conn, transfer_id)
     rows = await conn.fetch(
         "WITH d AS (SELECT CASE WHEN jsonb_typeof(t.metadata -> 'lots') = 'array'"
         "   THEN ARRAY(SELECT e.v FROM jsonb_array_elements_text(t.metadata -> 'lots')"

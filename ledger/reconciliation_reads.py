@@ -244,8 +244,9 @@ class LotAccountBalance(msgspec.Struct, kw_only=True, frozen=True):
     account_id: uuid.UUID
     code: int
     posted: int
-    #: Posted debits whose lots are not written yet (``ledger.lots.settle_lots``):
-    #: the lots hold ``posted + unsettled`` until they are.
+    #: Posted debits less posted credits whose lots are not written yet
+    #: (``ledger.lots.settle_lots``): the lots hold ``posted + unsettled``
+    #: until they are.
     unsettled: int = 0
 
 
@@ -254,7 +255,8 @@ async def lot_account_balances(conn: Connection, *, ledger: int) -> list[LotAcco
     balance (a pending debit consumes no lot)."""
     rows = await conn.fetch(
         "SELECT a.id, a.code, a.credits_posted - a.debits_posted AS posted,"
-        " a.debits_posted - a.lots_debited AS unsettled FROM accounts a"
+        " (a.debits_posted - a.lots_debited) - (a.credits_posted - a.lots_credited)"
+        " AS unsettled FROM accounts a"
         " WHERE a.ledger = $1 AND a.code IN (SELECT code FROM ledger_lot_codes) ORDER BY a.id",
         ledger,
     )

@@ -23,9 +23,12 @@
 -- post_pending, not pending, not void), ledger_daily_totals by accounting
 -- day (the business time in the ledger's zone), code and the two accounts'
 -- codes, and the lots (ledger_record_lots) of the movements of accounts whose
--- code is in ledger_lot_codes. As the trigger did, nothing is recorded when
+-- code is in ledger_lot_codes: since migration 0050 only the movements that
+-- are no queue's, the plain ones left to ledger_settle_lots, with each
+-- account's lots_newest (the newest business time of a credit) kept here
+-- for what sorts where. As the trigger did, nothing is recorded when
 -- session_replication_role is replica (a replication apply or a restore
--- brings the aggregates' own rows).
+-- brings the aggregates' own rows), nor left to the settlement.
 CREATE OR REPLACE FUNCTION ledger_create_transfers(
     p_id uuid[], p_debit uuid[], p_credit uuid[], p_amount bigint[],
     p_ledger integer[], p_code integer[], p_flags integer[], p_pending_id uuid[],
@@ -75,6 +78,9 @@ DECLARE
     result_business_time_in_closed_period constant smallint := 31;
     n integer := coalesce(cardinality(p_id), 0);
     v_now timestamptz := now();
+    -- A replication apply or a restore brings the lots' own rows: what it
+    -- posts is not recorded, nor left for the settlement.
+    v_replica boolean := current_setting('session_replication_role') = 'replica';
     ts_base bigint;
     -- Per row. Sentinels (-1, 0) instead of NULL keep these arrays free of
     -- nulls, so reading element i in the loop is O(1), not a scan from 1.
@@ -119,9 +125,10 @@ DECLARE
     -- the aggregates: account codes (per account, and the lone transfer's two),
     -- each row's accounts as indexes into a_* (0: not posted), the ledgers'
     -- zones, the lot codes
-    a_code integer[]; a_settled bigint[]; rd integer[]; rc integer[];
+    a_code integer[]; a_settled bigint[]; a_newest timestamptz[]; rd integer[]; rc integer[];
     z_ledger integer[]; z_zone text[]; v_lot_codes integer[];
-    db_code integer; cr_code integer; db_zone text; db_unsettled boolean; cr_unsettled boolean;
+    db_code integer; cr_code integer; db_zone text;
+    db_waiting boolean; cr_waiting boolean; db_newest timestamptz; cr_newest timestamptz;
     l_id uuid[]; l_debit uuid[]; l_credit uuid[]; l_amount bigint[]; l_ledger integer[];
     l_code integer[]; l_metadata jsonb[]; l_business_at timestamptz[]; l_day date[];
     l_zone text[]; l_ts bigint[]; l_debit_lot boolean[]; l_credit_lot boolean[];
@@ -206,9 +213,9 @@ BEGIN
             -- The ledger's boundary comes with the debit account: no statement more.
             SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
                    a.credits_pending, a.credits_posted, l.closed_through, a.code, l.time_zone,
-                   a.debits_posted > a.lots_debited
+                   a.debits_posted > a.lots_debited, a.lots_newest
             INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo, db_closed,
-                 db_code, db_zone, db_unsettled
+                 db_code, db_zone, db_waiting, db_newest
             FROM accounts a LEFT JOIN ledgers l ON l.id = p_ledger[1]
             WHERE a.id = p_debit[1];
             IF NOT FOUND THEN
@@ -216,9 +223,9 @@ BEGIN
             ELSE
                 SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
                        a.credits_pending, a.credits_posted, a.code,
-                       a.debits_posted > a.lots_debited
+                       a.debits_posted > a.lots_debited, a.lots_newest
                 INTO cr_ctid, cr_ledger, cr_flags, cr_dp, cr_dpo, cr_cp, cr_cpo, cr_code,
-                     cr_unsettled
+                     cr_waiting, cr_newest
                 FROM accounts a WHERE a.id = p_credit[1];
                 IF NOT FOUND THEN
                     code := result_credit_account_not_found;
@@ -249,10 +256,19 @@ BEGIN
                                    "timestamp", created_at, expires_at)
             VALUES (p_id[1], p_debit[1], p_credit[1], amt, p_ledger[1], p_code[1], 0, NULL,
                     0, p_metadata[1], p_effective_at[1], ts_base, v_now, NULL);
-            UPDATE accounts a SET debits_posted = a.debits_posted + amt
+            UPDATE accounts a
+            SET debits_posted = a.debits_posted + amt,
+                lots_debited = a.lots_debited + amt * v_replica::integer,
+                lots_through = CASE WHEN v_replica THEN greatest(a.lots_through, ts_base)
+                                    ELSE a.lots_through END
             WHERE a.ctid = db_ctid AND a.id = p_debit[1];
             GET DIAGNOSTICS n_updated = ROW_COUNT;
-            UPDATE accounts a SET credits_posted = a.credits_posted + amt
+            UPDATE accounts a
+            SET credits_posted = a.credits_posted + amt,
+                lots_newest = greatest(a.lots_newest, coalesce(p_effective_at[1], v_now)),
+                lots_credited = a.lots_credited + amt * v_replica::integer,
+                lots_through = CASE WHEN v_replica THEN greatest(a.lots_through, ts_base)
+                                    ELSE a.lots_through END
             WHERE a.ctid = cr_ctid AND a.id = p_credit[1];
             GET DIAGNOSTICS d = ROW_COUNT;
             IF n_updated + d <> 2 THEN
@@ -260,7 +276,7 @@ BEGIN
                     USING ERRCODE = 'serialization_failure';
             END IF;
             -- 4.
-            IF current_setting('session_replication_role') <> 'replica' THEN
+            IF NOT v_replica THEN
                 PERFORM set_config('ledger.recording', 'on', true);
                 INSERT INTO ledger_daily_totals (ledger, day, code, debit_account_code,
                                                  credit_account_code, amount, transfers)
@@ -282,10 +298,8 @@ BEGIN
                         ARRAY[(coalesce(p_effective_at[1], v_now) AT TIME ZONE db_zone)::date],
                         ARRAY[db_zone], ARRAY[ts_base], ARRAY[db_code = ANY (v_lot_codes)],
                         ARRAY[cr_code = ANY (v_lot_codes)], ARRAY[db_code = ANY (v_lot_codes)],
-                        ARRAY(SELECT x.id FROM (VALUES (p_debit[1], db_code, db_unsettled),
-                                                       (p_credit[1], cr_code, cr_unsettled))
-                                               AS x(id, code, unsettled)
-                              WHERE x.unsettled AND x.code = ANY (v_lot_codes)));
+                        ARRAY[p_debit[1], p_credit[1]], ARRAY[db_waiting, cr_waiting],
+                        ARRAY[db_newest, cr_newest]);
                 END IF;
                 PERFORM set_config('ledger.recording', 'off', true);
             END IF;
@@ -422,8 +436,9 @@ BEGIN
     SELECT array_agg(a.id), array_agg(a.ctid), array_agg(a.ledger), array_agg(a.flags),
            array_agg(a.debits_pending), array_agg(a.debits_posted),
            array_agg(a.credits_pending), array_agg(a.credits_posted), array_agg(a.code),
-           array_agg(a.lots_debited)
-    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code, a_settled
+           array_agg(a.lots_debited), array_agg(a.lots_newest)
+    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code, a_settled,
+         a_newest
     FROM accounts a
     WHERE a.id = ANY (p_debit || p_credit
                       || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
@@ -653,15 +668,26 @@ BEGIN
 
     -- By physical address: no second index probe per account. Under the
     -- ledger lock nothing else moves these rows; the id check and the count
-    -- make sure of it.
+    -- make sure of it. lots_newest: the newest business time of a posted
+    -- credit, what tells a later credit that sorts before it (its lot would
+    -- come before one made earlier).
     UPDATE accounts a
     SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
-        credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo
+        credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo,
+        lots_newest = greatest(a.lots_newest, u.newest),
+        lots_debited = a.lots_debited + u.dpo * v_replica::integer,
+        lots_credited = a.lots_credited + u.cpo * v_replica::integer,
+        lots_through = CASE WHEN v_replica THEN greatest(a.lots_through, ts_base + n)
+                            ELSE a.lots_through END
     FROM (SELECT u.id, u.ctid, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo,
-                 u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo
+                 u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo, x.newest
           FROM unnest(a_id, a_ctid, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo,
                       a_touched)
-               AS u(id, ctid, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched)
+               WITH ORDINALITY AS u(id, ctid, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched, k)
+          LEFT JOIN (SELECT q.c, max(coalesce(q.effective_at, v_now)) AS newest
+                     FROM unnest(rc, p_effective_at, p_flags, r) AS q(c, effective_at, flags, res)
+                     WHERE q.res = result_ok AND q.flags & 10 = 0
+                     GROUP BY q.c) x ON x.c = u.k
           WHERE u.touched) u
     WHERE a.ctid = u.ctid AND a.id = u.id;
     GET DIAGNOSTICS n_updated = ROW_COUNT;
@@ -677,7 +703,7 @@ BEGIN
     -- rows, in batch order (timestamp order), only when lot codes exist; after
     -- the balances' update, which finds the accounts by the address read in 1d
     -- (the lots' settlement moves some of them).
-    IF current_setting('session_replication_role') <> 'replica' THEN
+    IF NOT v_replica THEN
         PERFORM set_config('ledger.recording', 'on', true);
         SELECT array_agg(l.id), array_agg(l.time_zone) INTO z_ledger, z_zone
         FROM ledgers l WHERE l.id = ANY (f_ledger);
@@ -728,12 +754,12 @@ BEGIN
                 SELECT * INTO recorded
                 FROM ledger_record_lots(l_id, l_debit, l_credit, l_amount, l_ledger, l_code,
                                         l_metadata, l_business_at, l_day, l_zone, l_ts,
-                                        l_debit_lot, l_credit_lot, l_debit_lot,
-                                        ARRAY(SELECT u.id
-                                              FROM unnest(a_id, a_code, i_dpo, a_settled)
-                                                   AS u(id, code, dpo, settled)
-                                              WHERE u.dpo > u.settled
-                                                AND u.code = ANY (v_lot_codes)));
+                                        l_debit_lot, l_credit_lot, l_debit_lot, a_id,
+                                        ARRAY(SELECT u.dpo > u.settled
+                                              FROM unnest(i_dpo, a_settled)
+                                                   WITH ORDINALITY AS u(dpo, settled, k)
+                                              ORDER BY u.k),
+                                        a_newest);
             END IF;
         END IF;
         PERFORM set_config('ledger.recording', 'off', true);

@@ -9,25 +9,29 @@
 --     one lot per lot the debit side consumed (id md5(transfer || lot));
 --   a debit consumes the lots named in {"lots": [...]}, then the oldest
 --     (earned_at, "timestamp", id).
--- A plain debit of a queue writes nothing here: what it consumes is fixed
--- by its place in its account's queue (every credit since the account's
--- last settled debit sorts after the lots open then), and
--- ledger_settle_lots writes it later (accounts.lots_debited and
--- lots_through say how far an account is settled). An account is no queue
--- in this call when it has a directed debit, a restoration, a gift given or
--- received, or a credit after an unsettled debit (of an earlier call,
--- p_pending, or of this one) that sorts before its open lots or an earlier
--- credit: it is settled up to the call, then its movements of the call are
--- recorded one at a time, and it leaves the call settled.
+-- A plain movement of a queue writes nothing here: the lot a plain credit
+-- makes is the transfer's own, and what a plain debit consumes is fixed by
+-- its place in its account's queue (every credit after an unsettled debit
+-- sorts after the lots made before it), so ledger_settle_lots writes both
+-- later (accounts.lots_debited, lots_credited and lots_through say how far
+-- an account is settled). An account is no queue in this call when it has
+-- a directed debit, a restoration, a gift given or received, or a credit
+-- after an unsettled debit (of an earlier call, or of this one) that sorts
+-- before a lot made earlier (the account's newest business time of a
+-- credit, p_newest, or an earlier credit of the call): it is settled up to
+-- the call, then its movements of the call are recorded one at a time, and
+-- it leaves the call settled.
 -- Per row: p_debit_lot consume the debit account's lots; p_credit_lot record
 -- on the credit account; p_gift the debit account keeps lots (a gift).
--- p_pending: the lot accounts of the call with unsettled debits before it.
+-- Per lot account of the call (p_accounts): p_waiting whether it has
+-- unsettled debits before the call, p_newest the newest business time of
+-- the credits it took before it.
 -- Malformed "lots", "restores" or "lot_expires_at" values are ignored.
 CREATE OR REPLACE FUNCTION ledger_record_lots(
     p_id uuid[], p_debit uuid[], p_credit uuid[], p_amount bigint[], p_ledger integer[],
     p_code integer[], p_metadata jsonb[], p_business_at timestamptz[], p_day date[],
     p_zone text[], p_timestamp bigint[], p_debit_lot boolean[], p_credit_lot boolean[],
-    p_gift boolean[], p_pending uuid[],
+    p_gift boolean[], p_accounts uuid[], p_waiting boolean[], p_newest timestamptz[],
     OUT lots_created bigint, OUT movements bigint
 )
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
@@ -47,7 +51,6 @@ DECLARE
 BEGIN
     lots_created := 0; movements := 0;
     IF n = 0 THEN RETURN; END IF;
-    p_pending := coalesce(p_pending, '{}');
     PERFORM set_config('ledger.recording', 'on', true);
     has_debit := true = ANY (p_debit_lot);
     has_credit := true = ANY (p_credit_lot);
@@ -55,8 +58,7 @@ BEGIN
     has_special := EXISTS (SELECT 1 FROM unnest(p_metadata) m WHERE m ? 'lots' OR m ? 'restores');
 
     -- The accounts that are no queue in this call.
-    IF has_special OR has_gift OR (has_credit AND (has_debit OR cardinality(p_pending) > 0))
-    THEN
+    IF has_special OR has_gift OR (has_credit AND (has_debit OR true = ANY (p_waiting))) THEN
         WITH b AS (
             SELECT u.*,
                    u.debit_lot AND (jsonb_typeof(u.metadata -> 'lots') = 'array'
@@ -76,12 +78,18 @@ BEGIN
         ), per AS (
             SELECT ev.account, bool_or(ev.special) AS special
             FROM ev GROUP BY ev.account
+        ), known AS (
+            SELECT k.account, k.waiting, k.newest
+            FROM unnest(p_accounts, p_waiting, p_newest) AS k(account, waiting, newest)
         ), late AS (
             -- Credits after an unsettled debit of their account.
             SELECT e.account, e.side, e.earned_at,
-                   max(e.earned_at) FILTER (WHERE e.side = 'c') OVER w AS before,
-                   coalesce(bool_or(e.side = 'd') OVER w, false) AS debited
+                   greatest(max(e.earned_at) FILTER (WHERE e.side = 'c') OVER w, k.newest)
+                       AS before,
+                   coalesce(bool_or(e.side = 'd') OVER w, false)
+                       OR coalesce(k.waiting, false) AS debited
             FROM per p JOIN ev e ON e.account = p.account
+            LEFT JOIN known k ON k.account = p.account
             WHERE NOT p.special
             WINDOW w AS (PARTITION BY e.account ORDER BY e.ts
                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
@@ -91,52 +99,15 @@ BEGIN
             SELECT per.account FROM per WHERE per.special
             UNION ALL
             SELECT late.account FROM late
-            WHERE late.side = 'c' AND (late.debited OR late.account = ANY (p_pending))
-              AND (late.earned_at < late.before
-                   OR late.earned_at < (SELECT l.earned_at FROM lots l
-                                        WHERE l.account_id = late.account AND l.is_open
-                                        ORDER BY l.earned_at DESC, l."timestamp" DESC,
-                                                 l.id DESC
-                                        LIMIT 1))
+            WHERE late.side = 'c' AND late.debited AND late.earned_at < late.before
         ) x;
     END IF;
 
-    -- 1. Plain credits of the queues: one lot each.
-    IF has_credit THEN
-        WITH src AS (
-            SELECT u.i, u.id, u.credit, u.debit, u.amount, u.ledger, u.code, u.business_at,
-                   u.day, u.ts, date_trunc('month', u.business_at AT TIME ZONE u.zone)::date
-                       AS cohort
-            FROM unnest(p_id, p_debit, p_credit, p_amount, p_ledger, p_code, p_business_at,
-                        p_day, p_zone, p_timestamp, p_credit_lot, p_gift)
-                 WITH ORDINALITY AS u(id, debit, credit, amount, ledger, code, business_at,
-                                      day, zone, ts, credit_lot, gift, i)
-            WHERE u.credit_lot AND NOT u.gift AND u.credit <> ALL (complex)
-        ), made AS (
-            INSERT INTO lots (id, ledger, account_id, origin_code, source_account_id, amount,
-                              remaining, earned_at, cohort, expires_at, "timestamp")
-            SELECT s.id, s.ledger, s.credit, s.code, s.debit, s.amount, s.amount,
-                   s.business_at, s.cohort, NULL, s.ts
-            FROM src s
-        ), moves AS (
-            INSERT INTO lot_movements (transfer_id, lot_id, points, business_at, day,
-                                       "timestamp")
-            SELECT s.id, s.id, s.amount, s.business_at, s.day, s.ts FROM src s
-        )
-        SELECT g_i || array_agg(s.i::integer), g_origin || array_agg(s.code),
-               g_source || array_agg(s.debit), g_cohort || array_agg(s.cohort),
-               g_points || array_agg(s.amount), count(*)
-        INTO g_i, g_origin, g_source, g_cohort, g_points, k
-        FROM src s;
-        lots_created := lots_created + k;
-    END IF;
-
-    -- 2. The other accounts: settled up to the call, then one movement at a
+    -- 1. The other accounts: settled up to the call, then one movement at a
     -- time, in order.
     IF cardinality(complex) > 0 THEN
         SELECT * INTO settled
-        FROM ledger_settle_lots(ARRAY(SELECT x FROM unnest(complex) x WHERE x = ANY (p_pending)),
-                                p_timestamp[1]);
+        FROM ledger_settle_lots(complex, p_timestamp[1]);
         FOR i IN
             SELECT u.i FROM unnest(p_debit, p_credit, p_debit_lot, p_credit_lot)
                  WITH ORDINALITY AS u(debit, credit, debit_lot, credit_lot, i)
@@ -296,18 +267,27 @@ BEGIN
         END LOOP;
         -- Settled through the call.
         UPDATE accounts a
-        SET lots_debited = a.lots_debited + s.amount,
+        SET lots_debited = a.lots_debited + s.debited,
+            lots_credited = a.lots_credited + s.credited,
             lots_through = greatest(a.lots_through, s.ts)
-        FROM (SELECT u.debit AS account, sum(u.amount) AS amount, max(u.ts) AS ts
-              FROM unnest(p_debit, p_amount, p_timestamp, p_debit_lot)
-                   AS u(debit, amount, ts, debit_lot)
-              WHERE u.debit_lot AND u.debit = ANY (complex)
-              GROUP BY u.debit) s
+        FROM (SELECT m.account, sum(m.debited) AS debited, sum(m.credited) AS credited,
+                     max(m.ts) AS ts
+              FROM (SELECT u.debit AS account, u.amount AS debited, 0 AS credited, u.ts
+                    FROM unnest(p_debit, p_amount, p_timestamp, p_debit_lot)
+                         AS u(debit, amount, ts, lot)
+                    WHERE u.lot AND u.debit = ANY (complex)
+                    UNION ALL
+                    SELECT u.credit, 0, u.amount, u.ts
+                    FROM unnest(p_credit, p_amount, p_timestamp, p_credit_lot)
+                         AS u(credit, amount, ts, lot)
+                    WHERE u.lot AND u.credit = ANY (complex)) m
+              GROUP BY m.account) s
         WHERE a.id = s.account;
+        lots_created := lots_created + settled.lots;
         movements := movements + settled.movements;
     END IF;
 
-    -- 3. The day's sums of the other steps, one upsert.
+    -- 2. The day's sums of the movements recorded here, one upsert.
     IF cardinality(g_i) > 0 THEN
         INSERT INTO lot_daily_movements (ledger, day, code, origin_code, source_account_id,
                                          cohort, points)

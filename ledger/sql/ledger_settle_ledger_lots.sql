@@ -1,8 +1,8 @@
 -- Settles every lot account of a ledger, under its lock: the accounts
--- debited since the ledger's mark (ledgers.lots_settled_through, a
+-- moved since the ledger's mark (ledgers.lots_settled_through, a
 -- transfer timestamp), found from the tail of transfers after it.
 CREATE OR REPLACE FUNCTION ledger_settle_ledger_lots(
-    p_ledger integer, OUT accounts bigint, OUT movements bigint
+    p_ledger integer, OUT accounts bigint, OUT lots bigint, OUT movements bigint
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -10,22 +10,24 @@ DECLARE
     v_last bigint;
     v_accounts uuid[];
 BEGIN
-    accounts := 0; movements := 0;
+    accounts := 0; lots := 0; movements := 0;
     PERFORM pg_advisory_xact_lock(1279607879, p_ledger);
     SELECT l.lots_settled_through INTO v_mark FROM ledgers l WHERE l.id = p_ledger;
     IF NOT FOUND THEN RETURN; END IF;
     WITH tail AS (
-        SELECT t.debit_account_id AS account, t."timestamp" AS ts
+        SELECT t.debit_account_id, t.credit_account_id, t."timestamp" AS ts
         FROM transfers t WHERE t."timestamp" > v_mark AND t.ledger = p_ledger
     )
     SELECT (SELECT max(tail.ts) FROM tail),
            ARRAY(SELECT a.id FROM accounts a
-                 WHERE a.id IN (SELECT DISTINCT tail.account FROM tail)
-                   AND a.debits_posted > a.lots_debited
+                 WHERE a.id IN (SELECT tail.debit_account_id FROM tail
+                                UNION SELECT tail.credit_account_id FROM tail)
+                   AND (a.debits_posted > a.lots_debited
+                        OR a.credits_posted > a.lots_credited)
                    AND a.code IN (SELECT c.code FROM ledger_lot_codes c))
     INTO v_last, v_accounts;
     IF v_last IS NULL THEN RETURN; END IF;
-    SELECT s.accounts, s.movements INTO accounts, movements
+    SELECT s.accounts, s.lots, s.movements INTO accounts, lots, movements
     FROM ledger_settle_lots(v_accounts) s;
     UPDATE ledgers SET lots_settled_through = v_last WHERE id = p_ledger;
 END $$;

@@ -1,15 +1,20 @@
-"""Plain debits of the wallets are settled after posting (ledger).
+"""Plain movements of the wallets are settled after posting (ledger).
 
-A plain FIFO debit of a lot account consumes what its place in the
-account's queue says, whenever that is written: the posting path no longer
-reads and updates the head lots of every debited wallet (what cost wallet
-debits more than half their throughput). ``ledger_settle_lots`` writes
-those debits' lot movements later (the ``settle-lots`` job, and every read
-of lots before it reads), and at once when the account next takes a movement
-that is no queue's (a directed debit, a restoration, a gift, a credit that
-sorts before its open lots). ``accounts.lots_debited`` and ``lots_through``
-say how far each account is settled, ``ledgers.lots_settled_through`` how
-far the job has looked. Existing accounts are settled through now.
+A plain credit of a lot account makes its own lot, and a plain FIFO debit
+consumes what its place in the account's queue says, whenever either is
+written: the posting path no longer writes a lot per earn nor reads and
+updates the head lots of every debited wallet (what cost earns a quarter
+and wallet debits more than half of their throughput).
+``ledger_settle_lots`` writes them later (the ``settle-lots`` job, every
+read of lots before it reads, a period's close), and at once when the
+account next takes a movement that is no queue's (a directed debit, a
+restoration, a gift, a credit after an unsettled debit that sorts before a
+lot made earlier). ``accounts.lots_debited``, ``lots_credited`` and
+``lots_through`` say how far each account is settled, ``lots_newest`` the
+newest business time of its credits (kept by the posting path),
+``ledgers.lots_settled_through`` how far the job has looked. Existing
+accounts are settled through now (history posted without lots is left to
+``ledger_derive_lots``, as before).
 
 Revision ID: 0050_lots_settled_later
 Revises: 0049_exchange_rates
@@ -29,21 +34,21 @@ depends_on: str | Sequence[str] | None = None
 
 #: What this revision applies, with the pins, in order.
 UPGRADE = (
-    ("ledger_settle_lots.sql", "7f981ef10dc5743e5c428c64423cac7d4a833ddab9f20030f50dbef136718990"),
+    ("ledger_settle_lots.sql", "5b5d20749edf3f11b62c33fe13b04d0f5ab06dd3893760416dfebd4143fe7996"),
     (
         "ledger_settle_account_lots.sql",
-        "237a0fa004b019450c4c39439b7ade620a8ccb75bd9596bb4cc4ba07cddc5f65",
+        "d884413614a510dbb71ea524e831a8ba5145d140f7b31bd799a479fde28e1c2d",
     ),
     (
         "ledger_settle_ledger_lots.sql",
-        "370920cf47f1f5172b55d06d9d97c5c76e170c69ee59a08310912b6744aefcb6",
+        "4d2561e92922b6cb358f0a8ed2e22904d8dcf7ad6a523a2d449eec5ec8d9f2ad",
     ),
-    ("ledger_record_lots.sql", "8be90f1c4e56babae67162f2d4ce6d269a9c881d53a19ff7440a653d27512e80"),
+    ("ledger_record_lots.sql", "3a8f24c887606826bc4a29c88a1ce4190a29501031310c247b0c9ce5498036f8"),
     (
         "ledger_create_transfers.sql",
-        "ac1fd1803eb6ebaaabaa7ba4c71b9a1422f8ae099511ace96643f0fb4c520fef",
+        "5aa87e7c8eec571ad856d9b8a29fc541e49b2e4dedeb53684d09dc14baa4070f",
     ),
-    ("ledger_derive_lots.sql", "771e8fc3e2c1841edfaff865d895d0987a98ee8b5e2f989d9452933086894109"),
+    ("ledger_derive_lots.sql", "a1c2eda58182315bde2eec9604ffb7938dc49da86d8413f3a96ee2203a940280"),
 )
 
 #: What the downgrade puts back: the texts of 0045 and 0037.
@@ -66,20 +71,27 @@ _OLD_RECORD = (
     "ledger_record_lots(uuid[], uuid[], uuid[], bigint[], integer[], integer[], jsonb[],"
     " timestamptz[], date[], text[], bigint[], boolean[], boolean[], boolean[])"
 )
-_NEW_RECORD = _OLD_RECORD[:-1] + ", uuid[])"
+_NEW_RECORD = _OLD_RECORD[:-1] + ", uuid[], boolean[], timestamptz[])"
 
 
 def upgrade() -> None:
     op.execute(
         "ALTER TABLE accounts ADD COLUMN lots_debited bigint NOT NULL DEFAULT 0,"
-        " ADD COLUMN lots_through bigint NOT NULL DEFAULT 0"
+        " ADD COLUMN lots_credited bigint NOT NULL DEFAULT 0,"
+        " ADD COLUMN lots_through bigint NOT NULL DEFAULT 0,"
+        " ADD COLUMN lots_newest timestamptz NOT NULL DEFAULT '-infinity'"
     )
     op.execute("ALTER TABLE ledgers ADD COLUMN lots_settled_through bigint NOT NULL DEFAULT 0")
     # Everything posted so far was recorded at posting: settled through now.
     op.execute(
-        "UPDATE accounts SET lots_debited = debits_posted,"
+        "UPDATE accounts SET lots_debited = debits_posted, lots_credited = credits_posted,"
         ' lots_through = (SELECT coalesce(max("timestamp"), 0) FROM transfers)'
-        " WHERE code IN (SELECT code FROM ledger_lot_codes) AND debits_posted > 0"
+        " WHERE code IN (SELECT code FROM ledger_lot_codes)"
+    )
+    op.execute(
+        "UPDATE accounts a SET lots_newest = m.newest"
+        " FROM (SELECT account_id, max(earned_at) AS newest FROM lots GROUP BY 1) m"
+        " WHERE a.id = m.account_id"
     )
     op.execute(
         "UPDATE ledgers SET lots_settled_through ="
@@ -94,7 +106,8 @@ def downgrade() -> None:
     # Settled first: the older functions record every debit at posting.
     op.execute(
         "SELECT ledger_settle_account_lots(ARRAY(SELECT id FROM accounts"
-        " WHERE code IN (SELECT code FROM ledger_lot_codes) AND debits_posted > lots_debited))"
+        " WHERE code IN (SELECT code FROM ledger_lot_codes)"
+        " AND (debits_posted > lots_debited OR credits_posted > lots_credited)))"
     )
     op.execute(f"DROP FUNCTION {_NEW_RECORD}")
     op.execute("DROP FUNCTION ledger_settle_ledger_lots(integer)")
@@ -103,4 +116,7 @@ def downgrade() -> None:
     for path, sha256 in DOWNGRADE:
         op.execute(ledger_function(path, sha256))
     op.execute("ALTER TABLE ledgers DROP COLUMN lots_settled_through")
-    op.execute("ALTER TABLE accounts DROP COLUMN lots_debited, DROP COLUMN lots_through")
+    op.execute(
+        "ALTER TABLE accounts DROP COLUMN lots_debited, DROP COLUMN lots_credited,"
+        " DROP COLUMN lots_through, DROP COLUMN lots_newest"
+    )

@@ -1,8 +1,9 @@
-"""The settlement of plain wallet debits against real PostgreSQL: a plain
-FIFO debit writes no lot row when it posts; ``ledger_settle_lots`` writes
-what its place in the wallet's queue fixed, and every read settles first,
-so that reads answer as if it had been recorded at posting
-(docs/ledger.md "Lots and daily aggregates")."""
+"""The settlement of plain wallet movements against real PostgreSQL: a
+plain credit (its own lot) and a plain FIFO debit write no lot row when they
+post; ``ledger_settle_lots`` writes what they made and what their place in
+the wallet's queue fixed, and every read settles first, so that reads answer
+as if they had been recorded at posting (docs/ledger.md "Lots and daily
+aggregates")."""
 
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ async def test_a_plain_debit_is_written_when_settled_and_read_as_if_at_posting(
     spend = move(a.ledger, wallet, a.redemption, 35, 2)
     assert await post(ledger, [spend]) == ["ok"]
 
-    # Posted, not written: the wallet's marks say 35 points wait.
+    # Posted, not written: the wallet's marks say 35 points wait, and its lots.
     assert await _movements(pool, spend.id) == 0
+    assert await _movements(pool, earns[0].id) == 0
     assert await _marks(pool, wallet) == (35, 0)
 
     # A read settles first and answers as if recorded at posting.

@@ -562,6 +562,8 @@ async def test_lots_and_aggregates_are_written_by_the_posting_path_only(
     a = await open_accounts(ledger, await new_ledger())
     earn = move(a.ledger, a.issuance, a.wallets[0], 10)
     assert await post(ledger, [earn]) == ["ok"]
+    # Its lot written (settled), so that each statement below has a row to touch.
+    assert (await ledger_lots.settle_lots(pool, ledger=a.ledger)).lots == 1
     for statement in (
         "UPDATE lots SET remaining = 0 WHERE id = $1",
         "UPDATE lots SET amount = 11 WHERE id = $1",
