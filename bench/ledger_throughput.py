@@ -57,7 +57,7 @@ import secrets
 import statistics
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -175,23 +175,34 @@ async def setup(url: str, member_count: int) -> tuple[list[uuid.UUID], uuid.UUID
     return members, issuance, redemption
 
 
-async def bench_raw(url: str, make: list[Transfer], batch_size: int) -> float:
-    """(a): prebuilt column arrays, one call per batch, back to back."""
+async def bench_raw(
+    url: str, make: list[Transfer], batch_size: int, posted: list[Transfer] | None = None
+) -> float:
+    """(a): prebuilt column arrays, one call per batch, back to back; the
+    transfers recorded (result ``ok``) added to ``posted`` when given."""
     connection = await asyncpg.connect(url)
     from ledger.connection import init_connection
 
     await init_connection(connection)
     batches = [encode_batch([make[i : i + batch_size]]) for i in range(0, len(make), batch_size)]
+    codes: list[int] = []
     started = time.perf_counter()
     for columns in batches:
-        await connection.fetchrow(CREATE_TRANSFERS_SQL, *columns)
+        row = await connection.fetchrow(CREATE_TRANSFERS_SQL, *columns)
+        assert row is not None
+        codes.extend(row["results"])
     elapsed = time.perf_counter() - started
     await connection.close()
+    if posted is not None:
+        posted.extend(t for t, code in zip(make, codes, strict=True) if code == 0)
     return len(make) / elapsed
 
 
-async def bench_api(url: str, make: list[Transfer], callers: int) -> tuple[float, float]:
-    """(b): ``callers`` coroutines, each awaiting one transfer at a time."""
+async def bench_api(
+    url: str, make: list[Transfer], callers: int, posted: list[Transfer] | None = None
+) -> tuple[float, float]:
+    """(b): ``callers`` coroutines, each awaiting one transfer at a time; the
+    transfers recorded added to ``posted`` when given."""
     pool = await create_pool(url, min_size=2, max_size=4)
     ledger = Ledger(pool)
     queue = iter(make)
@@ -201,7 +212,9 @@ async def bench_api(url: str, make: list[Transfer], callers: int) -> tuple[float
 
     async def caller() -> None:
         for transfer in queue:
-            await ledger.create_transfers([transfer])
+            [outcome] = await ledger.create_transfers([transfer])
+            if posted is not None and outcome.ok:
+                posted.append(transfer)
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
@@ -407,9 +420,33 @@ class Redemptions:
         )
 
 
-async def timed_settle(url: str) -> tuple[float, int]:
+class Settled(NamedTuple):
+    """(e): one settlement of "with" after one measurement of a phase."""
+
+    #: The measurement: transfers sent, and seconds of their posting.
+    transfers: int
+    posting: float
+    #: The wallet movements it recorded: credits (earns) and debits.
+    earns: int
+    debits: int
+    #: The settlement: seconds (its commit included), lots and lot movements
+    #: written.
+    seconds: float
+    lots: int
+    movements: int
+
+
+def wallet_movements(posted: list[Transfer], issuance: uuid.UUID) -> tuple[int, int]:
+    """(e): the earns (credits of wallets) and the wallet debits of ``posted``:
+    every transfer of the workloads has one wallet side, the other is the
+    issuance account (an earn) or the redemption account (a debit)."""
+    earns = sum(1 for t in posted if t.debit_account_id == issuance)
+    return earns, len(posted) - earns
+
+
+async def timed_settle(url: str) -> tuple[float, int, int]:
     """(e): seconds of one settlement of the bench's ledger (its commit
-    included), and the lot movements it wrote."""
+    included), and the lots and lot movements it wrote."""
     connection = await asyncpg.connect(url)
     try:
         return await settle_on(connection)
@@ -417,12 +454,28 @@ async def timed_settle(url: str) -> tuple[float, int]:
         await connection.close()
 
 
-async def settle_on(connection: asyncpg.Connection) -> tuple[float, int]:
+async def settle_on(connection: asyncpg.Connection) -> tuple[float, int, int]:
     started = time.perf_counter()
     row = await connection.fetchrow(SETTLE_SQL, LEDGER_ID)
     elapsed = time.perf_counter() - started
     assert row is not None
-    return elapsed, int(row["movements"])
+    return elapsed, int(row["lots"]), int(row["movements"])
+
+
+def settle_figures(rounds: list[Settled]) -> str:
+    """(e): what the settlements after a phase's measurements did, medians
+    over them, and at what rates: per wallet movement settled (earns and
+    debits) and per lot movement written."""
+    return (
+        f" {statistics.median(r.seconds for r in rounds) * 1000:,.1f} ms;"
+        f" {statistics.median(r.earns for r in rounds):,.0f} earns +"
+        f" {statistics.median(r.debits for r in rounds):,.0f} wallet debits settled into"
+        f" {statistics.median(r.lots for r in rounds):,.0f} lots and"
+        f" {statistics.median(r.movements for r in rounds):,.0f} lot movements;"
+        f" {statistics.median((r.earns + r.debits) / r.seconds for r in rounds):,.0f}"
+        f" wallet movements/s,"
+        f" {statistics.median(r.movements / r.seconds for r in rounds):,.0f} lot movements/s"
+    )
 
 
 async def timed(read: Any) -> tuple[float, Any]:
@@ -486,22 +539,30 @@ async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url
         members, issuance, redemption = accounts[name]
         redemptions[name] = Redemptions(members[: args.redeemers], redemption, seed=7)
         await bench_raw(u, redemptions[name].funding(funding, issuance), 1000)
+    # Untimed: the funding's earns, so that each timed settlement below is
+    # that of one measurement alone.
+    await timed_settle(url)
     print(
         f"[lots] (e) members {args.members:,}; {args.redeemers:,} wallets funded with"
         f" {funding} earns each; {args.transfers:,} transfers per measurement"
         f" ({args.transfers // 4:,} per wallet-debit measurement); {args.rounds} rounds, medians"
     )
     results: dict[str, dict[str, list[float]]] = {}
-    # label -> per round: (debits, posting seconds, settle seconds, movements), "with" only.
-    settles: dict[str, list[tuple[int, float, float, int]]] = {}
+    # label -> per round, "with" only: the measurement and the settlement after it.
+    settles: dict[str, list[Settled]] = {}
 
     def note(label: str, name: str, figure: float) -> None:
         results.setdefault(label, {n: [] for n in both})[name].append(figure)
 
-    async def settle_after(label: str, name: str, u: str, count: int, rate: float) -> None:
+    async def settle_after(
+        label: str, name: str, u: str, posted: list[Transfer], sent: int, rate: float
+    ) -> None:
         if name == "with":
-            seconds, movements = await timed_settle(u)
-            settles.setdefault(label, []).append((count, count / rate, seconds, movements))
+            earns, debits = wallet_movements(posted, accounts[name][1])
+            seconds, lots_made, movements = await timed_settle(u)
+            settles.setdefault(label, []).append(
+                Settled(sent, sent / rate, earns, debits, seconds, lots_made, movements)
+            )
 
     for round_ in range(args.rounds):
         # Alternating within each round: the machine's drift hits both sides.
@@ -510,24 +571,30 @@ async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url
             workload = Workload(members, issuance, redemption, seed=100 + round_)
             for phase in ("earn", "mix"):
                 make = workload.earn if phase == "earn" else workload.mixed
-                raw = await bench_raw(u, [make() for _ in range(args.transfers)], args.callers)
-                note(f"{phase} (a) raw SQL, batches of {args.callers:,}", name, raw)
-                api, _ = await bench_api(u, [make() for _ in range(args.transfers)], args.callers)
-                note(f"{phase} (b) Ledger API, {args.callers:,} callers", name, api)
-            if name == "with":
-                # Untimed: the mix's debits are settled first, so that each
-                # timed settlement below is that of the wallet debits alone.
-                await timed_settle(u)
+                made = [make() for _ in range(args.transfers)]
+                posted: list[Transfer] = []
+                raw = await bench_raw(u, made, args.callers, posted)
+                label = f"{phase} (a) raw SQL, batches of {args.callers:,}"
+                note(label, name, raw)
+                await settle_after(label, name, u, posted, len(made), raw)
+                made = [make() for _ in range(args.transfers)]
+                posted = []
+                api, _ = await bench_api(u, made, args.callers, posted)
+                label = f"{phase} (b) Ledger API, {args.callers:,} callers"
+                note(label, name, api)
+                await settle_after(label, name, u, posted, len(made), api)
             debits = [redemptions[name].debit() for _ in range(args.transfers // 4)]
-            raw = await bench_raw(u, debits, args.callers)
+            posted = []
+            raw = await bench_raw(u, debits, args.callers, posted)
             label = f"wallet debits (a) raw SQL, batches of {args.callers:,}"
             note(label, name, raw)
-            await settle_after(label, name, u, len(debits), raw)
+            await settle_after(label, name, u, posted, len(debits), raw)
             debits = [redemptions[name].debit() for _ in range(args.transfers // 4)]
-            api, _ = await bench_api(u, debits, args.callers)
+            posted = []
+            api, _ = await bench_api(u, debits, args.callers, posted)
             label = f"wallet debits (b) Ledger API, {args.callers:,} callers"
             note(label, name, api)
-            await settle_after(label, name, u, len(debits), api)
+            await settle_after(label, name, u, posted, len(debits), api)
     for label, sides in results.items():
         medians = {n: statistics.median(f) for n, f in sides.items()}
         without = medians["without"]
@@ -541,20 +608,17 @@ async def run_lots(args: argparse.Namespace, url: str, totals_url: str, bare_url
             f"[lots] (e) {label}: with {medians['with']:>8,.0f}/s, totals only"
             f" {medians['totals only']:>8,.0f}/s, without {without:>8,.0f}/s; {ratios}"
         )
-        if label in settles:
-            rounds = settles[label]
-            # The debits then their settlement, as if one piece of work.
-            combined = [n / (post + settle) for n, post, settle, _ in rounds]
-            print(
-                f"[lots] (e) {label}, settled after (with): median"
-                f" {statistics.median(s for _, _, s, _ in rounds) * 1000:,.0f} ms,"
-                f" {statistics.median(n / s for n, _, s, _ in rounds):,.0f} debits/s,"
-                f" {statistics.median(m / s for _, _, s, m in rounds):,.0f} lot movements/s;"
-                f" with+settle {statistics.median(combined):,.0f}/s,"
-                f" with+settle/without {statistics.median(combined) / without:.2f} (rounds "
-                + ", ".join(f"{c / o:.2f}" for c, o in zip(combined, sides["without"], strict=True))
-                + ")"
-            )
+        rounds = settles[label]
+        # The measurement then its settlement, as if one piece of work.
+        combined = [r.transfers / (r.posting + r.seconds) for r in rounds]
+        print(
+            f"[lots] (e) {label}, settled after (with): median"
+            + settle_figures(rounds)
+            + f"; with+settle {statistics.median(combined):,.0f}/s,"
+            f" with+settle/without {statistics.median(combined) / without:.2f} (rounds "
+            + ", ".join(f"{c / o:.2f}" for c, o in zip(combined, sides["without"], strict=True))
+            + ")"
+        )
     if args.interleaved:
         await interleaved_lots(args, both, accounts, redemptions)
     await aggregate_reads(url)
@@ -578,17 +642,14 @@ async def interleaved_lots(
         for name, (members, issuance, redemption) in accounts.items()
     }
     times: dict[tuple[str, str], list[float]] = {}
-    # "with" only, per phase that debits wallets, per turn: the settlement
-    # right after the phase's batch, its lot movements, and the batch's
-    # accepted wallet debits (the earns need no settling).
-    settled = ("mix", "wallet debits")
-    settle_times: dict[str, list[float]] = {phase: [] for phase in settled}
-    movements: dict[str, list[int]] = {phase: [] for phase in settled}
-    debited: dict[str, list[int]] = {phase: [] for phase in settled}
+    phases = ("earn", "mix", "wallet debits")
+    # "with" only, per phase, per turn: the batch and the settlement right
+    # after it.
+    settles: dict[str, list[Settled]] = {phase: [] for phase in phases}
     issuance = accounts["with"][1]
     for turn in range(args.interleaved):
         order = list(both) if turn % 2 == 0 else list(reversed(both))
-        for phase in ("earn", "mix", "wallet debits"):
+        for phase in phases:
             for name in order:
                 make = {
                     "earn": workloads[name].earn,
@@ -599,20 +660,19 @@ async def interleaved_lots(
                 columns = encode_batch([batch])
                 started = time.perf_counter()
                 row = await connections[name].fetchrow(CREATE_TRANSFERS_SQL, *columns)
-                times.setdefault((phase, name), []).append(time.perf_counter() - started)
-                if name == "with" and phase in settled:
+                posting = time.perf_counter() - started
+                times.setdefault((phase, name), []).append(posting)
+                if name == "with":
                     assert row is not None
-                    debited[phase].append(
-                        sum(
-                            1
-                            for t, result in zip(batch, row["results"], strict=True)
-                            if result == 0 and t.debit_account_id != issuance
-                        )
+                    posted = [
+                        t for t, result in zip(batch, row["results"], strict=True) if result == 0
+                    ]
+                    earns, debits = wallet_movements(posted, issuance)
+                    seconds, lots_made, movements = await settle_on(connections[name])
+                    settles[phase].append(
+                        Settled(len(batch), posting, earns, debits, seconds, lots_made, movements)
                     )
-                    seconds, written = await settle_on(connections[name])
-                    settle_times[phase].append(seconds)
-                    movements[phase].append(written)
-    for phase in ("earn", "mix", "wallet debits"):
+    for phase in phases:
         median = {name: statistics.median(times[(phase, name)]) for name in both}
         print(
             f"[lots] (e) interleaved {phase}, {args.interleaved} turns of a batch of"
@@ -621,30 +681,27 @@ async def interleaved_lots(
             + f"; totals only/without {median['without'] / median['totals only']:.2f},"
             f" with/without {median['without'] / median['with']:.2f}"
         )
-    for phase in settled:
-        seconds = sum(settle_times[phase])
+    for phase in phases:
+        turns = settles[phase]
         # Paired by turn: the batch of "with" and the settlement that follows it.
-        combined = statistics.median(
-            post + settle
-            for post, settle in zip(times[(phase, "with")], settle_times[phase], strict=True)
-        )
+        combined = statistics.median(r.posting + r.seconds for r in turns)
         print(
             f"[lots] (e) interleaved {phase}, settled after each batch (with): median"
-            f" {statistics.median(settle_times[phase]) * 1000:.1f} ms,"
-            f" {statistics.median(debited[phase]):,.0f} wallet debits and"
-            f" {statistics.median(movements[phase]):,.0f} lot movements per turn;"
-            f" {sum(debited[phase]) / seconds:,.0f} debits/s,"
-            f" {sum(movements[phase]) / seconds:,.0f} lot movements/s;"
-            f" with+settle {combined * 1000:.1f} ms,"
+            + settle_figures(turns)
+            + f"; with+settle {combined * 1000:.1f} ms,"
             f" with+settle/without {statistics.median(times[(phase, 'without')]) / combined:.2f}"
         )
-    per_turn = [m + w for m, w in zip(*settle_times.values(), strict=True)]
+    per_turn = [
+        sum(r) for r in zip(*([r.seconds for r in settles[p]] for p in phases), strict=True)
+    ]
     seconds = sum(per_turn)
+    wallet = sum(r.earns + r.debits for p in phases for r in settles[p])
+    written = sum(r.movements for p in phases for r in settles[p])
     print(
         f"[lots] (e) interleaved settlement per turn (with): median"
         f" {statistics.median(per_turn) * 1000:.1f} ms;"
-        f" {sum(sum(d) for d in debited.values()) / seconds:,.0f} wallet debits/s,"
-        f" {sum(sum(m) for m in movements.values()) / seconds:,.0f} lot movements/s"
+        f" {wallet / seconds:,.0f} wallet movements/s,"
+        f" {written / seconds:,.0f} lot movements/s"
     )
     for connection in connections.values():
         await connection.close()

@@ -17,7 +17,11 @@ CREATE OR REPLACE FUNCTION ledger_settle_lots(
     p_accounts uuid[], p_before bigint DEFAULT NULL,
     OUT accounts bigint, OUT lots bigint, OUT movements bigint
 )
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+-- Each account's movements are one range of transfers_debit_idx or
+-- transfers_credit_idx: no sequential nor bitmap scan (a bitmap scan would
+-- take the BRIN index of "timestamp", which answers for the whole table
+-- when the marks are old, once per account under a generic plan).
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 DECLARE
     c_before constant bigint := coalesce(p_before, 9223372036854775807);
     v_accounts uuid[];
@@ -41,8 +45,12 @@ BEGIN
                t.ledger, t.code, coalesce(t.effective_at, t.created_at) AS business_at,
                g.time_zone AS zone, t."timestamp" AS ts
         FROM accounts a
-        JOIN transfers t ON t.credit_account_id = a.id
-                        AND t."timestamp" > a.lots_through AND t."timestamp" < c_before
+        CROSS JOIN LATERAL (
+            SELECT t.* FROM transfers t
+            WHERE t.credit_account_id = a.id
+              AND t."timestamp" > a.lots_through AND t."timestamp" < c_before
+            ORDER BY t."timestamp"
+        ) t
         JOIN ledgers g ON g.id = t.ledger
         WHERE a.id = ANY (v_accounts) AND a.credits_posted > a.lots_credited
           AND t.flags & 10 = 0 AND t.ledger <> 0
@@ -92,8 +100,12 @@ BEGIN
                sum(t.amount) OVER (PARTITION BY a0.account ORDER BY t."timestamp")
                    AS d_end
         FROM a0
-        JOIN transfers t ON t.debit_account_id = a0.account
-                        AND t."timestamp" > a0.lots_through AND t."timestamp" < c_before
+        CROSS JOIN LATERAL (
+            SELECT t.* FROM transfers t
+            WHERE t.debit_account_id = a0.account
+              AND t."timestamp" > a0.lots_through AND t."timestamp" < c_before
+            ORDER BY t."timestamp"
+        ) t
         JOIN ledgers g ON g.id = t.ledger
         WHERE t.flags & 10 = 0 AND t.ledger <> 0
     ), a AS (
