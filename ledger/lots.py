@@ -452,7 +452,12 @@ async def open_lots_of(conn: Connection, account_ids: Sequence[UUID]) -> dict[UU
 
 async def lot(conn: Connection, lot_id: UUID) -> Lot | None:
     """One lot by its id."""
-    account = await conn.fetchval("SELECT account_id FROM lots WHERE id = $1", lot_id)
+    # A plain credit's lot (its id is the credit's) may wait to be settled.
+    account = await conn.fetchval(
+        "SELECT coalesce((SELECT account_id FROM lots WHERE id = $1),"
+        " (SELECT credit_account_id FROM transfers WHERE id = $1 AND ledger <> 0))",
+        lot_id,
+    )
     if account is not None:
         await settle_account_lots(conn, [account])
     row = await conn.fetchrow(f"SELECT {_LOT} FROM lots l WHERE l.id = $1", lot_id)

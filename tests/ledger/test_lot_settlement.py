@@ -58,7 +58,10 @@ async def test_a_plain_debit_is_written_when_settled_and_read_as_if_at_posting(
     assert await _movements(pool, earns[0].id) == 0
     assert await _marks(pool, wallet) == (35, 0)
 
-    # A read settles first and answers as if recorded at posting.
+    # A read settles first and answers as if recorded at posting: the lot of
+    # an earn not written yet is found by its id.
+    first = await ledger_lots.lot(pool, earns[0].id)
+    assert first is not None and (first.amount, first.remaining) == (30, 0)
     moved = [(m.lot_id, m.points) for m in await ledger_lots.movements_of_transfer(pool, spend.id)]
     assert moved == [(earns[0].id, -30), (earns[1].id, -5)]
     assert await _marks(pool, wallet) == (35, 35)
