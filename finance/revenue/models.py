@@ -1,5 +1,6 @@
 """Tables of revenue deferral (migration 0041): a program's revenue
-settings, the allocation of each sale (and each partner's issuance fee),
+settings, the allocation of each sale (and each partner's issuance fee,
+converted to the program's currency when billed in another: 0051),
 the breakage estimates of each period and cohort, and the revenue
 recognised per period, cohort and element.
 
@@ -131,6 +132,15 @@ class RevenueAllocation(UUIDv7AuditBase):
     #: The contract liability: the points' share, or a fee's redemption element.
     points_minor: Mapped[int] = mapped_column(BigInteger)
     service_minor: Mapped[int] = mapped_column(BigInteger)
+    # A fee billed in another currency than the program's (migration 0051):
+    # the amounts above are converted; what the conversion started from.
+    # All None for a sale or a fee in the program's currency.
+    original_currency: Mapped[str | None] = mapped_column(String(3))
+    original_minor: Mapped[int | None] = mapped_column(BigInteger)
+    #: The rate in force on the statement's issue day (ledger's zone).
+    exchange_rate: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
+    #: The day that rate took effect (on or before the issue day).
+    exchange_rate_date: Mapped[date | None] = mapped_column(Date)
 
 
 class RevenueReturnReversal(UUIDv7AuditBase):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import NotFound
 from core.models import Program
 from core.pagination import decode_cursor, page_of
+from finance.exchange_rates import plain_rate
 from finance.revenue.models import (
     BreakageEstimate,
     RevenueAllocation,
@@ -53,6 +54,10 @@ def allocation_view(row: RevenueAllocation) -> RevenueAllocationView:
         goods_minor=row.goods_minor,
         points_minor=row.points_minor,
         service_minor=row.service_minor,
+        original_currency=row.original_currency,
+        original_minor=row.original_minor,
+        exchange_rate=plain_rate(row.exchange_rate) if row.exchange_rate is not None else None,
+        exchange_rate_date=row.exchange_rate_date,
     )
 
 

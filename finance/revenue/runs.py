@@ -24,7 +24,11 @@ What each step reads:
   before the period's end, not yet allocated; their cohort is the month
   they were posted, which is when their lot was created. Partner fees:
   the issued and deferred issue-price lines of the partners' statements
-  issued before the period's end, in the program's currency;
+  issued before the period's end, in the program's (functional) currency:
+  a statement billed in another is converted at the operator's rate in
+  force on its issue day (ledger's zone; ``finance.exchange_rates``, half
+  to even, as the journal converts), and a currency with no rate in force
+  then refuses the run (``ExchangeRateMissing``) before it writes anything;
 - returns: allocated sales returned after their allocation, through the
   period's end (``finance.revenue.returns``): the points' share of the
   returned part comes off the cohort's deferral;
@@ -37,6 +41,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -48,6 +53,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit, calendar
 from core.models import Program
 from core.principal import Principal
+from finance.exchange_rates import (
+    ExchangeRateMissing,
+    RateInForce,
+    conversion_factor,
+    functional_minor,
+    rate_in_force,
+)
 from finance.report_dates import accounting_zone
 from finance.revenue import breakage
 from finance.revenue.allocation import allocate_sale
@@ -213,6 +225,8 @@ async def _run(
     principal: Principal,
     development: DevelopmentReader,
 ) -> RevenueRunView:
+    # First: a fee with no exchange rate refuses the run before any write.
+    fees = await _partner_fees(session, program, end, zone)
     settings = await revenue_settings(session, program)
     last_day = (end.astimezone(ZoneInfo(zone)) - timedelta(days=1)).date()
     movements = await development(await session_connection(session), program.ledger_id, last_day)
@@ -227,7 +241,7 @@ async def _run(
     allocated = await _allocate_sales(
         session, program, period, end, zone, settings, stored_estimates
     )
-    allocated += await _allocate_partner_fees(session, program, period, end, zone, settings)
+    allocated += _allocate_partner_fees(session, program, period, zone, settings, fees)
     await session.flush()
     reversals = await reverse_returns(session, program, period, end, settings.rounding)
     await session.flush()
@@ -395,21 +409,37 @@ async def _allocate_sales(
             session.expunge(allocation)
 
 
-async def _allocate_partner_fees(
-    session: AsyncSession,
-    program: Program,
-    period: date,
-    end: datetime,
-    zone: str,
-    settings: Settings,
-) -> int:
+@dataclass(frozen=True)
+class _PartnerFee:
+    """A statement line to allocate, its fee in the program's currency."""
+
+    line: PartnerStatementLine
+    period_start: datetime
+    issued_at: datetime
+    fee_minor: int
+    #: What it was billed in; ``rate`` None: the program's own currency.
+    currency: str
+    rate: RateInForce | None
+
+
+async def _partner_fees(
+    session: AsyncSession, program: Program, end: datetime, zone: str
+) -> list[_PartnerFee]:
+    """The fee lines not allocated yet of the statements issued before
+    ``end``, converted (see the module); ``ExchangeRateMissing`` when a
+    statement's currency has no rate in force on its issue day."""
     rows = (
         await session.execute(
-            select(PartnerStatementLine, PartnerStatement.period_start, PartnerStatement.issued_at)
+            select(
+                PartnerStatementLine,
+                PartnerStatement.id,
+                PartnerStatement.period_start,
+                PartnerStatement.issued_at,
+                PartnerStatement.currency,
+            )
             .join(PartnerStatement, PartnerStatement.id == PartnerStatementLine.statement_id)
             .where(
                 PartnerStatement.program_id == program.id,
-                PartnerStatement.currency == program.currency,
                 PartnerStatement.issued_at < end,
                 PartnerStatementLine.kind.in_([LineKind.ISSUED.value, LineKind.DEFERRED.value]),
                 PartnerStatementLine.amount_minor != 0,
@@ -420,23 +450,62 @@ async def _allocate_partner_fees(
             .order_by(PartnerStatementLine.id)
         )
     ).all()
-    for line, period_start, issued_at in rows:
+    connection = await session_connection(session)
+    tz = ZoneInfo(zone)
+    rates: dict[tuple[str, date], RateInForce] = {}
+    fees = []
+    for line, statement_id, period_start, issued_at, currency in rows:
+        if currency == program.currency:
+            fees.append(
+                _PartnerFee(line, period_start, issued_at, line.amount_minor, currency, None)
+            )
+            continue
+        day = issued_at.astimezone(tz).date()
+        rate = rates.get((currency, day))
+        if rate is None:
+            try:
+                rate = await rate_in_force(connection, program.id, currency, day)
+            except ExchangeRateMissing as missing:
+                raise ExchangeRateMissing(
+                    f"{missing}, the issue day of partner statement {statement_id} (billed"
+                    f" in {currency}, deferred in {program.currency}): record a rate from that"
+                    f" day or earlier (POST /programs/{program.slug}/finance/exchange-rates)"
+                ) from missing
+            rates[(currency, day)] = rate
+        fee = functional_minor(
+            line.amount_minor, conversion_factor(rate.rate, currency, program.currency)
+        )
+        fees.append(_PartnerFee(line, period_start, issued_at, fee, currency, rate))
+    return fees
+
+
+def _allocate_partner_fees(
+    session: AsyncSession,
+    program: Program,
+    period: date,
+    zone: str,
+    settings: Settings,
+    fees: Sequence[_PartnerFee],
+) -> int:
+    for fee in fees:
+        line = fee.line
         split = split_issuance_fee(
-            fee_minor=line.amount_minor,
+            fee_minor=fee.fee_minor,
             points=line.points,
             point_value_minor=program.point_value_minor,
             rounding=settings.rounding,
         )
+        rate = fee.rate
         session.add(
             RevenueAllocation(
                 program_id=program.id,
                 period=period,
                 source=AllocationSource.PARTNER_FEE.value,
                 statement_line_id=line.id,
-                cohort=calendar.month_of(line.business_from or period_start, zone),
-                sold_at=issued_at,
+                cohort=calendar.month_of(line.business_from or fee.period_start, zone),
+                sold_at=fee.issued_at,
                 currency=program.currency,
-                price_minor=line.amount_minor,
+                price_minor=fee.fee_minor,
                 points=line.points,
                 point_value_minor=program.point_value_minor,
                 rounding_policy=settings.rounding.policy.value,
@@ -445,9 +514,13 @@ async def _allocate_partner_fees(
                 goods_minor=0,
                 points_minor=split.redemption_minor,
                 service_minor=split.service_minor,
+                original_currency=fee.currency if rate is not None else None,
+                original_minor=line.amount_minor if rate is not None else None,
+                exchange_rate=rate.rate if rate is not None else None,
+                exchange_rate_date=rate.effective_on if rate is not None else None,
             )
         )
-    return len(rows)
+    return len(fees)
 
 
 async def _recognise(

@@ -166,7 +166,13 @@ class RevenueAllocationView(msgspec.Struct, kw_only=True, frozen=True):
         datetime,
         msgspec.Meta(description="When the points were posted (a sale) or billed (a fee)."),
     ]
-    currency: Annotated[str, msgspec.Meta(description="ISO 4217 code of the amounts.")]
+    currency: Annotated[
+        str,
+        msgspec.Meta(
+            description="ISO 4217 code of the amounts: the program's (functional) currency for"
+            " a fee, converted when billed in another (`original_currency`)."
+        ),
+    ]
     price_minor: Annotated[
         int,
         msgspec.Meta(
@@ -216,6 +222,32 @@ class RevenueAllocationView(msgspec.Struct, kw_only=True, frozen=True):
     service_minor: Annotated[
         int, msgspec.Meta(description="A fee's service element (0 for a sale).")
     ]
+    original_currency: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The currency a fee was billed in when not the program's; none for a"
+            " sale or a fee billed in the program's currency."
+        ),
+    ] = None
+    original_minor: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="The fee as billed, in minor units of `original_currency`; `price_minor`"
+            " = original_minor x exchange_rate x 10^(difference of minor units), rounded half"
+            " to even."
+        ),
+    ] = None
+    exchange_rate: Annotated[
+        Decimal | None,
+        msgspec.Meta(
+            description="The rate converted at: one unit of `original_currency` in the"
+            " program's currency, in force on the statement's issue day (ledger's zone)."
+        ),
+    ] = None
+    exchange_rate_date: Annotated[
+        date | None,
+        msgspec.Meta(description="The day that rate took effect (on or before the issue day)."),
+    ] = None
 
 
 class RevenueAllocationPage(msgspec.Struct, kw_only=True, frozen=True):
