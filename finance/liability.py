@@ -39,6 +39,7 @@ from core.errors import NotFound
 from core.models import Program
 from core.principal import Principal
 from finance.issuers import issuer_of, issuers_of
+from finance.lot_settling import settle_apart
 from finance.report_dates import end_of_day
 from ledger import lots
 from ledger.liability_reads import ledger_time_zone, outstanding_by_account
@@ -138,6 +139,7 @@ async def liability(
     """The program's outstanding points at the end of ``as_of``, valued."""
     if not principal.sees_program(program.id):
         raise NotFound(f"no program {program.slug!r}")
+    await settle_apart(session, program.ledger_id)
     connection = await session_connection(session)
     zone = await ledger_time_zone(connection, program.ledger_id)
     value = await value_on(session, program, end_of_day(as_of, zone))

@@ -32,6 +32,7 @@ from core.pagination import Page, decode_cursor, page_of
 from core.principal import Principal
 from finance import reconciliation_checks as checks
 from finance import reconciliation_lots as lots
+from finance.lot_settling import settle_apart
 from finance.reconciliation_checks import CheckResult, Difference
 from finance.reconciliation_models import ReconciliationDifference, ReconciliationRun
 from finance.reconciliation_schemas import (
@@ -45,7 +46,6 @@ from finance.reconciliation_schemas import (
 from finance.report_dates import accounting_zone
 from ledger import new_id
 from ledger import reconciliation_reads as reads
-from ledger.lots import settle_lots
 from partners.money_ledger import ledger_name
 from rewards.connections import session_connection
 
@@ -85,17 +85,6 @@ async def _snapshot(session: AsyncSession) -> AsyncIterator[AsyncSession]:
             await reader.execute(text("SET TRANSACTION READ ONLY"))
             yield reader
             await reader.rollback()
-
-
-async def _settle(session: AsyncSession, ledger: int) -> None:
-    """Write the lots of the debits still to settle, committed on a
-    connection of its own (the ledger's lock held only meanwhile), so that
-    the snapshot's drill-downs show them."""
-    async with _engine(session).connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert isinstance(driver, asyncpg.Connection)
-        await settle_lots(driver, ledger=ledger)
 
 
 def window_of(zone: str, request: ReconciliationRunRequest, now: datetime) -> tuple[date, date]:
@@ -154,7 +143,8 @@ async def run_reconciliation(
     zone = await accounting_zone(await session_connection(session), program.ledger_id)
     first, last = window_of(zone, request, now)
     started = time.perf_counter()
-    await _settle(session, program.ledger_id)
+    # The snapshot is read-only: what waits is written first, apart.
+    await settle_apart(session, program.ledger_id)
     async with _snapshot(session) as reader:
         ledgers, results = await _find(reader, program, first, last)
     # The caller's clock gives the instant; how long the checks took, the run's own.

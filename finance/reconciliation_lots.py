@@ -56,7 +56,7 @@ async def _lot_difference(
             "account_id": str(account_id),
             "ledger": ledger,
             "posted_balance": posted,
-            "unsettled_debits": unsettled,
+            "unsettled": unsettled,
             "lots_remaining": remaining,
             "lots": [
                 {

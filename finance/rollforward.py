@@ -44,6 +44,7 @@ from core.errors import DomainError, ErrorKind, NotFound
 from core.models import Program
 from core.principal import Principal
 from finance.issuers import PARTNER, issuers_of
+from finance.lot_settling import settle_apart
 from finance.report_dates import Period
 from ledger import lots
 from ledger.liability_reads import ledger_time_zone
@@ -233,6 +234,7 @@ async def roll_forward(
     """The roll-forward of ``period`` (accounting days, inclusive)."""
     if not principal.sees_program(program.id):
         raise NotFound(f"no program {program.slug!r}")
+    await settle_apart(session, program.ledger_id)
     connection = await session_connection(session)
     ledger = program.ledger_id
     sources = await _sources(session, program, partner)

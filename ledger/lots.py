@@ -190,14 +190,16 @@ async def _writing(
     conn: Connection,
 ) -> AsyncIterator[asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | None]:
     """A connection in a transaction (a savepoint in the caller's own), or
-    None inside a read-only transaction: a snapshot reads the lots as last
-    settled (``accounts.lots_debited`` says what waits)."""
+    None inside a read-only or a repeatable-read transaction: a snapshot
+    reads the lots as last settled (the accounts' marks say what waits; its
+    writes would fail against a settlement committed after it began)."""
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as held, held.transaction():
             yield held
         return
     if conn.is_in_transaction() and await conn.fetchval(
         "SELECT current_setting('transaction_read_only') = 'on'"
+        " OR current_setting('transaction_isolation') <> 'read committed'"
     ):
         yield None
         return
@@ -208,12 +210,30 @@ async def _writing(
 _NOTHING = SettledLots(accounts=0, lots=0, movements=0)
 
 
+#: Whether a lot account the ledger moved since its mark waits to be settled
+#: (read without the ledger's lock).
+_LEDGER_WAITING = """
+    SELECT EXISTS (
+        SELECT 1 FROM ledgers l
+        JOIN transfers t ON t.ledger = l.id AND t."timestamp" > l.lots_settled_through
+        JOIN accounts a ON a.id IN (t.debit_account_id, t.credit_account_id)
+        WHERE l.id = $1
+          AND (a.debits_posted > a.lots_debited OR a.credits_posted > a.lots_credited)
+          AND a.code IN (SELECT code FROM ledger_lot_codes))"""
+
+
 async def settle_lots(conn: Connection, *, ledger: int) -> SettledLots:
-    """Write what every plain debit of the ledger's lot accounts not yet
-    settled consumed (``ledger_settle_ledger_lots``, under the ledger's lock
-    until the transaction ends)."""
+    """Write what the plain movements of the ledger's lot accounts not yet
+    settled made and consumed (``ledger_settle_ledger_lots``, under the
+    ledger's lock until the transaction ends). In a caller's transaction
+    the lock is taken only when something waits (it is then held until
+    that transaction ends: settle on a connection of its own first, as the
+    finance reads do, to keep it short)."""
+    nested = not isinstance(conn, asyncpg.Pool) and conn.is_in_transaction()
     async with _writing(conn) as held:
         if held is None:
+            return _NOTHING
+        if nested and not await held.fetchval(_LEDGER_WAITING, ledger):
             return _NOTHING
         row = await held.fetchrow(
             "SELECT accounts, lots, movements FROM ledger_settle_ledger_lots($1)", ledger

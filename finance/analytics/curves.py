@@ -14,6 +14,7 @@ from core.models import Program
 from core.principal import Principal
 from finance.analytics.schemas import CohortCurveView, RedemptionCurves
 from finance.analytics.valuation import RATIO_PLACES
+from finance.lot_settling import settle_apart
 from finance.report_dates import Period
 from finance.revenue import breakage
 from ledger import lots
@@ -30,6 +31,7 @@ async def redemption_curves(
     """Every cohort's curve as of the end of the month ``period``."""
     if not principal.sees_program(program.id):
         raise NotFound(f"no program {program.slug!r}")
+    await settle_apart(session, program.ledger_id)
     movements = await lots.cohort_development(
         await session_connection(session), ledger=program.ledger_id, through=period.last_day
     )

@@ -60,6 +60,7 @@ from finance.exchange_rates import (
     functional_minor,
     rate_in_force,
 )
+from finance.lot_settling import settle_apart
 from finance.report_dates import accounting_zone
 from finance.revenue import breakage
 from finance.revenue.allocation import allocate_sale
@@ -183,6 +184,8 @@ async def recognise_period(
             f"period: {period_label(period)} has not ended in {zone}"
             " (a period is recognised once it is over)"
         )
+    # Before the revenue lock: the ledger's lock only while it runs.
+    await settle_apart(session, program.ledger_id)
     await session.execute(
         text("SELECT pg_advisory_xact_lock(:key, hashtext(:program))"),
         {"key": REVENUE_LOCK, "program": str(program.id)},

@@ -79,7 +79,9 @@ DECLARE
     n integer := coalesce(cardinality(p_id), 0);
     v_now timestamptz := now();
     -- A replication apply or a restore brings the lots' own rows: what it
-    -- posts is not recorded, nor left for the settlement.
+    -- posts is not recorded, nor left for the settlement (the marks move
+    -- with the balances of an account that was settled; one with movements
+    -- waiting keeps its marks, and the settlement takes the replica's too).
     v_replica boolean := current_setting('session_replication_role') = 'replica';
     ts_base bigint;
     -- Per row. Sentinels (-1, 0) instead of NULL keep these arrays free of
@@ -258,16 +260,24 @@ BEGIN
                     0, p_metadata[1], p_effective_at[1], ts_base, v_now, NULL);
             UPDATE accounts a
             SET debits_posted = a.debits_posted + amt,
-                lots_debited = a.lots_debited + amt * v_replica::integer,
-                lots_through = CASE WHEN v_replica THEN greatest(a.lots_through, ts_base)
+                lots_debited = a.lots_debited
+                    + amt * (v_replica AND a.lots_debited = a.debits_posted
+                             AND a.lots_credited = a.credits_posted)::integer,
+                lots_through = CASE WHEN v_replica AND a.lots_debited = a.debits_posted
+                                         AND a.lots_credited = a.credits_posted
+                                    THEN greatest(a.lots_through, ts_base)
                                     ELSE a.lots_through END
             WHERE a.ctid = db_ctid AND a.id = p_debit[1];
             GET DIAGNOSTICS n_updated = ROW_COUNT;
             UPDATE accounts a
             SET credits_posted = a.credits_posted + amt,
                 lots_newest = greatest(a.lots_newest, coalesce(p_effective_at[1], v_now)),
-                lots_credited = a.lots_credited + amt * v_replica::integer,
-                lots_through = CASE WHEN v_replica THEN greatest(a.lots_through, ts_base)
+                lots_credited = a.lots_credited
+                    + amt * (v_replica AND a.lots_debited = a.debits_posted
+                             AND a.lots_credited = a.credits_posted)::integer,
+                lots_through = CASE WHEN v_replica AND a.lots_debited = a.debits_posted
+                                         AND a.lots_credited = a.credits_posted
+                                    THEN greatest(a.lots_through, ts_base)
                                     ELSE a.lots_through END
             WHERE a.ctid = cr_ctid AND a.id = p_credit[1];
             GET DIAGNOSTICS d = ROW_COUNT;
@@ -675,9 +685,15 @@ BEGIN
     SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
         credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo,
         lots_newest = greatest(a.lots_newest, u.newest),
-        lots_debited = a.lots_debited + u.dpo * v_replica::integer,
-        lots_credited = a.lots_credited + u.cpo * v_replica::integer,
-        lots_through = CASE WHEN v_replica THEN greatest(a.lots_through, ts_base + n)
+        lots_debited = a.lots_debited
+            + u.dpo * (v_replica AND a.lots_debited = a.debits_posted
+                     AND a.lots_credited = a.credits_posted)::integer,
+        lots_credited = a.lots_credited
+            + u.cpo * (v_replica AND a.lots_debited = a.debits_posted
+                     AND a.lots_credited = a.credits_posted)::integer,
+        lots_through = CASE WHEN v_replica AND a.lots_debited = a.debits_posted
+                                 AND a.lots_credited = a.credits_posted
+                            THEN greatest(a.lots_through, ts_base + n)
                             ELSE a.lots_through END
     FROM (SELECT u.id, u.ctid, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo,
                  u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo, x.newest

@@ -106,7 +106,10 @@ BEGIN
     END LOOP;
     -- Credits posted without the posting path's bookkeeping (before 0050, or
     -- as a replica) count in what a later credit must sort after.
-    UPDATE accounts a SET lots_newest = greatest(a.lots_newest, x.newest)
+    UPDATE accounts a
+    SET lots_newest = greatest(a.lots_newest, x.newest,
+                               (SELECT max(l.earned_at) FROM lots l
+                                WHERE l.account_id = a.id AND l.is_open))
     FROM (SELECT t.credit, max(t.business_at) AS newest FROM ledger_derive_transfers t
           WHERE t.credit_lot GROUP BY t.credit) x
     WHERE a.id = x.credit;

@@ -265,11 +265,16 @@ BEGIN
                 lots_created := lots_created + 1;
             END IF;
         END LOOP;
-        -- Settled through the call.
+        -- Settled through the call. A gift's lots keep the earned_at of the
+        -- lots they copy, which may be later than the gift: lots_newest is
+        -- the newest earned_at of the account's lots, not only of its credits.
         UPDATE accounts a
         SET lots_debited = a.lots_debited + s.debited,
             lots_credited = a.lots_credited + s.credited,
-            lots_through = greatest(a.lots_through, s.ts)
+            lots_through = greatest(a.lots_through, s.ts),
+            lots_newest = greatest(a.lots_newest,
+                                   (SELECT max(l.earned_at) FROM lots l
+                                    WHERE l.account_id = a.id AND l.is_open))
         FROM (SELECT m.account, sum(m.debited) AS debited, sum(m.credited) AS credited,
                      max(m.ts) AS ts
               FROM (SELECT u.debit AS account, u.amount AS debited, 0 AS credited, u.ts

@@ -5,11 +5,10 @@ CREATE OR REPLACE FUNCTION ledger_settle_account_lots(
 )
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- Every given account's ledger: what looks settled before the lock may
+    -- not be once a posting waiting for it commits.
     PERFORM pg_advisory_xact_lock(1279607879, q.ledger)
-    FROM (SELECT DISTINCT a.ledger FROM accounts a
-          WHERE a.id = ANY (p_accounts)
-            AND (a.debits_posted > a.lots_debited OR a.credits_posted > a.lots_credited)
-          ORDER BY 1) q;
+    FROM (SELECT DISTINCT a.ledger FROM accounts a WHERE a.id = ANY (p_accounts) ORDER BY 1) q;
     SELECT s.accounts, s.lots, s.movements INTO accounts, lots, movements
     FROM ledger_settle_lots(p_accounts) s;
 END $$;

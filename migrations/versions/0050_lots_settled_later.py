@@ -37,18 +37,18 @@ UPGRADE = (
     ("ledger_settle_lots.sql", "992464e509c8dd5307386c09fc0c7389741c824dfa17211fdd97c772e856b9d8"),
     (
         "ledger_settle_account_lots.sql",
-        "d884413614a510dbb71ea524e831a8ba5145d140f7b31bd799a479fde28e1c2d",
+        "762b21d02d50f99af8ef6aa3e1ffcff5ad57eaf87a67c5de13b4ed69fb67dfbe",
     ),
     (
         "ledger_settle_ledger_lots.sql",
         "4d2561e92922b6cb358f0a8ed2e22904d8dcf7ad6a523a2d449eec5ec8d9f2ad",
     ),
-    ("ledger_record_lots.sql", "3a8f24c887606826bc4a29c88a1ce4190a29501031310c247b0c9ce5498036f8"),
+    ("ledger_record_lots.sql", "f8710fd3755470d9882701cafcdbbb1735bd27d1f1240a03d147ce148ee76631"),
     (
         "ledger_create_transfers.sql",
-        "5aa87e7c8eec571ad856d9b8a29fc541e49b2e4dedeb53684d09dc14baa4070f",
+        "4ae22ad303bc2d7e91c0fa5b7eef91b2496d282aa7876170b245dda6475d5c03",
     ),
-    ("ledger_derive_lots.sql", "a1c2eda58182315bde2eec9604ffb7938dc49da86d8413f3a96ee2203a940280"),
+    ("ledger_derive_lots.sql", "410e8eb73f6429a8cd937c63edebf67816e6421116388abeb654b4ff67f5b9c1"),
 )
 
 #: What the downgrade puts back: the texts of 0045 and 0037.

@@ -160,3 +160,31 @@ async def test_a_read_only_snapshot_ties_the_lots_with_what_waits_to_settle(
         )
     assert (result.checked, result.differences) == (len(a.wallets), [])
     assert await _marks(pool, wallet) == (20, 0)
+
+
+async def test_a_credit_sorting_before_a_gifts_lots_waits_for_no_debit(
+    ledger: Ledger, pool: asyncpg.Pool, new_ledger: NewLedger
+) -> None:
+    a = await open_accounts(ledger, await new_ledger())
+    giver, wallet = a.wallets[0], a.wallets[1]
+    now = datetime.now(UTC)
+    earn = move(a.ledger, a.issuance, giver, 100, effective_at=now - timedelta(days=5))
+    assert await post(ledger, [earn]) == ["ok"]
+    # Backdated before the lot it copies: the receiver's lot keeps day -5.
+    gift = move(a.ledger, giver, wallet, 100, 5, effective_at=now - timedelta(days=9))
+    assert await post(ledger, [gift]) == ["ok"]
+    first = move(a.ledger, wallet, a.redemption, 50, 2)
+    assert await post(ledger, [first]) == ["ok"]
+    # After a debit still waiting, and before the gift's lot: no queue's.
+    earlier = move(a.ledger, a.issuance, wallet, 50, effective_at=now - timedelta(days=8))
+    assert await post(ledger, [earlier]) == ["ok"]
+    assert await _movements(pool, first.id) == 1
+    second = move(a.ledger, wallet, a.redemption, 10, 2)
+    assert await post(ledger, [second]) == ["ok"]
+
+    [copied] = [m.lot_id for m in await ledger_lots.movements_of_transfer(pool, first.id)]
+    moved = [(m.lot_id, m.points) for m in await ledger_lots.movements_of_transfer(pool, second.id)]
+    assert moved == [(earlier.id, -10)]
+    remaining = {lot.id: lot.remaining for lot in await ledger_lots.lots_of(pool, wallet)}
+    assert remaining == {copied: 50, earlier.id: 40}
+    await assert_as_the_model(pool, a.ledger, set(a.wallets))
