@@ -28,20 +28,21 @@ and (b)/(a), plus the latency of one transfer alone at low load; then
             over without, and a redemption-like workload
             (wallet -> redemption account debits of funded wallets, each
             consuming one to three lots) with and without. The posting
-            alone is what those ratios measure: a plain wallet debit writes
-            no lot row at posting, its settlement
+            alone is what those ratios measure: a plain earn or debit of a
+            wallet writes no lot row at posting, its settlement
             (``ledger_settle_ledger_lots``) does later; after each "with"
-            wallet-debit measurement that settlement is timed on its own
-            (debits and lot movements settled per second, and posting plus
-            settlement over without). Then the aggregate reads
-            (outstanding, a period's lot movements and daily totals)
-            against the full scans they replace, timed, and checked equal.
-            ``--interleaved N`` adds N turns of one batch into each of the
-            three databases in turn, medians of the batch times (steadier
-            on a shared machine); in "with", the mix and the wallet-debit
-            batches are each followed by a timed settlement of what they
-            left unsettled (per turn: median time, rates, and posting plus
-            settlement over without). ``--only-lots`` runs (e) alone. The
+            measurement (earn, mix, wallet debits) that settlement is timed
+            on its own (the earns and debits it settled, the lots and lot
+            movements it wrote, wallet movements and lot movements settled
+            per second, and posting plus settlement over without). Then the
+            aggregate reads (outstanding, a period's lot movements and daily
+            totals) against the full scans they replace, timed, and checked
+            equal. ``--interleaved N`` adds N turns of one batch into each
+            of the three databases in turn, medians of the batch times
+            (steadier on a shared machine); in "with", every batch is
+            followed by a timed settlement of what it left unsettled (per
+            phase: median time, counts, rates, and posting plus settlement
+            over without). ``--only-lots`` runs (e) alone. The
             wallets are member wallets (code 10, a lot code). The load
 generator (this script) shares the machine with PostgreSQL and the server.
 ``synchronous_commit`` stays on: every acknowledged batch is durable.

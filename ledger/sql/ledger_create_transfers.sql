@@ -127,7 +127,8 @@ DECLARE
     -- the aggregates: account codes (per account, and the lone transfer's two),
     -- each row's accounts as indexes into a_* (0: not posted), the ledgers'
     -- zones, the lot codes
-    a_code integer[]; a_settled bigint[]; a_newest timestamptz[]; rd integer[]; rc integer[];
+    a_code integer[]; a_settled bigint[]; a_newest timestamptz[]; a_credited timestamptz[];
+    rd integer[]; rc integer[];
     z_ledger integer[]; z_zone text[]; v_lot_codes integer[];
     db_code integer; cr_code integer; db_zone text;
     db_waiting boolean; cr_waiting boolean; db_newest timestamptz; cr_newest timestamptz;
@@ -454,6 +455,7 @@ BEGIN
                       || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
     a_id := coalesce(a_id, '{}');
     a_touched := array_fill(false, ARRAY[cardinality(a_id) + 1]);
+    a_credited := array_fill(NULL::timestamptz, ARRAY[cardinality(a_id) + 1]);
     -- Balances as read: the update at the end applies the difference.
     i_dp := a_dp; i_dpo := a_dpo; i_cp := a_cp; i_cpo := a_cpo;
 
@@ -622,6 +624,11 @@ BEGIN
         IF code = result_ok THEN
             a_touched[d] := true; a_touched[c] := true;
             rd[i] := d; rc[i] := c;
+            IF fl & 10 = 0 THEN
+                -- Kept in the loop: a join in the balances' update would
+                -- cost the planner its look-ups by address.
+                a_credited[c] := greatest(a_credited[c], coalesce(p_effective_at[i], v_now));
+            END IF;
             s := cslot[i];
             IF s > 0 THEN
                 -- A later post or void of this batch refers to this transfer.
@@ -684,7 +691,7 @@ BEGIN
     UPDATE accounts a
     SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
         credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo,
-        lots_newest = greatest(a.lots_newest, u.newest),
+        lots_newest = greatest(a.lots_newest, u.credited),
         lots_debited = a.lots_debited
             + u.dpo * (v_replica AND a.lots_debited = a.debits_posted
                      AND a.lots_credited = a.credits_posted)::integer,
@@ -696,14 +703,10 @@ BEGIN
                             THEN greatest(a.lots_through, ts_base + n)
                             ELSE a.lots_through END
     FROM (SELECT u.id, u.ctid, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo,
-                 u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo, x.newest
+                 u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo, u.credited
           FROM unnest(a_id, a_ctid, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo,
-                      a_touched)
-               WITH ORDINALITY AS u(id, ctid, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched, k)
-          LEFT JOIN (SELECT q.c, max(coalesce(q.effective_at, v_now)) AS newest
-                     FROM unnest(rc, p_effective_at, p_flags, r) AS q(c, effective_at, flags, res)
-                     WHERE q.res = result_ok AND q.flags & 10 = 0
-                     GROUP BY q.c) x ON x.c = u.k
+                      a_touched, a_credited)
+               AS u(id, ctid, dp, dpo, cp, cpo, idp, idpo, icp, icpo, touched, credited)
           WHERE u.touched) u
     WHERE a.ctid = u.ctid AND a.id = u.id;
     GET DIAGNOSTICS n_updated = ROW_COUNT;

@@ -14,6 +14,9 @@ BEGIN
     PERFORM pg_advisory_xact_lock(1279607879, p_ledger);
     SELECT l.lots_settled_through INTO v_mark FROM ledgers l WHERE l.id = p_ledger;
     IF NOT FOUND THEN RETURN; END IF;
+    -- The tail's pages summarised now (only those not yet: a few since the
+    -- last run), so that the BRIN index answers for the tail alone.
+    PERFORM brin_summarize_new_values('transfers_timestamp_brin');
     WITH tail AS (
         SELECT t.debit_account_id, t.credit_account_id, t."timestamp" AS ts
         FROM transfers t WHERE t."timestamp" > v_mark AND t.ledger = p_ledger

@@ -41,12 +41,12 @@ UPGRADE = (
     ),
     (
         "ledger_settle_ledger_lots.sql",
-        "4d2561e92922b6cb358f0a8ed2e22904d8dcf7ad6a523a2d449eec5ec8d9f2ad",
+        "887d085e43c1632715c0e276198250d75d0644e401ac6cd006f15607f8e7fecb",
     ),
     ("ledger_record_lots.sql", "f8710fd3755470d9882701cafcdbbb1735bd27d1f1240a03d147ce148ee76631"),
     (
         "ledger_create_transfers.sql",
-        "4ae22ad303bc2d7e91c0fa5b7eef91b2496d282aa7876170b245dda6475d5c03",
+        "e3016d9ddbc4cc8ac97d78461bfa4e4b31a445a32e3034dea5decebba1b234ce",
     ),
     ("ledger_derive_lots.sql", "410e8eb73f6429a8cd937c63edebf67816e6421116388abeb654b4ff67f5b9c1"),
 )
