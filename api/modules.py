@@ -82,7 +82,7 @@ LEDGER = Module(
         ),
         Job(
             name="settle-lots",
-            summary="Write the lots the wallets' plain debits consumed since the last run.",
+            summary="Write the lots that wallets' plain movements made and consumed.",
             run=_settle_lots,
             every=5.0,
         ),

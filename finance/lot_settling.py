@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from ledger.lots import SettledLots, settle_lots
 
 
-def _engine(session: AsyncSession) -> AsyncEngine:
+def engine_of(session: AsyncSession) -> AsyncEngine:
+    """The engine a session's connections come from."""
     bind = session.bind
     if isinstance(bind, AsyncConnection):
         return bind.engine
@@ -23,7 +24,7 @@ def _engine(session: AsyncSession) -> AsyncEngine:
 async def settle_apart(session: AsyncSession, ledger: int) -> SettledLots:
     """Settle ``ledger``'s lots, committed on a connection of the session's
     engine other than the session's."""
-    async with _engine(session).connect() as connection:
+    async with engine_of(session).connect() as connection:
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert isinstance(driver, asyncpg.Connection)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox
 from core.errors import DomainError, ErrorKind, NotFound
@@ -32,7 +32,7 @@ from core.pagination import Page, decode_cursor, page_of
 from core.principal import Principal
 from finance import reconciliation_checks as checks
 from finance import reconciliation_lots as lots
-from finance.lot_settling import settle_apart
+from finance.lot_settling import engine_of, settle_apart
 from finance.reconciliation_checks import CheckResult, Difference
 from finance.reconciliation_models import ReconciliationDifference, ReconciliationRun
 from finance.reconciliation_schemas import (
@@ -67,19 +67,11 @@ class InvalidReconciliationWindow(DomainError):
     kind = ErrorKind.INVALID
 
 
-def _engine(session: AsyncSession) -> AsyncEngine:
-    bind = session.bind
-    if isinstance(bind, AsyncConnection):
-        return bind.engine
-    assert isinstance(bind, AsyncEngine)
-    return bind
-
-
 @contextlib.asynccontextmanager
 async def _snapshot(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     """A read-only session of its own in a repeatable-read transaction: all
     its reads see one instant, whatever commits meanwhile."""
-    async with _engine(session).connect() as connection:
+    async with engine_of(session).connect() as connection:
         await connection.execution_options(isolation_level="REPEATABLE READ")
         async with AsyncSession(bind=connection) as reader:
             await reader.execute(text("SET TRANSACTION READ ONLY"))

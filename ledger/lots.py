@@ -210,18 +210,6 @@ async def _writing(
 _NOTHING = SettledLots(accounts=0, lots=0, movements=0)
 
 
-#: Whether a lot account the ledger moved since its mark waits to be settled
-#: (read without the ledger's lock).
-_LEDGER_WAITING = """
-    SELECT EXISTS (
-        SELECT 1 FROM ledgers l
-        JOIN transfers t ON t.ledger = l.id AND t."timestamp" > l.lots_settled_through
-        JOIN accounts a ON a.id IN (t.debit_account_id, t.credit_account_id)
-        WHERE l.id = $1
-          AND (a.debits_posted > a.lots_debited OR a.credits_posted > a.lots_credited)
-          AND a.code IN (SELECT code FROM ledger_lot_codes))"""
-
-
 async def settle_lots(conn: Connection, *, ledger: int) -> SettledLots:
     """Write what the plain movements of the ledger's lot accounts not yet
     settled made and consumed (``ledger_settle_ledger_lots``, under the
@@ -233,10 +221,10 @@ async def settle_lots(conn: Connection, *, ledger: int) -> SettledLots:
     async with _writing(conn) as held:
         if held is None:
             return _NOTHING
-        if nested and not await held.fetchval(_LEDGER_WAITING, ledger):
-            return _NOTHING
         row = await held.fetchrow(
-            "SELECT accounts, lots, movements FROM ledger_settle_ledger_lots($1)", ledger
+            "SELECT accounts, lots, movements FROM ledger_settle_ledger_lots($1, $2)",
+            ledger,
+            nested,
         )
     assert row is not None
     return SettledLots(**_ints(row))

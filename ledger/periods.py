@@ -95,7 +95,7 @@ async def close_through(conn: Connection, ledger: int, at: datetime) -> datetime
             raise BoundaryInFuture(f"cannot close ledger {ledger} through {at.isoformat()}")
         if boundary is not None and boundary >= at:
             return boundary
-        # The lots of the debits not settled yet are written before the close:
+        # The lots of the movements not settled yet are written before the close:
         # a closed period's lot aggregates do not change after it.
         await conn.execute("SELECT * FROM ledger_settle_ledger_lots($1)", ledger)
         await conn.execute("UPDATE ledgers SET closed_through = $2 WHERE id = $1", ledger, at)

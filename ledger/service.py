@@ -163,10 +163,10 @@ class Ledger:
         return sum(1 for o in outcomes if o.ok)
 
     async def settle_lots(self) -> int:
-        """Write what the lot accounts' plain debits consumed, ledger by
-        ledger (each under its own lock, briefly); returns the lot movements
-        written. What a debit consumes is fixed when it posts: this only
-        writes it down (``ledger.lots.settle_lots``)."""
+        """Write what the lot accounts' plain movements made and consumed,
+        ledger by ledger (each under its own lock, briefly); returns the lot
+        movements written. What a movement makes or consumes is fixed when it
+        posts: this only writes it down (``ledger.lots.settle_lots``)."""
         written = 0
         for ledger_id in await self.pool.fetch("SELECT id FROM ledgers ORDER BY id"):
             settled = await lots.settle_lots(self.pool, ledger=ledger_id["id"])

@@ -69,7 +69,9 @@ RUN_DESCRIPTION = (
     " recognise each cohort's deferral in proportion to its points redeemed over those"
     " expected, with a cumulative catch-up (a period's revenue can be negative). Audited."
     " The same period again answers the stored run (200) and writes nothing. 422"
-    " revenue-period-not-ended; 409 revenue-later-period-recognised (periods run in order)."
+    " revenue-period-not-ended; 409 revenue-later-period-recognised (periods run in order);"
+    " 409 exchange-rate-missing when a partner fee billed in another currency has no rate in"
+    " force on its statement's issue day (`/finance/exchange-rates`)."
 )
 JOURNAL_DESCRIPTION = (
     "The period's journal as the general ledger takes it, streamed: one row per line, with"

@@ -79,9 +79,10 @@ DECLARE
     n integer := coalesce(cardinality(p_id), 0);
     v_now timestamptz := now();
     -- A replication apply or a restore brings the lots' own rows: what it
-    -- posts is not recorded, nor left for the settlement (the marks move
-    -- with the balances of an account that was settled; one with movements
-    -- waiting keeps its marks, and the settlement takes the replica's too).
+    -- posts is not recorded, nor left for the settlement (step 4: the marks
+    -- move with the balances of an account that was settled; one with
+    -- movements waiting keeps its marks, and the settlement takes the
+    -- replica's too).
     v_replica boolean := current_setting('session_replication_role') = 'replica';
     ts_base bigint;
     -- Per row. Sentinels (-1, 0) instead of NULL keep these arrays free of
@@ -127,11 +128,12 @@ DECLARE
     -- the aggregates: account codes (per account, and the lone transfer's two),
     -- each row's accounts as indexes into a_* (0: not posted), the ledgers'
     -- zones, the lot codes
-    a_code integer[]; a_settled bigint[]; a_newest timestamptz[]; a_credited timestamptz[];
+    a_code integer[]; a_waiting boolean[]; a_newest timestamptz[]; a_credited timestamptz[];
     rd integer[]; rc integer[];
     z_ledger integer[]; z_zone text[]; v_lot_codes integer[];
     db_code integer; cr_code integer; db_zone text;
     db_waiting boolean; cr_waiting boolean; db_newest timestamptz; cr_newest timestamptz;
+    db_settled boolean; cr_settled boolean;
     l_id uuid[]; l_debit uuid[]; l_credit uuid[]; l_amount bigint[]; l_ledger integer[];
     l_code integer[]; l_metadata jsonb[]; l_business_at timestamptz[]; l_day date[];
     l_zone text[]; l_ts bigint[]; l_debit_lot boolean[]; l_credit_lot boolean[];
@@ -216,9 +218,10 @@ BEGIN
             -- The ledger's boundary comes with the debit account: no statement more.
             SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
                    a.credits_pending, a.credits_posted, l.closed_through, a.code, l.time_zone,
-                   a.debits_posted > a.lots_debited, a.lots_newest
+                   a.debits_posted > a.lots_debited, a.lots_newest,
+                   a.debits_posted = a.lots_debited AND a.credits_posted = a.lots_credited
             INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo, db_closed,
-                 db_code, db_zone, db_waiting, db_newest
+                 db_code, db_zone, db_waiting, db_newest, db_settled
             FROM accounts a LEFT JOIN ledgers l ON l.id = p_ledger[1]
             WHERE a.id = p_debit[1];
             IF NOT FOUND THEN
@@ -226,9 +229,10 @@ BEGIN
             ELSE
                 SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
                        a.credits_pending, a.credits_posted, a.code,
-                       a.debits_posted > a.lots_debited, a.lots_newest
+                       a.debits_posted > a.lots_debited, a.lots_newest,
+                       a.debits_posted = a.lots_debited AND a.credits_posted = a.lots_credited
                 INTO cr_ctid, cr_ledger, cr_flags, cr_dp, cr_dpo, cr_cp, cr_cpo, cr_code,
-                     cr_waiting, cr_newest
+                     cr_waiting, cr_newest, cr_settled
                 FROM accounts a WHERE a.id = p_credit[1];
                 IF NOT FOUND THEN
                     code := result_credit_account_not_found;
@@ -260,26 +264,12 @@ BEGIN
             VALUES (p_id[1], p_debit[1], p_credit[1], amt, p_ledger[1], p_code[1], 0, NULL,
                     0, p_metadata[1], p_effective_at[1], ts_base, v_now, NULL);
             UPDATE accounts a
-            SET debits_posted = a.debits_posted + amt,
-                lots_debited = a.lots_debited
-                    + amt * (v_replica AND a.lots_debited = a.debits_posted
-                             AND a.lots_credited = a.credits_posted)::integer,
-                lots_through = CASE WHEN v_replica AND a.lots_debited = a.debits_posted
-                                         AND a.lots_credited = a.credits_posted
-                                    THEN greatest(a.lots_through, ts_base)
-                                    ELSE a.lots_through END
+            SET debits_posted = a.debits_posted + amt
             WHERE a.ctid = db_ctid AND a.id = p_debit[1];
             GET DIAGNOSTICS n_updated = ROW_COUNT;
             UPDATE accounts a
             SET credits_posted = a.credits_posted + amt,
-                lots_newest = greatest(a.lots_newest, coalesce(p_effective_at[1], v_now)),
-                lots_credited = a.lots_credited
-                    + amt * (v_replica AND a.lots_debited = a.debits_posted
-                             AND a.lots_credited = a.credits_posted)::integer,
-                lots_through = CASE WHEN v_replica AND a.lots_debited = a.debits_posted
-                                         AND a.lots_credited = a.credits_posted
-                                    THEN greatest(a.lots_through, ts_base)
-                                    ELSE a.lots_through END
+                lots_newest = greatest(a.lots_newest, coalesce(p_effective_at[1], v_now))
             WHERE a.ctid = cr_ctid AND a.id = p_credit[1];
             GET DIAGNOSTICS d = ROW_COUNT;
             IF n_updated + d <> 2 THEN
@@ -313,6 +303,13 @@ BEGIN
                         ARRAY[db_newest, cr_newest]);
                 END IF;
                 PERFORM set_config('ledger.recording', 'off', true);
+            ELSE
+                -- Neither recorded nor left to the settlement: a settled
+                -- account's marks move with its balances.
+                UPDATE accounts a
+                SET lots_debited = a.debits_posted, lots_credited = a.credits_posted,
+                    lots_through = greatest(a.lots_through, ts_base)
+                WHERE (a.id = p_debit[1] AND db_settled) OR (a.id = p_credit[1] AND cr_settled);
             END IF;
         ELSIF code > result_exists_with_different_fields AND code <> result_id_must_not_be_zero
               AND NOT lone_from_pre AND p_id[1] <> c_nil THEN
@@ -447,8 +444,8 @@ BEGIN
     SELECT array_agg(a.id), array_agg(a.ctid), array_agg(a.ledger), array_agg(a.flags),
            array_agg(a.debits_pending), array_agg(a.debits_posted),
            array_agg(a.credits_pending), array_agg(a.credits_posted), array_agg(a.code),
-           array_agg(a.lots_debited), array_agg(a.lots_newest)
-    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code, a_settled,
+           array_agg(a.debits_posted > a.lots_debited), array_agg(a.lots_newest)
+    INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code, a_waiting,
          a_newest
     FROM accounts a
     WHERE a.id = ANY (p_debit || p_credit
@@ -691,17 +688,7 @@ BEGIN
     UPDATE accounts a
     SET debits_pending = a.debits_pending + u.dp, debits_posted = a.debits_posted + u.dpo,
         credits_pending = a.credits_pending + u.cp, credits_posted = a.credits_posted + u.cpo,
-        lots_newest = greatest(a.lots_newest, u.credited),
-        lots_debited = a.lots_debited
-            + u.dpo * (v_replica AND a.lots_debited = a.debits_posted
-                     AND a.lots_credited = a.credits_posted)::integer,
-        lots_credited = a.lots_credited
-            + u.cpo * (v_replica AND a.lots_debited = a.debits_posted
-                     AND a.lots_credited = a.credits_posted)::integer,
-        lots_through = CASE WHEN v_replica AND a.lots_debited = a.debits_posted
-                                 AND a.lots_credited = a.credits_posted
-                            THEN greatest(a.lots_through, ts_base + n)
-                            ELSE a.lots_through END
+        lots_newest = greatest(a.lots_newest, u.credited)
     FROM (SELECT u.id, u.ctid, u.dp - u.idp AS dp, u.dpo - u.idpo AS dpo,
                  u.cp - u.icp AS cp, u.cpo - u.icpo AS cpo, u.credited
           FROM unnest(a_id, a_ctid, a_dp, a_dpo, a_cp, a_cpo, i_dp, i_dpo, i_cp, i_cpo,
@@ -774,14 +761,18 @@ BEGIN
                 FROM ledger_record_lots(l_id, l_debit, l_credit, l_amount, l_ledger, l_code,
                                         l_metadata, l_business_at, l_day, l_zone, l_ts,
                                         l_debit_lot, l_credit_lot, l_debit_lot, a_id,
-                                        ARRAY(SELECT u.dpo > u.settled
-                                              FROM unnest(i_dpo, a_settled)
-                                                   WITH ORDINALITY AS u(dpo, settled, k)
-                                              ORDER BY u.k),
-                                        a_newest);
+                                        a_waiting, a_newest);
             END IF;
         END IF;
         PERFORM set_config('ledger.recording', 'off', true);
+    ELSE
+        -- Neither recorded nor left to the settlement: a settled account's
+        -- marks move with its balances.
+        UPDATE accounts a
+        SET lots_debited = a.debits_posted, lots_credited = a.credits_posted,
+            lots_through = greatest(a.lots_through, ts_base + n)
+        FROM unnest(a_id, i_dpo, i_cpo, a_touched) AS u(id, dpo, cpo, touched)
+        WHERE u.touched AND a.id = u.id AND a.lots_debited = u.dpo AND a.lots_credited = u.cpo;
     END IF;
 
     IF has_two_phase OR EXISTS (SELECT 1 FROM unnest(p_flags, p_timeout) u(f, t)

@@ -17,15 +17,14 @@
 -- an account is settled). An account is no queue in this call when it has
 -- a directed debit, a restoration, a gift given or received, or a credit
 -- after an unsettled debit (of an earlier call, or of this one) that sorts
--- before a lot made earlier (the account's newest business time of a
--- credit, p_newest, or an earlier credit of the call): it is settled up to
+-- before a lot made earlier (p_newest, or an earlier credit of the call):
+-- it is settled up to
 -- the call, then its movements of the call are recorded one at a time, and
 -- it leaves the call settled.
 -- Per row: p_debit_lot consume the debit account's lots; p_credit_lot record
 -- on the credit account; p_gift the debit account keeps lots (a gift).
--- Per lot account of the call (p_accounts): p_waiting whether it has
--- unsettled debits before the call, p_newest the newest business time of
--- the credits it took before it.
+-- Per account of the call (p_accounts): p_waiting whether it has unsettled
+-- debits before the call, p_newest accounts.lots_newest before it.
 -- Malformed "lots", "restores" or "lot_expires_at" values are ignored.
 CREATE OR REPLACE FUNCTION ledger_record_lots(
     p_id uuid[], p_debit uuid[], p_credit uuid[], p_amount bigint[], p_ledger integer[],

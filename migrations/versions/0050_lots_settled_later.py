@@ -41,12 +41,12 @@ UPGRADE = (
     ),
     (
         "ledger_settle_ledger_lots.sql",
-        "887d085e43c1632715c0e276198250d75d0644e401ac6cd006f15607f8e7fecb",
+        "d04a551b20ab57517cfcd05a2a349c7c034b90450c78f4710d77371fcee2cf61",
     ),
-    ("ledger_record_lots.sql", "f8710fd3755470d9882701cafcdbbb1735bd27d1f1240a03d147ce148ee76631"),
+    ("ledger_record_lots.sql", "60498929589fa1584da2a1ec5e951766f9577bda3dbe9a5d0bdaea2d1f7aa476"),
     (
         "ledger_create_transfers.sql",
-        "e3016d9ddbc4cc8ac97d78461bfa4e4b31a445a32e3034dea5decebba1b234ce",
+        "a30eaeb046f794da42a495ceac6f49ea8fe8aef9f7e083c6e4fd623a4a299c7a",
     ),
     ("ledger_derive_lots.sql", "410e8eb73f6429a8cd937c63edebf67816e6421116388abeb654b4ff67f5b9c1"),
 )
@@ -113,7 +113,7 @@ def downgrade() -> None:
         " AND (debits_posted > lots_debited OR credits_posted > lots_credited)))"
     )
     op.execute(f"DROP FUNCTION {_NEW_RECORD}")
-    op.execute("DROP FUNCTION ledger_settle_ledger_lots(integer)")
+    op.execute("DROP FUNCTION ledger_settle_ledger_lots(integer, boolean)")
     op.execute("DROP FUNCTION ledger_settle_account_lots(uuid[])")
     op.execute("DROP FUNCTION ledger_settle_lots(uuid[], bigint)")
     for path, sha256 in DOWNGRADE:
