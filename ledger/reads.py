@@ -36,6 +36,8 @@ TABLES = frozenset(
         "lot_movements",
         "ledger_daily_totals",
         "lot_daily_movements",
+        "account_class_changes",
+        "ledger_class_moves",
         "transfer_timestamp_seq",
         "account_timestamp_seq",
     }

@@ -26,7 +26,12 @@
 -- code is in ledger_lot_codes: since migration 0050 only the movements that
 -- are no queue's, the plain ones left to ledger_settle_lots, with each
 -- account's lots_newest (the newest business time of a credit) kept here
--- for what sorts where. As the trigger did, nothing is recorded when
+-- for what sorts where. Since migration 0052 the daily totals carry each
+-- account's class as the batch found it (accounts.account_class, which its
+-- owner assigns with ledger_set_account_classes); a movement dated before
+-- its account's last change of class is put back in the class in force then
+-- by ledger_correct_account_classes (ledger_class_moves). As the trigger did,
+-- nothing is recorded when
 -- session_replication_role is replica (a replication apply or a restore
 -- brings the aggregates' own rows), nor left to the settlement.
 CREATE OR REPLACE FUNCTION ledger_create_transfers(
@@ -134,6 +139,11 @@ DECLARE
     db_code integer; cr_code integer; db_zone text;
     db_waiting boolean; cr_waiting boolean; db_newest timestamptz; cr_newest timestamptz;
     db_settled boolean; cr_settled boolean;
+    -- classes (migration 0052): each account's, since when ('-infinity':
+    -- never changed), and whether a movement of the batch is dated before
+    -- its account's change
+    a_class integer[]; a_class_since timestamptz[]; v_reclassed boolean := false;
+    db_class integer; cr_class integer; db_class_since timestamptz; cr_class_since timestamptz;
     l_id uuid[]; l_debit uuid[]; l_credit uuid[]; l_amount bigint[]; l_ledger integer[];
     l_code integer[]; l_metadata jsonb[]; l_business_at timestamptz[]; l_day date[];
     l_zone text[]; l_ts bigint[]; l_debit_lot boolean[]; l_credit_lot boolean[];
@@ -219,9 +229,10 @@ BEGIN
             SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
                    a.credits_pending, a.credits_posted, l.closed_through, a.code, l.time_zone,
                    a.debits_posted > a.lots_debited, a.lots_newest,
-                   a.debits_posted = a.lots_debited AND a.credits_posted = a.lots_credited
+                   a.debits_posted = a.lots_debited AND a.credits_posted = a.lots_credited,
+                   a.account_class, coalesce(a.class_since, '-infinity')
             INTO db_ctid, db_ledger, db_flags, db_dp, db_dpo, db_cp, db_cpo, db_closed,
-                 db_code, db_zone, db_waiting, db_newest, db_settled
+                 db_code, db_zone, db_waiting, db_newest, db_settled, db_class, db_class_since
             FROM accounts a LEFT JOIN ledgers l ON l.id = p_ledger[1]
             WHERE a.id = p_debit[1];
             IF NOT FOUND THEN
@@ -230,9 +241,10 @@ BEGIN
                 SELECT a.ctid, a.ledger, a.flags, a.debits_pending, a.debits_posted,
                        a.credits_pending, a.credits_posted, a.code,
                        a.debits_posted > a.lots_debited, a.lots_newest,
-                       a.debits_posted = a.lots_debited AND a.credits_posted = a.lots_credited
+                       a.debits_posted = a.lots_debited AND a.credits_posted = a.lots_credited,
+                       a.account_class, coalesce(a.class_since, '-infinity')
                 INTO cr_ctid, cr_ledger, cr_flags, cr_dp, cr_dpo, cr_cp, cr_cpo, cr_code,
-                     cr_waiting, cr_newest, cr_settled
+                     cr_waiting, cr_newest, cr_settled, cr_class, cr_class_since
                 FROM accounts a WHERE a.id = p_credit[1];
                 IF NOT FOUND THEN
                     code := result_credit_account_not_found;
@@ -280,14 +292,23 @@ BEGIN
             IF NOT v_replica THEN
                 PERFORM set_config('ledger.recording', 'on', true);
                 INSERT INTO ledger_daily_totals (ledger, day, code, debit_account_code,
-                                                 credit_account_code, amount, transfers)
+                                                 credit_account_code, debit_class,
+                                                 credit_class, amount, transfers)
                 VALUES (p_ledger[1],
                         (coalesce(p_effective_at[1], v_now) AT TIME ZONE db_zone)::date,
-                        p_code[1], db_code, cr_code, amt, 1)
+                        p_code[1], db_code, cr_code, db_class, cr_class, amt, 1)
                 -- By name: "code" is a variable of the function too.
                 ON CONFLICT ON CONSTRAINT ledger_daily_totals_pkey
                 DO UPDATE SET amount = ledger_daily_totals.amount + excluded.amount,
                               transfers = ledger_daily_totals.transfers + 1;
+                IF coalesce(p_effective_at[1], v_now) < greatest(db_class_since, cr_class_since)
+                THEN
+                    PERFORM ledger_correct_account_classes(
+                        ARRAY[p_debit[1], p_credit[1]], ARRAY[-amt, amt],
+                        ARRAY[coalesce(p_effective_at[1], v_now),
+                              coalesce(p_effective_at[1], v_now)],
+                        ARRAY[db_class, cr_class]);
+                END IF;
                 SELECT coalesce(array_agg(x.code), '{}') INTO v_lot_codes
                 FROM ledger_lot_codes x WHERE x.code IN (db_code, cr_code);
                 IF cardinality(v_lot_codes) > 0 THEN
@@ -444,9 +465,10 @@ BEGIN
     SELECT array_agg(a.id), array_agg(a.ctid), array_agg(a.ledger), array_agg(a.flags),
            array_agg(a.debits_pending), array_agg(a.debits_posted),
            array_agg(a.credits_pending), array_agg(a.credits_posted), array_agg(a.code),
-           array_agg(a.debits_posted > a.lots_debited), array_agg(a.lots_newest)
+           array_agg(a.debits_posted > a.lots_debited), array_agg(a.lots_newest),
+           array_agg(a.account_class), array_agg(coalesce(a.class_since, '-infinity'))
     INTO a_id, a_ctid, a_ledger, a_flags, a_dp, a_dpo, a_cp, a_cpo, a_code, a_waiting,
-         a_newest
+         a_newest, a_class, a_class_since
     FROM accounts a
     WHERE a.id = ANY (p_debit || p_credit
                       || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
@@ -625,6 +647,10 @@ BEGIN
                 -- Kept in the loop: a join in the balances' update would
                 -- cost the planner its look-ups by address.
                 a_credited[c] := greatest(a_credited[c], coalesce(p_effective_at[i], v_now));
+                IF greatest(a_class_since[d], a_class_since[c])
+                   > coalesce(p_effective_at[i], v_now) THEN
+                    v_reclassed := true;
+                END IF;
             END IF;
             s := cslot[i];
             IF s > 0 THEN
@@ -714,24 +740,44 @@ BEGIN
         SELECT array_agg(l.id), array_agg(l.time_zone) INTO z_ledger, z_zone
         FROM ledgers l WHERE l.id = ANY (f_ledger);
         INSERT INTO ledger_daily_totals (ledger, day, code, debit_account_code,
-                                         credit_account_code, amount, transfers)
+                                         credit_account_code, debit_class, credit_class,
+                                         amount, transfers)
         SELECT g.ledger,
                (g.business_at AT TIME ZONE z_zone[array_position(z_ledger, g.ledger)])::date,
-               g.code, g.debit_code, g.credit_code, sum(g.amount), sum(g.transfers)
+               g.code, g.debit_code, g.credit_code, g.debit_class, g.credit_class,
+               sum(g.amount), sum(g.transfers)
         FROM (
             SELECT u.ledger, coalesce(u.effective_at, v_now) AS business_at, u.code,
                    a_code[u.d] AS debit_code, a_code[u.c] AS credit_code,
+                   a_class[u.d] AS debit_class, a_class[u.c] AS credit_class,
                    sum(u.amount) AS amount, count(*) AS transfers
             FROM unnest(f_amount, f_ledger, f_code, p_effective_at, p_flags, r, rd, rc)
                  AS u(amount, ledger, code, effective_at, flags, res, d, c)
             WHERE u.res = result_ok AND u.flags & 10 = 0
-            GROUP BY 1, 2, 3, 4, 5
+            GROUP BY 1, 2, 3, 4, 5, 6, 7
         ) g
-        GROUP BY 1, 2, 3, 4, 5
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
         -- By name: "code" is a variable of the function too.
         ON CONFLICT ON CONSTRAINT ledger_daily_totals_pkey
         DO UPDATE SET amount = ledger_daily_totals.amount + excluded.amount,
                       transfers = ledger_daily_totals.transfers + excluded.transfers;
+        IF v_reclassed THEN
+            -- Rare: a movement dated before its account's last change of class.
+            PERFORM ledger_correct_account_classes(array_agg(x.account), array_agg(x.points),
+                                                   array_agg(x.business_at), array_agg(x.cls))
+            FROM (
+                SELECT CASE WHEN s.side THEN f_credit[s.i] ELSE f_debit[s.i] END AS account,
+                       CASE WHEN s.side THEN f_amount[s.i] ELSE -f_amount[s.i] END AS points,
+                       coalesce(p_effective_at[s.i], v_now) AS business_at,
+                       a_class[CASE WHEN s.side THEN rc[s.i] ELSE rd[s.i] END] AS cls
+                FROM generate_series(1, n) AS q(i)
+                CROSS JOIN LATERAL (VALUES (q.i, false), (q.i, true)) AS s(i, side)
+                WHERE r[s.i] = result_ok AND p_flags[s.i] & 10 = 0
+                  AND a_class_since[CASE WHEN s.side THEN rc[s.i] ELSE rd[s.i] END]
+                      > coalesce(p_effective_at[s.i], v_now)
+                ORDER BY s.i, s.side
+            ) x;
+        END IF;
         SELECT coalesce(array_agg(x.code), '{}') INTO v_lot_codes FROM ledger_lot_codes x;
         IF cardinality(v_lot_codes) > 0 THEN
             SELECT array_agg(s.id), array_agg(s.debit), array_agg(s.credit),

@@ -45,7 +45,7 @@ UPGRADE = (
     ),
     ("ledger_record_lots.sql", "60498929589fa1584da2a1ec5e951766f9577bda3dbe9a5d0bdaea2d1f7aa476"),
     (
-        "ledger_create_transfers.sql",
+        "history/0050_lots_settled_later/ledger_create_transfers.sql",
         "a30eaeb046f794da42a495ceac6f49ea8fe8aef9f7e083c6e4fd623a4a299c7a",
     ),
     ("ledger_derive_lots.sql", "410e8eb73f6429a8cd937c63edebf67816e6421116388abeb654b4ff67f5b9c1"),
