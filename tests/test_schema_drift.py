@@ -43,6 +43,8 @@ UNMODELLED: dict[str, str] = {
     "lot_movements": _LEDGER,
     "ledger_daily_totals": _LEDGER,
     "lot_daily_movements": _LEDGER,
+    "account_class_changes": _LEDGER,
+    "ledger_class_moves": _LEDGER,
     "api_keys": _SQL,
     "behaviour_events": _SQL,
     "points_purchases": _SQL,
