@@ -18,7 +18,10 @@
 --
 -- Under each touched ledger's posting lock (the advisory lock of
 -- ledger_create_transfers), taken in ledger order: no batch of the ledger
--- runs between the balance read here and the class written.
+-- runs between the balance read here and the class written. The moves are
+-- summed per key and written once at the end: an upsert per account would
+-- update one row many times in one transaction (its version chain grows
+-- with every update: quadratic for a large call).
 CREATE OR REPLACE FUNCTION ledger_set_account_classes(
     p_accounts uuid[], p_classes integer[], p_at timestamptz[]
 ) RETURNS integer
@@ -29,6 +32,10 @@ DECLARE
     v_at timestamptz;
     v_day date;
     acct record;
+    -- the call's moves, one element per (account, day)
+    m_ledger integer[] := '{}'; m_day date[] := '{}'; m_code integer[] := '{}';
+    m_from integer[] := '{}'; m_to integer[] := '{}'; m_points numeric[] := '{}';
+    x record;
 BEGIN
     IF cardinality(p_accounts) IS DISTINCT FROM cardinality(p_classes)
        OR cardinality(p_accounts) IS DISTINCT FROM cardinality(p_at) THEN
@@ -67,30 +74,30 @@ BEGIN
         IF v.at IS NULL THEN
             -- Now, under the lock: nothing posted is dated after it.
             IF acct.net <> 0 THEN
-                INSERT INTO ledger_class_moves AS m (ledger, day, account_code, from_class,
-                                                     to_class, points)
-                VALUES (acct.ledger, v_day, acct.code, acct.account_class, v.cls, acct.net)
-                ON CONFLICT ON CONSTRAINT ledger_class_moves_pkey
-                DO UPDATE SET points = m.points + excluded.points;
+                m_ledger := m_ledger || acct.ledger; m_day := m_day || v_day;
+                m_code := m_code || acct.code; m_from := m_from || acct.account_class;
+                m_to := m_to || v.cls; m_points := m_points || acct.net::numeric;
             END IF;
         ELSE
-            INSERT INTO ledger_class_moves AS m (ledger, day, account_code, from_class,
-                                                 to_class, points)
-            SELECT acct.ledger, x.day, acct.code, acct.account_class, v.cls, sum(x.points)
-            FROM (
-                SELECT CASE WHEN coalesce(t.effective_at, t.created_at) <= v_at THEN v_day
-                            ELSE (coalesce(t.effective_at, t.created_at)
-                                  AT TIME ZONE acct.time_zone)::date END AS day,
-                       CASE WHEN t.credit_account_id = v.id THEN t.amount
-                            ELSE -t.amount END AS points
-                FROM transfers t
-                WHERE (t.credit_account_id = v.id OR t.debit_account_id = v.id)
-                  AND t.ledger <> 0 AND t.flags & 10 = 0
-            ) x
-            GROUP BY x.day
-            HAVING sum(x.points) <> 0
-            ON CONFLICT ON CONSTRAINT ledger_class_moves_pkey
-            DO UPDATE SET points = m.points + excluded.points;
+            FOR x IN
+                SELECT y.day, sum(y.points) AS points
+                FROM (
+                    SELECT CASE WHEN coalesce(t.effective_at, t.created_at) <= v_at THEN v_day
+                                ELSE (coalesce(t.effective_at, t.created_at)
+                                      AT TIME ZONE acct.time_zone)::date END AS day,
+                           CASE WHEN t.credit_account_id = v.id THEN t.amount
+                                ELSE -t.amount END AS points
+                    FROM transfers t
+                    WHERE (t.credit_account_id = v.id OR t.debit_account_id = v.id)
+                      AND t.ledger <> 0 AND t.flags & 10 = 0
+                ) y
+                GROUP BY y.day
+                HAVING sum(y.points) <> 0
+            LOOP
+                m_ledger := m_ledger || acct.ledger; m_day := m_day || x.day;
+                m_code := m_code || acct.code; m_from := m_from || acct.account_class;
+                m_to := m_to || v.cls; m_points := m_points || x.points;
+            END LOOP;
         END IF;
         INSERT INTO account_class_changes (account_id, ledger, valid_from, account_class,
                                            previous_class)
@@ -98,6 +105,15 @@ BEGIN
         UPDATE accounts SET account_class = v.cls, class_since = v_at WHERE id = v.id;
         v_changed := v_changed + 1;
     END LOOP;
+    INSERT INTO ledger_class_moves AS m (ledger, day, account_code, from_class, to_class,
+                                         points)
+    SELECT u.ledger, u.day, u.code, u.from_class, u.to_class, sum(u.points)
+    FROM unnest(m_ledger, m_day, m_code, m_from, m_to, m_points)
+         AS u(ledger, day, code, from_class, to_class, points)
+    GROUP BY 1, 2, 3, 4, 5
+    HAVING sum(u.points) <> 0
+    ON CONFLICT ON CONSTRAINT ledger_class_moves_pkey
+    DO UPDATE SET points = m.points + excluded.points;
     PERFORM set_config('ledger.recording', 'off', true);
     RETURN v_changed;
 END $$;

@@ -36,7 +36,7 @@ depends_on: str | Sequence[str] | None = None
 UPGRADE = (
     (
         "ledger_set_account_classes.sql",
-        "986a7275cfa74bdaf7bc99b90e129dc6c90ade38c19fdf5172de26ccd850f3f1",
+        "ba814b010ca2b2f5fc9721691f0c39f8e30969ddb334c585cb9cdc958203a310",
     ),
     (
         "ledger_correct_account_classes.sql",
