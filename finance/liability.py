@@ -4,14 +4,19 @@ hold at the end of that accounting day, broken down by who issued them
 created them (origin) or the member's tier, and valued at the redemption
 value in force at the end of that day.
 
-Outstanding points come from the ledger's daily aggregates of lot
-movements (``ledger.lots.outstanding``: one sum over days, never a scan of
-transfers), except by tier: a tier belongs to the member, which the
-aggregates do not carry, so that breakdown sums the lots of each wallet
-(``ledger.liability_reads``) and takes each member's tier in force at the
-end of the day (``rewards.tier_history``: a member who moved since counts
-in the tier held then; history starts at migration 0047, so an earlier day
-counts each member in the tier held at that migration).
+Outstanding points come from the ledger's daily aggregates (one sum over
+days, never a scan of transfers): of lot movements
+(``ledger.lots.outstanding``), and by tier of the wallets' account classes
+(``ledger.classes``: each tier is a class, ``Tier.ledger_class``, 0 none,
+and the wallet of a member changing tier changes class from the same
+instant, migration 0053), so a member counts in the tier in force at the
+end of the day: one who moved since counts in the tier held then. A ledger
+that held points before its classes were assigned (``classes_since``, set
+by migration 0053) answers a day ending before then from the scan: the
+lots of each wallet (``ledger.liability_reads``) and each member's tier in
+force at the end of the day (``rewards.tier_history``, whose history starts
+at migration 0047, so an earlier day counts each member in the tier held
+at that migration).
 
 Rounding: the total is the exact product (points x value, the value being
 NUMERIC(18, 6)) rounded half to even to a whole minor unit; the lines
@@ -41,7 +46,7 @@ from core.principal import Principal
 from finance.issuers import issuer_of, issuers_of
 from finance.lot_settling import settle_apart
 from finance.report_dates import end_of_day
-from ledger import lots
+from ledger import classes, lots
 from ledger.liability_reads import ledger_time_zone, outstanding_by_account
 from rewards.connections import session_connection
 from rewards.models import Tier
@@ -72,7 +77,8 @@ class LiabilityLine(msgspec.Struct, frozen=True, kw_only=True):
             " program's own issuance), `partner:<slug>`, `exchange:<program slug>` (points"
             " converted in) or `other:<account id>` by partner; the cohort's month"
             " (`YYYY-MM`); the origin's kind of movement (e.g. `earn`); the tier's code"
-            " (`none`: members without a tier); the program's slug with no breakdown."
+            " (`none`: members without a tier; `class:<n>`: an account class of the ledger"
+            " that is no tier of the program); the program's slug with no breakdown."
         ),
     ]
     name: Annotated[
@@ -195,6 +201,42 @@ async def _grouped(
 async def _by_tier(
     session: AsyncSession, program: Program, as_of: date, day_end: datetime
 ) -> list[tuple[str, str, int]]:
+    connection = await session_connection(session)
+    since = await classes.classes_since(connection, ledger=program.ledger_id)
+    # A move of class at ``since`` itself belongs to the day after one that
+    # ends then: such a day is the scan's too.
+    if since is not None and day_end <= since:
+        return await _by_tier_scan(session, program, as_of, day_end)
+    held = await classes.points_by_class(connection, ledger=program.ledger_id, as_of=as_of)
+    tiers = {
+        ledger_class: (code, name)
+        for ledger_class, code, name in (
+            await session.execute(
+                select(Tier.ledger_class, Tier.code, Tier.name).where(Tier.program_id == program.id)
+            )
+        ).all()
+    }
+    sums: dict[tuple[str, str], int] = defaultdict(int)
+    for ledger_class, points in held.items():
+        sums[_tier_of_class(tiers, ledger_class)] += points
+    return sorted((code, name, points) for (code, name), points in sums.items() if points)
+
+
+def _tier_of_class(tiers: dict[int, tuple[str, str]], ledger_class: int) -> tuple[str, str]:
+    """The line of a class: its tier's code and name, ``none`` for class 0,
+    and the class's number for a class that is no tier of the program (set
+    on the ledger by something else)."""
+    if ledger_class == 0:
+        return NO_TIER, ""
+    return tiers.get(ledger_class) or (f"class:{ledger_class}", f"class {ledger_class}")
+
+
+async def _by_tier_scan(
+    session: AsyncSession, program: Program, as_of: date, day_end: datetime
+) -> list[tuple[str, str, int]]:
+    """``_by_tier`` from every wallet's lots and every member's tier in
+    force at ``day_end``: what the class aggregates stand in for, and all
+    there is for a day before the ledger's classes were assigned."""
     connection = await session_connection(session)
     held = await outstanding_by_account(connection, ledger=program.ledger_id, as_of=as_of)
     wallets = await tiers_in_force(session, program.id, day_end)

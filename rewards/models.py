@@ -175,10 +175,14 @@ class PointHold(UUIDv7AuditBase):
 
 
 class Tier(UUIDv7AuditBase):
+    """A rung of a program's ladder. Never deleted, nor its code or ledger
+    class changed (migration 0053): the class maps back to it for good."""
+
     __tablename__ = "tiers"
     __table_args__ = (
         UniqueConstraint("program_id", "code", name="uq_tiers_code"),
         UniqueConstraint("program_id", "rank", name="uq_tiers_rank"),
+        UniqueConstraint("ledger_class", name="uq_tiers_ledger_class"),
     )
 
     program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
@@ -187,6 +191,11 @@ class Tier(UUIDv7AuditBase):
     rank: Mapped[int] = mapped_column(Integer)
     threshold: Mapped[int] = mapped_column(BigInteger)
     perks: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    #: The members' wallets in the tier are in this account class of the
+    #: ledger (``rewards.tier_history``); unique across programs, never 0.
+    ledger_class: Mapped[int] = mapped_column(
+        Integer, server_default=text("nextval('tier_ledger_classes')")
+    )
 
 
 class ThresholdReward(UUIDv7AuditBase):
@@ -234,4 +243,6 @@ CONSTRAINTS = (
     race("points_purchases_pkey", "payment"),
     race("stripe_events_pkey", "Stripe event"),
     race("uq_point_values_in_force", "point value"),
+    # From a sequence: only a value set by hand could collide.
+    race("uq_tiers_ledger_class", "tier ledger class"),
 )

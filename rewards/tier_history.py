@@ -14,6 +14,17 @@ History starts at migration 0047: each member then got one row holding
 their tier at that moment as both tier and tier before, so any earlier
 instant counts them in that tier. A member with no row never changed tier
 since: the current tier is the tier at every instant.
+
+The ledger keeps the same history in its account classes (migration
+0053): each tier has a class (``Tier.ledger_class``; 0 is no tier) and
+every change moves the member's wallet to the new tier's class from the
+change's instant, so that the ledger's aggregates give the points held in
+each tier on any day (``finance.liability``). The trigger queues the move
+in ``tier_classes_due`` and the commit makes it, one ledger call for all
+of the transaction's changes: made at once, it would hold the ledger's
+posting lock for the rest of the transaction, which a purchase posting
+through the ledger's writer would then wait on. A member created with a
+tier is in its class from the beginning of time, as in this history.
 """
 
 from __future__ import annotations
@@ -22,7 +33,18 @@ import uuid
 from datetime import datetime
 
 from advanced_alchemy.base import UUIDv7AuditBase
-from sqlalchemy import DateTime, ForeignKey, Index, String, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,6 +63,18 @@ class TierChange(UUIDv7AuditBase):
     #: The tier held just before ``valid_from``.
     previous_tier_code: Mapped[str | None] = mapped_column(String(50))
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+#: The wallets' moves to their tier's ledger class that the transaction's
+#: tier changes owe, taken by its commit (migration 0053): empty outside.
+tier_classes_due = Table(
+    "tier_classes_due",
+    UUIDv7AuditBase.metadata,
+    Column("id", BigInteger, primary_key=True),  # bigserial
+    Column("wallet_account_id", UUID(as_uuid=True), nullable=False),
+    Column("ledger_class", Integer, nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+)
 
 
 # Per member: the last change at or before the instant, else the tier

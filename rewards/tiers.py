@@ -11,7 +11,8 @@ their end.
 Every move is recorded in the history of tiers (``rewards.tier_history``) by
 the database, in the transaction of the move: a move sets ``tier_since`` with
 ``tier_code`` (the purchase's business time on the way up, the evaluation's
-``now`` on the way down), and that instant is the one the history keeps.
+``now`` on the way down), and that instant is the one the history keeps, and
+from which the member's wallet is in the new tier's class of the ledger.
 """
 
 from __future__ import annotations
@@ -281,6 +282,9 @@ async def evaluate_tiers(session: AsyncSession, program: Program, now: datetime)
     """Downgrade, one tier at a time, the members whose last closed window
     (after its grace period) did not keep their tier; returns how many moved."""
     tiers = await ladder(session, program)
+    # The members' rows first; the commit then takes the ledger's posting
+    # lock to move the wallets of those that moved to their new tier's class
+    # (migration 0053): the order a purchase takes them in, so no deadlock.
     members = await session.scalars(
         select(Member)
         .where(Member.program_id == program.id, Member.tier_code.is_not(None))
