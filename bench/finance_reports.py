@@ -28,6 +28,13 @@ Then, after ANALYZE, each timed ``--rounds`` times (best and median shown):
                  aggregates), against the same figures by scan
                  (``outstanding_by_scan`` twice, ``lot_movement_totals_by_scan``,
                  ``daily_totals_by_scan``).
+  (c) liability by tier  the same day by the tier each member held at its
+                 end: ``finance.liability`` by tier (the ledger's class
+                 aggregates, migration 0052) against its scan (every
+                 wallet's lots and every member's tier in force). The
+                 program has four tiers; every 10 batches of the load 1% of
+                 the members change tier at that batch's business time
+                 (``UPDATE members``: the tier history and the wallet's class).
 The answers by aggregates and by scan are asserted equal. Goal: (a) and
 (b) under 1 s each from the aggregates at 10M transfers and 1M members.
 """
@@ -51,16 +58,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from api.database import migrate, sqlalchemy_url
 from core.codes import AccountCode, TransferCode, derived_id, partner_account_id
 from core.principal import system
-from finance.liability import LiabilityBreakdown, liability
-from finance.report_dates import Period, parse_month
+from finance.liability import LiabilityBreakdown, liability, tier_lines_by_scan
+from finance.report_dates import Period, end_of_day, parse_month
 from finance.rollforward import roll_forward
 from ledger import Account, AccountFlags, Ledger, Transfer, lots
 from ledger.connection import create_pool, init_connection
 from ledger.writer import CREATE_TRANSFERS_SQL, encode_batch
 from partners.models import Partner
+from rewards.models import Tier
 from rewards.programs import ProgramSpec, open_program
 
 T = TypeVar("T")
+TIERS = ("blue", "silver", "gold", "platinum")
 ZONE = "Africa/Johannesburg"
 PRINCIPAL = system("bench")
 #: Kinds of movement and their share of the workload (in per cent).
@@ -121,6 +130,16 @@ async def open_book(url: str, members: int, partner_count: int, months: int) -> 
             for n in range(partner_count)
         ]
         session.add_all(partners)
+        session.add_all(
+            Tier(
+                program_id=program.id,
+                code=code,
+                name=code.title(),
+                rank=rank,
+                threshold=rank * 1000,
+            )
+            for rank, code in enumerate(TIERS, start=1)
+        )
         await session.commit()
     await engine.dispose()
     issuing = [partner_account_id(program.id, p.id, AccountCode.PARTNER_ISSUANCE) for p in partners]
@@ -241,8 +260,25 @@ async def load(url: str, book: Book, count: int, months: int, seed: int, batch: 
     posted = 0
     busy = 0.0
     settled = [0, 0, 0.0]
+    moved = [0, 0.0]
+    rng = random.Random(seed + 1)
     started = time.perf_counter()
-    for transfers in workload(book, count, months, seed, batch):
+    for n, transfers in enumerate(workload(book, count, months, seed, batch)):
+        if n % 10 == 9:
+            # Tiers move as the history goes: 1% of the members, at this batch's time.
+            at = transfers[0].effective_at
+            chosen = rng.sample(book.wallets, max(1, len(book.wallets) // 100))
+            began = time.perf_counter()
+            for k, code in enumerate((None, *TIERS)):
+                await connection.execute(
+                    "UPDATE members SET tier_code = $1, tier_since = $2"
+                    " WHERE wallet_account_id = ANY ($3::uuid[])",
+                    code,
+                    at,
+                    chosen[k::5],
+                )
+            moved[0] += len(chosen)
+            moved[1] += time.perf_counter() - began
         columns = encode_batch([transfers])
         began = time.perf_counter()
         row = await connection.fetchrow(CREATE_TRANSFERS_SQL, *columns)
@@ -257,6 +293,10 @@ async def load(url: str, book: Book, count: int, months: int, seed: int, batch: 
             print(f"  loaded {posted:,} transfers ({rate:,.0f}/s)", flush=True)
     for k, figure in enumerate(await settle(connection, book.program.ledger_id)):
         settled[k] += figure
+    print(
+        f"  moved {moved[0]:,} members' tiers (and wallets' classes) in {moved[1]:.1f} s"
+        f" ({moved[0] / max(moved[1], 1e-9):,.0f}/s)"
+    )
     print(
         f"  settled {settled[0]:,} lots and {settled[1]:,} lot movements in"
         f" {settled[2]:.1f} s ({settled[1] / max(settled[2], 1e-9):,.0f} movements/s)"
@@ -343,6 +383,21 @@ async def measure(url: str, book: Book, months: int, rounds: int) -> None:
             f"  opening {forward.opening:,}, closing {forward.closing:,}, difference"
             f" {forward.difference}, tied to the ledger: {forward.tie.tied}"
         )
+        print(f"(c) liability by tier as of {as_of}")
+        by_tier, best, median = await timed(rounds, lambda: report(LiabilityBreakdown.TIER))
+        show(f"finance.liability by tier ({len(by_tier.lines)} lines)", best, median)
+
+        async def tier_scan() -> Any:
+            async with AsyncSession(engine) as session:
+                return await tier_lines_by_scan(session, program, as_of, end_of_day(as_of, ZONE))
+
+        scanned_tiers, best, median = await timed(rounds, tier_scan)
+        show("the same by scan (lots by wallet, tiers in force)", best, median)
+        assert [(line.group, line.points) for line in by_tier.lines] == [
+            (group, points) for group, _, points in scanned_tiers
+        ], "the class aggregates and the scan disagree"
+        assert by_tier.points == sum(r.points for r in by_scan)
+        print("  " + ", ".join(f"{line.group} {line.points:,}" for line in by_tier.lines))
     finally:
         await pool.close()
         await engine.dispose()

@@ -206,7 +206,7 @@ async def _by_tier(
     # A move of class at ``since`` itself belongs to the day after one that
     # ends then: such a day is the scan's too.
     if since is not None and day_end <= since:
-        return await _by_tier_scan(session, program, as_of, day_end)
+        return await tier_lines_by_scan(session, program, as_of, day_end)
     held = await classes.points_by_class(connection, ledger=program.ledger_id, as_of=as_of)
     tiers = {
         ledger_class: (code, name)
@@ -231,7 +231,7 @@ def _tier_of_class(tiers: dict[int, tuple[str, str]], ledger_class: int) -> tupl
     return tiers.get(ledger_class) or (f"class:{ledger_class}", f"class {ledger_class}")
 
 
-async def _by_tier_scan(
+async def tier_lines_by_scan(
     session: AsyncSession, program: Program, as_of: date, day_end: datetime
 ) -> list[tuple[str, str, int]]:
     """``_by_tier`` from every wallet's lots and every member's tier in

@@ -50,7 +50,7 @@ def _lines(rows: list[tuple[str, str, int]]) -> dict[str, int]:
 
 
 #: The scan itself, kept before a test refuses it to the report.
-_SCAN: Callable[..., Awaitable[list[tuple[str, str, int]]]] = liability_module._by_tier_scan
+_SCAN: Callable[..., Awaitable[list[tuple[str, str, int]]]] = liability_module.tier_lines_by_scan
 
 
 async def _scan(session: AsyncSession, program: Program, day: date) -> dict[str, int]:
@@ -63,7 +63,7 @@ def _no_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     async def refused(*args: object) -> object:
         raise AssertionError("the report fell back to the scan")
 
-    monkeypatch.setattr(liability_module, "_by_tier_scan", refused)
+    monkeypatch.setattr(liability_module, "tier_lines_by_scan", refused)
 
 
 class Workload:
@@ -368,7 +368,7 @@ async def test_the_aggregates_answer_from_the_first_day_that_ends_after_classes_
         scanned.append(as_of)
         return await _SCAN(session, program, as_of, day_end)
 
-    monkeypatch.setattr(liability_module, "_by_tier_scan", scan)
+    monkeypatch.setattr(liability_module, "tier_lines_by_scan", scan)
     for as_of in (day - timedelta(days=1), day, day + timedelta(days=1)):
         await liability(session, program, as_of, LiabilityBreakdown.TIER, principal=PRINCIPAL)
     # The day that ends at the instant is the scan's: a move at it is the next day's.

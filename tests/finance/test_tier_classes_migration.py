@@ -162,7 +162,7 @@ async def _by_tier(session: AsyncSession, program: Program, day: date) -> dict[s
 
 
 async def _scan(session: AsyncSession, program: Program, day: date) -> dict[str, int]:
-    rows = await liability_module._by_tier_scan(session, program, day, end_of_day(day, ZONE))
+    rows = await liability_module.tier_lines_by_scan(session, program, day, end_of_day(day, ZONE))
     return {code: points for code, _, points in rows}
 
 
