@@ -143,6 +143,10 @@ DECLARE
     -- never changed), and whether a movement of the batch is dated before
     -- its account's change
     a_class integer[]; a_class_since timestamptz[]; v_reclassed boolean := false;
+    -- lots: each account's is a lot account, has a debit of the batch; and
+    -- whether a movement of the batch may be no queue's (else
+    -- ledger_record_lots would write nothing: it is not called)
+    a_lot boolean[]; a_deb boolean[]; v_lots_maybe boolean := false;
     db_class integer; cr_class integer; db_class_since timestamptz; cr_class_since timestamptz;
     l_id uuid[]; l_debit uuid[]; l_credit uuid[]; l_amount bigint[]; l_ledger integer[];
     l_code integer[]; l_metadata jsonb[]; l_business_at timestamptz[]; l_day date[];
@@ -311,7 +315,14 @@ BEGIN
                 END IF;
                 SELECT coalesce(array_agg(x.code), '{}') INTO v_lot_codes
                 FROM ledger_lot_codes x WHERE x.code IN (db_code, cr_code);
-                IF cardinality(v_lot_codes) > 0 THEN
+                -- What ledger_record_lots finds no queue's: a gift, a named lot
+                -- or a restoration, a credit sorting before a lot made earlier
+                -- while a debit waits. A plain movement writes nothing there.
+                IF cardinality(v_lot_codes) > 0
+                   AND ((db_code = ANY (v_lot_codes) AND cr_code = ANY (v_lot_codes))
+                        OR coalesce(p_metadata[1] ? 'lots' OR p_metadata[1] ? 'restores', false)
+                        OR (cr_code = ANY (v_lot_codes) AND cr_waiting
+                            AND coalesce(p_effective_at[1], v_now) < cr_newest)) THEN
                     SELECT * INTO recorded
                     FROM ledger_record_lots(
                         ARRAY[p_id[1]], ARRAY[p_debit[1]], ARRAY[p_credit[1]], ARRAY[amt],
@@ -474,6 +485,10 @@ BEGIN
                       || coalesce(s_debit, '{}') || coalesce(s_credit, '{}'));
     a_id := coalesce(a_id, '{}');
     a_touched := array_fill(false, ARRAY[cardinality(a_id) + 1]);
+    SELECT coalesce(array_agg(x.code), '{}') INTO v_lot_codes FROM ledger_lot_codes x;
+    a_lot := ARRAY(SELECT coalesce(u.code = ANY (v_lot_codes), false)
+                   FROM unnest(a_code) WITH ORDINALITY AS u(code, k) ORDER BY u.k) || false;
+    a_deb := array_fill(false, ARRAY[cardinality(a_id) + 1]);
     a_credited := array_fill(NULL::timestamptz, ARRAY[cardinality(a_id) + 1]);
     -- Balances as read: the update at the end applies the difference.
     i_dp := a_dp; i_dpo := a_dpo; i_cp := a_cp; i_cpo := a_cpo;
@@ -644,6 +659,20 @@ BEGIN
             a_touched[d] := true; a_touched[c] := true;
             rd[i] := d; rc[i] := c;
             IF fl & 10 = 0 THEN
+                -- Whether ledger_record_lots may find a movement no queue's
+                -- (a superset of its own test, which it makes set-based):
+                -- a gift, a named lot or a restoration, a credit sorting
+                -- before a lot made earlier while a debit waits.
+                IF NOT v_lots_maybe AND (a_lot[d] OR a_lot[c]) THEN
+                    IF (a_lot[d] AND a_lot[c])
+                       OR coalesce(p_metadata[i] ? 'lots' OR p_metadata[i] ? 'restores', false)
+                       OR (a_lot[c] AND (a_waiting[c] OR a_deb[c])
+                           AND coalesce(p_effective_at[i], v_now)
+                               < greatest(a_newest[c], a_credited[c])) THEN
+                        v_lots_maybe := true;
+                    END IF;
+                    a_deb[d] := a_deb[d] OR a_lot[d];
+                END IF;
                 -- Kept in the loop: a join in the balances' update would
                 -- cost the planner its look-ups by address.
                 a_credited[c] := greatest(a_credited[c], coalesce(p_effective_at[i], v_now));
@@ -732,9 +761,10 @@ BEGIN
     -- accounts' codes are at hand (a_code), the ledgers' zones one read. The
     -- totals are summed by business time before its day is computed (most
     -- rows share the batch's now: one conversion, not one a row); the lots'
-    -- rows, in batch order (timestamp order), only when lot codes exist; after
-    -- the balances' update, which finds the accounts by the address read in 1d
-    -- (the lots' settlement moves some of them).
+    -- rows, in batch order (timestamp order), only when one of them may be
+    -- no queue's (the loop's test: a plain one writes nothing at posting);
+    -- after the balances' update, which finds the accounts by the address
+    -- read in 1d (the lots' settlement moves some of them).
     IF NOT v_replica THEN
         PERFORM set_config('ledger.recording', 'on', true);
         SELECT array_agg(l.id), array_agg(l.time_zone) INTO z_ledger, z_zone
@@ -778,8 +808,7 @@ BEGIN
                 ORDER BY s.i, s.side
             ) x;
         END IF;
-        SELECT coalesce(array_agg(x.code), '{}') INTO v_lot_codes FROM ledger_lot_codes x;
-        IF cardinality(v_lot_codes) > 0 THEN
+        IF v_lots_maybe THEN
             SELECT array_agg(s.id), array_agg(s.debit), array_agg(s.credit),
                    array_agg(s.amount), array_agg(s.ledger), array_agg(s.code),
                    array_agg(s.metadata), array_agg(s.business_at),

@@ -44,7 +44,7 @@ UPGRADE = (
     ),
     (
         "ledger_create_transfers.sql",
-        "329c8acb4da6c3ecf15317f976138a2572c7315dbe03afcfa1fc8fc1143bbe02",
+        "d2668474a18d0cd9716eb13fc23f988f5cee09d9e00605495772d39f106c612c",
     ),
 )
 

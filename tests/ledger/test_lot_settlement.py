@@ -188,3 +188,42 @@ async def test_a_credit_sorting_before_a_gifts_lots_waits_for_no_debit(
     remaining = {lot.id: lot.remaining for lot in await ledger_lots.lots_of(pool, wallet)}
     assert remaining == {copied: 50, earlier.id: 40}
     await assert_as_the_model(pool, a.ledger, set(a.wallets))
+
+
+async def test_a_backdated_credit_in_a_batch_after_a_waiting_debit_is_not_taken_by_it(
+    ledger: Ledger, pool: asyncpg.Pool, new_ledger: NewLedger
+) -> None:
+    # The batch path's own test (the lone path has another): a debit waiting
+    # from an earlier batch, and one earlier in the same batch.
+    a = await open_accounts(ledger, await new_ledger())
+    first, second = a.wallets[0], a.wallets[1]
+    now = datetime.now(UTC)
+    recent = [
+        move(a.ledger, a.issuance, w, 40, effective_at=now - timedelta(days=1))
+        for w in (first, second)
+    ]
+    assert await post(ledger, recent) == ["ok", "ok"]
+    waiting = move(a.ledger, first, a.redemption, 10, 2)
+    assert await post(ledger, [waiting]) == ["ok"]
+    # Each backdated credit sorts before the wallet's lot, and a debit after
+    # it would take the two in order: the debit before it must not take it.
+    backdated = [
+        move(a.ledger, a.issuance, first, 15, effective_at=now - timedelta(days=30)),
+        move(a.ledger, first, a.redemption, 20, 2),
+        move(a.ledger, second, a.redemption, 5, 2),
+        move(a.ledger, a.issuance, second, 25, effective_at=now - timedelta(days=30)),
+        move(a.ledger, second, a.redemption, 30, 2),
+    ]
+    assert await post(ledger, backdated) == ["ok"] * 5
+
+    taken = {
+        t.id: [(m.lot_id, m.points) for m in await ledger_lots.movements_of_transfer(pool, t.id)]
+        for t in (waiting, *backdated[1:3], backdated[4])
+    }
+    assert taken == {
+        waiting.id: [(recent[0].id, -10)],
+        backdated[1].id: [(backdated[0].id, -15), (recent[0].id, -5)],
+        backdated[2].id: [(recent[1].id, -5)],
+        backdated[4].id: [(backdated[3].id, -25), (recent[1].id, -5)],
+    }
+    await assert_as_the_model(pool, a.ledger, set(a.wallets))
