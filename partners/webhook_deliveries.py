@@ -11,8 +11,8 @@ payload: ``{"type", "timestamp", "data"}``.
 The log (deliveries of an endpoint, a delivery's attempts) and replays are
 read and made within the principal's program and reach, in SQL; with
 ``own`` (a program's id), within that program's own endpoints instead (its
-operators': ``partners.program_webhooks``, whose fan-out makes their
-deliveries with ``insert_deliveries``).
+operators': ``partners.program_webhooks``, whose fan-out is this one:
+``make_deliveries_to`` a program's own endpoints).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import (
@@ -28,12 +28,11 @@ from sqlalchemy import (
     DateTime,
     String,
     Text,
+    TextClause,
     bindparam,
-    false,
     insert,
     select,
     text,
-    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -43,10 +42,10 @@ from core import audit
 from core.errors import DomainError, ErrorKind, NotFound
 from core.outbox import BatchSubscriber, OutboxEvent
 from core.pagination import Page, decode_cursor, page_of
-from core.principal import Principal, PrincipalKind
+from core.principal import Principal
 from ledger import new_id
 from partners.data_sharing.disclosures import blocked_replays
-from partners.webhook_endpoints import endpoint_subject, find_endpoint
+from partners.webhook_endpoints import endpoint_subject, find_endpoint, seen_by
 from partners.webhook_models import (
     RETRY_DELAYS,
     DeliveryStatus,
@@ -83,37 +82,64 @@ def body_of(topic: str, at: datetime, data: dict[str, Any]) -> str:
     return msgspec.json.encode({"type": topic, "timestamp": stamp, "data": data}).decode()
 
 
-def _partner_of(event: OutboxEvent) -> uuid.UUID:
-    kind, _, partner = event.subject.partition(":")
-    if kind != "partner":
-        raise ValueError(f"a partner event's subject is partner:<id>, not {event.subject!r}")
-    return uuid.UUID(partner)
+#: Whose endpoints an event goes to: the kind its subject names
+#: (``partner:<id>``, ``program:<id>``).
+OwnerKind = Literal["partner", "program"]
 
 
-_ENDPOINTS_OF = text(
-    "SELECT id, program_id, partner_id, event_types FROM webhook_endpoints"
-    " WHERE partner_id = ANY(:partners) AND status = 'enabled'"
-).bindparams(bindparam("partners", type_=ARRAY(UUID(as_uuid=True))))
+def _enabled_endpoints(owner: str, of_owners: str) -> TextClause:
+    return text(
+        f"SELECT id, program_id, partner_id, event_types, {owner} AS owner"
+        f" FROM webhook_endpoints WHERE {of_owners} AND status = 'enabled'"
+    ).bindparams(bindparam("owners", type_=ARRAY(UUID(as_uuid=True))))
+
+
+#: The enabled endpoints of the owners named, by kind of owner: a
+#: program's own are never a partner's of the program.
+_ENABLED_ENDPOINTS: dict[OwnerKind, TextClause] = {
+    "partner": _enabled_endpoints("partner_id", "partner_id = ANY(:owners)"),
+    "program": _enabled_endpoints("program_id", "program_id = ANY(:owners) AND partner_id IS NULL"),
+}
+
+
+def _owner_of(event: OutboxEvent, kind: OwnerKind) -> uuid.UUID:
+    found, _, owner = event.subject.partition(":")
+    if found != kind:
+        raise ValueError(f"a {kind} event's subject is {kind}:<id>, not {event.subject!r}")
+    return uuid.UUID(owner)
+
+
+async def make_deliveries_to(
+    session: AsyncSession, events: Sequence[OutboxEvent], kind: OwnerKind
+) -> None:
+    """One delivery per event and enabled endpoint of the ``kind`` of owner
+    its subject names (a partner; a program, its own endpoints) that takes
+    its type, due at the event's time: two statements for any number of
+    events."""
+    by_owner = {event.id: _owner_of(event, kind) for event in events}
+    endpoints: dict[uuid.UUID, list[Any]] = {}
+    for row in await session.execute(
+        _ENABLED_ENDPOINTS[kind], {"owners": list(set(by_owner.values()))}
+    ):
+        endpoints.setdefault(row.owner, []).append(row)
+    await _insert_deliveries(
+        session,
+        [
+            (new_id(), endpoint, event)
+            for event in events
+            for endpoint in endpoints.get(by_owner[event.id], ())
+            if endpoint.event_types is None or event.topic in endpoint.event_types
+        ],
+    )
 
 
 async def make_deliveries(session: AsyncSession, events: Sequence[OutboxEvent]) -> None:
     """One delivery per event and enabled endpoint of its partner that takes
-    its type, due at the event's time: two statements for any number of
-    events."""
-    by_partner = {event.id: _partner_of(event) for event in events}
-    endpoints: dict[uuid.UUID, list[Any]] = {}
-    for row in await session.execute(_ENDPOINTS_OF, {"partners": list(set(by_partner.values()))}):
-        endpoints.setdefault(row.partner_id, []).append(row)
-    rows = [
-        (new_id(), endpoint, event)
-        for event in events
-        for endpoint in endpoints.get(by_partner[event.id], ())
-        if endpoint.event_types is None or event.topic in endpoint.event_types
-    ]
-    await insert_deliveries(session, rows)
+    its type (``make_deliveries_to``)."""
+    await make_deliveries_to(session, events, "partner")
 
 
-async def insert_deliveries(
+async def _insert_deliveries(
     session: AsyncSession, rows: Sequence[tuple[uuid.UUID, Any, OutboxEvent]]
 ) -> None:
     """A delivery per (id, endpoint, event), the endpoint a row with its
@@ -167,19 +193,7 @@ fan_out = BatchSubscriber(make_deliveries)
 
 
 def _readable(principal: Principal, own: uuid.UUID | None = None) -> list[ColumnElement[bool]]:
-    if own is not None:
-        return [
-            deliveries.program_id == own,
-            deliveries.partner_id.is_(None),
-            deliveries.program_id == (principal.program_id or own),
-            false() if principal.kind is PrincipalKind.PARTNER else true(),
-        ]
-    conditions: list[ColumnElement[bool]] = [deliveries.partner_id.is_not(None)]
-    if principal.program_id is not None:
-        conditions.append(deliveries.program_id == principal.program_id)
-    if principal.kind is PrincipalKind.PARTNER:
-        conditions.append(deliveries.partner_id.in_(principal.partner_ids))
-    return conditions
+    return seen_by(principal, deliveries.program_id, deliveries.partner_id, own=own)
 
 
 def _view(row: Any) -> DeliveryView:

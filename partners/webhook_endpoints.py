@@ -7,9 +7,11 @@ them. Every read filters by the principal's program and reach in SQL: an
 endpoint of another partner is not found, exactly as a missing one.
 
 A program's own endpoints (``partner_id`` NULL, its operators':
-``partners.program_webhooks``) are never among a partner's: the use cases
-on a row (``change_endpoint``, ``change_status``, ``rotate``, ``remove``)
-serve both, each finding its rows its own way.
+``partners.program_webhooks``) are never among a partner's. One
+implementation serves both: an ``EndpointOwner`` (a firm, or a program's
+own) says whose endpoints are added (``add_endpoint``) and counted, and
+``readable`` whose are seen; the use cases on a row (``change_endpoint``,
+``change_status``, ``rotate``, ``remove``) take one found either way.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from msgspec import UNSET, UnsetType
-from sqlalchemy import ColumnElement, delete, false, func, select, true, update
+from sqlalchemy import ColumnElement, delete, false, func, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from core import audit
 from core.errors import DomainError, ErrorKind, Forbidden, NotFound
@@ -40,6 +44,7 @@ from partners.webhook_schemas import (
     ENDPOINTS_MAX,
     CreatedEndpoint,
     EndpointChange,
+    EndpointFields,
     EndpointSecretRotation,
     EndpointSpec,
     EndpointView,
@@ -49,6 +54,12 @@ from partners.webhook_targets import TargetPolicy, check_url
 
 #: Random bytes of a signing secret (Standard Webhooks asks for 24 to 64).
 SECRET_BYTES = 32
+#: An advisory lock's first key: a program's own endpoints being added ("OW").
+_ADDING_OWN = 0x4F57
+
+View = TypeVar("View", bound=EndpointFields)
+#: A table's column, as a model's attribute or a Core table's.
+_Column: TypeAlias = InstrumentedAttribute[Any] | ColumnElement[Any]
 
 
 class UnknownEventType(DomainError):
@@ -64,28 +75,101 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
+def seen_by(
+    principal: Principal,
+    program_id: _Column,
+    partner_id: _Column,
+    *,
+    firm: uuid.UUID | None = None,
+    own: uuid.UUID | None = None,
+) -> list[ColumnElement[bool]]:
+    """The conditions on a table's ``program_id`` and ``partner_id`` (the
+    endpoints', their deliveries') for the partners' rows ``principal`` may
+    see, of the firm ``firm`` only when given (an operator's path names
+    one); never a program's own. With ``own``, the rows of that program's
+    own endpoints instead (never a partner's to see)."""
+    if own is not None:
+        return [
+            program_id == own,
+            partner_id.is_(None),
+            program_id == (principal.program_id or own),
+            false() if principal.kind is PrincipalKind.PARTNER else true(),
+        ]
+    conditions: list[ColumnElement[bool]] = [partner_id.is_not(None)]
+    if principal.program_id is not None:
+        conditions.append(program_id == principal.program_id)
+    if principal.kind is PrincipalKind.PARTNER:
+        conditions.append(partner_id.in_(principal.partner_ids))
+    if firm is not None:
+        conditions.append(partner_id == firm)
+    return conditions
+
+
 def readable(
     principal: Principal, partner_id: uuid.UUID | None = None, *, own: uuid.UUID | None = None
 ) -> list[ColumnElement[bool]]:
-    """The conditions on ``WebhookEndpoint`` for the partners' endpoints
-    ``principal`` may see, of the firm ``partner_id`` only when given (an
-    operator's path names one); never a program's own. With ``own``, the
-    endpoints of that program's own instead (never a partner's to see)."""
-    if own is not None:
-        return [
-            WebhookEndpoint.program_id == own,
-            WebhookEndpoint.partner_id.is_(None),
-            WebhookEndpoint.program_id == (principal.program_id or own),
-            false() if principal.kind is PrincipalKind.PARTNER else true(),
-        ]
-    conditions: list[ColumnElement[bool]] = [WebhookEndpoint.partner_id.is_not(None)]
-    if principal.program_id is not None:
-        conditions.append(WebhookEndpoint.program_id == principal.program_id)
-    if principal.kind is PrincipalKind.PARTNER:
-        conditions.append(WebhookEndpoint.partner_id.in_(principal.partner_ids))
-    if partner_id is not None:
-        conditions.append(WebhookEndpoint.partner_id == partner_id)
-    return conditions
+    """``seen_by`` on ``WebhookEndpoint``."""
+    return seen_by(
+        principal,
+        WebhookEndpoint.program_id,
+        WebhookEndpoint.partner_id,
+        firm=partner_id,
+        own=own,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointOwner:
+    """Whose endpoints: a partner firm's, or (``partner_id`` None) a
+    program's own; the event types they may take and how many they may have."""
+
+    program_id: uuid.UUID
+    partner_id: uuid.UUID | None
+    topics: frozenset[str]
+    most: int
+
+    @classmethod
+    def firm(cls, principal: Principal) -> EndpointOwner:
+        """The firm of a partner's client: only a client adds its firm's endpoints."""
+        if principal.kind is not PrincipalKind.PARTNER or principal.partner_id is None:
+            raise Forbidden("only a partner's client adds its webhook endpoints")
+        if principal.program_id is None:
+            raise NotFound("no such partner")
+        return cls(principal.program_id, principal.partner_id, TOPICS, ENDPOINTS_MAX)
+
+    def endpoints(self) -> list[ColumnElement[bool]]:
+        """The conditions on ``WebhookEndpoint`` for its endpoints, every one."""
+        if self.partner_id is None:
+            return [
+                WebhookEndpoint.program_id == self.program_id,
+                WebhookEndpoint.partner_id.is_(None),
+            ]
+        return [WebhookEndpoint.partner_id == self.partner_id]
+
+    async def lock(self, session: AsyncSession) -> None:
+        """Two creations at once count each other: the firm's row, locked
+        (missing: ``NotFound``); for a program, an advisory lock, so that
+        the program's row stays free for everything else that locks it."""
+        if self.partner_id is None:
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(:key, hashtext(:program))"),
+                {"key": _ADDING_OWN, "program": str(self.program_id)},
+            )
+            return
+        firm = await session.scalar(
+            select(Partner.id)
+            .where(Partner.id == self.partner_id, Partner.program_id == self.program_id)
+            .with_for_update()
+        )
+        if firm is None:
+            raise NotFound("no such partner")
+
+    def too_many(self) -> TooManyEndpoints:
+        if self.partner_id is None:
+            return TooManyEndpoints(
+                f"a program has at most {self.most} webhook endpoints of its own"
+            )
+        return TooManyEndpoints(f"a partner has at most {self.most} webhook endpoints")
 
 
 def endpoint_subject(endpoint: WebhookEndpoint) -> str:
@@ -106,29 +190,33 @@ def event_types(types: list[str] | None, topics: frozenset[str] = TOPICS) -> lis
     return sorted(set(types))
 
 
-async def create_endpoint(
-    session: AsyncSession, spec: EndpointSpec, *, principal: Principal, targets: TargetPolicy
-) -> CreatedEndpoint:
-    """An endpoint of the principal's own firm, enabled, with a new secret
-    (answered this once), audited."""
-    if principal.kind is not PrincipalKind.PARTNER or principal.partner_id is None:
-        raise Forbidden("only a partner's client adds its webhook endpoints")
+class _Spec(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def event_types(self) -> list[str] | None: ...
+    @property
+    def description(self) -> str: ...
+
+
+async def add_endpoint(
+    session: AsyncSession,
+    owner: EndpointOwner,
+    spec: _Spec,
+    *,
+    principal: Principal,
+    targets: TargetPolicy,
+) -> WebhookEndpoint:
+    """An endpoint of ``owner``'s, enabled, with a new secret, audited."""
     url = check_url(spec.url, targets)
-    types = event_types(spec.event_types)
-    # The firm's row, locked: two creations at once count each other.
-    firm = await session.scalar(
-        select(Partner)
-        .where(Partner.id == principal.partner_id, Partner.program_id == principal.program_id)
-        .with_for_update()
-    )
-    if firm is None:
-        raise NotFound("no such partner")
-    count = await session.scalar(select(func.count()).where(WebhookEndpoint.partner_id == firm.id))
-    if (count or 0) >= ENDPOINTS_MAX:
-        raise TooManyEndpoints(f"a partner has at most {ENDPOINTS_MAX} webhook endpoints")
+    types = event_types(spec.event_types, owner.topics)
+    await owner.lock(session)
+    count = await session.scalar(select(func.count()).where(*owner.endpoints()))
+    if (count or 0) >= owner.most:
+        raise owner.too_many()
     endpoint = WebhookEndpoint(
-        program_id=firm.program_id,
-        partner_id=firm.id,
+        program_id=owner.program_id,
+        partner_id=owner.partner_id,
         url=url,
         description=spec.description,
         event_types=types,
@@ -144,7 +232,34 @@ async def create_endpoint(
         endpoint_subject(endpoint),
         {"url": url, "event_types": types, "description": spec.description},
     )
-    return CreatedEndpoint.of(endpoint)
+    return endpoint
+
+
+async def create_endpoint(
+    session: AsyncSession, spec: EndpointSpec, *, principal: Principal, targets: TargetPolicy
+) -> CreatedEndpoint:
+    """An endpoint of the principal's own firm, enabled, with a new secret
+    (answered this once), audited."""
+    owner = EndpointOwner.firm(principal)
+    return CreatedEndpoint.of(
+        await add_endpoint(session, owner, spec, principal=principal, targets=targets)
+    )
+
+
+async def endpoint_page(
+    session: AsyncSession,
+    view: type[View],
+    conditions: list[ColumnElement[bool]],
+    *,
+    cursor: str | None,
+    limit: int,
+) -> Page[View]:
+    """The endpoints that meet ``conditions``, newest first, a page at a time."""
+    query = select(WebhookEndpoint).where(*conditions)
+    if (after := decode_cursor(cursor)) is not None:
+        query = query.where(WebhookEndpoint.id < after)
+    found = list(await session.scalars(query.order_by(WebhookEndpoint.id.desc()).limit(limit + 1)))
+    return page_of([view.of(e) for e in found], [e.id for e in found], limit)
 
 
 async def list_endpoints(
@@ -156,11 +271,9 @@ async def list_endpoints(
     limit: int = 50,
 ) -> Page[EndpointView]:
     """Newest first, a page at a time."""
-    query = select(WebhookEndpoint).where(*readable(principal, partner_id))
-    if (after := decode_cursor(cursor)) is not None:
-        query = query.where(WebhookEndpoint.id < after)
-    found = list(await session.scalars(query.order_by(WebhookEndpoint.id.desc()).limit(limit + 1)))
-    return page_of([EndpointView.of(e) for e in found], [e.id for e in found], limit)
+    return await endpoint_page(
+        session, EndpointView, readable(principal, partner_id), cursor=cursor, limit=limit
+    )
 
 
 async def find_endpoint(

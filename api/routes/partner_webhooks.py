@@ -6,12 +6,11 @@ endpoint or delivery is not found (404), exactly as a missing one."""
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.idempotency import IdempotencyKeyHeader
@@ -24,15 +23,19 @@ from api.partner_access import (
     partner_security,
 )
 from api.problems import problem_responses
+from api.routes import webhook_deliveries as shared
 from api.routes.operator_webhooks import EndpointIdPath, EndpointPage
 from api.routes.pagination import Cursor, Limit
-from api.settings import Settings
+from api.routes.webhook_deliveries import (
+    DeliveryIdPath,
+    DeliveryPage,
+    DeliveryStatusQuery,
+    webhook_targets,
+)
 from core.pagination import PAGE_LIMIT_DEFAULT
 from partners import webhook_deliveries as deliveries
 from partners import webhook_endpoints as endpoints
-from partners.webhook_models import DeliveryStatus
 from partners.webhook_schemas import (
-    MESSAGE_ID_PATTERN,
     CreatedEndpoint,
     DeliveryDetail,
     DeliveryView,
@@ -43,36 +46,13 @@ from partners.webhook_schemas import (
     Replayed,
     ReplaySince,
     RotatedSecret,
-    delivery_id,
 )
-from partners.webhook_targets import TargetPolicy
 
 SCOPE = "webhooks:manage"
 READ = PARTNER_READ
 #: A list names an endpoint that may be missing, and may meet a bad cursor.
 LIST = (*PARTNER_READ, 422)
 WRITE = PARTNER_WRITE
-
-DeliveryIdPath = Annotated[
-    str,
-    PathParameter(
-        pattern=MESSAGE_ID_PATTERN,
-        description="The delivery's id: the `webhook-id` its attempts carry (`msg_...`).",
-    ),
-]
-
-
-class DeliveryPage(msgspec.Struct, kw_only=True, frozen=True):
-    items: Annotated[list[DeliveryView], msgspec.Meta(description="Newest first.")]
-    next_cursor: Annotated[
-        str | None,
-        msgspec.Meta(description="Send it back as `cursor` for the next page; none on the last."),
-    ] = None
-
-
-def _targets(request: Request[Any, Any, Any]) -> TargetPolicy:
-    settings: Settings = request.app.state.settings
-    return TargetPolicy(private=settings.webhook_private_targets)
 
 
 class PartnerWebhookController(Controller):
@@ -99,7 +79,7 @@ class PartnerWebhookController(Controller):
         idempotency_key: IdempotencyKeyHeader,
     ) -> CreatedEndpoint:
         return await endpoints.create_endpoint(
-            db_session, data, principal=partner(request), targets=_targets(request)
+            db_session, data, principal=partner(request), targets=webhook_targets(request)
         )
 
     @get(
@@ -147,7 +127,11 @@ class PartnerWebhookController(Controller):
         data: JSONBody[EndpointChange],
     ) -> EndpointView:
         return await endpoints.update_endpoint(
-            db_session, endpoint_id, data, principal=partner(request), targets=_targets(request)
+            db_session,
+            endpoint_id,
+            data,
+            principal=partner(request),
+            targets=webhook_targets(request),
         )
 
     @delete(
@@ -194,22 +178,18 @@ class PartnerWebhookController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         endpoint_id: EndpointIdPath,
-        status: Annotated[
-            Literal["pending", "succeeded", "dead"] | None,
-            QueryParameter(description="Only the deliveries of this status."),
-        ] = None,
+        status: DeliveryStatusQuery = None,
         limit: Limit = PAGE_LIMIT_DEFAULT,
         cursor: Cursor = None,
     ) -> DeliveryPage:
-        page = await deliveries.list_deliveries(
+        return await shared.delivery_log(
             db_session,
             endpoint_id,
             principal=partner(request),
-            status=DeliveryStatus(status) if status else None,
+            status=status,
             cursor=cursor,
             limit=limit,
         )
-        return DeliveryPage(items=page.items, next_cursor=page.next_cursor)
 
     @post(
         "/webhook-endpoints/{endpoint_id:uuid}/replays",
@@ -227,10 +207,7 @@ class PartnerWebhookController(Controller):
         data: JSONBody[ReplaySince],
         idempotency_key: IdempotencyKeyHeader,
     ) -> Replayed:
-        count = await deliveries.replay_dead_since(
-            db_session, endpoint_id, data, principal=partner(request)
-        )
-        return Replayed(replayed=count)
+        return await shared.replay_dead(db_session, endpoint_id, data, principal=partner(request))
 
     @post(
         "/webhook-endpoints/{endpoint_id:uuid}/test-events",
@@ -258,9 +235,7 @@ class PartnerWebhookController(Controller):
         db_session: NamedDependency[AsyncSession],
         message_id: DeliveryIdPath,
     ) -> DeliveryDetail:
-        return await deliveries.get_delivery(
-            db_session, delivery_id(message_id), principal=partner(request)
-        )
+        return await shared.delivery(db_session, message_id, principal=partner(request))
 
     @post(
         "/webhook-deliveries/{message_id:str}/replays",
@@ -277,6 +252,4 @@ class PartnerWebhookController(Controller):
         message_id: DeliveryIdPath,
         idempotency_key: IdempotencyKeyHeader,
     ) -> DeliveryView:
-        return await deliveries.replay_delivery(
-            db_session, delivery_id(message_id), principal=partner(request)
-        )
+        return await shared.replay(db_session, message_id, principal=partner(request))

@@ -9,22 +9,27 @@ endpoint or another program's is not found (404), exactly as a missing one.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.access import operator, require_scope
 from api.problems import problem_responses
 from api.routes import OPERATOR_DELETE, OPERATOR_READ, OPERATOR_WRITE
+from api.routes import webhook_deliveries as shared
 from api.routes.operator_webhooks import EndpointIdPath
 from api.routes.pagination import LIST_READ, Cursor, Limit
-from api.routes.partner_webhooks import DeliveryIdPath, DeliveryPage
 from api.routes.paths import path_program
-from api.settings import Settings
+from api.routes.webhook_deliveries import (
+    DeliveryIdPath,
+    DeliveryPage,
+    DeliveryStatusQuery,
+    webhook_targets,
+)
 from core.models import Program
 from core.pagination import PAGE_LIMIT_DEFAULT
 from partners import program_webhooks as own
@@ -37,7 +42,6 @@ from partners.program_webhook_schemas import (
     ProgramEndpointSpec,
     ProgramEndpointView,
 )
-from partners.webhook_models import DeliveryStatus
 from partners.webhook_schemas import (
     DeliveryDetail,
     DeliveryView,
@@ -45,9 +49,7 @@ from partners.webhook_schemas import (
     Replayed,
     ReplaySince,
     RotatedSecret,
-    delivery_id,
 )
-from partners.webhook_targets import TargetPolicy
 
 _EVENTS = "; ".join(f"`{topic}`: {what}" for topic, what in sorted(OPERATOR_EVENTS.items()))
 
@@ -58,11 +60,6 @@ class ProgramEndpointPage(msgspec.Struct, kw_only=True, frozen=True):
         str | None,
         msgspec.Meta(description="Send it back as `cursor` for the next page; none on the last."),
     ] = None
-
-
-def _targets(request: Request[Any, Any, Any]) -> TargetPolicy:
-    settings: Settings = request.app.state.settings
-    return TargetPolicy(private=settings.webhook_private_targets)
 
 
 class ProgramWebhookController(Controller):
@@ -90,7 +87,7 @@ class ProgramWebhookController(Controller):
         data: JSONBody[ProgramEndpointSpec],
     ) -> CreatedProgramEndpoint:
         return await own.create_program_endpoint(
-            db_session, program, data, principal=operator(request), targets=_targets(request)
+            db_session, program, data, principal=operator(request), targets=webhook_targets(request)
         )
 
     @get(
@@ -151,7 +148,7 @@ class ProgramWebhookController(Controller):
             endpoint_id,
             data,
             principal=operator(request),
-            targets=_targets(request),
+            targets=webhook_targets(request),
         )
 
     @delete(
@@ -202,23 +199,19 @@ class ProgramWebhookController(Controller):
         db_session: NamedDependency[AsyncSession],
         program: NamedDependency[Program],
         endpoint_id: EndpointIdPath,
-        status: Annotated[
-            Literal["pending", "succeeded", "dead"] | None,
-            QueryParameter(description="Only the deliveries of this status."),
-        ] = None,
+        status: DeliveryStatusQuery = None,
         limit: Limit = PAGE_LIMIT_DEFAULT,
         cursor: Cursor = None,
     ) -> DeliveryPage:
-        page = await deliveries.list_deliveries(
+        return await shared.delivery_log(
             db_session,
             endpoint_id,
             principal=operator(request),
-            status=DeliveryStatus(status) if status else None,
+            status=status,
             cursor=cursor,
             limit=limit,
             own=program.id,
         )
-        return DeliveryPage(items=page.items, next_cursor=page.next_cursor)
 
     @post(
         "/webhook-endpoints/{endpoint_id:uuid}/replays",
@@ -237,10 +230,9 @@ class ProgramWebhookController(Controller):
         endpoint_id: EndpointIdPath,
         data: JSONBody[ReplaySince],
     ) -> Replayed:
-        count = await deliveries.replay_dead_since(
+        return await shared.replay_dead(
             db_session, endpoint_id, data, principal=operator(request), own=program.id
         )
-        return Replayed(replayed=count)
 
     @post(
         "/webhook-endpoints/{endpoint_id:uuid}/test-events",
@@ -274,8 +266,8 @@ class ProgramWebhookController(Controller):
         program: NamedDependency[Program],
         message_id: DeliveryIdPath,
     ) -> DeliveryDetail:
-        return await deliveries.get_delivery(
-            db_session, delivery_id(message_id), principal=operator(request), own=program.id
+        return await shared.delivery(
+            db_session, message_id, principal=operator(request), own=program.id
         )
 
     @post(
@@ -294,6 +286,6 @@ class ProgramWebhookController(Controller):
         program: NamedDependency[Program],
         message_id: DeliveryIdPath,
     ) -> DeliveryView:
-        return await deliveries.replay_delivery(
-            db_session, delivery_id(message_id), principal=operator(request), own=program.id
+        return await shared.replay(
+            db_session, message_id, principal=operator(request), own=program.id
         )
