@@ -6,18 +6,29 @@ allocations, breakage estimates and recognition runs
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import contextlib
+import functools
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 import asyncpg
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, Litestar, Request, Response, get, post, put
+from litestar.background_tasks import BackgroundTask, BackgroundTasks
+from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
+from litestar.enums import MediaType
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Scope, Send, TypeEncodersMap
+from litestar.utils.helpers import get_enum_string_value
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.access import operator, require_scope
@@ -42,6 +53,9 @@ from finance.revenue.schemas import (
     period_start,
 )
 from finance.revenue.settings import revenue_settings, store_revenue_settings
+
+#: Opens the journal's chunks for as long as its answer is being sent.
+JournalChunks: TypeAlias = Callable[[], AbstractAsyncContextManager[AsyncIterator[bytes]]]
 
 GUARD = require_scope("finance:write", reading="finance:read")
 
@@ -106,29 +120,82 @@ def _period(text: str) -> date:
     return period_start(text)
 
 
-async def _journal_bytes(
+@asynccontextmanager
+async def _journal_chunks(
     pool: asyncpg.Pool, program: JournalProgram, period: date, export_format: ExportFormat
-) -> AsyncGenerator[bytes, None]:
-    async with pool.acquire() as connection:
-        async for chunk in export_journal(connection, program, period, export_format):
-            yield chunk
-
-
-async def _started(chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
-    """``chunks`` with the first one read already: what refuses an export (a
-    missing exchange rate) raises here, before the response starts, and
+) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The journal's chunks from a connection of ``pool`` held for exactly
+    this context. The first is read on entering: what refuses an export (a
+    missing exchange rate) raises here, before the answer starts, and
     answers a problem instead of a cut stream."""
-    first = await anext(chunks)
+    async with (
+        pool.acquire() as connection,
+        contextlib.aclosing(export_journal(connection, program, period, export_format)) as chunks,
+    ):
+        first = await anext(chunks)
 
-    async def rest() -> AsyncIterator[bytes]:
-        try:
+        async def body() -> AsyncGenerator[bytes, None]:
             yield first
             async for chunk in chunks:
                 yield chunk
-        finally:
-            await chunks.aclose()
 
-    return rest()
+        async with contextlib.aclosing(body()) as streamed:
+            yield streamed
+
+
+class _JournalAnswer(ASGIStreamingResponse):
+    """Takes the journal's connection when it is sent and gives it back
+    when sending ends, whichever way (done, the client gone, cancelled): an
+    answer never sent holds none, whoever keeps it or its failure."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, *, chunks: JournalChunks, **kwargs: Any) -> None:
+        super().__init__(iterator=(), **kwargs)
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with self._chunks() as chunks:
+            self.iterator = chunks
+            await super().__call__(scope, receive, send)
+
+
+class JournalStream(Stream):
+    """A ``Stream`` of the journal's chunks, opened by ``_JournalAnswer``."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: JournalChunks, **kwargs: Any) -> None:
+        super().__init__((), **kwargs)
+        self._chunks = chunks
+
+    def to_asgi_response(
+        self,
+        app: Litestar | None,
+        request: Request[Any, Any, Any],
+        *,
+        background: BackgroundTask | BackgroundTasks | None = None,
+        cookies: Iterable[Cookie] | None = None,
+        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: MediaType | str | None = None,
+        status_code: int | None = None,
+        type_encoders: TypeEncodersMap | None = None,
+    ) -> ASGIResponse:
+        # As Stream.to_asgi_response, with the answer that opens the chunks.
+        return _JournalAnswer(
+            chunks=self._chunks,
+            background=self.background or background,
+            content_length=0,
+            cookies=self.cookies if cookies is None else itertools.chain(self.cookies, cookies),
+            encoded_headers=encoded_headers,
+            encoding=self.encoding,
+            headers=self.headers if headers is None else {**headers, **self.headers},
+            is_head_response=is_head_response,
+            media_type=get_enum_string_value(media_type or self.media_type or MediaType.JSON),
+            status_code=self.status_code or status_code,
+        )
 
 
 class FinanceRevenueController(Controller):
@@ -264,11 +331,9 @@ class FinanceRevenueController(Controller):
     ) -> Stream:
         export_format = ExportFormat(format_)
         facts = JournalProgram(program.id, program.slug, program.currency, program.time_zone)
-        chunks = await _started(
-            _journal_bytes(request.app.state.pool, facts, _period(period), export_format)
-        )
-        return Stream(
-            chunks,
+        pool: asyncpg.Pool = request.app.state.pool
+        return JournalStream(
+            functools.partial(_journal_chunks, pool, facts, _period(period), export_format),
             media_type=MEDIA_TYPES[export_format],
             headers={
                 "Content-Disposition": f'attachment; filename="journal-{program.slug}-{period}.'

@@ -1,19 +1,26 @@
 """The revenue and journal routes: settings read and stored, a period
 recognised once (201, then 200 replayed), the journal streamed as CSV and
-Parquet with the same bytes each time, and bad input answered with
-problem+json and nothing written."""
+Parquet with the same bytes each time, its connection given back however
+its answer ends, and bad input answered with problem+json and nothing
+written."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import io
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pyarrow.parquet as pq
 import pytest
+from litestar import Litestar
+from litestar.types import Message
 
-from tests.api.conftest import PROBLEM_JSON, Client, assert_problem, open_program
+from tests.api.conftest import ADMIN_TOKEN, PROBLEM_JSON, Client, assert_problem, open_program
 from tests.partners.settlement_helpers import label as month_label
 from tests.partners.settlement_helpers import months_back
 
@@ -186,3 +193,92 @@ async def test_the_journal_streams_the_same_bytes(client: Client) -> None:
     assert (
         await client.get(path, params={"period": month_label(1), "format": "parquet"})
     ).content == parquet.content
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """The garbage collector off: what a test sees released is released by
+    the code, not by a collection that happened to run."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def busy(pool: asyncpg.Pool) -> int:
+    return pool.get_size() - pool.get_idle_size()
+
+
+async def journal_to(
+    app: Litestar, slug: str, period: str, gone_at: str, failures: list[BaseException]
+) -> list[Message]:
+    """The journal asked for by a client that goes away when the answer
+    reaches ``gone_at`` (``http.response.start``: before its first byte;
+    ``http.response.body``: at its first chunk; ``http.disconnect``: the
+    server hears it go as the answer starts): the messages sent. What the
+    app raised is kept in ``failures``, traceback and all, as a server's log
+    or error tracker keeps it. Runs in the app's own loop (the test
+    client's portal), where its pool lives."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if gone_at == "http.disconnect":
+            return {"type": "http.disconnect"}
+        await asyncio.sleep(3600)  # the client says nothing more; it just goes
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == gone_at:
+            raise OSError("the client went away")
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/programs/{slug}/finance/journal",
+        "raw_path": f"/programs/{slug}/finance/journal".encode(),
+        "root_path": "",
+        "query_string": f"period={period}".encode(),
+        "headers": [(b"host", b"test"), (b"authorization", f"Bearer {ADMIN_TOKEN}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+        "state": {},
+    }
+    try:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    except Exception as failure:
+        failures.append(failure)
+    # A release the code scheduled (not one a collection would make) has
+    # run by then.
+    await asyncio.sleep(0.2)
+    return sent
+
+
+@pytest.mark.parametrize(
+    "gone_at", ["http.response.start", "http.response.body", "http.disconnect"]
+)
+async def test_the_journal_gives_its_connection_back_when_the_client_goes(
+    app: Litestar, client: Client, gone_at: str
+) -> None:
+    slug = await open_program(client)
+    pool: asyncpg.Pool = app.state.pool
+    failures: list[BaseException] = []
+    with no_collection():
+        before = busy(pool)
+        sent = await asyncio.to_thread(
+            client.blocking_portal.call, journal_to, app, slug, month_label(1), gone_at, failures
+        )
+        assert (sent[0]["type"], sent[0].get("status")) == ("http.response.start", 200)
+        assert gone_at == "http.disconnect" or (sent[-1]["type"] == gone_at and failures)
+        assert busy(pool) == before
+    failures.clear()
+    # The pool still serves a whole journal.
+    streamed = await client.get(
+        f"/programs/{slug}/finance/journal", params={"period": month_label(1)}
+    )
+    assert streamed.status_code == 200, streamed.text
