@@ -18,6 +18,19 @@ credited whatever its time. A cancelled sunset lifts the end of earning.
 
 One look-up per call, by the unique index of the program's standing sunset:
 a batch of purchases makes it once.
+
+Inside a transaction the look-up serialises with a sunset being scheduled
+(``rewards.sunset``): it first takes the program's end-of-earning lock in
+share mode, held to the end of the earning's transaction, which the sunset
+takes exclusively before it writes. A sunset scheduled after the check
+waits for the earning to commit; a check made while a sunset is written
+waits for its commit, and its read (a statement of its own, so a snapshot
+taken after the wait) sees the sunset. The lock and the read cannot be one
+statement: a statement that waited for a lock still reads with the
+snapshot it took before waiting, and would miss the sunset it waited for.
+So the look-up costs two statements inside a transaction (a batch of
+purchases, one more per batch); on a pool, outside any transaction, it is
+one, and nothing is held.
 """
 
 from __future__ import annotations
@@ -62,9 +75,29 @@ class EndOfEarning:
 #: Where the look-up runs: a connection (inside its transaction) or a pool.
 Database: TypeAlias = "Connection | asyncpg.Pool"
 
+#: An advisory lock's first key, the program's id hashed the second: the
+#: program's end of earning ("EN"), shared by earnings, exclusive to a
+#: sunset being scheduled.
+END_OF_EARNING_LOCK = 0x454E
+
+
+async def lock_end_of_earning(connection: Connection, program_id: uuid.UUID) -> None:
+    """Wait for every earning of the program checked and not yet committed,
+    and hold the ones to come until this transaction ends: a sunset's write."""
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", END_OF_EARNING_LOCK, str(program_id)
+    )
+
 
 async def end_of_earning(db: Database, program_id: uuid.UUID) -> EndOfEarning | None:
-    """The program's end of earning, if a sunset stands (scheduled or done)."""
+    """The program's end of earning, if a sunset stands (scheduled or done);
+    on a connection, serialised with a sunset being scheduled (above)."""
+    if not isinstance(db, asyncpg.Pool):
+        await db.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+            END_OF_EARNING_LOCK,
+            str(program_id),
+        )
     row = await db.fetchrow(
         "SELECT earning_ends_at, sunset_at FROM program_sunsets"
         " WHERE program_id = $1 AND status <> 'cancelled'",

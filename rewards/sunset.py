@@ -5,7 +5,10 @@ Scheduling stores the date (at least ``notice_days`` ahead) and emits
 ``rewards.sunset_scheduled``, so members can be told; it can be cancelled
 until the date. Earning stops first: from ``earning_ends_at`` (the
 announcement, unless a later instant is named) no new points are credited
-(``rewards.end_of_earning``), while members redeem until the date.
+(``rewards.end_of_earning``), while members redeem until the date. The
+sunset is written under the program's end-of-earning lock, which every
+earning's check holds in share mode: an earning checked before the sunset
+commits before it, one checked after sees it.
 
 From the date on, the ``sunset-programs`` job (or an operator's run of it)
 expires every wallet's spendable points to breakage with code
@@ -40,6 +43,7 @@ from ledger import Ledger, Transfer
 from ledger.bounds import MOMENT_RULE, Moment, Text500, check_moment
 from ledger.reads import spendable
 from rewards.connections import session_connection
+from rewards.end_of_earning import lock_end_of_earning
 from rewards.lot_models import ProgramSunset, SunsetStatus
 from rewards.programs import record_transfers
 
@@ -201,6 +205,9 @@ async def schedule_sunset(
             "earning_ends_at: must be between now and sunset_at"
             f" ({now.isoformat()} to {request.sunset_at.isoformat()})"
         )
+    # Earnings checked and not yet committed are waited for; those checked
+    # from now on wait for this commit, and then see the sunset.
+    await lock_end_of_earning(await session_connection(session), program.id)
     sunset = ProgramSunset(
         program_id=program.id,
         sunset_at=request.sunset_at,

@@ -1,10 +1,14 @@
 """A sunset stops earning first: from its end of earning (the announcement,
 or a later instant the operator names) purchases, their bonuses and bought
 points are refused with ``program-sunsetting``, writing nothing, while
-members go on spending until the sunset; a cancelled sunset lifts it."""
+members go on spending until the sunset; a cancelled sunset lifts it. An
+earning and a sunset being scheduled at once serialise: an earning checked
+while the sunset is written waits for it and is refused, and a sunset
+written while an earning is in flight waits for the earning's commit."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -15,8 +19,8 @@ import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.app import create_app
 from api.settings import Settings
@@ -276,3 +280,94 @@ async def test_the_api_answers_program_sunsetting_and_writes_nothing(
         )
         == 0
     )
+
+
+@pytest.fixture
+async def ann_shop(session: AsyncSession, ledger: Ledger, new_program: NewProgram) -> Program:
+    """A program earning 1 point per unit, with ann enrolled."""
+    program = await shop(session, new_program, datetime.now(UTC))
+    await enrol(session, ledger, program, "ann")
+    return program
+
+
+async def backend_pid(session: AsyncSession) -> int:
+    """The backend of the session's transaction (begun here if none is)."""
+    return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def waits_for_a_lock(pool: asyncpg.Pool, pid: int, task: asyncio.Task[Any]) -> None:
+    """Return once the backend ``pid``, running ``task``, waits for an
+    advisory lock; fail if the task ends first (it did not wait)."""
+    for _ in range(1000):
+        if task.done():
+            raise AssertionError(f"it did not wait; it ended with {task.result()!r}")
+        wait = await pool.fetchval(
+            "SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+            pid,
+        )
+        if wait == "advisory":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("it never waited for a lock")
+
+
+async def test_an_earning_checked_while_a_sunset_is_written_waits_and_is_refused(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    ledger: Ledger,
+    pool: asyncpg.Pool,
+    ann_shop: Program,
+) -> None:
+    now, program = datetime.now(UTC).replace(microsecond=0), ann_shop
+    # The sunset written, not yet committed.
+    await schedule_sunset(session, program, ending(now), now, principal=OPERATOR)
+    async with AsyncSession(engine, expire_on_commit=False) as earning:
+        pid = await backend_pid(earning)
+        recording = asyncio.create_task(
+            record_purchase(
+                earning,
+                ledger,
+                program,
+                purchase("ann", "O-race", 1000, now),
+                now,
+                principal=OPERATOR,
+            )
+        )
+        await waits_for_a_lock(pool, pid, recording)
+        await session.commit()
+        with pytest.raises(ProgramSunsetting, match="earning ended"):
+            await recording
+        await earning.rollback()
+    assert await session.scalar(_purchases(program)) == 0
+
+
+async def test_a_sunset_written_while_an_earning_is_in_flight_waits_for_its_commit(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    ledger: Ledger,
+    pool: asyncpg.Pool,
+    ann_shop: Program,
+) -> None:
+    now, program = datetime.now(UTC).replace(microsecond=0), ann_shop
+    async with AsyncSession(engine, expire_on_commit=False) as earning:
+        # Checked and credited, not yet committed.
+        earned = await record_purchase(
+            earning, ledger, program, purchase("ann", "O-first", 1000, now), now, principal=OPERATOR
+        )
+        pid = await backend_pid(session)
+        scheduling = asyncio.create_task(
+            schedule_sunset(session, program, ending(now), now, principal=OPERATOR)
+        )
+        await waits_for_a_lock(pool, pid, scheduling)
+        await earning.commit()
+    view, created = await scheduling
+    await session.commit()
+    assert created and view.status == "scheduled"
+    assert earned.points == 10
+    assert await session.scalar(_purchases(program)) == 1
+    # From the sunset on, the next earning is refused.
+    with pytest.raises(ProgramSunsetting):
+        await record_purchase(
+            session, ledger, program, purchase("ann", "O-next", 1000, now), now, principal=OPERATOR
+        )
+    await session.rollback()
