@@ -86,10 +86,17 @@ def bought_lot(program: Program, payment_id: str) -> uuid.UUID:
 
 
 #: A payment for points was refused after the end of earning: the money was
-#: taken and no points credited, so the operator refunds it. Emitted in the
-#: refusing transaction: a caller that rolls it back (nothing recorded) sends
-#: nothing; the Stripe inbox, which records the refusal, sends it.
+#: taken and no points credited, so it goes back to the member. The payment
+#: provider's integration subscribes to it and refunds the payment in full
+#: (today ``api.stripe.refunds``), recording it with
+#: ``record_refused_payment_refund``; operators' webhooks take it too, to
+#: know of it. Emitted in the refusing transaction: a caller that rolls it
+#: back (nothing recorded) sends nothing; the Stripe inbox, which records
+#: the refusal, sends it.
 PAYMENT_REFUSED = "rewards.points_payment_refused"
+
+#: The audit action of a refused payment's refund.
+REFUSED_PAYMENT_REFUND = "points.refused_payment_refund"
 
 
 async def _check_earning(
@@ -129,7 +136,59 @@ async def _check_earning(
 
 
 def _subject(program: Program, member: Member) -> str:
-    return f"program:{program.slug}:member:{member.external_id}"
+    return _member_subject(program, member.external_id)
+
+
+def _member_subject(program: Program, member: str) -> str:
+    return f"program:{program.slug}:member:{member}"
+
+
+class RefusedPaymentRefund(msgspec.Struct, kw_only=True, frozen=True):
+    """The money of a refused payment (``PAYMENT_REFUSED``) given back, as
+    the payment provider reports it."""
+
+    payment_id: str
+    #: The member the refused payment named (its external id).
+    member: str
+    #: The provider's id of the refund made for the refusal; None when the
+    #: payment had been refunded in full before (by hand, say), so none was.
+    refund_id: str | None
+    #: What the refund gives back, in minor units (of all refunds, when
+    #: none was made).
+    refunded_minor: int
+    #: The provider's state of the refund (``succeeded``, ``pending``...).
+    status: str
+
+
+async def record_refused_payment_refund(
+    session: AsyncSession,
+    program_id: uuid.UUID,
+    refund: RefusedPaymentRefund,
+    *,
+    principal: Principal,
+) -> bool:
+    """The audit line of a refused payment's refund, once per payment:
+    False if it was written before (the refusal reported twice, each
+    refunded by the one refund). No points move: none were credited."""
+    program = await session.get_one(Program, program_id)
+    subject = _member_subject(program, refund.member)
+    if await audit.recorded(
+        session, REFUSED_PAYMENT_REFUND, subject, payment_intent=refund.payment_id
+    ):
+        return False
+    await audit.record(
+        session,
+        principal,
+        REFUSED_PAYMENT_REFUND,
+        subject,
+        {
+            "payment_intent": refund.payment_id,
+            "refund": refund.refund_id,
+            "refunded_minor": refund.refunded_minor,
+            "status": refund.status,
+        },
+    )
+    return True
 
 
 async def credit_bought_points(

@@ -9,7 +9,9 @@
 - ``events``: what each Stripe event means to the domains, as calls of
   their use cases (``rewards.bought_points``,
   ``rewards.purchase_recording``, ``rewards.refunds``), all audited as
-  ``system:stripe``.
+  ``system:stripe``;
+- ``refunds``: the refund of the points payments refused after a program's
+  end of earning, from their outbox event, once, audited.
 
 Why here, and why one package: the domain packages import no payment
 provider (an import-linter contract), so that a use case is the same

@@ -233,7 +233,8 @@ async def _points_bought(
         )
     except (PaymentShort, ProgramSunsetting) as error:
         # Marked refused, not retried: a retry would be refused the same way.
-        # The payment stays Stripe's to refund (docs/rewards.md, "Sunset").
+        # A refusal after the end of earning is refunded from its outbox
+        # event (``api.stripe.refunds``); a short payment is the shop's.
         return f"refused: {error}"
     return f"points bought: {bought.points}"
 

@@ -1,13 +1,16 @@
 """What the Stripe integration brings to the platform (``api.modules``
-lists it): the job that processes its inbox, and the one that retries
-partners' failed collections."""
+lists it): the job that processes its inbox, the one that retries
+partners' failed collections, and the refund of the points payments
+refused after a program's end of earning (``api.stripe.refunds``)."""
 
 from __future__ import annotations
 
 from api.settings import load_settings
 from api.stripe.collection import retry_collections
 from api.stripe.inbox import process_inbox
+from api.stripe.refunds import REFUND_DUE, queue_refunds, refund_refused_payment
 from core.modules import Job, JobContext, Module
+from rewards.bought_points import PAYMENT_REFUSED
 
 
 async def _process_inbox(context: JobContext) -> int:
@@ -23,6 +26,8 @@ async def _retry_collections(context: JobContext) -> int:
 
 STRIPE = Module(
     name="stripe",
+    topics=frozenset({REFUND_DUE}),
+    subscribers={PAYMENT_REFUSED: queue_refunds, REFUND_DUE: refund_refused_payment},
     jobs=(
         Job(
             # The webhook asks for this job by its task's name right after

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,13 +24,17 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import create_app
+from api.modules import SUBSCRIBERS
 from api.settings import Settings
+from api.stripe import refunds
 from api.stripe.inbox import process_inbox
 from core.codes import TransferCode
 from core.members import get_member
+from core.outbox import drain
 from core.principal import system
 from core.programs import get_program
 from ledger import Ledger, Transfer
+from rewards import bought_points
 from rewards.programs import Enrolment, enrol_member, member_balance
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
@@ -626,3 +631,212 @@ async def test_a_sunset_refuses_new_points_payments_but_credits_those_started_be
         )
         == 1
     )
+
+
+@pytest.fixture
+def refunding(monkeypatch: pytest.MonkeyPatch, localstripe: str) -> stripe.StripeClient:
+    """Stripe as the worker finds it (its settings come from the
+    environment), and a client to look at what it holds."""
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_coalition")
+    monkeypatch.setenv("STRIPE_API_BASE", localstripe)
+    return stripe.StripeClient("sk_test_coalition", base_addresses={"api": localstripe})
+
+
+async def refused_payment(
+    client: AsyncTestClient[Litestar],
+    stripe_api: stripe.StripeClient,
+    sessions: async_sessionmaker[AsyncSession],
+    ledger: Ledger,
+    pool: asyncpg.Pool,
+    shop: str,
+) -> str:
+    """A payment for 30 points taken at Stripe after the program's end of
+    earning, and refused: answers its PaymentIntent's id."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with sessions() as session, session.begin():
+        program = await get_program(session, system("test"), shop)
+        await schedule_sunset(
+            session,
+            program,
+            SunsetRequest(sunset_at=now + timedelta(days=40), notice_days=30, reason="closing"),
+            now,
+            principal=system("test"),
+        )
+    card = await stripe_api.v1.payment_methods.create_async(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    intent = await stripe_api.v1.payment_intents.create_async(
+        params={
+            "amount": 30,
+            "currency": "zar",
+            "payment_method": card.id,
+            "confirm": True,
+            "metadata": {
+                "kind": "points_purchase",
+                "program": shop,
+                "member": "payer",
+                "points": "30",
+            },
+        }
+    )
+    assert intent.status == "succeeded"
+    # Started after the end of earning (Stripe's clock and ours may differ by a second).
+    paid = intent.to_dict() | {"created": int((now + timedelta(seconds=1)).timestamp())}
+    outcome = await deliver_event(client, sessions, ledger, pool, "payment_intent.succeeded", paid)
+    assert outcome.startswith("refused: program"), outcome
+    return intent.id
+
+
+async def drain_refunds(sessions: async_sessionmaker[AsyncSession], at: datetime) -> int:
+    """What the drain-outbox job does (all topics: a refusal waits for the
+    program's earlier events, its sunset's among them)."""
+    return await drain(sessions, SUBSCRIBERS, at)
+
+
+async def refunds_at_stripe(stripe_api: stripe.StripeClient, intent: str) -> list[stripe.Refund]:
+    found = await stripe_api.v1.refunds.list_async(params={"payment_intent": intent})
+    return list(found.data)
+
+
+async def refund_lines(pool: asyncpg.Pool, shop: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = await pool.fetch(
+        "SELECT actor, details FROM audit_events WHERE action = $1 AND subject = $2",
+        bought_points.REFUSED_PAYMENT_REFUND,
+        f"program:{shop}:member:payer",
+    )
+    return [
+        (r["actor"], json.loads(r["details"]) if isinstance(r["details"], str) else r["details"])
+        for r in rows
+    ]
+
+
+async def refund_due(pool: asyncpg.Pool, intent: str) -> asyncpg.Record:
+    found = await pool.fetchrow(
+        "SELECT handled_at, attempts, last_error FROM outbox_events"
+        " WHERE topic = $1 AND subject = $2",
+        refunds.REFUND_DUE,
+        f"stripe-payment:{intent}",
+    )
+    assert found is not None
+    return found
+
+
+async def test_a_points_payment_refused_after_the_end_of_earning_is_refunded_once(
+    stripe_client: AsyncTestClient[Litestar],
+    refunding: stripe.StripeClient,
+    engine: AsyncEngine,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    intent = await refused_payment(stripe_client, refunding, sessions, ledger, pool, shop)
+    record = bought_points.record_refused_payment_refund
+    calls = 0
+
+    async def lost(*args: Any, **kwargs: Any) -> bool:
+        # Stripe refunded, then the commit was lost: the outbox tries again.
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("the database went away")
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(refunds, "record_refused_payment_refund", lost)
+    now = datetime.now(UTC)
+    await drain_refunds(sessions, now)
+    assert (await refund_due(pool, intent))["handled_at"] is None
+    assert await refund_lines(pool, shop) == []
+    # Redelivered: the refund made is found, none made again.
+    await drain_refunds(sessions, now + timedelta(seconds=5))
+    assert (await refund_due(pool, intent))["attempts"] == 2
+    [refund] = await refunds_at_stripe(refunding, intent)
+    assert (refund.amount, refund.status) == (30, "succeeded")
+    assert refund.metadata is not None and refund.metadata["kind"] == "points_payment_refused"
+    expected = {
+        "payment_intent": intent,
+        "refund": refund.id,
+        "refunded_minor": 30,
+        "status": "succeeded",
+    }
+    assert await refund_lines(pool, shop) == [("system:stripe", expected)]
+    # Stripe delivers the payment's success again (a new event): refused
+    # again, and its refund is the one made.
+    paid = (await refunding.v1.payment_intents.retrieve_async(intent)).to_dict()
+    paid["created"] = int((now + timedelta(seconds=1)).timestamp())
+    outcome = await deliver_event(
+        stripe_client, sessions, ledger, pool, "payment_intent.succeeded", paid
+    )
+    assert outcome.startswith("refused: program"), outcome
+    await drain_refunds(sessions, now + timedelta(seconds=10))
+    assert [r.id for r in await refunds_at_stripe(refunding, intent)] == [refund.id]
+    assert await refund_lines(pool, shop) == [("system:stripe", expected)]
+    # The operators' event still goes, once per refusal.
+    refused = await pool.fetchval(
+        "SELECT count(*) FROM outbox_events WHERE topic = $1 AND payload->>'payment_id' = $2",
+        bought_points.PAYMENT_REFUSED,
+        intent,
+    )
+    assert refused == 2
+
+
+async def test_a_refund_stripe_does_not_answer_is_tried_again_until_it_does(
+    stripe_client: AsyncTestClient[Litestar],
+    refunding: stripe.StripeClient,
+    engine: AsyncEngine,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+    localstripe: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    intent = await refused_payment(stripe_client, refunding, sessions, ledger, pool, shop)
+    monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{live_server.free_port()}")
+    now = datetime.now(UTC)
+    with caplog.at_level(logging.WARNING, logger="api.stripe.refunds"):
+        await drain_refunds(sessions, now)
+    kept = await refund_due(pool, intent)
+    assert kept["handled_at"] is None and kept["attempts"] == 1
+    assert kept["last_error"].startswith("APIConnectionError")
+    [line] = [r.getMessage() for r in caplog.records if intent in r.getMessage()]
+    assert "failed, the outbox will try again: APIConnectionError" in line
+    assert await refunds_at_stripe(refunding, intent) == []
+    assert await refund_lines(pool, shop) == []
+    monkeypatch.setenv("STRIPE_API_BASE", localstripe)
+    await drain_refunds(sessions, now + timedelta(seconds=5))
+    assert (await refund_due(pool, intent))["handled_at"] is not None
+    [refund] = await refunds_at_stripe(refunding, intent)
+    assert [details["refund"] for _, details in await refund_lines(pool, shop)] == [refund.id]
+
+
+async def test_a_refused_payment_refunded_by_hand_is_not_refunded_again(
+    stripe_client: AsyncTestClient[Litestar],
+    refunding: stripe.StripeClient,
+    engine: AsyncEngine,
+    ledger: Ledger,
+    shop: str,
+    pool: asyncpg.Pool,
+) -> None:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    intent = await refused_payment(stripe_client, refunding, sessions, ledger, pool, shop)
+    by_hand = await refunding.v1.refunds.create_async(params={"payment_intent": intent})
+    await drain_refunds(sessions, datetime.now(UTC))
+    assert (await refund_due(pool, intent))["handled_at"] is not None
+    assert [r.id for r in await refunds_at_stripe(refunding, intent)] == [by_hand.id]
+    assert await refund_lines(pool, shop) == [
+        (
+            "system:stripe",
+            {
+                "payment_intent": intent,
+                "refund": None,
+                "refunded_minor": 30,
+                "status": "refunded before",
+            },
+        )
+    ]
