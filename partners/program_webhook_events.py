@@ -26,7 +26,8 @@ OPERATOR_EVENTS: dict[str, str] = {
     sunset.COMPLETED: "The program's sunset came: the points expired and the wallets they were in.",
     reinstatement.REINSTATED: "Expired points were reinstated: the reinstatement and its totals.",
     bought_points.PAYMENT_REFUSED: "A member's payment for points succeeded after the end of"
-    " earning and was refused: the payment, the member, the points and the amount to refund.",
+    " earning and was refused: the payment, the member, the points and the amount paid, which"
+    " Coalition refunds through Stripe (audited as `points.refused_payment_refund`).",
 }
 
 #: Every topic a program's own webhook endpoint may subscribe to.
