@@ -20,8 +20,8 @@ aggregates).
 - A member created with a tier is in its class from the beginning of time
   (``-infinity``): with no history row, the history counts the member in
   the current tier at every instant.
-- Backfill: every member's current tier, at the migration, in one call per
-  program; then ``ledgers.classes_since`` for every ledger that already has
+- Backfill: every member's current tier (or none), at the migration, in
+  one call; then ``ledgers.classes_since`` for every ledger that already has
   a wallet, since its aggregates count every wallet in class 0 before
   (finance reads the days before it from the history of tiers).
 
@@ -85,36 +85,31 @@ QUEUE = [
     # the ledger's posting lock, as a purchase that posts in its own
     # transaction takes them; nothing that holds the posting lock waits for
     # a member's row.
+    # One call, in the order queued: the function applies an account's
+    # changes in order and takes every ledger's lock at once, in ledger
+    # order (one call per ledger or per pass could take a lower ledger after
+    # a higher one and deadlock with a batch of both). A wallet the ledger
+    # does not hold (no account: a member made without one) has no class
+    # to move. Never SET CONSTRAINTS ... IMMEDIATE for this trigger: it
+    # would take the posting lock inside the caller's transaction, which
+    # the deferral exists to avoid.
     """CREATE FUNCTION assign_tier_classes() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         wallets uuid[];
         classes integer[];
         instants timestamptz[];
-        pass_no integer := 1;
-        r_wallets uuid[];
-        r_classes integer[];
-        r_instants timestamptz[];
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM tier_classes_due WHERE id = NEW.id) THEN
             RETURN NULL;
         END IF;
         WITH taken AS (DELETE FROM tier_classes_due RETURNING *)
-        SELECT array_agg(wallet_account_id ORDER BY id), array_agg(ledger_class ORDER BY id),
-            array_agg(valid_from ORDER BY id)
-        INTO wallets, classes, instants FROM taken;
-        LOOP
-            SELECT array_agg(x.wallet ORDER BY x.wallet), array_agg(x.cls ORDER BY x.wallet),
-                array_agg(x.at ORDER BY x.wallet)
-            INTO r_wallets, r_classes, r_instants
-            FROM (SELECT u.wallet, u.cls, u.at,
-                    row_number() OVER (PARTITION BY u.wallet ORDER BY u.n) AS k
-                  FROM unnest(wallets, classes, instants) WITH ORDINALITY
-                    AS u(wallet, cls, at, n)) x
-            WHERE x.k = pass_no;
-            EXIT WHEN r_wallets IS NULL;
-            PERFORM ledger_set_account_classes(r_wallets, r_classes, r_instants);
-            pass_no := pass_no + 1;
-        END LOOP;
+        SELECT array_agg(t.wallet_account_id ORDER BY t.id),
+            array_agg(t.ledger_class ORDER BY t.id), array_agg(t.valid_from ORDER BY t.id)
+        INTO wallets, classes, instants
+        FROM taken t WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.wallet_account_id);
+        IF wallets IS NOT NULL THEN
+            PERFORM ledger_set_account_classes(wallets, classes, instants);
+        END IF;
         RETURN NULL;
     END
     $$""",
@@ -183,7 +178,7 @@ NEW_MEMBERS = [
         EXECUTE FUNCTION record_new_member_tier()""",
 ]
 
-# Each member's current tier, one call per program, now (NULL: under the
+# Each member's current tier, one call, now (NULL: under the
 # ledger's lock, from the balance, with no scan of transfers); then the
 # instant from which the aggregates answer, for every ledger that has a
 # wallet: after the calls, so that every move they made (on the day of its
@@ -191,12 +186,17 @@ NEW_MEMBERS = [
 # wallet but no points yet is marked too: a backdated movement may still
 # bring it points dated before now.
 BACKFILL = [
+    # Every member's wallet, with a tier or not (a wallet left in a class by
+    # an earlier upgrade goes back to 0 when its member lost the tier since),
+    # in one call: the ledgers' locks in ledger order.
     """SELECT ledger_set_account_classes(
         array_agg(m.wallet_account_id ORDER BY m.wallet_account_id),
-        array_agg(t.ledger_class ORDER BY m.wallet_account_id),
+        array_agg(coalesce(t.ledger_class, 0) ORDER BY m.wallet_account_id),
         array_agg(NULL::timestamptz ORDER BY m.wallet_account_id))
-    FROM members m JOIN tiers t ON t.program_id = m.program_id AND t.code = m.tier_code
-    GROUP BY m.program_id""",
+    FROM members m
+    JOIN accounts a ON a.id = m.wallet_account_id
+    LEFT JOIN tiers t ON t.program_id = m.program_id AND t.code = m.tier_code
+    HAVING count(*) > 0""",
     """UPDATE ledgers g SET classes_since = clock_timestamp()
     WHERE EXISTS (SELECT 1 FROM accounts a
         WHERE a.ledger = g.id AND a.code IN (SELECT code FROM ledger_lot_codes))""",

@@ -212,3 +212,35 @@ def test_the_backfill_assigns_the_tiers_and_leaves_the_past_to_the_scan(server_u
             assert await _by_tier(session, shop, past) == await _scan(session, shop, past)
 
         asyncio.run(_with(url, again))
+
+
+def test_a_second_upgrade_puts_a_member_who_lost_the_tier_back_in_no_class(
+    server_url: str,
+) -> None:
+    # Down to 0052 keeps the wallets' classes; a member losing the tier
+    # meanwhile records no change of class, so the upgrade re-assigns all.
+    with fresh_database(server_url) as url:
+        migrate(url, BEFORE)
+        built = asyncio.run(_with(url, _before_the_migration))
+        migrate(url, REVISION)
+        downgrade(url, BEFORE)
+
+        async def lose(session: AsyncSession, ledger: Ledger) -> None:
+            await session.execute(
+                update(Member)
+                .where(Member.id == built.members["alice"].id)
+                .values(tier_code=None, tier_since=None)
+            )
+            await session.commit()
+
+        asyncio.run(_with(url, lose))
+        migrate(url, REVISION)
+        today = _day(NOW)
+
+        async def check(session: AsyncSession, ledger: Ledger) -> None:
+            assert (await _classes(session)).wallets["alice"] == 0
+            assert await _by_tier(session, built.shop, today) == await _scan(
+                session, built.shop, today
+            )
+
+        asyncio.run(_with(url, check))

@@ -8,6 +8,7 @@ not, alone or in batches) and changes of class (dated now or in the past).
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from collections import defaultdict
@@ -17,9 +18,13 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from ledger import Ledger, Transfer, classes
+from ledger import Ledger, Transfer, TransferFlags, classes
 from ledger.periods import close_through
+from ledger.schemas import Ledger as LedgerDefinition
 from tests.ledger.test_lots import NewLedger, move, open_accounts, post, posted_history
+
+#: Ledger ids for the zoned ledgers, far from the ones ``new_ledger`` takes.
+_zoned_ids = itertools.count(880_000)
 
 
 async def _changes(pool: asyncpg.Pool, ledger_id: int) -> list[tuple[uuid.UUID, datetime, int]]:
@@ -45,7 +50,8 @@ async def _expected(
             held[t["debit"]] -= t["amount"]
     in_class = dict.fromkeys(wallets, 0)
     for account, valid_from, cls in await _changes(pool, ledger_id):
-        if valid_from.astimezone(zone).date() <= day:
+        # '-infinity' reads as datetime.min.
+        if valid_from.year == 1 or valid_from.astimezone(zone).date() <= day:
             in_class[account] = cls
     sums: dict[int, int] = defaultdict(int)
     for wallet in wallets:
@@ -56,6 +62,7 @@ async def _expected(
 async def _assert_every_day(
     pool: asyncpg.Pool, ledger_id: int, wallets: list[uuid.UUID], first: date, last: date
 ) -> None:
+    """Every day from ``first`` to ``last`` (accounting days of the ledger)."""
     zone = ZoneInfo(await pool.fetchval("SELECT time_zone FROM ledgers WHERE id = $1", ledger_id))
     day = first
     while day <= last:
@@ -105,6 +112,101 @@ async def test_points_by_class_equal_the_balances_by_class_in_force_every_day(
             assert await post(ledger, transfers) == ["ok"] * len(transfers)
     today = now.date()
     await _assert_every_day(pool, a.ledger, a.wallets, today - timedelta(days=22), today)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/Los_Angeles"])
+async def test_points_by_class_with_two_phase_failed_chains_and_any_instant(
+    ledger: Ledger, pool: asyncpg.Pool, seed: int, zone: str
+) -> None:
+    # Pending, posted and voided transfers, linked chains that fail, changes
+    # dated in the future, at '-infinity' and several in one call, in zones
+    # far from UTC on both sides.
+    rng = random.Random(seed)
+    ledger_id = next(_zoned_ids)
+    await ledger.create_ledger(
+        LedgerDefinition(id=ledger_id, name=f"z-{ledger_id}"), time_zone=zone
+    )
+    a = await open_accounts(ledger, ledger_id, wallets=4)
+    now = datetime.now(UTC)
+    pending: list[uuid.UUID] = []
+    for _ in range(50):
+        kind = rng.choice(
+            ["earn", "spend", "class", "classes", "batch", "pend", "resolve", "chain"]
+        )
+        ago = timedelta(days=rng.choice([0, 0, 1, 3, 9]), hours=rng.randint(0, 23))
+        when = None if ago == timedelta(0) or rng.random() < 0.3 else now - ago
+        wallet = rng.choice(a.wallets)
+        if kind == "class":
+            pick = rng.random()
+            at = (
+                None
+                if pick < 0.3
+                else now + timedelta(days=rng.randint(1, 2))
+                if pick < 0.45
+                else datetime.min.replace(tzinfo=UTC)
+                if pick < 0.5
+                else now - ago
+            )
+            await classes.set_account_classes(pool, [wallet], [rng.randint(0, 3)], [at])
+        elif kind == "classes":
+            other = rng.choice(a.wallets)
+            instants = [rng.choice([None, now - ago, now - ago / 2]) for _ in range(3)]
+            await classes.set_account_classes(
+                pool, [wallet, other, wallet], [rng.randint(0, 3) for _ in range(3)], instants
+            )
+        elif kind == "pend":
+            held = move(
+                ledger_id,
+                a.issuance,
+                wallet,
+                rng.randint(1, 30),
+                flags=TransferFlags.PENDING,
+                effective_at=when,
+            )
+            if await post(ledger, [held]) == ["ok"]:
+                pending.append(held.id)
+        elif kind == "resolve" and pending:
+            resolved = pending.pop(rng.randrange(len(pending)))
+            flags = rng.choice([TransferFlags.POST_PENDING, TransferFlags.VOID_PENDING])
+            await post(
+                ledger,
+                [
+                    Transfer(
+                        id=uuid.uuid4(),
+                        pending_id=resolved,
+                        amount=0,
+                        flags=flags,
+                        effective_at=when,
+                    )
+                ],
+            )
+        else:
+            transfers: list[Transfer] = []
+            for k in range(rng.randint(2, 4) if kind in ("batch", "chain") else 1):
+                w = rng.choice(a.wallets)
+                linked = TransferFlags.LINKED if kind == "chain" else TransferFlags.NONE
+                if rng.random() < 0.6:
+                    transfers.append(
+                        move(ledger_id, a.issuance, w, rng.randint(1, 50), effective_at=when)
+                    )
+                else:
+                    # May exceed the wallet: refused, failing its chain.
+                    target = rng.choice([a.redemption, *(x for x in a.wallets if x != w)])
+                    transfers.append(
+                        move(ledger_id, w, target, rng.randint(1, 50), 2, effective_at=when)
+                    )
+                if kind == "chain" and k > 0:
+                    previous = transfers[-2]
+                    transfers[-2] = Transfer(
+                        **{f: getattr(previous, f) for f in previous.__struct_fields__}
+                        | {"flags": linked}
+                    )
+            await post(ledger, transfers)
+    today = now.astimezone(ZoneInfo(zone)).date()
+    await _assert_every_day(
+        pool, ledger_id, a.wallets, today - timedelta(days=12), today + timedelta(days=3)
+    )
 
 
 async def test_a_movement_dated_before_a_change_follows_the_account_through_it(
