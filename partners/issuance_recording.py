@@ -40,6 +40,7 @@ from partners.coalition_errors import FundingExhausted
 from partners.coalition_schemas import IssuanceRequest, IssuanceView
 from partners.issuance_views import issued_under, view_of
 from rewards.connections import Connection
+from rewards.end_of_earning import end_of_earning
 from rewards.errors import LedgerRefused
 
 _JSON = msgspec.json.Encoder()
@@ -166,6 +167,20 @@ async def _write(db: Connection, ledger: Ledger, batch: list[PreparedIssuance]) 
             answers[n] = _replay(batch[n], found.get(batch[n].key))
     moving = [n for n, issuance in enumerate(batch) if answers[n] is None and issuance.transfer_id]
     if moving:
+        # Checked again in the writing transaction (prepare_issuance read it
+        # outside any): the end-of-earning lock, taken in share mode here,
+        # orders it with a sunset being scheduled.
+        acting = batch[0].acting
+        end = await end_of_earning(db, acting.program_id)
+        if end is not None:
+            refused: dict[int, DomainError] = {
+                n: late
+                for n in moving
+                if (late := end.refusal(acting.program_slug, issued_at[batch[n].id],
+                                           issued_at[batch[n].id])) is not None
+            }  # fmt: skip
+            if refused:
+                raise _Refused(refused)
         # Last: from the ledger call to the commit the transaction holds the
         # program ledger's lock, so nothing after it waits on anything.
         outcomes = await ledger.create_transfers_within(db, [_transfer(batch[n]) for n in moving])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, MemberNotActive, NotFound
 from core.models import Member
+from core.principal import system
 from ledger import Ledger
 from partners import events
 from partners.coalition_errors import (
@@ -27,12 +28,15 @@ from partners.coalition_errors import (
     NoContractInForce,
     PartnerNotActive,
 )
-from partners.coalition_schemas import IssuanceRequest
-from partners.issuance import get_issuance, issue_points, list_issuances
+from partners.coalition_schemas import IssuanceRequest, IssuanceView
+from partners.issuance import get_issuance, issue_points, list_issuances, prepare_issuance
+from partners.issuance_recording import record_issuances
 from partners.member_links import LinkRequest, link_member
 from partners.models import PartnerStatus
+from rewards.errors import ProgramSunsetting
 from rewards.rule_versions import draft_rules, publish_rules
 from rewards.rules import EarnRules
+from rewards.sunset import SunsetRequest, schedule_sunset
 from tests.conftest import NewProgram
 from tests.partners.coalition_helpers import (
     OPERATOR,
@@ -351,5 +355,37 @@ async def test_an_issuance_is_refused_without_the_parties_it_needs(
         await issue_points(
             pool, ledger, issuance(), now, principal=partner_principal(partner, scopes=())
         )
+    assert await written(pool, program.id) == (0, 0, 0)
+    assert await issuable(ledger, program, partner) == 1000
+
+
+async def test_an_issuance_prepared_before_a_sunset_and_written_after_it_is_refused(
+    session: AsyncSession,
+    ledger: Ledger,
+    pool: asyncpg.Pool,
+    new_program: NewProgram,
+    new_partner: NewPartner,
+) -> None:
+    # prepare_issuance reads the end of earning outside the writing
+    # transaction: the write checks it again, under the end-of-earning lock.
+    program = await new_program()
+    partner = await new_partner(program)
+    await enrolled(session, ledger, program)
+    await contract(session, ledger, program, partner)
+    await fund(session, ledger, program, partner, 1000)
+    principal = partner_principal(partner)
+    now = datetime.now(UTC)
+    prepared = await prepare_issuance(pool, issuance(), now, principal=principal)
+    assert not isinstance(prepared, IssuanceView)
+    await schedule_sunset(
+        session,
+        program,
+        SunsetRequest(sunset_at=now + timedelta(days=40), notice_days=30, reason="closing"),
+        now - timedelta(minutes=1),
+        principal=system("board"),
+    )
+    await session.commit()
+    [answer] = await record_issuances(pool, ledger, [prepared])
+    assert isinstance(answer, ProgramSunsetting)
     assert await written(pool, program.id) == (0, 0, 0)
     assert await issuable(ledger, program, partner) == 1000
