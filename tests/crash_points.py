@@ -208,8 +208,18 @@ def intercepted(points: CrashPoints) -> Iterator[None]:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
 _PSEUDONYM = re.compile(r"erased-[0-9a-f]{16,}")
-#: Integer columns that hold ids which differ from one program to the next.
-_INTEGER_IDS = {"id", "ledger", "ledger_id", "position"}
+#: Integer columns that hold ids which differ from one program to the next
+#: (a tier's ledger class comes from a sequence, which a retry advances).
+_INTEGER_IDS = {
+    "id",
+    "ledger",
+    "ledger_id",
+    "position",
+    "ledger_class",
+    "account_class",
+    "previous_class",
+    "seq",
+}
 #: Columns that change from run to run without meaning anything: clocks
 #: (the ledger's ``timestamp`` is nanoseconds, and the lots' settlement marks
 #: are such timestamps), random secrets.
